@@ -1,0 +1,108 @@
+// Typed errors of the lock manager. Each carries a stable code; the gRPC
+// adapter maps codes to statuses in one place (src/grpc/status-map.ts).
+
+export type LockErrorCode =
+  | "RESOURCE_BUSY"
+  | "INVALID_ARGUMENT"
+  | "LEASE_NOT_FOUND"
+  | "STORE_UNAVAILABLE"
+  | "STORE_FAILURE"
+  | "WAIT_CANCELLED"
+  | "WAIT_DEADLINE_EXCEEDED"
+  | "SHUTTING_DOWN";
+
+export abstract class LockError extends Error {
+  abstract readonly code: LockErrorCode;
+}
+
+/** The resource is held by someone else (try once, or the wait ran out). */
+export class ResourceBusyError extends LockError {
+  readonly code = "RESOURCE_BUSY";
+  constructor(
+    readonly resource: string,
+    readonly holder: string | undefined,
+    readonly expiresAt: number | undefined,
+    readonly waiting: number,
+    why: string,
+  ) {
+    const held =
+      holder === undefined
+        ? "is busy"
+        : `is held by "${holder}" until ${new Date(expiresAt ?? 0).toISOString()}`;
+    const queue = waiting > 0 ? ` (${waiting} waiting)` : "";
+    super(`resource "${resource}" ${held}${queue}: ${why}`);
+    this.name = "ResourceBusyError";
+  }
+}
+
+/** A request field is malformed or over its limit; the message names both. */
+export class InvalidArgumentError extends LockError {
+  readonly code = "INVALID_ARGUMENT";
+  constructor(
+    readonly field: string,
+    detail: string,
+  ) {
+    super(`${field}: ${detail}`);
+    this.name = "InvalidArgumentError";
+  }
+}
+
+/** The lease id is unknown or its lease has expired. */
+export class LeaseNotFoundError extends LockError {
+  readonly code = "LEASE_NOT_FOUND";
+  constructor() {
+    // Never echo the lease id: it is a capability.
+    super("lease not found: unknown lease_id, or the lease has expired or was released");
+    this.name = "LeaseNotFoundError";
+  }
+}
+
+/** The store cannot be used right now (permissions, full disk, guard busy). Retryable. */
+export class StoreUnavailableError extends LockError {
+  readonly code = "STORE_UNAVAILABLE";
+  constructor(
+    message: string,
+    readonly path?: string,
+    readonly errno?: string,
+  ) {
+    super(message);
+    this.name = "StoreUnavailableError";
+  }
+}
+
+/** An unexpected store failure (an errno we do not expect, a corrupt counter). */
+export class StoreFailureError extends LockError {
+  readonly code = "STORE_FAILURE";
+  constructor(
+    message: string,
+    readonly path?: string,
+    readonly errno?: string,
+  ) {
+    super(message);
+    this.name = "StoreFailureError";
+  }
+}
+
+export class WaitCancelledError extends LockError {
+  readonly code = "WAIT_CANCELLED";
+  constructor(resource?: string) {
+    super(resource ? `waiting for resource "${resource}" was cancelled by the caller` : "the call was cancelled");
+    this.name = "WaitCancelledError";
+  }
+}
+
+export class WaitDeadlineError extends LockError {
+  readonly code = "WAIT_DEADLINE_EXCEEDED";
+  constructor(resource?: string) {
+    super(resource ? `the call's deadline passed while waiting for resource "${resource}"` : "the call's deadline passed");
+    this.name = "WaitDeadlineError";
+  }
+}
+
+export class ShuttingDownError extends LockError {
+  readonly code = "SHUTTING_DOWN";
+  constructor() {
+    super("mcp-lockd is shutting down; retry against the restarted service");
+    this.name = "ShuttingDownError";
+  }
+}

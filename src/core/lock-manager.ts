@@ -1,0 +1,360 @@
+import { systemClock, type Clock, type TimerHandle } from "./clock.ts";
+import {
+  LeaseNotFoundError,
+  ResourceBusyError,
+  ShuttingDownError,
+  WaitCancelledError,
+  WaitDeadlineError,
+} from "./errors.ts";
+import { blockedUntil, holderOf, type BlockingState, type LeaseRecord, type ResourceState } from "./lease.ts";
+import { hashLeaseId, newLeaseId } from "./lease-id.ts";
+import { KeyedMutex } from "./keyed-mutex.ts";
+import {
+  MAX_LEASE_ID_LENGTH,
+  validateHolder,
+  validateMetadata,
+  validateResource,
+  validateTtl,
+  validateWait,
+} from "./limits.ts";
+import { WaitQueue } from "./wait-queue.ts";
+import { Waiter } from "./waiter.ts";
+import type { LeaseStore } from "../store/lease-store.ts";
+
+export interface AcquireInput {
+  resource: string;
+  holder?: string;
+  ttlMs?: number;
+  /** 0 or undefined: try once. */
+  waitMs?: number;
+  metadata?: Record<string, string>;
+}
+
+export interface GrantedLease {
+  /** The capability; returned only here. */
+  leaseId: string;
+  lease: LeaseRecord;
+}
+
+export interface ListedLock {
+  state: BlockingState;
+  waiters: number;
+}
+
+export interface LockManagerOptions {
+  store: LeaseStore;
+  clock?: Clock;
+  log?: (message: string) => void;
+  /** How often resources with waiters are re-read in case a watch event was lost. */
+  safetyRescanMs?: number;
+}
+
+/**
+ * The lock manager: leases, FIFO wait queues, expiry and fencing over a
+ * LeaseStore. The store is the source of truth; what is kept here (queues,
+ * expiry timers, the lease-id index) is derived from it and rebuilt on start.
+ */
+export class LockManager {
+  private readonly store: LeaseStore;
+  private readonly clock: Clock;
+  private readonly log: (message: string) => void;
+  private readonly mutex = new KeyedMutex();
+  private readonly queues = new Map<string, WaitQueue<Waiter>>();
+  private readonly expiryTimers = new Map<string, TimerHandle>();
+  /** What each resource was last seen blocked by, for busy messages. */
+  private readonly blockers = new Map<string, BlockingState>();
+  /** sha256(lease id) → resource, for leases granted with an id. */
+  private readonly resourceByHash = new Map<string, string>();
+  private readonly pumping = new Set<string>();
+  private readonly pumpAgain = new Set<string>();
+  private readonly safetyRescanMs: number;
+  private stopWatching: (() => void) | undefined;
+  private rescanTimer: TimerHandle | undefined;
+  private closed = false;
+
+  constructor(options: LockManagerOptions) {
+    this.store = options.store;
+    this.clock = options.clock ?? systemClock;
+    this.log = options.log ?? (() => {});
+    this.safetyRescanMs = options.safetyRescanMs ?? 2_000;
+  }
+
+  /** Loads every lease from the store: live ones stay held, expired ones are reclaimed. */
+  async start(): Promise<void> {
+    try {
+      await this.store.open();
+      const states = await this.store.list(this.clock.now());
+      for (const state of states) this.observe(state);
+      this.log(`loaded ${states.length} lease file(s) from ${this.store.location}`);
+    } catch (err) {
+      // Keep serving: each request reports the store error until it is fixed.
+      this.log(`lock dir not usable yet: ${(err as Error).message}`);
+    }
+    // Watch after open() made the dir; the store keeps retrying if it cannot.
+    this.stopWatching = this.store.watch((resource) => this.onExternalChange(resource));
+    this.scheduleSafetyRescan();
+  }
+
+  async acquire(input: AcquireInput, signal?: AbortSignal): Promise<GrantedLease> {
+    const resource = validateResource(input.resource);
+    const holder = validateHolder(input.holder ?? "");
+    const ttlMs = validateTtl(input.ttlMs);
+    const waitMs = validateWait(input.waitMs);
+    const metadata = validateMetadata(input.metadata ?? {});
+    if (this.closed) throw new ShuttingDownError();
+    if (signal?.aborted) throw abortError(signal, resource);
+
+    const queue = this.queueOf(resource);
+    const tryOnce = waitMs === 0;
+    // FIFO: a try-once caller never jumps ahead of callers already waiting.
+    if (tryOnce && queue.size > 0) {
+      throw this.busyError(resource, queue.size, "callers are already waiting");
+    }
+    const leaseId = newLeaseId();
+    const waiter = new Waiter(hashLeaseId(leaseId), holder, ttlMs, metadata, tryOnce);
+    queue.push(waiter);
+    waiter.onSettle(() => this.leaveQueue(resource, waiter));
+    if (!tryOnce) {
+      const timer = this.clock.setTimer(waitMs, () =>
+        waiter.fail(this.busyError(resource, queue.size - 1, `wait_timeout of ${waitMs / 1000}s ran out`)),
+      );
+      waiter.onSettle(() => timer.cancel());
+    }
+    if (signal) {
+      const onAbort = () => waiter.fail(abortError(signal, resource));
+      signal.addEventListener("abort", onAbort, { once: true });
+      waiter.onSettle(() => signal.removeEventListener("abort", onAbort));
+    }
+    this.pump(resource);
+    return { leaseId, lease: await waiter.promise };
+  }
+
+  async release(leaseId: string): Promise<void> {
+    const { hash, resource } = this.lookup(leaseId);
+    const released = await this.mutex.run(resource, async () => {
+      const done = await this.store.release(resource, hash, this.clock.now());
+      this.resourceByHash.delete(hash);
+      this.observe(done ? { kind: "free", resource } : await this.store.read(resource, this.clock.now()));
+      return done;
+    });
+    this.pump(resource);
+    if (!released) throw new LeaseNotFoundError();
+  }
+
+  /** Renews a live lease to now + ttl. Throws LeaseNotFoundError when it is unknown or expired. */
+  async renew(leaseId: string): Promise<LeaseRecord> {
+    const { hash, resource } = this.lookup(leaseId);
+    const renewed = await this.mutex.run(resource, async () => {
+      const lease = await this.store.renew(resource, hash, this.clock.now());
+      if (lease) this.observe({ kind: "held", resource, lease });
+      else this.resourceByHash.delete(hash);
+      return lease;
+    });
+    if (renewed === undefined) {
+      void this.expireIfDue(resource);
+      throw new LeaseNotFoundError();
+    }
+    return renewed;
+  }
+
+  /** Resources held now (live leases and unreadable files), with their queue lengths. */
+  async list(prefix = ""): Promise<ListedLock[]> {
+    const now = this.clock.now();
+    const states = await this.store.list(now);
+    return states
+      .filter((state) => state.resource.startsWith(prefix) && blockedUntil(state) > now)
+      .map((state) => ({ state, waiters: this.queues.get(state.resource)?.size ?? 0 }));
+  }
+
+  /** Fails every waiter and stops timers. Lease files stay: leases outlive the service. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.stopWatching?.();
+    this.rescanTimer?.cancel();
+    for (const timer of this.expiryTimers.values()) timer.cancel();
+    this.expiryTimers.clear();
+    for (const queue of this.queues.values()) {
+      for (const waiter of queue.drain()) waiter.fail(new ShuttingDownError());
+    }
+  }
+
+  private lookup(leaseId: string): { hash: string; resource: string } {
+    if (leaseId.length === 0 || leaseId.length > MAX_LEASE_ID_LENGTH) throw new LeaseNotFoundError();
+    const hash = hashLeaseId(leaseId);
+    const resource = this.resourceByHash.get(hash);
+    if (resource === undefined) throw new LeaseNotFoundError();
+    return { hash, resource };
+  }
+
+  private queueOf(resource: string): WaitQueue<Waiter> {
+    let queue = this.queues.get(resource);
+    if (!queue) {
+      queue = new WaitQueue();
+      this.queues.set(resource, queue);
+    }
+    return queue;
+  }
+
+  private leaveQueue(resource: string, waiter: Waiter): void {
+    const queue = this.queues.get(resource);
+    if (!queue) return;
+    queue.remove(waiter);
+    if (queue.size === 0 && !this.pumping.has(resource)) this.queues.delete(resource);
+  }
+
+  /**
+   * Grants the resource to the waiters at the head of its queue, one at a
+   * time, until one is blocked. At most one pump runs per resource.
+   */
+  private pump(resource: string): void {
+    if (this.closed) return;
+    if (this.pumping.has(resource)) {
+      this.pumpAgain.add(resource);
+      return;
+    }
+    this.pumping.add(resource);
+    void this.drainQueue(resource).finally(() => {
+      this.pumping.delete(resource);
+      const queue = this.queues.get(resource);
+      if (queue && queue.size === 0) this.queues.delete(resource);
+      if (this.pumpAgain.delete(resource)) this.pump(resource);
+    });
+  }
+
+  private async drainQueue(resource: string): Promise<void> {
+    const queue = this.queues.get(resource);
+    for (let head = queue?.peek(); head !== undefined && !this.closed; head = queue?.peek()) {
+      const waiter = head;
+      let outcome;
+      try {
+        outcome = await this.mutex.run(resource, async () => {
+          const result = await this.store.acquire(
+            resource,
+            { holder: waiter.holder, ttlMs: waiter.ttlMs, metadata: waiter.metadata, leaseIdHash: waiter.leaseIdHash },
+            this.clock.now(),
+          );
+          this.observe("granted" in result ? { kind: "held", resource, lease: result.granted } : result.blocked);
+          return result;
+        });
+      } catch (err) {
+        waiter.fail(err instanceof Error ? err : new Error(String(err)));
+        continue;
+      }
+      if ("granted" in outcome) {
+        if (!waiter.grant(outcome.granted)) {
+          // The waiter left (cancelled, deadline, timeout) while its grant was
+          // being written: it must never hold the lease, so undo it.
+          await this.mutex
+            .run(resource, async () => {
+              await this.store.release(resource, waiter.leaseIdHash, this.clock.now());
+              this.observe({ kind: "free", resource });
+            })
+            .catch((err: Error) => this.log(`undoing a grant to a departed waiter failed: ${err.message}`));
+        }
+        continue;
+      }
+      if (!waiter.tryOnce) return; // woken by release, expiry or a watch event
+      waiter.fail(this.busyError(resource, queue!.size - 1, "tried once"));
+    }
+  }
+
+  /**
+   * Records what the store said about a resource and arms its expiry timer.
+   * Called only inside the resource's mutex, so observations never go stale
+   * out of order.
+   */
+  private observe(state: ResourceState): void {
+    const { resource } = state;
+    const previous = this.blockers.get(resource);
+    const previousHash = previous?.kind === "held" ? previous.lease.leaseIdHash : undefined;
+    const currentHash = state.kind === "held" ? state.lease.leaseIdHash : undefined;
+    if (previousHash !== undefined && previousHash !== currentHash) this.resourceByHash.delete(previousHash);
+    if (state.kind === "free") {
+      this.blockers.delete(resource);
+      this.expiryTimers.get(resource)?.cancel();
+      this.expiryTimers.delete(resource);
+      return;
+    }
+    this.blockers.set(resource, state);
+    if (currentHash !== undefined) this.resourceByHash.set(currentHash, resource);
+    this.armExpiry(resource, blockedUntil(state));
+  }
+
+  private armExpiry(resource: string, at: number): void {
+    if (this.closed) return;
+    this.expiryTimers.get(resource)?.cancel();
+    this.expiryTimers.set(
+      resource,
+      this.clock.setTimer(at - this.clock.now(), () => {
+        this.expiryTimers.delete(resource);
+        void this.expireIfDue(resource);
+      }),
+    );
+  }
+
+  /** Reclaims an expired lease (removing its file) and wakes the queue. */
+  private async expireIfDue(resource: string): Promise<void> {
+    try {
+      const state = await this.mutex.run(resource, async () => {
+        const after = await this.store.reclaimIfExpired(resource, this.clock.now());
+        this.observe(after);
+        return after;
+      });
+      if (state.kind === "free") this.pump(resource);
+    } catch (err) {
+      this.log(`reclaiming "${resource}" failed: ${(err as Error).message}; retrying in 1s`);
+      this.armExpiry(resource, this.clock.now() + 1_000);
+    }
+  }
+
+  /** A lease file changed outside our own calls (or may have): re-read it. */
+  private onExternalChange(resource: string | undefined): void {
+    if (this.closed) return;
+    if (resource !== undefined) {
+      void this.refresh(resource);
+      return;
+    }
+    for (const known of new Set([...this.queues.keys(), ...this.blockers.keys()])) void this.refresh(known);
+    void this.store
+      .list(this.clock.now())
+      .then((states) => states.forEach((state) => void this.refresh(state.resource)))
+      .catch((err: Error) => this.log(`re-reading the lock dir failed: ${err.message}`));
+  }
+
+  private async refresh(resource: string): Promise<void> {
+    try {
+      const state = await this.mutex.run(resource, async () => {
+        const current = await this.store.read(resource, this.clock.now());
+        this.observe(current);
+        return current;
+      });
+      if (state.kind === "free") this.pump(resource);
+    } catch (err) {
+      this.log(`re-reading "${resource}" failed: ${(err as Error).message}`);
+    }
+  }
+
+  /** Safety net for lost watch events: re-read only resources someone waits for. */
+  private scheduleSafetyRescan(): void {
+    if (this.closed) return;
+    this.rescanTimer = this.clock.setTimer(this.safetyRescanMs, () => {
+      for (const resource of this.queues.keys()) void this.refresh(resource);
+      this.scheduleSafetyRescan();
+    });
+  }
+
+  private busyError(resource: string, waiting: number, why: string): ResourceBusyError {
+    const blocker = this.blockers.get(resource);
+    return blocker
+      ? new ResourceBusyError(resource, holderOf(blocker), blockedUntil(blocker), Math.max(0, waiting), why)
+      : new ResourceBusyError(resource, undefined, undefined, Math.max(0, waiting), why);
+  }
+}
+
+/** Why a wait ended early, named after the resource it waited for. */
+function abortError(signal: AbortSignal, resource: string): Error {
+  if (signal.reason instanceof WaitDeadlineError) return new WaitDeadlineError(resource);
+  if (signal.reason instanceof ShuttingDownError) return signal.reason;
+  return new WaitCancelledError(resource);
+}

@@ -1,0 +1,60 @@
+import { InvalidArgumentError } from "../core/errors.ts";
+import type { BlockingState, LeaseRecord } from "../core/lease.ts";
+import type { Duration } from "../gen/google/protobuf/duration.ts";
+import type { Timestamp } from "../gen/google/protobuf/timestamp.ts";
+import type { Lease } from "../gen/mcplockd/v1/lock.ts";
+
+// Conversions between protobuf well-known types and the core's milliseconds.
+
+export function durationToMs(duration: Duration | undefined, field: string): number | undefined {
+  if (duration === undefined) return undefined;
+  const { seconds, nanos } = duration;
+  if (seconds < 0 || nanos < 0 || (seconds === 0 && nanos === 0 && field === "ttl")) {
+    if (seconds === 0 && nanos === 0) throw new InvalidArgumentError(field, "is 0s; allowed is 1s to 3600s");
+    throw new InvalidArgumentError(field, `is negative (${seconds}s ${nanos}ns)`);
+  }
+  if (nanos >= 1e9) throw new InvalidArgumentError(field, `nanos is ${nanos}; must be below 1e9`);
+  return seconds * 1000 + nanos / 1e6;
+}
+
+export function msToDuration(ms: number): Duration {
+  const seconds = Math.floor(ms / 1000);
+  return { seconds, nanos: Math.round((ms - seconds * 1000) * 1e6) };
+}
+
+export function msToTimestamp(ms: number): Timestamp {
+  return msToDuration(ms);
+}
+
+/** The wire form of a lease; lease_id only when the caller is its acquirer. */
+export function toProtoLease(lease: LeaseRecord, leaseId = "", waiters = 0): Lease {
+  return {
+    leaseId,
+    resource: lease.resource,
+    holder: lease.holder,
+    fencingToken: lease.fencingToken,
+    acquiredAt: msToTimestamp(lease.acquiredAt),
+    expiresAt: msToTimestamp(lease.expiresAt),
+    ttl: msToDuration(lease.ttlMs),
+    metadata: lease.metadata,
+    waiters,
+    state: "held",
+  };
+}
+
+/** A listing entry for any blocking state, unreadable lease files included. */
+export function toListedLease(state: BlockingState, waiters: number): Lease {
+  if (state.kind === "held") return toProtoLease(state.lease, "", waiters);
+  return {
+    leaseId: "",
+    resource: state.resource,
+    holder: "unknown",
+    fencingToken: 0,
+    acquiredAt: msToTimestamp(state.modifiedAt),
+    expiresAt: msToTimestamp(state.blockedUntil),
+    ttl: msToDuration(state.blockedUntil - state.modifiedAt),
+    metadata: { unreadable_reason: state.reason },
+    waiters,
+    state: "unreadable",
+  };
+}

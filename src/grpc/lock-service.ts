@@ -1,0 +1,67 @@
+import type { LockManager } from "../core/lock-manager.ts";
+import { LeaseNotFoundError } from "../core/errors.ts";
+import type {
+  AcquireRequest,
+  AcquireResponse,
+  KeepAliveRequest,
+  KeepAliveResponse,
+  ListLocksRequest,
+  ListLocksResponse,
+  LockServiceServer,
+  ReleaseRequest,
+  ReleaseResponse,
+} from "../gen/mcplockd/v1/lock.ts";
+import { bidi, unary, type CallContext } from "./call-adapter.ts";
+import { durationToMs, msToDuration, msToTimestamp, toListedLease, toProtoLease } from "./convert.ts";
+
+/** mcplockd.v1.LockService: a thin adapter over the LockManager. */
+export function lockService(manager: LockManager, shutdown: AbortSignal): LockServiceServer {
+  async function acquire(request: AcquireRequest, { signal }: CallContext): Promise<AcquireResponse> {
+    const granted = await manager.acquire(
+      {
+        resource: request.resource,
+        holder: request.holder,
+        ttlMs: durationToMs(request.ttl, "ttl"),
+        waitMs: durationToMs(request.waitTimeout, "wait_timeout"),
+        metadata: request.metadata,
+      },
+      signal,
+    );
+    if (signal.aborted) {
+      // The caller left as the grant was made: nobody will ever use it.
+      await manager.release(granted.leaseId).catch(() => {});
+      throw signal.reason;
+    }
+    return { lease: toProtoLease(granted.lease, granted.leaseId) };
+  }
+
+  async function release(request: ReleaseRequest): Promise<ReleaseResponse> {
+    await manager.release(request.leaseId);
+    return { released: true };
+  }
+
+  async function* keepAlive(requests: AsyncIterable<KeepAliveRequest>): AsyncIterable<KeepAliveResponse> {
+    for await (const { leaseId } of requests) {
+      try {
+        const lease = await manager.renew(leaseId);
+        yield { leaseId, expiresAt: msToTimestamp(lease.expiresAt), ttl: msToDuration(lease.ttlMs), expired: false };
+      } catch (err) {
+        // Lost leases are answered in-band; store failures end the stream.
+        if (!(err instanceof LeaseNotFoundError)) throw err;
+        yield { leaseId, expiresAt: undefined, ttl: undefined, expired: true };
+      }
+    }
+  }
+
+  async function listLocks(request: ListLocksRequest): Promise<ListLocksResponse> {
+    const locks = await manager.list(request.resourcePrefix);
+    return { locks: locks.map(({ state, waiters }) => toListedLease(state, waiters)) };
+  }
+
+  return {
+    acquire: unary(acquire, shutdown),
+    release: unary(release, shutdown),
+    keepAlive: bidi(keepAlive, shutdown),
+    listLocks: unary(listLocks, shutdown),
+  };
+}

@@ -1,0 +1,258 @@
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
+import lockfile from "proper-lockfile";
+import { LockError, StoreFailureError } from "../core/errors.ts";
+import { blockedUntil, type BlockingState, type LeaseGrant, type LeaseRecord, type ResourceState } from "../core/lease.ts";
+import { MAX_TTL_MS } from "../core/limits.ts";
+import { nodeFileSystem, type FileSystem } from "./file-system.ts";
+import { parseFence, parseLease, serializeFence, serializeLease } from "./lease-file-format.ts";
+import type { AcquireOutcome, LeaseStore } from "./lease-store.ts";
+import { LockDirLayout } from "./lock-dir-layout.ts";
+import { toStoreError } from "./store-error.ts";
+
+/**
+ * The guard every writer of the file protocol takes around a read-check-write
+ * (docs/protocol.md, "The guard"). These numbers are part of the protocol: a
+ * process using other stale/update values could break a live guard.
+ */
+export const GUARD_STALE_MS = 10_000;
+export const GUARD_UPDATE_MS = 5_000;
+// Retries span more than GUARD_STALE_MS, so a guard left by a crashed process
+// is broken within one attempt instead of failing the caller.
+const GUARD_RETRIES = { retries: 150, factor: 1.3, minTimeout: 2, maxTimeout: 100 };
+
+export interface LeaseFileStoreOptions {
+  dir: string;
+  fs?: FileSystem;
+  /** Told when a guard is compromised (its directory removed or made stale under us). */
+  onWarning?: (message: string) => void;
+}
+
+/** Leases as JSON files in a directory: the file protocol of docs/protocol.md. */
+export class LeaseFileStore implements LeaseStore {
+  readonly location: string;
+  private readonly layout: LockDirLayout;
+  private readonly fs: FileSystem;
+  private readonly warn: (message: string) => void;
+  private readonly host = hostname();
+
+  constructor(options: LeaseFileStoreOptions) {
+    this.layout = new LockDirLayout(options.dir);
+    this.location = options.dir;
+    this.fs = options.fs ?? nodeFileSystem;
+    this.warn = options.onWarning ?? (() => {});
+  }
+
+  async open(): Promise<void> {
+    try {
+      await this.fs.mkdir(this.layout.dir);
+    } catch (err) {
+      throw toStoreError("creating the lock dir", this.layout.dir, err);
+    }
+  }
+
+  async read(resource: string): Promise<ResourceState> {
+    const path = this.layout.leaseFile(resource);
+    let file: { text: string; mtimeMs: number };
+    try {
+      file = await this.fs.readFileWithMtime(path);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return { kind: "free", resource };
+      throw toStoreError("reading the lease file", path, err);
+    }
+    const parsed = parseLease(file.text, resource, file.mtimeMs);
+    if (typeof parsed !== "string") return { kind: "held", resource, lease: parsed };
+    return {
+      kind: "unreadable",
+      resource,
+      modifiedAt: file.mtimeMs,
+      blockedUntil: file.mtimeMs + MAX_TTL_MS,
+      reason: parsed,
+    };
+  }
+
+  async list(): Promise<BlockingState[]> {
+    let entries: string[];
+    try {
+      entries = await this.fs.readdir(this.layout.dir);
+    } catch (err) {
+      throw toStoreError("listing the lock dir", this.layout.dir, err);
+    }
+    const resources = entries.flatMap((entry) => this.layout.resourceOfEntry(entry) ?? []).sort();
+    const states: BlockingState[] = [];
+    // Bounded parallelism: enough to hide latency, few enough descriptors.
+    for (let i = 0; i < resources.length; i += 64) {
+      const batch = await Promise.all(resources.slice(i, i + 64).map((r) => this.read(r)));
+      for (const state of batch) if (state.kind !== "free") states.push(state);
+    }
+    return states;
+  }
+
+  acquire(resource: string, grant: LeaseGrant, now: number): Promise<AcquireOutcome> {
+    return this.guarded(resource, async () => {
+      const current = await this.read(resource);
+      if (current.kind !== "free" && blockedUntil(current) > now) return { blocked: current };
+      const previous = current.kind === "held" ? current.lease.fencingToken : 0;
+      const fencingToken = Math.max(await this.readFence(resource), previous) + 1;
+      // The counter is written first: if we crash before the lease file, the
+      // next token is still higher than any token a holder ever saw.
+      await this.writeAtomically(resource, this.layout.fenceFile(resource), serializeFence(resource, fencingToken));
+      const lease: LeaseRecord = {
+        resource,
+        holder: grant.holder,
+        fencingToken,
+        acquiredAt: now,
+        expiresAt: now + grant.ttlMs,
+        ttlMs: grant.ttlMs,
+        metadata: grant.metadata,
+        leaseIdHash: grant.leaseIdHash,
+        pid: process.pid,
+        hostname: this.host,
+      };
+      await this.writeAtomically(resource, this.layout.leaseFile(resource), serializeLease(lease, now));
+      return { granted: lease };
+    });
+  }
+
+  renew(resource: string, leaseIdHash: string, now: number): Promise<LeaseRecord | undefined> {
+    return this.guarded(resource, async () => {
+      const current = await this.read(resource);
+      if (!isLiveLeaseOf(current, leaseIdHash, now)) return undefined;
+      const renewed = { ...current.lease, expiresAt: now + current.lease.ttlMs };
+      await this.writeAtomically(resource, this.layout.leaseFile(resource), serializeLease(renewed, now));
+      return renewed;
+    });
+  }
+
+  release(resource: string, leaseIdHash: string, now: number): Promise<boolean> {
+    return this.guarded(resource, async () => {
+      const current = await this.read(resource);
+      if (current.kind !== "held" || current.lease.leaseIdHash !== leaseIdHash) return false;
+      await this.remove(this.layout.leaseFile(resource));
+      return current.lease.expiresAt > now;
+    });
+  }
+
+  reclaimIfExpired(resource: string, now: number): Promise<ResourceState> {
+    return this.guarded(resource, async () => {
+      const current = await this.read(resource);
+      if (current.kind === "free" || blockedUntil(current) > now) return current;
+      await this.remove(this.layout.leaseFile(resource));
+      return { kind: "free", resource };
+    });
+  }
+
+  watch(onChange: (resource: string | undefined) => void): () => void {
+    let stopped = false;
+    let watcher: { close(): void } | undefined;
+    let retry: NodeJS.Timeout | undefined;
+    const start = () => {
+      if (stopped) return;
+      try {
+        watcher = this.fs.watch(
+          this.layout.dir,
+          (filename) => {
+            if (filename === null) return onChange(undefined);
+            const resource = this.layout.resourceOfEntry(filename);
+            if (resource !== undefined) onChange(resource);
+          },
+          (err) => {
+            this.warn(`watching ${this.layout.dir} failed (${err.message}); retrying`);
+            watcher?.close();
+            scheduleRestart();
+          },
+        );
+      } catch (err) {
+        this.warn(`cannot watch ${this.layout.dir} (${(err as Error).message}); retrying`);
+        scheduleRestart();
+      }
+    };
+    const scheduleRestart = () => {
+      if (stopped) return;
+      retry = setTimeout(() => {
+        start();
+        onChange(undefined); // events were missed while not watching
+      }, 1_000);
+      retry.unref();
+    };
+    start();
+    return () => {
+      stopped = true;
+      clearTimeout(retry);
+      watcher?.close();
+    };
+  }
+
+  private async readFence(resource: string): Promise<number> {
+    const path = this.layout.fenceFile(resource);
+    let text: string;
+    try {
+      text = (await this.fs.readFileWithMtime(path)).text;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return 0;
+      throw toStoreError("reading the fencing counter", path, err);
+    }
+    const token = parseFence(text, resource);
+    // Guessing a counter could hand out a token twice: refuse instead.
+    if (typeof token === "string") {
+      throw new StoreFailureError(`the fencing counter ${path} is corrupt (${token}); restore it, or raise it above every token issued`, path);
+    }
+    return token;
+  }
+
+  private async writeAtomically(resource: string, path: string, data: string): Promise<void> {
+    const temp = this.layout.tempFileFor(resource, randomBytes(6).toString("hex"));
+    try {
+      await this.fs.writeNewFileSynced(temp, data);
+      await this.fs.rename(temp, path);
+    } catch (err) {
+      await this.fs.unlink(temp).catch(() => {});
+      throw toStoreError("writing", path, err);
+    }
+    try {
+      await this.fs.syncDirectory(this.layout.dir);
+    } catch (err) {
+      throw toStoreError("syncing the lock dir after writing", path, err);
+    }
+  }
+
+  private async remove(path: string): Promise<void> {
+    try {
+      await this.fs.unlink(path);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw toStoreError("removing", path, err);
+    }
+  }
+
+  /** Runs a read-check-write under the resource's guard directory. */
+  private async guarded<T>(resource: string, work: () => Promise<T>): Promise<T> {
+    const guard = this.layout.guardDir(resource);
+    let unlock: () => Promise<void>;
+    try {
+      unlock = await lockfile.lock(this.layout.leaseFile(resource), {
+        realpath: false,
+        lockfilePath: guard,
+        stale: GUARD_STALE_MS,
+        update: GUARD_UPDATE_MS,
+        retries: GUARD_RETRIES,
+        onCompromised: (err) => this.warn(`guard ${guard} compromised: ${err.message}`),
+      });
+    } catch (err) {
+      if (err instanceof LockError) throw err;
+      throw toStoreError("taking the guard", guard, err);
+    }
+    try {
+      return await work();
+    } finally {
+      await unlock().catch((err: Error) => this.warn(`releasing guard ${guard} failed: ${err.message}`));
+    }
+  }
+}
+
+function isLiveLeaseOf(
+  state: ResourceState,
+  leaseIdHash: string,
+  now: number,
+): state is Extract<ResourceState, { kind: "held" }> {
+  return state.kind === "held" && state.lease.leaseIdHash === leaseIdHash && state.lease.expiresAt > now;
+}

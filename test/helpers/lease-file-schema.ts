@@ -1,0 +1,29 @@
+import { readFile, readdir } from "node:fs/promises";
+import { join } from "node:path";
+import { Ajv2020 } from "ajv/dist/2020.js";
+import addFormatsModule from "ajv-formats";
+
+const addFormats = addFormatsModule as unknown as (ajv: Ajv2020) => void;
+let validator: ((data: unknown) => boolean) & { errors?: unknown } | undefined;
+
+/** Validates a lease file's JSON against docs/lock-file.schema.json; throws with ajv's errors. */
+export async function assertValidLeaseFile(path: string): Promise<Record<string, unknown>> {
+  if (!validator) {
+    const schema = JSON.parse(await readFile(new URL("../../../docs/lock-file.schema.json", import.meta.url), "utf8"));
+    const ajv = new Ajv2020({ allErrors: true, strict: true });
+    addFormats(ajv);
+    validator = ajv.compile(schema);
+  }
+  const document = JSON.parse(await readFile(path, "utf8")) as Record<string, unknown>;
+  if (!validator(document)) {
+    throw new Error(`${path} does not match docs/lock-file.schema.json: ${JSON.stringify(validator.errors)}`);
+  }
+  return document;
+}
+
+/** Validates every lease file currently in a lock dir; returns how many there were. */
+export async function assertValidLockDir(dir: string): Promise<number> {
+  const leases = (await readdir(dir)).filter((name) => name.endsWith(".lock") && !name.startsWith("."));
+  for (const name of leases) await assertValidLeaseFile(join(dir, name));
+  return leases.length;
+}

@@ -1,0 +1,86 @@
+import { credentials, Metadata, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
+import {
+  LockServiceClient,
+  type AcquireRequest,
+  type AcquireResponse,
+  type KeepAliveRequest,
+  type KeepAliveResponse,
+  type ListLocksResponse,
+  type ReleaseResponse,
+} from "../../src/gen/mcplockd/v1/lock.ts";
+
+/** Promise wrappers over the generated grpc-js client, for tests. */
+export class TestLockClient {
+  readonly raw: LockServiceClient;
+
+  constructor(address: string) {
+    this.raw = new LockServiceClient(address, credentials.createInsecure());
+  }
+
+  acquire(
+    request: Partial<AcquireRequest> & { resource: string },
+    options: { deadlineMs?: number; signal?: AbortSignal } = {},
+  ): Promise<AcquireResponse> {
+    const full: AcquireRequest = { holder: "", ttl: undefined, waitTimeout: undefined, metadata: {}, ...request };
+    const callOptions = options.deadlineMs === undefined ? {} : { deadline: Date.now() + options.deadlineMs };
+    return new Promise((resolve, reject) => {
+      const call = this.raw.acquire(full, new Metadata(), callOptions, (err, response) =>
+        err ? reject(err) : resolve(response),
+      );
+      options.signal?.addEventListener("abort", () => call.cancel(), { once: true });
+    });
+  }
+
+  release(leaseId: string): Promise<ReleaseResponse> {
+    return new Promise((resolve, reject) => this.raw.release({ leaseId }, (err, res) => (err ? reject(err) : resolve(res))));
+  }
+
+  listLocks(resourcePrefix = ""): Promise<ListLocksResponse> {
+    return new Promise((resolve, reject) =>
+      this.raw.listLocks({ resourcePrefix }, (err, res) => (err ? reject(err) : resolve(res))),
+    );
+  }
+
+  /** A KeepAlive stream with one-request-one-response helper. */
+  keepAlive(): KeepAliveStream {
+    return new KeepAliveStream(this.raw.keepAlive());
+  }
+
+  close(): void {
+    this.raw.close();
+  }
+}
+
+export class KeepAliveStream {
+  private readonly pending: Array<(response: KeepAliveResponse) => void> = [];
+  readonly ended: Promise<ServiceError | undefined>;
+
+  constructor(readonly call: ClientDuplexStream<KeepAliveRequest, KeepAliveResponse>) {
+    call.on("data", (response: KeepAliveResponse) => this.pending.shift()?.(response));
+    this.ended = new Promise((resolve) => {
+      call.on("error", (err: ServiceError) => resolve(err));
+      call.on("end", () => resolve(undefined));
+    });
+  }
+
+  /** Sends one renewal and resolves with its response (responses come in order). */
+  renew(leaseId: string): Promise<KeepAliveResponse> {
+    return new Promise((resolve) => {
+      this.pending.push(resolve);
+      this.call.write({ leaseId });
+    });
+  }
+
+  end(): void {
+    this.call.end();
+  }
+}
+
+/** Seconds+nanos → ms. */
+export function ms(value: { seconds: number; nanos: number } | undefined): number {
+  return value === undefined ? NaN : value.seconds * 1000 + value.nanos / 1e6;
+}
+
+export function isServiceError(err: unknown): err is ServiceError {
+  return typeof err === "object" && err !== null && "code" in err && "details" in err;
+}
