@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import lockfile from "proper-lockfile";
-import { LockError, StoreFailureError } from "../core/errors.ts";
+import { StoreFailureError } from "../core/errors.ts";
 import { blockedUntil, type BlockingState, type LeaseGrant, type LeaseRecord, type ResourceState } from "../core/lease.ts";
 import { MAX_TTL_MS } from "../core/limits.ts";
 import { nodeFileSystem, type FileSystem } from "./file-system.ts";
@@ -17,9 +17,10 @@ import { toStoreError } from "./store-error.ts";
  */
 export const GUARD_STALE_MS = 10_000;
 export const GUARD_UPDATE_MS = 5_000;
-// Retries span more than GUARD_STALE_MS, so a guard left by a crashed process
-// is broken within one attempt instead of failing the caller.
-const GUARD_RETRIES = { retries: 150, factor: 1.3, minTimeout: 2, maxTimeout: 100 };
+// Waiting for a busy guard spans more than GUARD_STALE_MS, so a guard left by
+// a crashed process is broken within one attempt instead of failing the caller.
+const GUARD_WAIT_MS = 15_000;
+const GUARD_BACKOFF = { firstMs: 2, factor: 1.3, maxMs: 100 };
 
 export interface LeaseFileStoreOptions {
   dir: string;
@@ -157,22 +158,26 @@ export class LeaseFileStore implements LeaseStore {
             if (resource !== undefined) onChange(resource);
           },
           (err) => {
-            this.warn(`watching ${this.layout.dir} failed (${err.message}); retrying`);
             watcher?.close();
-            scheduleRestart();
+            scheduleRestart(err);
           },
         );
+        if (retryDelay > 0) this.warn(`watching ${this.layout.dir} again`);
+        retryDelay = 0;
       } catch (err) {
-        this.warn(`cannot watch ${this.layout.dir} (${(err as Error).message}); retrying`);
-        scheduleRestart();
+        scheduleRestart(err as Error);
       }
     };
-    const scheduleRestart = () => {
+    // Backs off to 30 s and warns once per outage, not once per retry.
+    let retryDelay = 0;
+    const scheduleRestart = (err: Error) => {
       if (stopped) return;
+      if (retryDelay === 0) this.warn(`cannot watch ${this.layout.dir} (${err.message}); retrying`);
+      retryDelay = Math.min(Math.max(retryDelay * 2, 500), 30_000);
       retry = setTimeout(() => {
         start();
         onChange(undefined); // events were missed while not watching
-      }, 1_000);
+      }, retryDelay);
       retry.unref();
     };
     start();
@@ -226,25 +231,45 @@ export class LeaseFileStore implements LeaseStore {
 
   /** Runs a read-check-write under the resource's guard directory. */
   private async guarded<T>(resource: string, work: () => Promise<T>): Promise<T> {
-    const guard = this.layout.guardDir(resource);
-    let unlock: () => Promise<void>;
-    try {
-      unlock = await lockfile.lock(this.layout.leaseFile(resource), {
-        realpath: false,
-        lockfilePath: guard,
-        stale: GUARD_STALE_MS,
-        update: GUARD_UPDATE_MS,
-        retries: GUARD_RETRIES,
-        onCompromised: (err) => this.warn(`guard ${guard} compromised: ${err.message}`),
-      });
-    } catch (err) {
-      if (err instanceof LockError) throw err;
-      throw toStoreError("taking the guard", guard, err);
-    }
+    const unlock = await this.takeGuard(resource);
     try {
       return await work();
     } finally {
-      await unlock().catch((err: Error) => this.warn(`releasing guard ${guard} failed: ${err.message}`));
+      await unlock().catch((err: Error) => this.warn(`releasing guard ${this.layout.guardDir(resource)} failed: ${err.message}`));
+    }
+  }
+
+  /**
+   * Waits only while another process holds the guard (ELOCKED); any other
+   * errno (ENOTDIR, EACCES, EROFS...) will not go away by waiting and is
+   * reported at once. A lock dir removed under us is made again.
+   */
+  private async takeGuard(resource: string): Promise<() => Promise<void>> {
+    const guard = this.layout.guardDir(resource);
+    const giveUpAt = Date.now() + GUARD_WAIT_MS;
+    let delay = GUARD_BACKOFF.firstMs;
+    let recreatedDir = false;
+    for (;;) {
+      try {
+        return await lockfile.lock(this.layout.leaseFile(resource), {
+          realpath: false,
+          lockfilePath: guard,
+          stale: GUARD_STALE_MS,
+          update: GUARD_UPDATE_MS,
+          retries: 0,
+          onCompromised: (err) => this.warn(`guard ${guard} compromised: ${err.message}`),
+        });
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === "ENOENT" && !recreatedDir) {
+          recreatedDir = true;
+          await this.open();
+          continue;
+        }
+        if (code !== "ELOCKED" || Date.now() >= giveUpAt) throw toStoreError("taking the guard", guard, err);
+      }
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      delay = Math.min(delay * GUARD_BACKOFF.factor, GUARD_BACKOFF.maxMs);
     }
   }
 }

@@ -1,0 +1,290 @@
+// Hostile and malformed input against the real service as a child process:
+// request fields over their limits, broken lease files on disk, and a lock dir
+// that cannot be created.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { readdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { status } from "@grpc/grpc-js";
+import { makeTempDir } from "../helpers/temp-dir.ts";
+import { startServiceProcess, type ServiceProcess } from "../helpers/service-process.ts";
+import { TestLockClient, isServiceError } from "../helpers/lock-client.ts";
+import { assertValidLeaseFile } from "../helpers/lease-file-schema.ts";
+import type { AcquireRequest } from "../../src/gen/mcplockd/v1/lock.ts";
+
+type Duration = { seconds: number; nanos: number };
+const seconds = (s: number): Duration => ({ seconds: s, nanos: 0 });
+
+/** Asserts `promise` rejects with gRPC `code` and details matching every pattern. */
+async function expectStatus(promise: Promise<unknown>, code: status, patterns: Array<RegExp | string>, label: string): Promise<string> {
+  let details = "";
+  await assert.rejects(promise, (err: unknown) => {
+    assert.ok(isServiceError(err), `${label}: expected a gRPC error, got ${String(err)}`);
+    assert.equal(err.code, code, `${label}: expected ${status[code]}, got ${status[err.code]}: ${err.details}`);
+    for (const pattern of patterns) {
+      const ok = typeof pattern === "string" ? err.details.includes(pattern) : pattern.test(err.details);
+      assert.ok(ok, `${label}: details ${JSON.stringify(err.details.slice(0, 300))} should match ${String(pattern)}`);
+    }
+    details = err.details;
+    return true;
+  }, `${label}: expected the call to fail with ${status[code]}`);
+  return details;
+}
+
+/** Runs every check, then fails once listing all that failed (so one bad case hides no other). */
+async function allOf(checks: Array<() => Promise<unknown>>): Promise<void> {
+  const failures: string[] = [];
+  for (const check of checks) {
+    try {
+      await check();
+    } catch (err) {
+      failures.push((err as Error).message);
+    }
+  }
+  assert.deepEqual(failures, [], `${failures.length} of ${checks.length} cases failed:\n${failures.join("\n")}`);
+}
+
+describe("bad input against a healthy lock dir", () => {
+  let parent: { path: string; remove(): Promise<void> };
+  let lockDir: string;
+  let service: ServiceProcess;
+  let client: TestLockClient;
+
+  before(async () => {
+    parent = await makeTempDir();
+    lockDir = join(parent.path, "locks");
+    service = await startServiceProcess({ lockDir });
+    client = new TestLockClient(service.grpcAddress);
+  });
+
+  after(async () => {
+    client?.close();
+    await service?.stop();
+    await parent?.remove();
+  });
+
+  /** Everything under the parent temp dir: only the lock dir may be there. */
+  async function assertNothingOutsideLockDir(): Promise<void> {
+    assert.deepEqual(await readdir(parent.path), ["locks"], "nothing may be created next to the lock dir");
+  }
+
+  async function assertStillServes(resource: string): Promise<void> {
+    const { lease } = await client.acquire({ resource, holder: "after-bad-input", ttl: seconds(10) });
+    assert.ok(lease, "acquire works after bad input");
+    assert.equal(lease.resource, resource);
+    assert.equal((await assertValidLeaseFile(join(lockDir, `${resource}.lock`))).resource, resource);
+    assert.deepEqual(await client.release(lease.leaseId), { released: true });
+  }
+
+  test("bad resource names are INVALID_ARGUMENT naming `resource`", async () => {
+    const cases: Array<[string, string, RegExp[]]> = [
+      ["parent traversal", "../x", []],
+      ["a slash", "a/b", []],
+      ["empty", "", []],
+      ["300 characters", "r".repeat(300), [/128/]],
+      ["a NUL byte", "nul\u0000byte", []],
+      ["dot dot", "..", []],
+      ["dot", ".", []],
+      ["absolute path", "/etc/passwd", []],
+      ["leading dot", ".hidden", []],
+    ];
+    await allOf(
+      cases.map(([label, resource, extra]) => () =>
+        expectStatus(
+          client.acquire({ resource, holder: "bad", ttl: seconds(5) }),
+          status.INVALID_ARGUMENT,
+          [/\bresource\b/, ...extra],
+          `resource with ${label}`,
+        ),
+      ),
+    );
+    // ListLocks and the lock dir show nothing of them.
+    assert.deepEqual((await client.listLocks()).locks, []);
+    assert.deepEqual(await readdir(lockDir), [], "no file was created in the lock dir");
+    await assertNothingOutsideLockDir();
+  });
+
+  test("bad ttls are INVALID_ARGUMENT naming `ttl` and its limit", async () => {
+    const cases: Array<[string, Duration]> = [
+      ["zero", { seconds: 0, nanos: 0 }],
+      ["negative", { seconds: -5, nanos: 0 }],
+      ["negative nanos", { seconds: 0, nanos: -1 }],
+      ["2 h", { seconds: 7200, nanos: 0 }],
+      ["1 ns", { seconds: 0, nanos: 1 }],
+      ["999 ms", { seconds: 0, nanos: 999_000_000 }],
+      ["3600 s + 1 ns", { seconds: 3600, nanos: 1 }],
+    ];
+    await allOf(
+      cases.map(([label, ttl]) => () =>
+        expectStatus(
+          client.acquire({ resource: "ttl-check", holder: "bad", ttl }),
+          status.INVALID_ARGUMENT,
+          [/\bttl\b/, /\b1 ?s\b/, /3600/],
+          `ttl of ${label}`,
+        ),
+      ),
+    );
+    // The limits themselves are allowed.
+    for (const ttl of [seconds(1), seconds(3600)]) {
+      const { lease } = await client.acquire({ resource: "ttl-check", holder: "edge", ttl });
+      assert.ok(lease);
+      await client.release(lease.leaseId);
+    }
+    await assertNothingOutsideLockDir();
+  });
+
+  test("a negative wait_timeout is INVALID_ARGUMENT naming `wait_timeout` and its limit", async () => {
+    const cases: Array<[string, Duration]> = [
+      ["negative seconds", { seconds: -1, nanos: 0 }],
+      ["negative nanos", { seconds: 0, nanos: -5 }],
+      ["over 24 h", { seconds: 86_401, nanos: 0 }],
+    ];
+    await allOf(
+      cases.map(([label, waitTimeout]) => () =>
+        expectStatus(
+          client.acquire({ resource: "wait-check", holder: "bad", ttl: seconds(5), waitTimeout }),
+          status.INVALID_ARGUMENT,
+          [/\bwait_timeout\b/, /86400|24 ?h/],
+          `wait_timeout of ${label}`,
+        ),
+      ),
+    );
+    await assertNothingOutsideLockDir();
+  });
+
+  test("an oversized holder and oversized metadata are INVALID_ARGUMENT naming the field and limit", async () => {
+    await expectStatus(
+      client.acquire({ resource: "holder-check", holder: "h".repeat(100 * 1024), ttl: seconds(5) }),
+      status.INVALID_ARGUMENT,
+      [/\bholder\b/, /256/],
+      "holder of 100 KB",
+    );
+    await expectStatus(
+      client.acquire({ resource: "holder-check", holder: "line\nbreak", ttl: seconds(5) }),
+      status.INVALID_ARGUMENT,
+      [/\bholder\b/, /control/],
+      "holder with a control character",
+    );
+    const many: Record<string, string> = {};
+    for (let i = 0; i < 1000; i++) many[`k${i}`] = "v";
+    await expectStatus(
+      client.acquire({ resource: "meta-check", holder: "bad", ttl: seconds(5), metadata: many }),
+      status.INVALID_ARGUMENT,
+      [/\bmetadata\b/, /\b32\b/],
+      "metadata with 1000 entries",
+    );
+    await expectStatus(
+      client.acquire({ resource: "meta-check", holder: "bad", ttl: seconds(5), metadata: { big: "v".repeat(100 * 1024) } }),
+      status.INVALID_ARGUMENT,
+      [/\bmetadata\b/, /1024/],
+      "metadata with a 100 KB value",
+    );
+    await expectStatus(
+      client.acquire({ resource: "meta-check", holder: "bad", ttl: seconds(5), metadata: { "bad key": "v" } }),
+      status.INVALID_ARGUMENT,
+      [/\bmetadata\b/],
+      "metadata with a bad key",
+    );
+    assert.deepEqual((await client.listLocks()).locks, []);
+    await assertNothingOutsideLockDir();
+  });
+
+  test("after all the bad input the service still serves and wrote only inside the lock dir", async () => {
+    await assertStillServes("still-serving");
+    await assertNothingOutsideLockDir();
+    const entries = await readdir(lockDir);
+    for (const entry of entries) {
+      assert.match(entry, /^(still-serving|ttl-check)\.lock\.fence$/, `unexpected entry ${entry} in the lock dir`);
+    }
+  });
+
+  test("empty, torn and binary lease files are listed as unreadable, block try-once, and harm nothing else", async () => {
+    const files: Record<string, string | Buffer> = {
+      "broken-empty": "",
+      "broken-torn": '{"version":1,"res',
+      "broken-binary": Buffer.from([0x00, 0xff, 0xfe, 0x7b, 0x80, 0x01, 0x22, 0xc3, 0x28, 0x0a, 0x00, 0x9f]),
+    };
+    for (const [resource, content] of Object.entries(files)) await writeFile(join(lockDir, `${resource}.lock`), content);
+
+    const listed = (await client.listLocks("broken-")).locks;
+    assert.deepEqual(
+      listed.map((lock) => lock.resource),
+      ["broken-binary", "broken-empty", "broken-torn"],
+      "every broken file is listed, sorted by name",
+    );
+    for (const lock of listed) {
+      assert.equal(lock.holder, "unknown", `${lock.resource} is held by "unknown"`);
+      assert.equal(lock.state, "unreadable", `${lock.resource} is "unreadable"`);
+      assert.equal(lock.leaseId, "");
+    }
+    for (const resource of Object.keys(files)) {
+      await expectStatus(
+        client.acquire({ resource, holder: "tries", ttl: seconds(5) }),
+        status.ABORTED,
+        [resource, "unknown"],
+        `try-once on ${resource}`,
+      );
+    }
+    // A short wait on one of them also fails as busy, not with an internal error.
+    await expectStatus(
+      client.acquire({ resource: "broken-torn", holder: "waits", ttl: seconds(5), waitTimeout: { seconds: 0, nanos: 300_000_000 } }),
+      status.ABORTED,
+      ["broken-torn"],
+      "a short wait on a torn file",
+    );
+    await assertStillServes("healthy-neighbour");
+    // The service never "repaired" the broken files by itself.
+    for (const resource of Object.keys(files)) {
+      assert.ok((await readdir(lockDir)).includes(`${resource}.lock`), `${resource}.lock is left for an operator`);
+    }
+    await assertNothingOutsideLockDir();
+  });
+});
+
+describe("a lock dir that cannot be created", () => {
+  let tmp: { path: string; remove(): Promise<void> };
+  let lockDir: string;
+  let service: ServiceProcess;
+  let client: TestLockClient;
+
+  before(async () => {
+    tmp = await makeTempDir();
+    await writeFile(join(tmp.path, "afile"), "a regular file, not a directory\n");
+    lockDir = join(tmp.path, "afile", "locks");
+    service = await startServiceProcess({ lockDir });
+    client = new TestLockClient(service.grpcAddress);
+  });
+
+  after(async () => {
+    client?.close();
+    await service?.stop();
+    await tmp?.remove();
+  });
+
+  test("the service starts; Acquire is UNAVAILABLE with the path and ENOTDIR, promptly; /healthz answers 200", async () => {
+    const request: AcquireRequest = { resource: "x", holder: "h", ttl: seconds(5), waitTimeout: undefined, metadata: {} };
+    const started = Date.now();
+    const acquiring = client.acquire(request);
+    let finishedAt = 0;
+    const checked = expectStatus(acquiring, status.UNAVAILABLE, [lockDir, "ENOTDIR"], "Acquire in an unusable lock dir").finally(
+      () => (finishedAt = Date.now()),
+    );
+
+    // While that is in flight, the HTTP shim still answers liveness...
+    const health = await fetch(`http://${service.httpAddress}/healthz`);
+    assert.equal(health.status, 200);
+    assert.equal(health.headers.get("content-type"), "application/json");
+    assert.deepEqual(await health.json(), { status: "ok" });
+    // ...and ListLocks says why it cannot list.
+    await expectStatus(client.listLocks(), status.UNAVAILABLE, [lockDir, "ENOTDIR"], "ListLocks in an unusable lock dir");
+
+    await checked;
+    assert.equal(service.child.exitCode, null, "the service is still running");
+    const elapsed = finishedAt - started;
+    assert.ok(
+      elapsed < 5_000,
+      `Acquire took ${elapsed} ms to report a permanent ENOTDIR: the guard retries non-EEXIST errors (src/store/lease-file-store.ts guarded())`,
+    );
+    assert.equal((await fetch(`http://${service.httpAddress}/healthz`)).status, 200, "/healthz still answers afterwards");
+  });
+});

@@ -1,0 +1,424 @@
+// End-to-end tests of LockService against the real service as a child process:
+// real gRPC over loopback, real lease files in a temp dir.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { access, readFile, readdir } from "node:fs/promises";
+import { join } from "node:path";
+import { status } from "@grpc/grpc-js";
+import { makeTempDir } from "../helpers/temp-dir.ts";
+import { startServiceProcess, type ServiceProcess } from "../helpers/service-process.ts";
+import { TestLockClient, isServiceError, ms } from "../helpers/lock-client.ts";
+import { assertValidLockDir, assertValidLeaseFile } from "../helpers/lease-file-schema.ts";
+import type { AcquireRequest, AcquireResponse, Lease } from "../../src/gen/mcplockd/v1/lock.ts";
+
+// ---------------------------------------------------------------- helpers
+
+const seconds = (s: number) => ({ seconds: Math.floor(s), nanos: Math.round((s - Math.floor(s)) * 1e9) });
+
+/** Polls `condition` until it holds; fails with `what` after `timeoutMs`. */
+async function waitFor(condition: () => Promise<boolean> | boolean, what: string, timeoutMs = 10_000, everyMs = 20): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await condition()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, everyMs));
+  }
+}
+
+/** A promise whose outcome can be inspected without awaiting it; never unhandled. */
+interface Tracked<T> {
+  promise: Promise<T>;
+  settled: boolean;
+  settledAt: number | undefined;
+}
+function track<T>(promise: Promise<T>): Tracked<T> {
+  const tracked: Tracked<T> = { promise, settled: false, settledAt: undefined };
+  const mark = () => {
+    tracked.settled = true;
+    tracked.settledAt = Date.now();
+  };
+  promise.then(mark, mark);
+  return tracked;
+}
+
+/** Asserts `promise` rejects with gRPC `code` and details matching every pattern. */
+async function expectStatus(promise: Promise<unknown>, code: status, patterns: Array<RegExp | string> = []): Promise<string> {
+  let details = "";
+  await assert.rejects(promise, (err: unknown) => {
+    assert.ok(isServiceError(err), `expected a gRPC error, got ${String(err)}`);
+    assert.equal(err.code, code, `expected status ${status[code]}, got ${status[err.code]}: ${err.details}`);
+    for (const pattern of patterns) {
+      if (typeof pattern === "string") assert.ok(err.details.includes(pattern), `details ${JSON.stringify(err.details)} should contain ${JSON.stringify(pattern)}`);
+      else assert.match(err.details, pattern);
+    }
+    details = err.details;
+    return true;
+  });
+  return details;
+}
+
+// ---------------------------------------------------------------- service
+
+let dir: { path: string; remove(): Promise<void> };
+let service: ServiceProcess;
+let client: TestLockClient;
+
+async function acquire(request: Partial<AcquireRequest> & { resource: string }): Promise<Lease> {
+  const response: AcquireResponse = await client.acquire(request);
+  assert.ok(response.lease, "AcquireResponse has a lease");
+  return response.lease;
+}
+
+/** The listing entry of exactly `resource`, if it is held. */
+async function lockOf(resource: string): Promise<Lease | undefined> {
+  return (await client.listLocks(resource)).locks.find((lock) => lock.resource === resource);
+}
+
+async function leaseFileExists(resource: string): Promise<boolean> {
+  return access(join(dir.path, `${resource}.lock`)).then(
+    () => true,
+    () => false,
+  );
+}
+
+describe("LockService end to end", () => {
+  before(async () => {
+    dir = await makeTempDir();
+    service = await startServiceProcess({ lockDir: dir.path });
+    client = new TestLockClient(service.grpcAddress);
+  });
+
+  after(async () => {
+    client?.close();
+    await service?.stop();
+    await dir?.remove();
+  });
+
+  test("acquire, renew over KeepAlive, release; the lease file validates", async () => {
+    const before = Date.now();
+    const lease = await acquire({ resource: "basic", holder: "holder-basic", ttl: seconds(20), metadata: { purpose: "e2e" } });
+    const after = Date.now();
+    assert.equal(lease.resource, "basic");
+    assert.equal(lease.holder, "holder-basic");
+    assert.equal(lease.state, "held");
+    assert.deepEqual(lease.metadata, { purpose: "e2e" });
+    assert.ok(lease.fencingToken >= 1);
+    assert.equal(ms(lease.ttl), 20_000);
+    assert.ok(ms(lease.acquiredAt) >= before - 5 && ms(lease.acquiredAt) <= after + 5, "acquired_at is the time of the call");
+    assert.equal(ms(lease.expiresAt), ms(lease.acquiredAt) + 20_000);
+
+    const file = await assertValidLeaseFile(join(dir.path, "basic.lock"));
+    assert.equal(file.holder, "holder-basic");
+    assert.equal(file.fencing_token, lease.fencingToken);
+    assert.equal(file.ttl, 20);
+
+    const stream = client.keepAlive();
+    try {
+      const sentAt = Date.now();
+      const renewed = await stream.renew(lease.leaseId);
+      const answeredAt = Date.now();
+      assert.equal(renewed.leaseId, lease.leaseId);
+      assert.equal(renewed.expired, false);
+      assert.equal(ms(renewed.ttl), 20_000);
+      assert.ok(ms(renewed.expiresAt) >= sentAt + 20_000 - 5 && ms(renewed.expiresAt) <= answeredAt + 20_000 + 5, "renewal sets expiry to now + ttl");
+      const listed = await lockOf("basic");
+      assert.equal(listed?.expiresAt && ms(listed.expiresAt), ms(renewed.expiresAt), "the listing shows the renewed expiry");
+      await assertValidLockDir(dir.path);
+    } finally {
+      stream.end();
+    }
+    assert.deepEqual(await client.release(lease.leaseId), { released: true });
+    assert.equal(await lockOf("basic"), undefined);
+    assert.equal(await leaseFileExists("basic"), false, "release removes the lease file");
+  });
+
+  test("lease ids carry >= 128 bits and never show in listings, files or logs", async () => {
+    const ids = new Set<string>();
+    const leases: Lease[] = [];
+    for (let i = 0; i < 8; i++) {
+      const lease = await acquire({ resource: `entropy-${i}`, holder: `entropy-holder-${i}`, ttl: seconds(30) });
+      leases.push(lease);
+      assert.match(lease.leaseId, /^[A-Za-z0-9_-]{22,}$/, "lease id is base64url of at least 22 characters");
+      assert.ok(Buffer.from(lease.leaseId, "base64url").length >= 16, "lease id decodes to at least 16 bytes");
+      ids.add(lease.leaseId);
+    }
+    assert.equal(ids.size, 8, "lease ids are unique");
+
+    const listing = await client.listLocks("entropy-");
+    assert.equal(listing.locks.length, 8);
+    for (const lock of listing.locks) assert.equal(lock.leaseId, "", "lease_id is empty in listings");
+    const listingText = JSON.stringify(listing);
+    const files = await readdir(dir.path);
+    const fileTexts = await Promise.all(
+      files.filter((name) => name.startsWith("entropy-") && !name.endsWith(".guard")).map((name) => readFile(join(dir.path, name), "utf8")),
+    );
+    for (const id of ids) {
+      assert.ok(!listingText.includes(id), "a lease id leaked into ListLocks");
+      for (const text of fileTexts) assert.ok(!text.includes(id), "a lease id leaked into a file in the lock dir");
+      assert.ok(!service.stderr().includes(id), "a lease id leaked into the service log");
+    }
+    assert.ok((await assertValidLockDir(dir.path)) >= 8);
+    for (const lease of leases) await client.release(lease.leaseId);
+  });
+
+  test("try-once on a held resource is ABORTED with the holder and expiry in details", async () => {
+    const lease = await acquire({ resource: "busy", holder: "busy-holder-42", ttl: seconds(40) });
+    try {
+      const expiry = new Date(ms(lease.expiresAt)).toISOString();
+      await expectStatus(client.acquire({ resource: "busy", holder: "intruder" }), status.ABORTED, ["busy-holder-42", expiry, "busy"]);
+      // An explicit zero wait_timeout is also a try-once.
+      await expectStatus(client.acquire({ resource: "busy", holder: "intruder", waitTimeout: seconds(0) }), status.ABORTED, ["busy-holder-42", expiry]);
+      assert.equal((await lockOf("busy"))?.holder, "busy-holder-42", "the failed tries changed nothing");
+      assert.equal((await lockOf("busy"))?.waiters, 0, "a try-once never stays queued");
+    } finally {
+      await client.release(lease.leaseId);
+    }
+  });
+
+  test("three queued waiters are granted in FIFO order with strictly increasing fencing tokens", async () => {
+    const resource = "fifo";
+    const first = await acquire({ resource, holder: "fifo-h0", ttl: seconds(60) });
+    const waiters: Array<Tracked<AcquireResponse>> = [];
+    for (let i = 1; i <= 3; i++) {
+      waiters.push(track(client.acquire({ resource, holder: `fifo-w${i}`, ttl: seconds(60), waitTimeout: seconds(60) })));
+      await waitFor(async () => (await lockOf(resource))?.waiters === i, `waiter ${i} to be queued`);
+    }
+    let previous = first;
+    await client.release(first.leaseId);
+    for (let i = 0; i < 3; i++) {
+      const granted = (await waiters[i]!.promise).lease!;
+      assert.equal(granted.holder, `fifo-w${i + 1}`, `waiter ${i + 1} is granted ${i === 0 ? "first" : "next"}`);
+      assert.ok(granted.fencingToken > previous.fencingToken, `token ${granted.fencingToken} > ${previous.fencingToken}`);
+      for (let j = i + 1; j < 3; j++) assert.equal(waiters[j]!.settled, false, `waiter ${j + 1} must still wait`);
+      const listed = await lockOf(resource);
+      assert.equal(listed?.holder, `fifo-w${i + 1}`);
+      assert.equal(listed?.fencingToken, granted.fencingToken);
+      assert.equal(listed?.waiters, 2 - i);
+      await assertValidLockDir(dir.path);
+      await client.release(granted.leaseId);
+      previous = granted;
+    }
+    assert.equal(await lockOf(resource), undefined);
+  });
+
+  test("a cancelled waiter and one whose deadline passed leave the queue and are never granted", async () => {
+    const resource = "departed";
+    const holder = await acquire({ resource, holder: "dep-holder", ttl: seconds(60) });
+    const cancel = new AbortController();
+    const cancelled = track(
+      client.acquire({ resource, holder: "dep-cancelled", ttl: seconds(60), waitTimeout: seconds(60) }, { signal: cancel.signal }),
+    );
+    await waitFor(async () => (await lockOf(resource))?.waiters === 1, "the cancellable waiter to be queued");
+    const deadlined = track(
+      client.acquire({ resource, holder: "dep-deadline", ttl: seconds(60), waitTimeout: seconds(60) }, { deadlineMs: 2_000 }),
+    );
+    await waitFor(async () => (await lockOf(resource))?.waiters === 2, "the deadline waiter to be queued");
+    const live = track(client.acquire({ resource, holder: "dep-live", ttl: seconds(60), waitTimeout: seconds(60) }));
+    // (On a very slow machine the 2 s deadline may already have passed here.)
+    await waitFor(async () => {
+      const waiting = (await lockOf(resource))?.waiters;
+      return waiting === 3 || (deadlined.settled && waiting === 2);
+    }, "the live waiter to be queued");
+
+    cancel.abort();
+    await expectStatus(cancelled.promise, status.CANCELLED);
+    await expectStatus(deadlined.promise, status.DEADLINE_EXCEEDED);
+    const seenHolders = new Set<string>();
+    await waitFor(async () => {
+      const lock = await lockOf(resource);
+      if (lock) seenHolders.add(lock.holder);
+      return lock?.waiters === 1;
+    }, "the departed waiters to leave the queue");
+    assert.equal(live.settled, false, "the live waiter still waits");
+
+    await client.release(holder.leaseId);
+    const granted = (await live.promise).lease!;
+    assert.equal(granted.holder, "dep-live");
+    // Had a departed waiter been granted (even if undone at once), the
+    // fencing counter would have moved past holder + 1.
+    assert.equal(granted.fencingToken, holder.fencingToken + 1, "nobody was granted between the holder and the live waiter");
+    const listed = await lockOf(resource);
+    assert.equal(listed?.holder, "dep-live");
+    assert.equal(listed?.waiters, 0);
+    seenHolders.add(listed!.holder);
+    assert.deepEqual([...seenHolders].sort(), ["dep-holder", "dep-live"], "ListLocks never shows a departed waiter as holder");
+    assert.equal((await assertValidLeaseFile(join(dir.path, `${resource}.lock`))).holder, "dep-live");
+    await client.release(granted.leaseId);
+    assert.equal(await lockOf(resource), undefined, "nothing is held once the live waiter releases");
+    const next = await acquire({ resource, holder: "dep-after", ttl: seconds(5) });
+    assert.equal(next.fencingToken, granted.fencingToken + 1);
+    await client.release(next.leaseId);
+  });
+
+  test("a wait that runs out of wait_timeout is ABORTED and leaves the queue", async () => {
+    const resource = "timeout";
+    const holder = await acquire({ resource, holder: "timeout-holder", ttl: seconds(60) });
+    try {
+      const started = Date.now();
+      await expectStatus(
+        client.acquire({ resource, holder: "timeout-waiter", waitTimeout: seconds(0.6) }),
+        status.ABORTED,
+        ["timeout-holder", /wait_timeout/],
+      );
+      const elapsed = Date.now() - started;
+      assert.ok(elapsed >= 500, `gave up after ${elapsed} ms, before the 600 ms wait_timeout`);
+      assert.ok(elapsed < 10_000, `gave up only after ${elapsed} ms`);
+      const listed = await lockOf(resource);
+      assert.equal(listed?.holder, "timeout-holder");
+      assert.equal(listed?.waiters, 0, "the timed-out waiter left the queue");
+    } finally {
+      await client.release(holder.leaseId);
+    }
+    // The timed-out waiter was never granted.
+    const next = await acquire({ resource, holder: "timeout-next", ttl: seconds(5) });
+    assert.equal(next.fencingToken, holder.fencingToken + 1);
+    await client.release(next.leaseId);
+  });
+
+  test("KeepAlive keeps 1 s leases alive for 5+ ttls; after the stream ends they expire on time", async () => {
+    const ttl = seconds(1);
+    const a = await acquire({ resource: "ka-a", holder: "ka-holder", ttl });
+    const b = await acquire({ resource: "ka-b", holder: "ka-holder", ttl });
+    const stream = client.keepAlive();
+    let lastA: number;
+    let lastB: number;
+    const waiter = { current: undefined as Tracked<AcquireResponse> | undefined };
+    try {
+      const started = Date.now();
+      let renewals = 0;
+      for (;;) {
+        const sentAt = Date.now();
+        const [ra, rb] = await Promise.all([stream.renew(a.leaseId), stream.renew(b.leaseId)]);
+        const answeredAt = Date.now();
+        assert.equal(ra.leaseId, a.leaseId);
+        assert.equal(rb.leaseId, b.leaseId);
+        assert.equal(ra.expired, false, `lease a was lost after ${answeredAt - started} ms`);
+        assert.equal(rb.expired, false, `lease b was lost after ${answeredAt - started} ms`);
+        for (const r of [ra, rb]) {
+          const expiresAt = ms(r.expiresAt);
+          assert.ok(expiresAt >= sentAt + 1_000 - 5 && expiresAt <= answeredAt + 1_000 + 5, "each renewal sets expiry to now + 1 s");
+        }
+        lastA = ms(ra.expiresAt);
+        lastB = ms(rb.expiresAt);
+        renewals++;
+        if (answeredAt - started >= 5_500) break;
+        await expectStatus(client.acquire({ resource: "ka-a", holder: "ka-other" }), status.ABORTED, ["ka-holder"]);
+        await expectStatus(client.acquire({ resource: "ka-b", holder: "ka-other" }), status.ABORTED, ["ka-holder"]);
+        const pause = sentAt + 300 - Date.now();
+        if (pause > 0) await new Promise((resolve) => setTimeout(resolve, pause));
+      }
+      assert.ok(renewals >= 10, `only ${renewals} renewals in 5.5 s`);
+      await assertValidLockDir(dir.path);
+    } finally {
+      stream.end();
+    }
+    assert.equal(await stream.ended, undefined, "the stream ends cleanly when the client half-closes");
+    const endedAt = Date.now();
+    // Ending the stream releases nothing.
+    if (endedAt < lastA! - 50) {
+      await expectStatus(client.acquire({ resource: "ka-a", holder: "ka-other" }), status.ABORTED, ["ka-holder"]);
+    }
+    if (Date.now() < lastB! - 50) {
+      await expectStatus(client.acquire({ resource: "ka-b", holder: "ka-other" }), status.ABORTED, ["ka-holder"]);
+    }
+    assert.ok(await leaseFileExists("ka-b"), "the lease file stays after the stream ends");
+    // A waiter for a, nothing waits for b.
+    waiter.current = track(client.acquire({ resource: "ka-a", holder: "ka-next", ttl: seconds(10), waitTimeout: seconds(15) }));
+    let bGoneAt = 0;
+    await waitFor(async () => {
+      if (await leaseFileExists("ka-b")) return false;
+      bGoneAt = Date.now();
+      return true;
+    }, "lease b to expire and its file to be removed", 15_000, 10);
+    const granted = (await waiter.current.promise).lease!;
+    const grantedAt = waiter.current.settledAt!;
+    assert.equal(granted.holder, "ka-next");
+    assert.ok(granted.fencingToken > a.fencingToken);
+    assert.ok(bGoneAt >= lastB! - 100, `lease b's file was removed ${lastB! - bGoneAt} ms before its expiry`);
+    assert.ok(bGoneAt <= lastB! + 5_000, `lease b's file was removed ${bGoneAt - lastB!} ms after its expiry`);
+    assert.ok(grantedAt >= lastA! - 100, `the waiter was granted ${lastA! - grantedAt} ms before lease a expired`);
+    assert.ok(grantedAt <= lastA! + 5_000, `the waiter was granted ${grantedAt - lastA!} ms after lease a expired`);
+    assert.equal((await lockOf("ka-a"))?.holder, "ka-next");
+    assert.equal(await lockOf("ka-b"), undefined);
+    // The expired leases are gone for good.
+    await expectStatus(client.release(b.leaseId), status.NOT_FOUND);
+    const late = client.keepAlive();
+    try {
+      assert.equal((await late.renew(a.leaseId)).expired, true);
+    } finally {
+      late.end();
+    }
+    await client.release(granted.leaseId);
+  });
+
+  test("KeepAlive answers unknown lease ids with expired=true and keeps the stream open", async () => {
+    const lease = await acquire({ resource: "ka-unknown", holder: "ka-unknown-holder", ttl: seconds(10) });
+    const stream = client.keepAlive();
+    try {
+      const bogus = randomBytes(32).toString("base64url");
+      const r1 = await stream.renew(bogus);
+      assert.equal(r1.leaseId, bogus);
+      assert.equal(r1.expired, true);
+      assert.equal(r1.expiresAt, undefined);
+      const r2 = await stream.renew("");
+      assert.equal(r2.expired, true);
+      const r3 = await stream.renew("x".repeat(1000));
+      assert.equal(r3.expired, true);
+      const r4 = await stream.renew(lease.leaseId);
+      assert.equal(r4.leaseId, lease.leaseId);
+      assert.equal(r4.expired, false, "a real lease renews on the same stream after unknown ones");
+      assert.ok(ms(r4.expiresAt) > ms(lease.expiresAt) - 1);
+      await client.release(lease.leaseId);
+      const r5 = await stream.renew(lease.leaseId);
+      assert.equal(r5.expired, true, "a released lease is reported expired");
+    } finally {
+      stream.end();
+    }
+    assert.equal(await stream.ended, undefined);
+  });
+
+  test("one KeepAlive stream renews several leases, each response naming its lease", async () => {
+    const leases = await Promise.all(
+      [1, 2, 3].map((i) => acquire({ resource: `multi-${i}`, holder: `multi-holder-${i}`, ttl: seconds(10 + i) })),
+    );
+    const stream = client.keepAlive();
+    try {
+      for (let round = 0; round < 2; round++) {
+        const responses = await Promise.all(leases.map((lease) => stream.renew(lease.leaseId)));
+        responses.forEach((response, i) => {
+          assert.equal(response.leaseId, leases[i]!.leaseId);
+          assert.equal(response.expired, false);
+          assert.equal(ms(response.ttl), (11 + i) * 1000);
+          assert.ok(ms(response.expiresAt) >= ms(leases[i]!.expiresAt));
+        });
+      }
+      await assertValidLockDir(dir.path);
+    } finally {
+      stream.end();
+    }
+    for (const lease of leases) await client.release(lease.leaseId);
+  });
+
+  test("Release of an unknown or already released lease is NOT_FOUND", async () => {
+    const bogus = randomBytes(32).toString("base64url");
+    const details = await expectStatus(client.release(bogus), status.NOT_FOUND);
+    assert.ok(!details.includes(bogus), "the lease id is not echoed");
+    await expectStatus(client.release(""), status.NOT_FOUND);
+    const lease = await acquire({ resource: "twice", holder: "twice-holder", ttl: seconds(10) });
+    assert.deepEqual(await client.release(lease.leaseId), { released: true });
+    await expectStatus(client.release(lease.leaseId), status.NOT_FOUND);
+    assert.equal(await lockOf("twice"), undefined);
+  });
+
+  test("every lease file left in the lock dir validates against the schema", async () => {
+    const held = await Promise.all(
+      ["schema-a", "schema-b"].map((resource) =>
+        acquire({ resource, holder: `ü-holder ${resource}`, ttl: seconds(2.5), metadata: { "team/role": "x", empty: "" } }),
+      ),
+    );
+    assert.ok((await assertValidLockDir(dir.path)) >= 2);
+    for (const lease of held) await client.release(lease.leaseId);
+    await assertValidLockDir(dir.path);
+  });
+});
