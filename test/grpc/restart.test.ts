@@ -1,0 +1,308 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { access, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { status } from "@grpc/grpc-js";
+import { makeTempDir } from "../helpers/temp-dir.ts";
+import { startServiceProcess, type ServiceProcess } from "../helpers/service-process.ts";
+import { isServiceError, ms, TestLockClient } from "../helpers/lock-client.ts";
+import { assertValidLeaseFile, assertValidLockDir } from "../helpers/lease-file-schema.ts";
+import type { Lease } from "../../src/gen/mcplockd/v1/lock.ts";
+
+// The lease files are the source of truth: a service killed (or stopped) while
+// leases are held comes back with the same leases, the same holders, and a
+// fencing counter that only goes up.
+
+const TTL_20S = { seconds: 20, nanos: 0 };
+const WAIT_30S = { seconds: 30, nanos: 0 };
+
+/** Runs registered clean-ups in reverse order, even when some of them fail. */
+class Cleanup {
+  private readonly steps: Array<() => unknown> = [];
+  add(step: () => unknown): void {
+    this.steps.push(step);
+  }
+  async run(): Promise<void> {
+    for (const step of this.steps.reverse()) {
+      try {
+        await step();
+      } catch {
+        // keep cleaning up
+      }
+    }
+  }
+}
+
+interface Harness {
+  dir: string;
+  start(): Promise<ServiceProcess>;
+  client(service: ServiceProcess): TestLockClient;
+}
+
+/** A temp lock dir plus trackers that stop every service and close every client at the end. */
+async function withHarness(body: (h: Harness) => Promise<void>): Promise<void> {
+  const cleanup = new Cleanup();
+  try {
+    const dir = await makeTempDir("mcp-lockd-restart-");
+    cleanup.add(() => dir.remove());
+    await body({
+      dir: dir.path,
+      async start() {
+        // Port 0 each time: the restarted service may get other ports.
+        const service = await startServiceProcess({ lockDir: dir.path, grpcListen: "127.0.0.1:0", httpListen: "127.0.0.1:0" });
+        cleanup.add(() => service.stop("SIGKILL"));
+        return service;
+      },
+      client(service) {
+        const client = new TestLockClient(service.grpcAddress);
+        cleanup.add(() => client.close());
+        return client;
+      },
+    });
+  } finally {
+    await cleanup.run();
+  }
+}
+
+function sha256(text: string): string {
+  return createHash("sha256").update(text).digest("hex");
+}
+
+function leaseOf(response: { lease: Lease | undefined }): Lease {
+  assert.ok(response.lease, "Acquire answered without a lease");
+  return response.lease;
+}
+
+async function exists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Polls `condition` until it holds; fails with `what` after `timeoutMs`. */
+async function waitFor(what: string, condition: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) assert.fail(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+async function rejectsWith(promise: Promise<unknown>, code: status, pattern?: RegExp): Promise<void> {
+  await assert.rejects(promise, (err: unknown) => {
+    assert.ok(isServiceError(err), `expected a gRPC error, got ${String(err)}`);
+    assert.equal(err.code, code, `expected status ${status[code]}, got ${status[err.code]}: ${err.details}`);
+    if (pattern) assert.match(err.details, pattern);
+    return true;
+  });
+}
+
+interface HealthEntry {
+  resource: string;
+  holder: string;
+  expires_at: string;
+  fencing_token: number | null;
+  state: string;
+}
+
+async function healthLocks(service: ServiceProcess): Promise<HealthEntry[]> {
+  const response = await fetch(`http://${service.httpAddress}/health/locks`);
+  assert.equal(response.status, 200);
+  return ((await response.json()) as { locks: HealthEntry[] }).locks;
+}
+
+/** Validates `<dir>/<resource>.lock` against the schema and checks that it is still this lease's file. */
+async function assertLeaseFileOf(dir: string, lease: Lease, expiresAt?: number): Promise<Record<string, unknown>> {
+  const doc = await assertValidLeaseFile(join(dir, `${lease.resource}.lock`));
+  assert.equal(doc.resource, lease.resource);
+  assert.equal(doc.holder, lease.holder);
+  assert.equal(doc.fencing_token, lease.fencingToken);
+  assert.equal(doc.lease_id_sha256, sha256(lease.leaseId));
+  assert.equal(doc.expires_at, new Date(expiresAt ?? ms(lease.expiresAt)).toISOString());
+  return doc;
+}
+
+async function fenceOf(dir: string, resource: string): Promise<number> {
+  const doc = JSON.parse(await readFile(join(dir, `${resource}.lock.fence`), "utf8")) as { fencing_token: number };
+  return doc.fencing_token;
+}
+
+test("SIGKILL while two leases are held and a third client waits: the leases survive the restart", { timeout: 60_000 }, async () => {
+  await withHarness(async (h) => {
+    const first = await h.start();
+    const a = h.client(first);
+    const b = h.client(first);
+    const c = h.client(first);
+    const alpha = leaseOf(await a.acquire({ resource: "alpha", holder: "holder-a", ttl: TTL_20S }));
+    const beta = leaseOf(await b.acquire({ resource: "beta", holder: "holder-b", ttl: TTL_20S }));
+    // A third client queues for alpha; make sure it is waiting before the kill.
+    const waiting = c.acquire({ resource: "alpha", holder: "holder-c", ttl: TTL_20S, waitTimeout: WAIT_30S });
+    waiting.catch(() => {});
+    await waitFor("holder-c to wait for alpha", async () => (await a.listLocks("alpha")).locks[0]?.waiters === 1);
+    assert.equal(await assertValidLockDir(h.dir), 2);
+
+    assert.equal(await first.stop("SIGKILL"), "SIGKILL");
+    // The waiter loses its call with the connection; it was not granted anything.
+    await assert.rejects(waiting, (err: unknown) => isServiceError(err) && err.code === status.UNAVAILABLE);
+    // Between the kill and the release the files still name the original holders.
+    assert.equal(await assertValidLockDir(h.dir), 2);
+    await assertLeaseFileOf(h.dir, alpha);
+    await assertLeaseFileOf(h.dir, beta);
+
+    const second = await h.start();
+    const intruder = h.client(second);
+    const a2 = h.client(second);
+    const b2 = h.client(second);
+    // Still held: another holder is refused, naming the original holder.
+    await rejectsWith(intruder.acquire({ resource: "alpha", holder: "intruder" }), status.ABORTED, /"holder-a"/);
+    await rejectsWith(intruder.acquire({ resource: "beta", holder: "intruder" }), status.ABORTED, /"holder-b"/);
+    const listed = await healthLocks(second);
+    assert.deepEqual(
+      listed.map((e) => [e.resource, e.holder, e.fencing_token, e.expires_at, e.state]),
+      [
+        ["alpha", "holder-a", alpha.fencingToken, new Date(ms(alpha.expiresAt)).toISOString(), "held"],
+        ["beta", "holder-b", beta.fencingToken, new Date(ms(beta.expiresAt)).toISOString(), "held"],
+      ],
+    );
+    await assertLeaseFileOf(h.dir, alpha);
+    await assertLeaseFileOf(h.dir, beta);
+    assert.equal(await fenceOf(h.dir, "alpha"), alpha.fencingToken);
+    assert.equal(await fenceOf(h.dir, "beta"), beta.fencingToken);
+
+    // The holders renew with their original lease ids over new connections.
+    const kaA = a2.keepAlive();
+    const kaB = b2.keepAlive();
+    const renewedA = await kaA.renew(alpha.leaseId);
+    const renewedB = await kaB.renew(beta.leaseId);
+    assert.equal(renewedA.expired, false);
+    assert.equal(renewedB.expired, false);
+    assert.ok(ms(renewedA.expiresAt) > ms(alpha.expiresAt), "alpha's renewed expiry is not later than before");
+    assert.ok(ms(renewedB.expiresAt) > ms(beta.expiresAt), "beta's renewed expiry is not later than before");
+    assert.equal(ms(renewedA.ttl), 20_000);
+    await assertLeaseFileOf(h.dir, alpha, ms(renewedA.expiresAt));
+    await assertLeaseFileOf(h.dir, beta, ms(renewedB.expiresAt));
+    kaA.end();
+    kaB.end();
+
+    assert.deepEqual(await a2.release(alpha.leaseId), { released: true });
+    assert.deepEqual(await b2.release(beta.leaseId), { released: true });
+    assert.equal(await assertValidLockDir(h.dir), 0);
+
+    // Nobody was granted them in between: the next grants take the very next tokens.
+    const nextAlpha = leaseOf(await intruder.acquire({ resource: "alpha", holder: "intruder" }));
+    const nextBeta = leaseOf(await intruder.acquire({ resource: "beta", holder: "intruder" }));
+    assert.equal(nextAlpha.fencingToken, alpha.fencingToken + 1);
+    assert.equal(nextBeta.fencingToken, beta.fencingToken + 1);
+    assert.equal(await assertValidLockDir(h.dir), 2);
+    await intruder.release(nextAlpha.leaseId);
+    await intruder.release(nextBeta.leaseId);
+  });
+});
+
+test("a lease whose ttl ran out while the service was down is reclaimed at start", { timeout: 60_000 }, async () => {
+  await withHarness(async (h) => {
+    const first = await h.start();
+    const owner = h.client(first);
+    const short = leaseOf(await owner.acquire({ resource: "ephemeral", holder: "short-lived", ttl: { seconds: 1, nanos: 0 } }));
+    assert.equal(await first.stop("SIGKILL"), "SIGKILL");
+    const leaseFile = join(h.dir, "ephemeral.lock");
+    await assertLeaseFileOf(h.dir, short);
+
+    // Let the ttl run out while nothing is running.
+    const expiresAt = ms(short.expiresAt);
+    await sleep(Math.max(0, expiresAt - Date.now()) + 200);
+    assert.ok(await exists(leaseFile), "the lease file went away while no service was running");
+
+    const second = await h.start();
+    await waitFor("the expired lease file to be removed", async () => !(await exists(leaseFile)));
+    const other = h.client(second);
+    assert.deepEqual((await other.listLocks()).locks, []);
+    assert.deepEqual((await healthLocks(second)).map((e) => e.resource), []);
+    // The old lease is gone for its holder too.
+    const owner2 = h.client(second);
+    const ka = owner2.keepAlive();
+    assert.equal((await ka.renew(short.leaseId)).expired, true);
+    ka.end();
+    await rejectsWith(owner2.release(short.leaseId), status.NOT_FOUND);
+
+    // Grantable at once (try once), with the next token.
+    const next = leaseOf(await other.acquire({ resource: "ephemeral", holder: "next" }));
+    assert.equal(next.fencingToken, short.fencingToken + 1);
+    await assertLeaseFileOf(h.dir, next);
+    assert.deepEqual(await other.release(next.leaseId), { released: true });
+  });
+});
+
+test("fencing tokens keep strictly increasing across a SIGKILL and restart", { timeout: 60_000 }, async () => {
+  await withHarness(async (h) => {
+    const first = await h.start();
+    const client = h.client(first);
+    const before: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const lease = leaseOf(await client.acquire({ resource: "fenced", holder: `round-${i}` }));
+      await assertLeaseFileOf(h.dir, lease);
+      before.push(lease.fencingToken);
+      assert.deepEqual(await client.release(lease.leaseId), { released: true });
+    }
+    assert.deepEqual(before, [before[0]!, before[0]! + 1, before[0]! + 2]);
+    assert.equal(await first.stop("SIGKILL"), "SIGKILL");
+    assert.equal(await assertValidLockDir(h.dir), 0);
+    assert.equal(await fenceOf(h.dir, "fenced"), before[2]);
+
+    const second = await h.start();
+    const client2 = h.client(second);
+    const after = leaseOf(await client2.acquire({ resource: "fenced", holder: "after-restart" }));
+    assert.ok(after.fencingToken > before[2]!, `token ${after.fencingToken} after restart is not above ${before[2]}`);
+    assert.equal(after.fencingToken, before[2]! + 1);
+    await assertLeaseFileOf(h.dir, after);
+    assert.deepEqual(await client2.release(after.leaseId), { released: true });
+    const again = leaseOf(await client2.acquire({ resource: "fenced", holder: "after-restart" }));
+    assert.equal(again.fencingToken, after.fencingToken + 1);
+    await client2.release(again.leaseId);
+  });
+});
+
+test("SIGTERM with a held lease: exit 0, the lease file stays, and the lease is still valid after restart", { timeout: 60_000 }, async () => {
+  await withHarness(async (h) => {
+    const first = await h.start();
+    const holder = h.client(first);
+    const waiter = h.client(first);
+    const lease = leaseOf(await holder.acquire({ resource: "graceful", holder: "holder-g", ttl: TTL_20S }));
+    const ka = holder.keepAlive();
+    const renewed = await ka.renew(lease.leaseId);
+    assert.equal(renewed.expired, false);
+    const waiting = waiter.acquire({ resource: "graceful", holder: "holder-w", ttl: TTL_20S, waitTimeout: WAIT_30S });
+    waiting.catch(() => {});
+    await waitFor("holder-w to wait for graceful", async () => (await holder.listLocks("graceful")).locks[0]?.waiters === 1);
+
+    assert.equal(await first.stop("SIGTERM"), 0, `graceful stop did not exit 0:\n${first.stderr()}`);
+    // The waiter is told to come back later, not granted; the keepalive stream ends.
+    await rejectsWith(waiting, status.UNAVAILABLE);
+    await ka.ended;
+    assert.equal(await assertValidLockDir(h.dir), 1);
+    await assertLeaseFileOf(h.dir, lease, ms(renewed.expiresAt));
+
+    const second = await h.start();
+    const other = h.client(second);
+    const holder2 = h.client(second);
+    await rejectsWith(other.acquire({ resource: "graceful", holder: "other" }), status.ABORTED, /"holder-g"/);
+    assert.deepEqual(
+      (await healthLocks(second)).map((e) => [e.resource, e.holder, e.fencing_token]),
+      [["graceful", "holder-g", lease.fencingToken]],
+    );
+    const ka2 = holder2.keepAlive();
+    const renewedAgain = await ka2.renew(lease.leaseId);
+    assert.equal(renewedAgain.expired, false);
+    assert.ok(ms(renewedAgain.expiresAt) > ms(renewed.expiresAt), "the renewed expiry is not later than before");
+    await assertLeaseFileOf(h.dir, lease, ms(renewedAgain.expiresAt));
+    ka2.end();
+    assert.deepEqual(await holder2.release(lease.leaseId), { released: true });
+    const next = leaseOf(await other.acquire({ resource: "graceful", holder: "other" }));
+    assert.equal(next.fencingToken, lease.fencingToken + 1);
+    assert.equal(await assertValidLockDir(h.dir), 1);
+    await other.release(next.leaseId);
+  });
+});
