@@ -5,7 +5,8 @@ import { MAX_TTL_MS } from "../core/limits.ts";
 
 export const LEASE_FILE_VERSION = 1;
 
-const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
+// RFC 3339 allows lower-case 't' and 'z' (section 5.6, NOTE).
+const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/i;
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 export function serializeLease(lease: LeaseRecord, renewedAt: number): string {
@@ -47,6 +48,7 @@ export function parseLease(text: string, resource: string, modifiedAt: number): 
   if (acquiredAt === undefined) return "acquired_at is not an RFC 3339 time";
   const expiresAt = parseTime(d.expires_at);
   if (expiresAt === undefined) return "expires_at is not an RFC 3339 time";
+  if (d.renewed_at !== undefined && parseTime(d.renewed_at) === undefined) return "renewed_at is not an RFC 3339 time";
   if (typeof d.ttl !== "number" || !(d.ttl > 0) || d.ttl * 1000 > MAX_TTL_MS) return "ttl is not a number of seconds in (0, 3600]";
   if (!isPositiveInteger(d.fencing_token)) return "fencing_token is not a positive integer";
   if (!isPositiveInteger(d.pid) && d.pid !== 0) return "pid is not an integer";
@@ -76,13 +78,18 @@ export function serializeFence(resource: string, fencingToken: number): string {
 
 /** The last fencing token issued, or a string saying why the file is unusable. */
 export function parseFence(text: string, resource: string): number | string {
+  let d: Record<string, unknown>;
   try {
-    const d = JSON.parse(text) as Record<string, unknown>;
-    if (d.resource === resource && isPositiveInteger(d.fencing_token)) return d.fencing_token as number;
+    d = JSON.parse(text) as Record<string, unknown>;
   } catch {
-    // fall through
+    return "not JSON";
   }
-  return "not a fence document for this resource";
+  if (typeof d !== "object" || d === null) return "not a JSON object";
+  if (d.version !== LEASE_FILE_VERSION) return `unsupported version ${JSON.stringify(d.version)}`;
+  if (d.resource !== resource) return `resource ${JSON.stringify(d.resource)} does not match the file name`;
+  const token = d.fencing_token;
+  if (typeof token !== "number" || !Number.isSafeInteger(token) || token < 0) return "fencing_token is not an integer >= 0";
+  return token;
 }
 
 function parseTime(value: unknown): number | undefined {

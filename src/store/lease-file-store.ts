@@ -138,6 +138,11 @@ export class LeaseFileStore implements LeaseStore {
     return this.guarded(resource, async () => {
       const current = await this.read(resource);
       if (current.kind === "free" || blockedUntil(current) > now) return current;
+      // Keep the counter >= the token being forgotten (it already is, unless
+      // the files were edited or restored by hand).
+      if (current.kind === "held" && current.lease.fencingToken > (await this.readFence(resource))) {
+        await this.writeAtomically(resource, this.layout.fenceFile(resource), serializeFence(resource, current.lease.fencingToken));
+      }
       await this.remove(this.layout.leaseFile(resource));
       return { kind: "free", resource };
     });
