@@ -12,10 +12,14 @@ export interface Clock {
   setTimer(delayMs: number, callback: () => void): TimerHandle;
 }
 
+const MAX_TIMER_DELAY_MS = 2 ** 31 - 1;
+
 export const systemClock: Clock = {
   now: () => Date.now(),
   setTimer(delayMs, callback) {
-    const timer = setTimeout(callback, Math.max(0, delayMs));
+    // setTimeout turns delays past 2^31-1 ms into 1 ms; firing early is safe
+    // (callers re-check and re-arm), spinning is not.
+    const timer = setTimeout(callback, Math.min(Math.max(0, delayMs), MAX_TIMER_DELAY_MS));
     // Timers must not keep a shutting-down process alive.
     timer.unref?.();
     return { cancel: () => clearTimeout(timer) };

@@ -110,7 +110,15 @@ export class LeaseFileStore implements LeaseStore {
         pid: process.pid,
         hostname: this.host,
       };
-      await this.writeAtomically(resource, this.layout.leaseFile(resource), serializeLease(lease, now));
+      try {
+        await this.writeAtomically(resource, this.layout.leaseFile(resource), serializeLease(lease, now));
+      } catch (err) {
+        // The caller is told it failed and never gets the lease id, so a file
+        // that did land (say the dir fsync failed) would hold the resource for
+        // nobody. The old file, if any, had expired: removing it is a reclaim.
+        await this.remove(this.layout.leaseFile(resource)).catch(() => {});
+        throw err;
+      }
       return { granted: lease };
     });
   }

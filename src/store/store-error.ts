@@ -9,6 +9,7 @@ const UNAVAILABLE_ERRNOS = new Set([
   "ENOSPC",
   "EDQUOT",
   "ENOTDIR",
+  "EEXIST", // the lock dir path is a regular file
   "ENOENT",
   "EMFILE",
   "ENFILE",
