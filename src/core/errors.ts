@@ -57,30 +57,27 @@ export class LeaseNotFoundError extends LockError {
   }
 }
 
-/** The store cannot be used right now (permissions, full disk, guard busy). Retryable. */
-export class StoreUnavailableError extends LockError {
-  readonly code = "STORE_UNAVAILABLE";
+/** A file-system (or other store) failure, with the path and errno when known. */
+export abstract class StoreError extends LockError {
   constructor(
     message: string,
     readonly path?: string,
     readonly errno?: string,
   ) {
     super(message);
-    this.name = "StoreUnavailableError";
   }
 }
 
+/** The store cannot be used right now (permissions, full disk, guard busy). Retryable. */
+export class StoreUnavailableError extends StoreError {
+  readonly code = "STORE_UNAVAILABLE";
+  override name = "StoreUnavailableError";
+}
+
 /** An unexpected store failure (an errno we do not expect, a corrupt counter). */
-export class StoreFailureError extends LockError {
+export class StoreFailureError extends StoreError {
   readonly code = "STORE_FAILURE";
-  constructor(
-    message: string,
-    readonly path?: string,
-    readonly errno?: string,
-  ) {
-    super(message);
-    this.name = "StoreFailureError";
-  }
+  override name = "StoreFailureError";
 }
 
 export class WaitCancelledError extends LockError {

@@ -296,16 +296,21 @@ export class LockManager {
   /** Reclaims an expired lease (removing its file) and wakes the queue. */
   private async expireIfDue(resource: string): Promise<void> {
     try {
-      const state = await this.mutex.run(resource, async () => {
-        const after = await this.store.reclaimIfExpired(resource, this.clock.now());
-        this.observe(after);
-        return after;
-      });
-      if (state.kind === "free") this.pump(resource);
+      await this.resync(resource, (now) => this.store.reclaimIfExpired(resource, now));
     } catch (err) {
       this.log(`reclaiming "${resource}" failed: ${(err as Error).message}; retrying in 1s`);
       this.armExpiry(resource, this.clock.now() + 1_000);
     }
+  }
+
+  /** Runs a store read or reclaim under the resource's mutex, records it, and wakes waiters if free. */
+  private async resync(resource: string, readState: (now: number) => Promise<ResourceState>): Promise<void> {
+    const state = await this.mutex.run(resource, async () => {
+      const current = await readState(this.clock.now());
+      this.observe(current);
+      return current;
+    });
+    if (state.kind === "free") this.pump(resource);
   }
 
   /** A lease file changed outside our own calls (or may have): re-read it. */
@@ -324,12 +329,7 @@ export class LockManager {
 
   private async refresh(resource: string): Promise<void> {
     try {
-      const state = await this.mutex.run(resource, async () => {
-        const current = await this.store.read(resource, this.clock.now());
-        this.observe(current);
-        return current;
-      });
-      if (state.kind === "free") this.pump(resource);
+      await this.resync(resource, (now) => this.store.read(resource, now));
     } catch (err) {
       this.log(`re-reading "${resource}" failed: ${(err as Error).message}`);
     }

@@ -12,6 +12,8 @@ import { makeTempDir } from "../helpers/temp-dir.ts";
 import { CLI_PATH, startServiceProcess } from "../helpers/service-process.ts";
 import { TestLockClient, isServiceError } from "../helpers/lock-client.ts";
 import { assertValidLeaseFile } from "../helpers/lease-file-schema.ts";
+import { runProcess, type ProcessResult } from "../helpers/run-process.ts";
+import { waitFor } from "../helpers/wait.ts";
 import type { AcquireResponse } from "../../src/gen/mcplockd/v1/lock.ts";
 
 const PACKAGE_JSON = new URL("../../../package.json", import.meta.url);
@@ -24,23 +26,12 @@ function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
 }
 
 /** Runs the CLI to completion (killed after `timeoutMs`). */
-async function runCli(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [CLI_PATH, ...args], {
-    stdio: ["ignore", "pipe", "pipe"],
+function runCli(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<ProcessResult> {
+  return runProcess(process.execPath, [CLI_PATH, ...args], {
     env: options.env ?? cleanEnv(),
     cwd: options.cwd,
+    timeoutMs: options.timeoutMs ?? 15_000,
   });
-  let stdout = "";
-  let stderr = "";
-  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-  const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 15_000);
-  try {
-    const [code] = (await once(child, "close")) as [number | null];
-    return { code, stdout, stderr };
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** Starts `serve` with only the given environment (no flags) and waits for its serving line. */
@@ -78,14 +69,6 @@ function exists(path: string): Promise<boolean> {
     () => true,
     () => false,
   );
-}
-
-async function waitFor(condition: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 test("--help prints usage naming loopback defaults and exits 0", async () => {

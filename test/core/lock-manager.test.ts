@@ -16,104 +16,13 @@ import {
 import type { BlockingState, LeaseGrant, LeaseRecord, ResourceState } from "../../src/core/lease.ts";
 import { hashLeaseId } from "../../src/core/lease-id.ts";
 import { LockManager, type AcquireInput, type GrantedLease } from "../../src/core/lock-manager.ts";
-import { nodeFileSystem, type FileSystem } from "../../src/store/file-system.ts";
 import { LeaseFileStore } from "../../src/store/lease-file-store.ts";
 import type { AcquireOutcome, LeaseStore } from "../../src/store/lease-store.ts";
+import { FaultyFileSystem } from "../helpers/faulty-file-system.ts";
 import { assertValidLeaseFile, assertValidLockDir } from "../helpers/lease-file-schema.ts";
 import { ManualClock, settle } from "../helpers/manual-clock.ts";
 import { makeTempDir } from "../helpers/temp-dir.ts";
-
-// ---------------------------------------------------------------------------
-// The real file system with injectable faults and gates.
-
-type Method = keyof FileSystem;
-
-interface Fault {
-  code: string;
-  match?: (path: string) => boolean;
-  /** Matching calls to let through before failing. */
-  skip: number;
-}
-
-interface Gate {
-  match: (path: string) => boolean;
-  reached: () => void;
-  opened: Promise<void>;
-}
-
-function errnoError(code: string, method: string, path: string): NodeJS.ErrnoException {
-  const err = new Error(`${code}: injected fault, ${method} '${path}'`) as NodeJS.ErrnoException;
-  err.code = code;
-  err.syscall = method;
-  err.path = path;
-  return err;
-}
-
-class FaultyFileSystem implements FileSystem {
-  private readonly faults = new Map<Method, Fault>();
-  private readonly gates = new Map<Method, Gate>();
-
-  fail(method: Method, code: string, match?: (path: string) => boolean, skip = 0): void {
-    this.faults.set(method, { code, match, skip });
-  }
-
-  heal(): void {
-    this.faults.clear();
-  }
-
-  /**
-   * Holds the next matching call before it runs until `open()` is called.
-   * `reached` resolves when that call arrives.
-   */
-  gate(method: Method, match: (path: string) => boolean): { reached: Promise<void>; open(): void } {
-    let reached!: () => void;
-    let open!: () => void;
-    const reachedPromise = new Promise<void>((resolve) => (reached = resolve));
-    const opened = new Promise<void>((resolve) => (open = resolve));
-    this.gates.set(method, { match, reached, opened });
-    return { reached: reachedPromise, open };
-  }
-
-  private async run<T>(method: Method, path: string, real: () => Promise<T>): Promise<T> {
-    const gate = this.gates.get(method);
-    if (gate && gate.match(path)) {
-      this.gates.delete(method);
-      gate.reached();
-      await gate.opened;
-    }
-    const fault = this.faults.get(method);
-    if (fault && (!fault.match || fault.match(path))) {
-      if (fault.skip > 0) fault.skip--;
-      else throw errnoError(fault.code, method, path);
-    }
-    return real();
-  }
-
-  readFileWithMtime(path: string) {
-    return this.run("readFileWithMtime", path, () => nodeFileSystem.readFileWithMtime(path));
-  }
-  writeNewFileSynced(path: string, data: string) {
-    return this.run("writeNewFileSynced", path, () => nodeFileSystem.writeNewFileSynced(path, data));
-  }
-  rename(from: string, to: string) {
-    return this.run("rename", to, () => nodeFileSystem.rename(from, to));
-  }
-  unlink(path: string) {
-    return this.run("unlink", path, () => nodeFileSystem.unlink(path));
-  }
-  syncDirectory(path: string) {
-    return this.run("syncDirectory", path, () => nodeFileSystem.syncDirectory(path));
-  }
-  mkdir(path: string) {
-    return this.run("mkdir", path, () => nodeFileSystem.mkdir(path));
-  }
-  readdir(path: string) {
-    return this.run("readdir", path, () => nodeFileSystem.readdir(path));
-  }
-  watch(path: string, onEvent: (filename: string | null) => void, onError: (err: Error) => void) {
-    return nodeFileSystem.watch(path, onEvent, onError);
-  }
-}
+import { withTimeout } from "../helpers/wait.ts";
 
 /**
  * A pass-through LeaseStore that counts acquisitions the store answered with
@@ -252,14 +161,6 @@ function track<T>(promise: Promise<T>): Tracked<T> {
     },
   );
   return tracked;
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 /** Polls a condition (real time) until it holds; for background file I/O that has no event to await. */
@@ -959,7 +860,7 @@ for (const [code, kind] of [
       return true;
     };
 
-    h.fs.fail("readFileWithMtime", code, (p) => p === leasePath);
+    h.fs.fail("readFileWithMtime", code, { match: (p) => p === leasePath });
     await assert.rejects(m.acquire({ resource: "r" }), check(leasePath));
     await assert.rejects(m.acquire(waiting({ resource: "r" })), check(leasePath), "a waiting caller is not left hanging");
     h.fs.heal();
@@ -973,7 +874,7 @@ for (const [code, kind] of [
 
     h.fs.fail("rename", code);
     await assert.rejects(m.renew(held.leaseId), check(leasePath));
-    h.fs.fail("unlink", code, (p) => p === leasePath);
+    h.fs.fail("unlink", code, { match: (p) => p === leasePath });
     await assert.rejects(m.release(held.leaseId), check(leasePath));
     h.fs.heal();
 
@@ -1031,7 +932,7 @@ test("an acquire reported as failed does not leave the resource held (dir fsync 
   const h = await setup(t);
   const m = h.manager;
   // The first dir fsync (after the fence) succeeds, the second (after the lease file) fails.
-  h.fs.fail("syncDirectory", "EIO", undefined, 1);
+  h.fs.fail("syncDirectory", "EIO", { skip: 1 });
   const outcome = await m.acquire({ resource: "r", holder: "ghost", ttlMs: 600_000 }).then(
     (granted) => granted,
     (err: unknown) => err,

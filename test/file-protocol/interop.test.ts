@@ -13,8 +13,8 @@ import { setTimeout as delay } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { status } from "@grpc/grpc-js";
 import { makeTempDir } from "../helpers/temp-dir.ts";
-import { startServiceProcess, type ServiceProcess } from "../helpers/service-process.ts";
-import { isServiceError, ms, TestLockClient } from "../helpers/lock-client.ts";
+import { startServiceFixture, startServiceProcess, type ServiceProcess } from "../helpers/service-process.ts";
+import { expectGrpcError, isServiceError, ms, TestLockClient } from "../helpers/lock-client.ts";
 import { assertValidLeaseFile, assertValidLockDir } from "../helpers/lease-file-schema.ts";
 
 const PYTHON = "/usr/bin/python3";
@@ -176,15 +176,6 @@ async function healthLocks(service: ServiceProcess): Promise<Array<Record<string
   return ((await response.json()) as { locks: Array<Record<string, unknown>> }).locks;
 }
 
-function abortedNaming(holder: string) {
-  return (err: unknown) => {
-    assert.ok(isServiceError(err), `expected a gRPC error, got ${String(err)}`);
-    assert.equal(err.code, status.ABORTED, err.details);
-    assert.ok(err.details.includes(`"${holder}"`), `ABORTED should name "${holder}": ${err.details}`);
-    return true;
-  };
-}
-
 async function assertPythonWorks(): Promise<void> {
   await stat(PYTHON).catch(() => assert.fail(`${PYTHON} is needed by the file-protocol interop tests`));
 }
@@ -261,10 +252,8 @@ test("python file-protocol contenders and service clients never overlap; tokens 
 
 test("a python-held lease blocks the service, shows in /health/locks, and its release wakes a service waiter at once", async (t) => {
   await assertPythonWorks();
-  const dir = await makeTempDir();
-  const service = await startServiceProcess({ lockDir: dir.path });
-  const client = new TestLockClient(service.grpcAddress);
-  const py = PyDriver.start(dir.path);
+  const { dir, service, client, close } = await startServiceFixture();
+  const py = PyDriver.start(dir);
   const latencies: number[] = [];
   try {
     for (let round = 1; round <= 3; round++) {
@@ -276,16 +265,16 @@ test("a python-held lease blocks the service, shows in /health/locks, and its re
 
       if (round === 1) {
         // The Python-written file is a valid lease file without a lease id.
-        const document = await assertValidLeaseFile(join(dir.path, "handoff.lock"));
+        const document = await assertValidLeaseFile(join(dir, "handoff.lock"));
         assert.equal(document.holder, holder);
         assert.equal(document.fencing_token, token);
         assert.equal(document.pid, py.child.pid);
         assert.equal(document.lease_id_sha256, undefined);
         assert.equal(Date.parse(document.expires_at as string), held.lease.expires_at);
-        assert.equal(await assertValidLockDir(dir.path), 1);
+        assert.equal(await assertValidLockDir(dir), 1);
 
         // The service honours it: try-once is ABORTED and names the Python holder.
-        await assert.rejects(client.acquire({ resource: "handoff", holder: "svc-try-once" }), abortedNaming(holder));
+        await expectGrpcError(client.acquire({ resource: "handoff", holder: "svc-try-once" }), status.ABORTED, [`"${holder}"`]);
 
         // /health/locks and ListLocks show the Python holder.
         const entry = (await healthLocks(service)).find((lock) => lock.resource === "handoff");
@@ -327,18 +316,14 @@ test("a python-held lease blocks the service, shows in /health/locks, and its re
     assert.ok(sorted[1]! < 750, `median handover latency ${sorted[1]} ms (latencies ${latencies.join(", ")})`);
   } finally {
     await py.close();
-    client.close();
-    await service.stop();
-    await dir.remove();
+    await close();
   }
 });
 
 test("a service-held lease makes a python acquire time out busy; python gets it once released, and renews it", async () => {
   await assertPythonWorks();
-  const dir = await makeTempDir();
-  const service = await startServiceProcess({ lockDir: dir.path });
-  const client = new TestLockClient(service.grpcAddress);
-  const py = PyDriver.start(dir.path);
+  const { dir, client, close } = await startServiceFixture();
+  const py = PyDriver.start(dir);
   try {
     const { lease } = await client.acquire({ resource: "reverse", holder: "svc-holder", ttl: seconds(30) });
     assert.ok(lease);
@@ -351,7 +336,7 @@ test("a service-held lease makes a python acquire time out busy; python gets it 
     assert.equal(busy.state?.fencing_token, lease.fencingToken);
     assert.ok(busy.finished - busy.started >= 290, `python gave up after ${busy.finished - busy.started} ms`);
     // The service's lease file was left as it was.
-    const document = await assertValidLeaseFile(join(dir.path, "reverse.lock"));
+    const document = await assertValidLeaseFile(join(dir, "reverse.lock"));
     assert.equal(document.holder, "svc-holder");
     assert.match(document.lease_id_sha256 as string, /^[0-9a-f]{64}$/);
 
@@ -361,8 +346,8 @@ test("a service-held lease makes a python acquire time out busy; python gets it 
     const got = await pending;
     assert.ok(got.ok && got.lease, JSON.stringify(got));
     assert.equal(got.lease.fencing_token, lease.fencingToken + 1);
-    await assertValidLeaseFile(join(dir.path, "reverse.lock"));
-    await assert.rejects(client.acquire({ resource: "reverse", holder: "svc-again" }), abortedNaming("py-waiter"));
+    await assertValidLeaseFile(join(dir, "reverse.lock"));
+    await expectGrpcError(client.acquire({ resource: "reverse", holder: "svc-again" }), status.ABORTED, ['"py-waiter"']);
 
     // A Python renewal moves expires_at, and the service reads the new value.
     await delay(20);
@@ -371,7 +356,7 @@ test("a service-held lease makes a python acquire time out busy; python gets it 
     assert.ok(renewed.lease.expires_at > got.lease.expires_at);
     const listed = (await client.listLocks("reverse")).locks[0];
     assert.equal(ms(listed?.expiresAt), renewed.lease.expires_at);
-    const renewedDocument = await assertValidLeaseFile(join(dir.path, "reverse.lock"));
+    const renewedDocument = await assertValidLeaseFile(join(dir, "reverse.lock"));
     assert.equal(renewedDocument.acquired_at, new Date(got.lease.acquired_at).toISOString());
 
     // Python releases; the service grants the next token.
@@ -381,9 +366,7 @@ test("a service-held lease makes a python acquire time out busy; python gets it 
     assert.equal(next.lease?.fencingToken, lease.fencingToken + 2);
   } finally {
     await py.close();
-    client.close();
-    await service.stop();
-    await dir.remove();
+    await close();
   }
 });
 
@@ -537,14 +520,11 @@ async function classifyOnBothSides(
   afterwards: (serviceDir: string, pythonDir: string) => Promise<void> = async () => {},
 ): Promise<string[]> {
   await assertPythonWorks();
-  const dir = await makeTempDir();
-  const serviceDir = join(dir.path, "service");
-  const pythonDir = join(dir.path, "python");
-  await mkdir(pythonDir);
-  const service = await startServiceProcess({ lockDir: serviceDir });
-  const client = new TestLockClient(service.grpcAddress);
-  const py = PyDriver.start(pythonDir);
+  const { dir, lockDir: serviceDir, client, close } = await startServiceFixture({ lockSubdir: "service" });
+  const pythonDir = join(dir, "python");
+  const py = PyDriver.start(pythonDir); // it touches pythonDir only when given a command
   try {
+    await mkdir(pythonDir);
     const outcomes = await Promise.all(
       cases.map(async (c) => {
         const resource = `case-${c.name}`;
@@ -592,9 +572,7 @@ async function classifyOnBothSides(
     return problems;
   } finally {
     await py.close();
-    client.close();
-    await service.stop();
-    await dir.remove();
+    await close();
   }
 }
 
@@ -640,14 +618,12 @@ test("edge files: the service reads lease files as docs/protocol.md says (lower-
 
 test("a python lease with a short ttl expires: the service grants the next token once it has passed", async () => {
   await assertPythonWorks();
-  const dir = await makeTempDir();
-  const service = await startServiceProcess({ lockDir: dir.path });
-  const client = new TestLockClient(service.grpcAddress);
-  const py = PyDriver.start(dir.path);
+  const { dir, client, close } = await startServiceFixture();
+  const py = PyDriver.start(dir);
   try {
     const held = await py.call({ op: "acquire", resource: "short", holder: "py-short", ttl: 0.5 });
     assert.ok(held.ok && held.lease, JSON.stringify(held));
-    await assertValidLeaseFile(join(dir.path, "short.lock"));
+    await assertValidLeaseFile(join(dir, "short.lock"));
     // A service waiter is granted when the Python lease expires (the service arms a timer for it),
     // never before its expires_at.
     const { lease } = await client.acquire({ resource: "short", holder: "svc-next", waitTimeout: seconds(10) });
@@ -660,12 +636,10 @@ test("a python lease with a short ttl expires: the service grants the next token
     assert.equal(renewed.error, "LockLost", JSON.stringify(renewed));
     const released = await py.call({ op: "release", fencing_token: held.lease.fencing_token });
     assert.equal(released.released, false);
-    const document = await assertValidLeaseFile(join(dir.path, "short.lock"));
+    const document = await assertValidLeaseFile(join(dir, "short.lock"));
     assert.equal(document.holder, "svc-next");
   } finally {
     await py.close();
-    client.close();
-    await service.stop();
-    await dir.remove();
+    await close();
   }
 });

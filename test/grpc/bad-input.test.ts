@@ -7,29 +7,13 @@ import { readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { status } from "@grpc/grpc-js";
 import { makeTempDir } from "../helpers/temp-dir.ts";
-import { startServiceProcess, type ServiceProcess } from "../helpers/service-process.ts";
-import { TestLockClient, isServiceError } from "../helpers/lock-client.ts";
+import { startServiceFixture, startServiceProcess, type ServiceFixture, type ServiceProcess } from "../helpers/service-process.ts";
+import { TestLockClient, expectGrpcError } from "../helpers/lock-client.ts";
 import { assertValidLeaseFile } from "../helpers/lease-file-schema.ts";
 import type { AcquireRequest } from "../../src/gen/mcplockd/v1/lock.ts";
 
 type Duration = { seconds: number; nanos: number };
 const seconds = (s: number): Duration => ({ seconds: s, nanos: 0 });
-
-/** Asserts `promise` rejects with gRPC `code` and details matching every pattern. */
-async function expectStatus(promise: Promise<unknown>, code: status, patterns: Array<RegExp | string>, label: string): Promise<string> {
-  let details = "";
-  await assert.rejects(promise, (err: unknown) => {
-    assert.ok(isServiceError(err), `${label}: expected a gRPC error, got ${String(err)}`);
-    assert.equal(err.code, code, `${label}: expected ${status[code]}, got ${status[err.code]}: ${err.details}`);
-    for (const pattern of patterns) {
-      const ok = typeof pattern === "string" ? err.details.includes(pattern) : pattern.test(err.details);
-      assert.ok(ok, `${label}: details ${JSON.stringify(err.details.slice(0, 300))} should match ${String(pattern)}`);
-    }
-    details = err.details;
-    return true;
-  }, `${label}: expected the call to fail with ${status[code]}`);
-  return details;
-}
 
 /** Runs every check, then fails once listing all that failed (so one bad case hides no other). */
 async function allOf(checks: Array<() => Promise<unknown>>): Promise<void> {
@@ -45,27 +29,21 @@ async function allOf(checks: Array<() => Promise<unknown>>): Promise<void> {
 }
 
 describe("bad input against a healthy lock dir", () => {
-  let parent: { path: string; remove(): Promise<void> };
+  let fixture: ServiceFixture | undefined;
+  let parent: string;
   let lockDir: string;
-  let service: ServiceProcess;
   let client: TestLockClient;
 
   before(async () => {
-    parent = await makeTempDir();
-    lockDir = join(parent.path, "locks");
-    service = await startServiceProcess({ lockDir });
-    client = new TestLockClient(service.grpcAddress);
+    fixture = await startServiceFixture({ lockSubdir: "locks" });
+    ({ dir: parent, lockDir, client } = fixture);
   });
 
-  after(async () => {
-    client?.close();
-    await service?.stop();
-    await parent?.remove();
-  });
+  after(() => fixture?.close());
 
   /** Everything under the parent temp dir: only the lock dir may be there. */
   async function assertNothingOutsideLockDir(): Promise<void> {
-    assert.deepEqual(await readdir(parent.path), ["locks"], "nothing may be created next to the lock dir");
+    assert.deepEqual(await readdir(parent), ["locks"], "nothing may be created next to the lock dir");
   }
 
   async function assertStillServes(resource: string): Promise<void> {
@@ -90,7 +68,7 @@ describe("bad input against a healthy lock dir", () => {
     ];
     await allOf(
       cases.map(([label, resource, extra]) => () =>
-        expectStatus(
+        expectGrpcError(
           client.acquire({ resource, holder: "bad", ttl: seconds(5) }),
           status.INVALID_ARGUMENT,
           [/\bresource\b/, ...extra],
@@ -116,7 +94,7 @@ describe("bad input against a healthy lock dir", () => {
     ];
     await allOf(
       cases.map(([label, ttl]) => () =>
-        expectStatus(
+        expectGrpcError(
           client.acquire({ resource: "ttl-check", holder: "bad", ttl }),
           status.INVALID_ARGUMENT,
           [/\bttl\b/, /\b1 ?s\b/, /3600/],
@@ -141,7 +119,7 @@ describe("bad input against a healthy lock dir", () => {
     ];
     await allOf(
       cases.map(([label, waitTimeout]) => () =>
-        expectStatus(
+        expectGrpcError(
           client.acquire({ resource: "wait-check", holder: "bad", ttl: seconds(5), waitTimeout }),
           status.INVALID_ARGUMENT,
           [/\bwait_timeout\b/, /86400|24 ?h/],
@@ -153,13 +131,13 @@ describe("bad input against a healthy lock dir", () => {
   });
 
   test("an oversized holder and oversized metadata are INVALID_ARGUMENT naming the field and limit", async () => {
-    await expectStatus(
+    await expectGrpcError(
       client.acquire({ resource: "holder-check", holder: "h".repeat(100 * 1024), ttl: seconds(5) }),
       status.INVALID_ARGUMENT,
       [/\bholder\b/, /256/],
       "holder of 100 KB",
     );
-    await expectStatus(
+    await expectGrpcError(
       client.acquire({ resource: "holder-check", holder: "line\nbreak", ttl: seconds(5) }),
       status.INVALID_ARGUMENT,
       [/\bholder\b/, /control/],
@@ -167,19 +145,19 @@ describe("bad input against a healthy lock dir", () => {
     );
     const many: Record<string, string> = {};
     for (let i = 0; i < 1000; i++) many[`k${i}`] = "v";
-    await expectStatus(
+    await expectGrpcError(
       client.acquire({ resource: "meta-check", holder: "bad", ttl: seconds(5), metadata: many }),
       status.INVALID_ARGUMENT,
       [/\bmetadata\b/, /\b32\b/],
       "metadata with 1000 entries",
     );
-    await expectStatus(
+    await expectGrpcError(
       client.acquire({ resource: "meta-check", holder: "bad", ttl: seconds(5), metadata: { big: "v".repeat(100 * 1024) } }),
       status.INVALID_ARGUMENT,
       [/\bmetadata\b/, /1024/],
       "metadata with a 100 KB value",
     );
-    await expectStatus(
+    await expectGrpcError(
       client.acquire({ resource: "meta-check", holder: "bad", ttl: seconds(5), metadata: { "bad key": "v" } }),
       status.INVALID_ARGUMENT,
       [/\bmetadata\b/],
@@ -218,7 +196,7 @@ describe("bad input against a healthy lock dir", () => {
       assert.equal(lock.leaseId, "");
     }
     for (const resource of Object.keys(files)) {
-      await expectStatus(
+      await expectGrpcError(
         client.acquire({ resource, holder: "tries", ttl: seconds(5) }),
         status.ABORTED,
         [resource, "unknown"],
@@ -226,7 +204,7 @@ describe("bad input against a healthy lock dir", () => {
       );
     }
     // A short wait on one of them also fails as busy, not with an internal error.
-    await expectStatus(
+    await expectGrpcError(
       client.acquire({ resource: "broken-torn", holder: "waits", ttl: seconds(5), waitTimeout: { seconds: 0, nanos: 300_000_000 } }),
       status.ABORTED,
       ["broken-torn"],
@@ -266,7 +244,7 @@ describe("a lock dir that cannot be created", () => {
     const started = Date.now();
     const acquiring = client.acquire(request);
     let finishedAt = 0;
-    const checked = expectStatus(acquiring, status.UNAVAILABLE, [lockDir, "ENOTDIR"], "Acquire in an unusable lock dir").finally(
+    const checked = expectGrpcError(acquiring, status.UNAVAILABLE, [lockDir, "ENOTDIR"], "Acquire in an unusable lock dir").finally(
       () => (finishedAt = Date.now()),
     );
 
@@ -276,7 +254,7 @@ describe("a lock dir that cannot be created", () => {
     assert.equal(health.headers.get("content-type"), "application/json");
     assert.deepEqual(await health.json(), { status: "ok" });
     // ...and ListLocks says why it cannot list.
-    await expectStatus(client.listLocks(), status.UNAVAILABLE, [lockDir, "ENOTDIR"], "ListLocks in an unusable lock dir");
+    await expectGrpcError(client.listLocks(), status.UNAVAILABLE, [lockDir, "ENOTDIR"], "ListLocks in an unusable lock dir");
 
     await checked;
     assert.equal(service.child.exitCode, null, "the service is still running");

@@ -6,25 +6,15 @@ import { randomBytes } from "node:crypto";
 import { access, readFile, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { status } from "@grpc/grpc-js";
-import { makeTempDir } from "../helpers/temp-dir.ts";
-import { startServiceProcess, type ServiceProcess } from "../helpers/service-process.ts";
-import { TestLockClient, isServiceError, ms } from "../helpers/lock-client.ts";
+import { startServiceFixture, type ServiceFixture, type ServiceProcess } from "../helpers/service-process.ts";
+import { expectGrpcError, ms, type TestLockClient } from "../helpers/lock-client.ts";
 import { assertValidLockDir, assertValidLeaseFile } from "../helpers/lease-file-schema.ts";
+import { waitFor } from "../helpers/wait.ts";
 import type { AcquireRequest, AcquireResponse, Lease } from "../../src/gen/mcplockd/v1/lock.ts";
 
 // ---------------------------------------------------------------- helpers
 
 const seconds = (s: number) => ({ seconds: Math.floor(s), nanos: Math.round((s - Math.floor(s)) * 1e9) });
-
-/** Polls `condition` until it holds; fails with `what` after `timeoutMs`. */
-async function waitFor(condition: () => Promise<boolean> | boolean, what: string, timeoutMs = 10_000, everyMs = 20): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await condition()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, everyMs));
-  }
-}
 
 /** A promise whose outcome can be inspected without awaiting it; never unhandled. */
 interface Tracked<T> {
@@ -42,25 +32,10 @@ function track<T>(promise: Promise<T>): Tracked<T> {
   return tracked;
 }
 
-/** Asserts `promise` rejects with gRPC `code` and details matching every pattern. */
-async function expectStatus(promise: Promise<unknown>, code: status, patterns: Array<RegExp | string> = []): Promise<string> {
-  let details = "";
-  await assert.rejects(promise, (err: unknown) => {
-    assert.ok(isServiceError(err), `expected a gRPC error, got ${String(err)}`);
-    assert.equal(err.code, code, `expected status ${status[code]}, got ${status[err.code]}: ${err.details}`);
-    for (const pattern of patterns) {
-      if (typeof pattern === "string") assert.ok(err.details.includes(pattern), `details ${JSON.stringify(err.details)} should contain ${JSON.stringify(pattern)}`);
-      else assert.match(err.details, pattern);
-    }
-    details = err.details;
-    return true;
-  });
-  return details;
-}
-
 // ---------------------------------------------------------------- service
 
-let dir: { path: string; remove(): Promise<void> };
+let fixture: ServiceFixture | undefined;
+let dir: string;
 let service: ServiceProcess;
 let client: TestLockClient;
 
@@ -76,7 +51,7 @@ async function lockOf(resource: string): Promise<Lease | undefined> {
 }
 
 async function leaseFileExists(resource: string): Promise<boolean> {
-  return access(join(dir.path, `${resource}.lock`)).then(
+  return access(join(dir, `${resource}.lock`)).then(
     () => true,
     () => false,
   );
@@ -84,16 +59,11 @@ async function leaseFileExists(resource: string): Promise<boolean> {
 
 describe("LockService end to end", () => {
   before(async () => {
-    dir = await makeTempDir();
-    service = await startServiceProcess({ lockDir: dir.path });
-    client = new TestLockClient(service.grpcAddress);
+    fixture = await startServiceFixture();
+    ({ dir, service, client } = fixture);
   });
 
-  after(async () => {
-    client?.close();
-    await service?.stop();
-    await dir?.remove();
-  });
+  after(() => fixture?.close());
 
   test("acquire, renew over KeepAlive, release; the lease file validates", async () => {
     const before = Date.now();
@@ -108,7 +78,7 @@ describe("LockService end to end", () => {
     assert.ok(ms(lease.acquiredAt) >= before - 5 && ms(lease.acquiredAt) <= after + 5, "acquired_at is the time of the call");
     assert.equal(ms(lease.expiresAt), ms(lease.acquiredAt) + 20_000);
 
-    const file = await assertValidLeaseFile(join(dir.path, "basic.lock"));
+    const file = await assertValidLeaseFile(join(dir, "basic.lock"));
     assert.equal(file.holder, "holder-basic");
     assert.equal(file.fencing_token, lease.fencingToken);
     assert.equal(file.ttl, 20);
@@ -124,7 +94,7 @@ describe("LockService end to end", () => {
       assert.ok(ms(renewed.expiresAt) >= sentAt + 20_000 - 5 && ms(renewed.expiresAt) <= answeredAt + 20_000 + 5, "renewal sets expiry to now + ttl");
       const listed = await lockOf("basic");
       assert.equal(listed?.expiresAt && ms(listed.expiresAt), ms(renewed.expiresAt), "the listing shows the renewed expiry");
-      await assertValidLockDir(dir.path);
+      await assertValidLockDir(dir);
     } finally {
       stream.end();
     }
@@ -149,16 +119,16 @@ describe("LockService end to end", () => {
     assert.equal(listing.locks.length, 8);
     for (const lock of listing.locks) assert.equal(lock.leaseId, "", "lease_id is empty in listings");
     const listingText = JSON.stringify(listing);
-    const files = await readdir(dir.path);
+    const files = await readdir(dir);
     const fileTexts = await Promise.all(
-      files.filter((name) => name.startsWith("entropy-") && !name.endsWith(".guard")).map((name) => readFile(join(dir.path, name), "utf8")),
+      files.filter((name) => name.startsWith("entropy-") && !name.endsWith(".guard")).map((name) => readFile(join(dir, name), "utf8")),
     );
     for (const id of ids) {
       assert.ok(!listingText.includes(id), "a lease id leaked into ListLocks");
       for (const text of fileTexts) assert.ok(!text.includes(id), "a lease id leaked into a file in the lock dir");
       assert.ok(!service.stderr().includes(id), "a lease id leaked into the service log");
     }
-    assert.ok((await assertValidLockDir(dir.path)) >= 8);
+    assert.ok((await assertValidLockDir(dir)) >= 8);
     for (const lease of leases) await client.release(lease.leaseId);
   });
 
@@ -166,9 +136,9 @@ describe("LockService end to end", () => {
     const lease = await acquire({ resource: "busy", holder: "busy-holder-42", ttl: seconds(40) });
     try {
       const expiry = new Date(ms(lease.expiresAt)).toISOString();
-      await expectStatus(client.acquire({ resource: "busy", holder: "intruder" }), status.ABORTED, ["busy-holder-42", expiry, "busy"]);
+      await expectGrpcError(client.acquire({ resource: "busy", holder: "intruder" }), status.ABORTED, ["busy-holder-42", expiry, "busy"]);
       // An explicit zero wait_timeout is also a try-once.
-      await expectStatus(client.acquire({ resource: "busy", holder: "intruder", waitTimeout: seconds(0) }), status.ABORTED, ["busy-holder-42", expiry]);
+      await expectGrpcError(client.acquire({ resource: "busy", holder: "intruder", waitTimeout: seconds(0) }), status.ABORTED, ["busy-holder-42", expiry]);
       assert.equal((await lockOf("busy"))?.holder, "busy-holder-42", "the failed tries changed nothing");
       assert.equal((await lockOf("busy"))?.waiters, 0, "a try-once never stays queued");
     } finally {
@@ -195,7 +165,7 @@ describe("LockService end to end", () => {
       assert.equal(listed?.holder, `fifo-w${i + 1}`);
       assert.equal(listed?.fencingToken, granted.fencingToken);
       assert.equal(listed?.waiters, 2 - i);
-      await assertValidLockDir(dir.path);
+      await assertValidLockDir(dir);
       await client.release(granted.leaseId);
       previous = granted;
     }
@@ -222,8 +192,8 @@ describe("LockService end to end", () => {
     }, "the live waiter to be queued");
 
     cancel.abort();
-    await expectStatus(cancelled.promise, status.CANCELLED);
-    await expectStatus(deadlined.promise, status.DEADLINE_EXCEEDED);
+    await expectGrpcError(cancelled.promise, status.CANCELLED);
+    await expectGrpcError(deadlined.promise, status.DEADLINE_EXCEEDED);
     const seenHolders = new Set<string>();
     await waitFor(async () => {
       const lock = await lockOf(resource);
@@ -243,7 +213,7 @@ describe("LockService end to end", () => {
     assert.equal(listed?.waiters, 0);
     seenHolders.add(listed!.holder);
     assert.deepEqual([...seenHolders].sort(), ["dep-holder", "dep-live"], "ListLocks never shows a departed waiter as holder");
-    assert.equal((await assertValidLeaseFile(join(dir.path, `${resource}.lock`))).holder, "dep-live");
+    assert.equal((await assertValidLeaseFile(join(dir, `${resource}.lock`))).holder, "dep-live");
     await client.release(granted.leaseId);
     assert.equal(await lockOf(resource), undefined, "nothing is held once the live waiter releases");
     const next = await acquire({ resource, holder: "dep-after", ttl: seconds(5) });
@@ -256,7 +226,7 @@ describe("LockService end to end", () => {
     const holder = await acquire({ resource, holder: "timeout-holder", ttl: seconds(60) });
     try {
       const started = Date.now();
-      await expectStatus(
+      await expectGrpcError(
         client.acquire({ resource, holder: "timeout-waiter", waitTimeout: seconds(0.6) }),
         status.ABORTED,
         ["timeout-holder", /wait_timeout/],
@@ -303,13 +273,13 @@ describe("LockService end to end", () => {
         lastB = ms(rb.expiresAt);
         renewals++;
         if (answeredAt - started >= 5_500) break;
-        await expectStatus(client.acquire({ resource: "ka-a", holder: "ka-other" }), status.ABORTED, ["ka-holder"]);
-        await expectStatus(client.acquire({ resource: "ka-b", holder: "ka-other" }), status.ABORTED, ["ka-holder"]);
+        await expectGrpcError(client.acquire({ resource: "ka-a", holder: "ka-other" }), status.ABORTED, ["ka-holder"]);
+        await expectGrpcError(client.acquire({ resource: "ka-b", holder: "ka-other" }), status.ABORTED, ["ka-holder"]);
         const pause = sentAt + 300 - Date.now();
         if (pause > 0) await new Promise((resolve) => setTimeout(resolve, pause));
       }
       assert.ok(renewals >= 10, `only ${renewals} renewals in 5.5 s`);
-      await assertValidLockDir(dir.path);
+      await assertValidLockDir(dir);
     } finally {
       stream.end();
     }
@@ -317,10 +287,10 @@ describe("LockService end to end", () => {
     const endedAt = Date.now();
     // Ending the stream releases nothing.
     if (endedAt < lastA! - 50) {
-      await expectStatus(client.acquire({ resource: "ka-a", holder: "ka-other" }), status.ABORTED, ["ka-holder"]);
+      await expectGrpcError(client.acquire({ resource: "ka-a", holder: "ka-other" }), status.ABORTED, ["ka-holder"]);
     }
     if (Date.now() < lastB! - 50) {
-      await expectStatus(client.acquire({ resource: "ka-b", holder: "ka-other" }), status.ABORTED, ["ka-holder"]);
+      await expectGrpcError(client.acquire({ resource: "ka-b", holder: "ka-other" }), status.ABORTED, ["ka-holder"]);
     }
     assert.ok(await leaseFileExists("ka-b"), "the lease file stays after the stream ends");
     // A waiter for a, nothing waits for b.
@@ -342,7 +312,7 @@ describe("LockService end to end", () => {
     assert.equal((await lockOf("ka-a"))?.holder, "ka-next");
     assert.equal(await lockOf("ka-b"), undefined);
     // The expired leases are gone for good.
-    await expectStatus(client.release(b.leaseId), status.NOT_FOUND);
+    await expectGrpcError(client.release(b.leaseId), status.NOT_FOUND);
     const late = client.keepAlive();
     try {
       assert.equal((await late.renew(a.leaseId)).expired, true);
@@ -393,7 +363,7 @@ describe("LockService end to end", () => {
           assert.ok(ms(response.expiresAt) >= ms(leases[i]!.expiresAt));
         });
       }
-      await assertValidLockDir(dir.path);
+      await assertValidLockDir(dir);
     } finally {
       stream.end();
     }
@@ -402,12 +372,12 @@ describe("LockService end to end", () => {
 
   test("Release of an unknown or already released lease is NOT_FOUND", async () => {
     const bogus = randomBytes(32).toString("base64url");
-    const details = await expectStatus(client.release(bogus), status.NOT_FOUND);
+    const details = await expectGrpcError(client.release(bogus), status.NOT_FOUND);
     assert.ok(!details.includes(bogus), "the lease id is not echoed");
-    await expectStatus(client.release(""), status.NOT_FOUND);
+    await expectGrpcError(client.release(""), status.NOT_FOUND);
     const lease = await acquire({ resource: "twice", holder: "twice-holder", ttl: seconds(10) });
     assert.deepEqual(await client.release(lease.leaseId), { released: true });
-    await expectStatus(client.release(lease.leaseId), status.NOT_FOUND);
+    await expectGrpcError(client.release(lease.leaseId), status.NOT_FOUND);
     assert.equal(await lockOf("twice"), undefined);
   });
 
@@ -417,8 +387,8 @@ describe("LockService end to end", () => {
         acquire({ resource, holder: `ü-holder ${resource}`, ttl: seconds(2.5), metadata: { "team/role": "x", empty: "" } }),
       ),
     );
-    assert.ok((await assertValidLockDir(dir.path)) >= 2);
+    assert.ok((await assertValidLockDir(dir)) >= 2);
     for (const lease of held) await client.release(lease.leaseId);
-    await assertValidLockDir(dir.path);
+    await assertValidLockDir(dir);
   });
 });

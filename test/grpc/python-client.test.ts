@@ -3,14 +3,13 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { once } from "node:events";
 import { access, mkdir, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { makeTempDir } from "../helpers/temp-dir.ts";
 import { startServiceProcess } from "../helpers/service-process.ts";
 import { assertValidLockDir } from "../helpers/lease-file-schema.ts";
+import { runProcess, type ProcessResult } from "../helpers/run-process.ts";
 
 const PYTHON = "/usr/bin/python3";
 // dist/test/grpc/*.js → the repository root (proto/ and test/grpc/python_client.py are not in dist).
@@ -18,38 +17,12 @@ const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 const CLIENT_PY = join(ROOT, "test", "grpc", "python_client.py");
 const INSTALL_HINT = "apt-get install -y python3-grpcio python3-grpc-tools";
 
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a command to completion (killed after `timeoutMs`), capturing its output. */
-async function run(command: string, args: string[], options: { cwd?: string; timeoutMs?: number } = {}): Promise<Run> {
-  const child = spawn(command, args, { cwd: options.cwd, stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-  const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 30_000);
-  try {
-    const [code, signal] = (await once(child, "exit")) as [number | null, NodeJS.Signals | null];
-    return { code, signal, stdout, stderr };
-  } catch (err) {
-    child.kill("SIGKILL");
-    throw err;
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-const describe = (r: Run) => `exit ${r.signal ?? r.code}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`;
+const describe = (r: ProcessResult) => `exit ${r.signal ?? r.code}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`;
 
 /** grpcio and grpc_tools must be importable by /usr/bin/python3: a missing one fails the test, it never skips. */
 async function grpcToolsIncludeDir(): Promise<string> {
   await access(PYTHON).catch(() => assert.fail(`${PYTHON} is missing; install python3 and then: ${INSTALL_HINT}`));
-  const probe = await run(PYTHON, [
+  const probe = await runProcess(PYTHON, [
     "-c",
     "import os, grpc, grpc_tools.protoc; print(os.path.join(os.path.dirname(grpc_tools.__file__), '_proto'))",
   ]);
@@ -68,7 +41,7 @@ async function generateStubs(outDir: string): Promise<void> {
   );
   if (systemWellKnown) includes.push("-I", "/usr/include");
   includes.push("-I", await grpcToolsIncludeDir());
-  const protoc = await run(
+  const protoc = await runProcess(
     PYTHON,
     ["-m", "grpc_tools.protoc", ...includes, `--python_out=${outDir}`, `--grpc_python_out=${outDir}`, "proto/mcplockd/v1/lock.proto"],
     { cwd: ROOT },
@@ -116,7 +89,7 @@ test("a python grpcio client with generated stubs: acquire, keepalive, list, bus
   try {
     await generateStubs(stubs);
     const started = Date.now();
-    const result = await run(PYTHON, [CLIENT_PY, stubs, service.grpcAddress], { timeoutMs: 60_000 });
+    const result = await runProcess(PYTHON, [CLIENT_PY, stubs, service.grpcAddress], { timeoutMs: 60_000 });
     assert.equal(result.code, 0, `python_client.py failed:\n${describe(result)}\nservice stderr:\n${service.stderr()}`);
     const s = JSON.parse(result.stdout) as Summary;
 

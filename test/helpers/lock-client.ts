@@ -1,4 +1,5 @@
-import { credentials, Metadata, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
+import assert from "node:assert/strict";
+import { credentials, Metadata, status, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
 import {
   LockServiceClient,
   type AcquireRequest,
@@ -83,4 +84,34 @@ export function ms(value: { seconds: number; nanos: number } | undefined): numbe
 
 export function isServiceError(err: unknown): err is ServiceError {
   return typeof err === "object" && err !== null && "code" in err && "details" in err;
+}
+
+/**
+ * Asserts that `promise` rejects with gRPC status `code` and details matching
+ * every pattern (a string must be contained, a RegExp must match); resolves to
+ * the details. `label` prefixes every failure message.
+ */
+export async function expectGrpcError(
+  promise: Promise<unknown>,
+  code: status,
+  patterns: Array<RegExp | string> = [],
+  label?: string,
+): Promise<string> {
+  const prefix = label === undefined ? "" : `${label}: `;
+  let details = "";
+  await assert.rejects(
+    promise,
+    (err: unknown) => {
+      assert.ok(isServiceError(err), `${prefix}expected a gRPC error, got ${String(err)}`);
+      assert.equal(err.code, code, `${prefix}expected status ${status[code]}, got ${status[err.code]}: ${err.details}`);
+      for (const pattern of patterns) {
+        const ok = typeof pattern === "string" ? err.details.includes(pattern) : pattern.test(err.details);
+        assert.ok(ok, `${prefix}details ${JSON.stringify(err.details.slice(0, 300))} should match ${String(pattern)}`);
+      }
+      details = err.details;
+      return true;
+    },
+    `${prefix}expected the call to fail with ${status[code]}`,
+  );
+  return details;
 }

@@ -1,6 +1,9 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { TestLockClient } from "./lock-client.ts";
+import { makeTempDir } from "./temp-dir.ts";
 
 export const CLI_PATH = fileURLToPath(new URL("../../../bin/mcp-lockd.js", import.meta.url));
 
@@ -66,4 +69,45 @@ export async function startServiceProcess(options: {
   } finally {
     clearTimeout(timeout);
   }
+}
+
+export interface ServiceFixture {
+  /** A fresh temp dir (removed by close()). */
+  dir: string;
+  /** The service's lock dir: `dir` itself, or `join(dir, lockSubdir)` (created by the service). */
+  lockDir: string;
+  service: ServiceProcess;
+  client: TestLockClient;
+  /** Closes the client, stops the service (SIGTERM) and removes `dir`; safe to call twice. */
+  close(): Promise<void>;
+}
+
+/**
+ * A temp dir, `mcp-lockd serve` on ephemeral ports with its lock dir in it,
+ * and a TestLockClient connected to it. If any step fails, what was already
+ * started is cleaned up before the error is thrown.
+ */
+export async function startServiceFixture(options: { lockSubdir?: string } = {}): Promise<ServiceFixture> {
+  const temp = await makeTempDir();
+  const lockDir = options.lockSubdir === undefined ? temp.path : join(temp.path, options.lockSubdir);
+  let service: ServiceProcess | undefined;
+  let client: TestLockClient | undefined;
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      try {
+        client?.close();
+        await service?.stop();
+      } finally {
+        await temp.remove();
+      }
+    })());
+  try {
+    service = await startServiceProcess({ lockDir });
+    client = new TestLockClient(service.grpcAddress);
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  return { dir: temp.path, lockDir, service, client, close };
 }

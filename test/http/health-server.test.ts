@@ -6,9 +6,8 @@ import assert from "node:assert/strict";
 import { hostname } from "node:os";
 import { rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { makeTempDir } from "../helpers/temp-dir.ts";
-import { startServiceProcess, type ServiceProcess } from "../helpers/service-process.ts";
-import { TestLockClient } from "../helpers/lock-client.ts";
+import { startServiceFixture, type ServiceFixture } from "../helpers/service-process.ts";
+import type { TestLockClient } from "../helpers/lock-client.ts";
 import { assertValidLeaseFile } from "../helpers/lease-file-schema.ts";
 
 const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
@@ -41,23 +40,18 @@ function keysOf(value: unknown, into: string[] = []): string[] {
 }
 
 describe("HTTP shim", () => {
-  let dir: { path: string; remove(): Promise<void> };
-  let service: ServiceProcess;
+  let fixture: ServiceFixture | undefined;
+  let dir: string;
   let client: TestLockClient;
   let base: string;
 
   before(async () => {
-    dir = await makeTempDir();
-    service = await startServiceProcess({ lockDir: dir.path });
-    client = new TestLockClient(service.grpcAddress);
-    base = `http://${service.httpAddress}`;
+    fixture = await startServiceFixture();
+    ({ dir, client } = fixture);
+    base = `http://${fixture.service.httpAddress}`;
   });
 
-  after(async () => {
-    client?.close();
-    await service?.stop();
-    await dir?.remove();
-  });
+  after(() => fixture?.close());
 
   async function getLocks(): Promise<{ status: number; contentType: string | null; text: string; body: { locks: Entry[] } }> {
     const response = await fetch(`${base}/health/locks`);
@@ -111,7 +105,7 @@ describe("HTTP shim", () => {
     const now = Date.now();
     const acquiredAt = new Date(now).toISOString();
     const resource = "file-only";
-    await writeAtomically(dir.path, resource, `${resource}.lock.fence`, JSON.stringify({ version: 1, resource, fencing_token: 7 }) + "\n");
+    await writeAtomically(dir, resource, `${resource}.lock.fence`, JSON.stringify({ version: 1, resource, fencing_token: 7 }) + "\n");
     const lease = {
       version: 1,
       resource,
@@ -125,8 +119,8 @@ describe("HTTP shim", () => {
       hostname: hostname(),
       metadata: { via: "file" },
     };
-    await writeAtomically(dir.path, resource, `${resource}.lock`, JSON.stringify(lease, null, 2) + "\n");
-    await assertValidLeaseFile(join(dir.path, `${resource}.lock`));
+    await writeAtomically(dir, resource, `${resource}.lock`, JSON.stringify(lease, null, 2) + "\n");
+    await assertValidLeaseFile(join(dir, `${resource}.lock`));
 
     const { status, body } = await getLocks();
     assert.equal(status, 200);
@@ -140,7 +134,7 @@ describe("HTTP shim", () => {
   });
 
   test("an unreadable lease file is listed with holder \"unknown\"", async () => {
-    await writeFile(join(dir.path, "garbled.lock"), "{ this is not json");
+    await writeFile(join(dir, "garbled.lock"), "{ this is not json");
     const { status, body } = await getLocks();
     assert.equal(status, 200);
     const entry = body.locks.find((e) => e.resource === "garbled");

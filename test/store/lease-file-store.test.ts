@@ -5,86 +5,12 @@ import { join } from "node:path";
 import { StoreFailureError, StoreUnavailableError } from "../../src/core/errors.ts";
 import type { LeaseGrant, LeaseRecord } from "../../src/core/lease.ts";
 import { hashLeaseId } from "../../src/core/lease-id.ts";
-import { nodeFileSystem, type FileSystem } from "../../src/store/file-system.ts";
 import { LeaseFileStore } from "../../src/store/lease-file-store.ts";
 import type { AcquireOutcome } from "../../src/store/lease-store.ts";
+import { FaultyFileSystem } from "../helpers/faulty-file-system.ts";
 import { assertValidLeaseFile, assertValidLockDir } from "../helpers/lease-file-schema.ts";
 import { makeTempDir } from "../helpers/temp-dir.ts";
-
-// ---------------------------------------------------------------------------
-// Fault injection: the real file system, with errors on chosen methods.
-
-type Method = keyof FileSystem;
-
-interface Fault {
-  code: string;
-  /** Only calls whose first path argument passes this test fail. */
-  match?: (path: string) => boolean;
-  /** Run the real operation first, then fail (a write that created its file, then hit ENOSPC). */
-  after?: boolean;
-}
-
-function errnoError(code: string, method: string, path: string): NodeJS.ErrnoException {
-  const err = new Error(`${code}: injected fault, ${method} '${path}'`) as NodeJS.ErrnoException;
-  err.code = code;
-  err.syscall = method;
-  err.path = path;
-  return err;
-}
-
-class FaultyFileSystem implements FileSystem {
-  private readonly faults = new Map<Method, Fault>();
-  /** Number of injected failures so far. */
-  injected = 0;
-
-  fail(method: Method, code: string, options: Omit<Fault, "code"> = {}): void {
-    this.faults.set(method, { code, ...options });
-  }
-
-  heal(): void {
-    this.faults.clear();
-  }
-
-  private async run<T>(method: Method, path: string, real: () => Promise<T>): Promise<T> {
-    const fault = this.faults.get(method);
-    if (!fault || (fault.match && !fault.match(path))) return real();
-    if (fault.after) await real();
-    this.injected++;
-    throw errnoError(fault.code, method, path);
-  }
-
-  readFileWithMtime(path: string) {
-    return this.run("readFileWithMtime", path, () => nodeFileSystem.readFileWithMtime(path));
-  }
-  writeNewFileSynced(path: string, data: string) {
-    return this.run("writeNewFileSynced", path, () => nodeFileSystem.writeNewFileSynced(path, data));
-  }
-  rename(from: string, to: string) {
-    // Matched against the target: "the rename onto R.lock".
-    return this.run("rename", to, () => nodeFileSystem.rename(from, to));
-  }
-  unlink(path: string) {
-    return this.run("unlink", path, () => nodeFileSystem.unlink(path));
-  }
-  syncDirectory(path: string) {
-    return this.run("syncDirectory", path, () => nodeFileSystem.syncDirectory(path));
-  }
-  mkdir(path: string) {
-    return this.run("mkdir", path, () => nodeFileSystem.mkdir(path));
-  }
-  readdir(path: string) {
-    return this.run("readdir", path, () => nodeFileSystem.readdir(path));
-  }
-  watch(path: string, onEvent: (filename: string | null) => void, onError: (err: Error) => void) {
-    const fault = this.faults.get("watch");
-    if (fault) {
-      this.faults.delete("watch"); // fails once
-      this.injected++;
-      throw errnoError(fault.code, "watch", path);
-    }
-    return nodeFileSystem.watch(path, onEvent, onError);
-  }
-}
+import { withTimeout } from "../helpers/wait.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -162,14 +88,6 @@ function assertStoreError(
   assert.equal(err.path, path);
   assert.equal(err.errno, errno);
   return true;
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 // ---------------------------------------------------------------------------

@@ -1,0 +1,136 @@
+import { nodeFileSystem, type FileSystem } from "../../src/store/file-system.ts";
+
+/**
+ * The real file system with injectable faults and gates, for unit tests of
+ * LeaseFileStore and LockManager (EACCES, ENOSPC, EIO without root tricks).
+ */
+
+export type FileSystemMethod = keyof FileSystem;
+/** The methods that return a promise (all but `watch`); only these can be gated. */
+export type AsyncFileSystemMethod = Exclude<FileSystemMethod, "watch">;
+
+export interface FaultOptions {
+  /**
+   * Only calls whose path passes this test are affected (for `rename`, the
+   * target path: "the rename onto R.lock"). Default: every call.
+   */
+  match?: (path: string) => boolean;
+  /** Matching calls to let through before failing. Default 0. */
+  skip?: number;
+  /**
+   * Run the real operation first, then fail (a write that created its file,
+   * then hit ENOSPC). Not supported for `watch`.
+   */
+  after?: boolean;
+}
+
+interface Fault extends FaultOptions {
+  code: string;
+  skip: number;
+}
+
+interface Gate {
+  match: (path: string) => boolean;
+  reached: () => void;
+  opened: Promise<void>;
+}
+
+/** An Error shaped like one from node:fs: `code`, `syscall` and `path` set. */
+export function errnoError(code: string, method: string, path: string): NodeJS.ErrnoException {
+  const err = new Error(`${code}: injected fault, ${method} '${path}'`) as NodeJS.ErrnoException;
+  err.code = code;
+  err.syscall = method;
+  err.path = path;
+  return err;
+}
+
+export class FaultyFileSystem implements FileSystem {
+  private readonly faults = new Map<FileSystemMethod, Fault>();
+  private readonly gates = new Map<AsyncFileSystemMethod, Gate>();
+  /** Number of injected failures so far. */
+  injected = 0;
+
+  /**
+   * Makes matching calls of `method` fail with `code` until `heal()` (one fault
+   * per method; a new one replaces the old). A `watch` fault fails once only.
+   */
+  fail(method: FileSystemMethod, code: string, options: FaultOptions = {}): void {
+    if (method === "watch" && options.after) throw new Error("FaultyFileSystem: `after` is not supported for watch");
+    this.faults.set(method, { ...options, code, skip: options.skip ?? 0 });
+  }
+
+  /** Removes all faults (gates stay). */
+  heal(): void {
+    this.faults.clear();
+  }
+
+  /**
+   * Holds the next matching call before it runs until `open()` is called.
+   * `reached` resolves when that call arrives. The gate then goes away.
+   */
+  gate(method: AsyncFileSystemMethod, match: (path: string) => boolean): { reached: Promise<void>; open(): void } {
+    let reached!: () => void;
+    let open!: () => void;
+    const reachedPromise = new Promise<void>((resolve) => (reached = resolve));
+    const opened = new Promise<void>((resolve) => (open = resolve));
+    this.gates.set(method, { match, reached, opened });
+    return { reached: reachedPromise, open };
+  }
+
+  /** The fault to inject for this call, if any (counts down `skip`). */
+  private take(method: FileSystemMethod, path: string): Fault | undefined {
+    const fault = this.faults.get(method);
+    if (!fault || (fault.match && !fault.match(path))) return undefined;
+    if (fault.skip > 0) {
+      fault.skip--;
+      return undefined;
+    }
+    return fault;
+  }
+
+  private async run<T>(method: AsyncFileSystemMethod, path: string, real: () => Promise<T>): Promise<T> {
+    const gate = this.gates.get(method);
+    if (gate && gate.match(path)) {
+      this.gates.delete(method);
+      gate.reached();
+      await gate.opened;
+    }
+    const fault = this.take(method, path);
+    if (!fault) return real();
+    if (fault.after) await real();
+    this.injected++;
+    throw errnoError(fault.code, method, path);
+  }
+
+  readFileWithMtime(path: string) {
+    return this.run("readFileWithMtime", path, () => nodeFileSystem.readFileWithMtime(path));
+  }
+  writeNewFileSynced(path: string, data: string) {
+    return this.run("writeNewFileSynced", path, () => nodeFileSystem.writeNewFileSynced(path, data));
+  }
+  rename(from: string, to: string) {
+    // Matched against the target: "the rename onto R.lock".
+    return this.run("rename", to, () => nodeFileSystem.rename(from, to));
+  }
+  unlink(path: string) {
+    return this.run("unlink", path, () => nodeFileSystem.unlink(path));
+  }
+  syncDirectory(path: string) {
+    return this.run("syncDirectory", path, () => nodeFileSystem.syncDirectory(path));
+  }
+  mkdir(path: string) {
+    return this.run("mkdir", path, () => nodeFileSystem.mkdir(path));
+  }
+  readdir(path: string) {
+    return this.run("readdir", path, () => nodeFileSystem.readdir(path));
+  }
+  watch(path: string, onEvent: (filename: string | null) => void, onError: (err: Error) => void) {
+    const fault = this.take("watch", path);
+    if (fault) {
+      this.faults.delete("watch"); // fails once
+      this.injected++;
+      throw errnoError(fault.code, "watch", path);
+    }
+    return nodeFileSystem.watch(path, onEvent, onError);
+  }
+}
