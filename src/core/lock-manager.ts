@@ -137,7 +137,9 @@ export class LockManager {
       this.observe(done ? { kind: "free", resource } : await this.store.read(resource, this.clock.now()));
       return done;
     });
-    this.pump(resource);
+    // After the releaser's response is on its way: the next grant's file
+    // writes would otherwise run before it.
+    setImmediate(() => this.pump(resource));
     if (!released) throw new LeaseNotFoundError();
   }
 

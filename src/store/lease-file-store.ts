@@ -4,11 +4,12 @@ import lockfile from "proper-lockfile";
 import { StoreFailureError } from "../core/errors.ts";
 import { blockedUntil, type BlockingState, type LeaseGrant, type LeaseRecord, type ResourceState } from "../core/lease.ts";
 import { MAX_TTL_MS } from "../core/limits.ts";
-import { nodeFileSystem, type FileSystem } from "./file-system.ts";
+import { guardFileSystem, nodeFileSystem, type FileSystem } from "./file-system.ts";
 import { parseFence, parseLease, serializeFence, serializeLease } from "./lease-file-format.ts";
 import type { AcquireOutcome, LeaseStore } from "./lease-store.ts";
 import { LockDirLayout } from "./lock-dir-layout.ts";
 import { toStoreError } from "./store-error.ts";
+import { TokenReservations } from "./token-reservations.ts";
 
 /**
  * The guard every writer of the file protocol takes around a read-check-write
@@ -27,6 +28,8 @@ export interface LeaseFileStoreOptions {
   fs?: FileSystem;
   /** Told when a guard is compromised (its directory removed or made stale under us). */
   onWarning?: (message: string) => void;
+  /** Fencing tokens reserved per fence-file write (see TokenReservations). */
+  tokenBlockSize?: number;
 }
 
 /** Leases as JSON files in a directory: the file protocol of docs/protocol.md. */
@@ -36,12 +39,16 @@ export class LeaseFileStore implements LeaseStore {
   private readonly fs: FileSystem;
   private readonly warn: (message: string) => void;
   private readonly host = hostname();
+  private readonly tokens: TokenReservations;
+  /** Identity of R.lock right after our own last change, so the watch can skip our own events. */
+  private readonly ownChanges = new Map<string, string>();
 
   constructor(options: LeaseFileStoreOptions) {
     this.layout = new LockDirLayout(options.dir);
     this.location = options.dir;
     this.fs = options.fs ?? nodeFileSystem;
     this.warn = options.onWarning ?? (() => {});
+    this.tokens = new TokenReservations(options.tokenBlockSize);
   }
 
   async open(): Promise<void> {
@@ -61,6 +68,9 @@ export class LeaseFileStore implements LeaseStore {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return { kind: "free", resource };
       throw toStoreError("reading the lease file", path, err);
     }
+    // "absent" is the one identity that repeats: once someone else's file has
+    // been seen, a later delete must not pass for the echo of our own unlink.
+    if (this.ownChanges.get(resource) === "absent") this.ownChanges.delete(resource);
     const parsed = parseLease(file.text, resource, file.mtimeMs);
     if (typeof parsed !== "string") return { kind: "held", resource, lease: parsed };
     return {
@@ -94,10 +104,14 @@ export class LeaseFileStore implements LeaseStore {
       const current = await this.read(resource);
       if (current.kind !== "free" && blockedUntil(current) > now) return { blocked: current };
       const previous = current.kind === "held" ? current.lease.fencingToken : 0;
-      const fencingToken = Math.max(await this.readFence(resource), previous) + 1;
-      // The counter is written first: if we crash before the lease file, the
-      // next token is still higher than any token a holder ever saw.
-      await this.writeAtomically(resource, this.layout.fenceFile(resource), serializeFence(resource, fencingToken));
+      const fence = await this.readFence(resource);
+      const { token: fencingToken, reserveUpTo } = this.tokens.next(resource, fence, previous);
+      if (reserveUpTo !== undefined) {
+        // The counter is written first: if we crash before the lease file, the
+        // next token is still higher than any token a holder ever saw.
+        await this.writeAtomically(resource, this.layout.fenceFile(resource), serializeFence(resource, reserveUpTo));
+      }
+      this.tokens.issued(resource, fencingToken, reserveUpTo ?? fence);
       const lease: LeaseRecord = {
         resource,
         holder: grant.holder,
@@ -111,12 +125,12 @@ export class LeaseFileStore implements LeaseStore {
         hostname: this.host,
       };
       try {
-        await this.writeAtomically(resource, this.layout.leaseFile(resource), serializeLease(lease, now));
+        await this.writeLease(resource, serializeLease(lease, now));
       } catch (err) {
         // The caller is told it failed and never gets the lease id, so a file
         // that did land (say the dir fsync failed) would hold the resource for
         // nobody. The old file, if any, had expired: removing it is a reclaim.
-        await this.remove(this.layout.leaseFile(resource)).catch(() => {});
+        await this.removeLease(resource).catch(() => {});
         throw err;
       }
       return { granted: lease };
@@ -128,7 +142,7 @@ export class LeaseFileStore implements LeaseStore {
       const current = await this.read(resource);
       if (!isLiveLeaseOf(current, leaseIdHash, now)) return undefined;
       const renewed = { ...current.lease, expiresAt: now + current.lease.ttlMs };
-      await this.writeAtomically(resource, this.layout.leaseFile(resource), serializeLease(renewed, now));
+      await this.writeLease(resource, serializeLease(renewed, now));
       return renewed;
     });
   }
@@ -137,7 +151,7 @@ export class LeaseFileStore implements LeaseStore {
     return this.guarded(resource, async () => {
       const current = await this.read(resource);
       if (current.kind !== "held" || current.lease.leaseIdHash !== leaseIdHash) return false;
-      await this.remove(this.layout.leaseFile(resource));
+      await this.removeLease(resource);
       return current.lease.expiresAt > now;
     });
   }
@@ -151,7 +165,7 @@ export class LeaseFileStore implements LeaseStore {
       if (current.kind === "held" && current.lease.fencingToken > (await this.readFence(resource))) {
         await this.writeAtomically(resource, this.layout.fenceFile(resource), serializeFence(resource, current.lease.fencingToken));
       }
-      await this.remove(this.layout.leaseFile(resource));
+      await this.removeLease(resource);
       return { kind: "free", resource };
     });
   }
@@ -168,7 +182,10 @@ export class LeaseFileStore implements LeaseStore {
           (filename) => {
             if (filename === null) return onChange(undefined);
             const resource = this.layout.resourceOfEntry(filename);
-            if (resource !== undefined) onChange(resource);
+            if (resource === undefined) return;
+            void this.isOwnChange(resource).then((own) => {
+              if (!own) onChange(resource);
+            });
           },
           (err) => {
             watcher?.close();
@@ -234,6 +251,41 @@ export class LeaseFileStore implements LeaseStore {
     }
   }
 
+  private async writeLease(resource: string, text: string): Promise<void> {
+    try {
+      await this.writeAtomically(resource, this.layout.leaseFile(resource), text);
+    } finally {
+      await this.noteOwnChange(resource);
+    }
+  }
+
+  private async removeLease(resource: string): Promise<void> {
+    try {
+      await this.remove(this.layout.leaseFile(resource));
+    } finally {
+      await this.noteOwnChange(resource);
+    }
+  }
+
+  /** Remembers what R.lock looks like after our own change (see watch). */
+  private async noteOwnChange(resource: string): Promise<void> {
+    const identity = await this.fs.identity(this.layout.leaseFile(resource)).catch(() => undefined);
+    if (identity === undefined) this.ownChanges.delete(resource);
+    else this.ownChanges.set(resource, identity);
+  }
+
+  /**
+   * True when R.lock is exactly as our own last change left it: the watch
+   * event is an echo of our own write or unlink, and re-reading it would only
+   * slow the next operation on the resource down.
+   */
+  private async isOwnChange(resource: string): Promise<boolean> {
+    const own = this.ownChanges.get(resource);
+    if (own === undefined) return false;
+    const now = await this.fs.identity(this.layout.leaseFile(resource)).catch(() => undefined);
+    return now === own;
+  }
+
   private async remove(path: string): Promise<void> {
     try {
       await this.fs.unlink(path);
@@ -270,6 +322,7 @@ export class LeaseFileStore implements LeaseStore {
           stale: GUARD_STALE_MS,
           update: GUARD_UPDATE_MS,
           retries: 0,
+          fs: guardFileSystem,
           onCompromised: (err) => this.warn(`guard ${guard} compromised: ${err.message}`),
         });
       } catch (err) {

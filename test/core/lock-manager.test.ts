@@ -213,6 +213,17 @@ async function fenceToken(dir: string, resource: string): Promise<number> {
   return document.fencing_token;
 }
 
+/**
+ * The fence file's value, checked to bound `atLeast`. The store reserves
+ * blocks of tokens (docs/protocol.md section 2): the fence is at least the
+ * last token issued, not equal to it.
+ */
+async function fenceAtLeast(dir: string, resource: string, atLeast: number, what = "the fence"): Promise<number> {
+  const value = await fenceToken(dir, resource);
+  assert.ok(value >= atLeast, `${what}: the fence (${value}) must be >= every token issued (${atLeast})`);
+  return value;
+}
+
 async function leaseDocument(dir: string, resource: string): Promise<Record<string, unknown>> {
   return assertValidLeaseFile(join(dir, `${resource}.lock`));
 }
@@ -289,7 +300,7 @@ test("acquire, renew and release", TEST_OPTIONS, async (t) => {
 
   await m.release(leaseId);
   assert.equal(await exists(join(h.dir, "gateway.lock")), false);
-  assert.equal(await fenceToken(h.dir, "gateway"), 1, "the fence file survives release");
+  await fenceAtLeast(h.dir, "gateway", 1, "the fence file survives release");
   assert.deepEqual(await m.list(), []);
   await assert.rejects(m.renew(leaseId), leaseNotFound);
   await assert.rejects(m.release(leaseId), leaseNotFound);
@@ -434,7 +445,7 @@ test("a waiter cancelled while its grant is being written is never granted; the 
   const w2 = track(m.acquire(waiting({ resource: "r", holder: "w2" })));
   await h.store.waitForBlocked(1);
 
-  // Hold the write of w1's lease file (after its fence) until w1 has gone.
+  // Hold the write of w1's lease file (its token already taken) until w1 has gone.
   const gate = h.fs.gate("rename", (to) => to === join(h.dir, "r.lock"));
   await m.release(holder.leaseId);
   await withTimeout(gate.reached, 5_000, "the grant to w1 being written");
@@ -522,7 +533,7 @@ test("an expired lease with nobody waiting has its file removed at expiry", TEST
   await waitFor(async () => !(await exists(join(h.dir, "r.lock"))), "the expired lease file to be removed");
   assert.deepEqual(await m.list(), []);
   await assert.rejects(m.renew(holder.leaseId), leaseNotFound);
-  assert.equal(await fenceToken(h.dir, "r"), 1);
+  await fenceAtLeast(h.dir, "r", holder.lease.fencingToken, "the fence survives the expiry");
 });
 
 test("renewals keep a lease alive across many ttls", TEST_OPTIONS, async (t) => {
@@ -560,35 +571,46 @@ test("fencing tokens strictly increase across release, expiry and restarts; the 
   tokens.push(a.lease.fencingToken);
   await h.manager.release(a.leaseId);
   assert.equal(await exists(join(h.dir, "r.lock")), false);
-  assert.equal(await fenceToken(h.dir, "r"), a.lease.fencingToken, "the fence survives release");
+  await fenceAtLeast(h.dir, "r", a.lease.fencingToken, "the fence survives release");
 
   const b = await h.manager.acquire({ resource: "r", ttlMs: 5_000 });
   tokens.push(b.lease.fencingToken);
   await h.clock.advance(5_001);
   await waitFor(async () => !(await exists(join(h.dir, "r.lock"))), "expiry of b");
+  await fenceAtLeast(h.dir, "r", b.lease.fencingToken, "the fence survives expiry");
 
   const c = await h.manager.acquire({ resource: "r", ttlMs: 5_000 });
   tokens.push(c.lease.fencingToken);
+  // One manager, nobody else granting r: consecutive tokens.
+  assert.deepEqual(tokens, [1, 2, 3]);
+  const fenceBeforeRestart1 = await fenceAtLeast(h.dir, "r", c.lease.fencingToken);
   await h.restart();
   // The new manager learned c at start and reclaims it at its expiry.
   await h.clock.advance(5_001);
   await waitFor(async () => !(await exists(join(h.dir, "r.lock"))), "expiry of c after the restart");
+  assert.equal(await fenceToken(h.dir, "r"), fenceBeforeRestart1, "reclaiming c did not need to raise the fence");
 
+  // After a restart the first grant is max(F, P) + 1: above the block the old manager reserved.
   const d = await h.manager.acquire({ resource: "r", ttlMs: 5_000 });
   tokens.push(d.lease.fencingToken);
+  assert.equal(d.lease.fencingToken, fenceBeforeRestart1 + 1);
   await h.manager.release(d.leaseId);
+  const fenceBeforeRestart2 = await fenceAtLeast(h.dir, "r", d.lease.fencingToken);
   await h.restart();
   const e = await h.manager.acquire({ resource: "r", ttlMs: 5_000 });
   tokens.push(e.lease.fencingToken);
+  assert.equal(e.lease.fencingToken, fenceBeforeRestart2 + 1);
 
   for (let i = 1; i < tokens.length; i++) assert.ok(tokens[i]! > tokens[i - 1]!, `tokens ${tokens.join(", ")}`);
-  assert.deepEqual(tokens, [1, 2, 3, 4, 5]);
-  assert.equal(await fenceToken(h.dir, "r"), 5);
+  assert.equal(new Set(tokens).size, tokens.length, `tokens ${tokens.join(", ")}`);
+  await fenceAtLeast(h.dir, "r", e.lease.fencingToken);
 });
 
 test("a new manager keeps a live lease held; its holder renews and releases with the same lease id", TEST_OPTIONS, async (t) => {
   const h = await setup(t);
   const held = await h.manager.acquire({ resource: "r", holder: "alice", ttlMs: 30_000, metadata: { k: "v" } });
+  const fenceBeforeRestart = await fenceAtLeast(h.dir, "r", held.lease.fencingToken);
+  const fileBeforeRestart = await leaseDocument(h.dir, "r");
   await h.restart();
   const m = h.manager;
 
@@ -604,19 +626,32 @@ test("a new manager keeps a live lease held; its holder renews and releases with
   const renewed = await m.renew(held.leaseId);
   assert.equal(renewed.expiresAt, h.clock.now() + 30_000);
   assert.equal(renewed.fencingToken, held.lease.fencingToken);
+  const fileAfterRenewal = await leaseDocument(h.dir, "r");
+  for (const field of ["holder", "fencing_token", "lease_id_sha256", "acquired_at"]) {
+    assert.equal(fileAfterRenewal[field], fileBeforeRestart[field], `${field} of the lease file changed across the restart`);
+  }
   await m.release(held.leaseId);
   assert.equal(await exists(join(h.dir, "r.lock")), false);
-  assert.equal((await m.acquire({ resource: "r", holder: "bob" })).lease.fencingToken, 2);
+  // Nobody was granted r in between (any grant by the new manager would have raised the fence):
+  // the first grant of the new manager is max(F, P) + 1 with the fence from before the restart.
+  assert.equal(await fenceToken(h.dir, "r"), fenceBeforeRestart);
+  assert.equal((await m.acquire({ resource: "r", holder: "bob" })).lease.fencingToken, fenceBeforeRestart + 1);
 });
 
 test("a waiter on a restarted manager is granted when the lease from before the restart is released", TEST_OPTIONS, async (t) => {
   const h = await setup(t);
   const held = await h.manager.acquire({ resource: "r", holder: "alice", ttlMs: 30_000 });
+  const fenceBeforeRestart = await fenceAtLeast(h.dir, "r", held.lease.fencingToken);
   await h.restart();
   const w = track(h.manager.acquire(waiting({ resource: "r", holder: "w" })));
   await h.store.waitForBlocked(1);
+  assert.equal((await leaseDocument(h.dir, "r")).lease_id_sha256, hashLeaseId(held.leaseId), "still alice's lease file");
   await h.manager.release(held.leaseId);
-  assert.equal((await withTimeout(w.promise, 5_000, "the grant to w")).lease.fencingToken, 2);
+  const granted = await withTimeout(w.promise, 5_000, "the grant to w");
+  assert.equal(granted.lease.holder, "w");
+  // The first grant after the restart: max(F, P) + 1, above alice's token and the old block.
+  assert.equal(granted.lease.fencingToken, fenceBeforeRestart + 1);
+  assert.ok(granted.lease.fencingToken > held.lease.fencingToken);
 });
 
 test("an expired lease file found at start is reclaimed", TEST_OPTIONS, async (t) => {
@@ -865,6 +900,7 @@ for (const [code, kind] of [
     await assert.rejects(m.acquire(waiting({ resource: "r" })), check(leasePath), "a waiting caller is not left hanging");
     h.fs.heal();
 
+    // The first grant of a new store always reserves tokens: its first write is the fence file.
     h.fs.fail("writeNewFileSynced", code);
     await assert.rejects(m.acquire({ resource: "r" }), check(join(h.dir, "r.lock.fence")));
     h.fs.heal();
@@ -931,13 +967,19 @@ test("a lock dir that cannot be created is reported per request, and the manager
 test("an acquire reported as failed does not leave the resource held (dir fsync fails after the lease is written)", TEST_OPTIONS, async (t) => {
   const h = await setup(t);
   const m = h.manager;
-  // The first dir fsync (after the fence) succeeds, the second (after the lease file) fails.
-  h.fs.fail("syncDirectory", "EIO", { skip: 1 });
-  const outcome = await m.acquire({ resource: "r", holder: "ghost", ttlMs: 600_000 }).then(
+  // Only the dir fsync after the lease file fails, whether or not this grant also wrote the fence
+  // (the store reserves tokens in blocks): the fault is armed once the lease file's rename is reached.
+  const gate = h.fs.gate("rename", (to) => to === join(h.dir, "r.lock"));
+  const acquiring = m.acquire({ resource: "r", holder: "ghost", ttlMs: 600_000 }).then(
     (granted) => granted,
     (err: unknown) => err,
   );
+  await withTimeout(gate.reached, 5_000, "the lease file's rename");
+  h.fs.fail("syncDirectory", "EIO");
+  gate.open();
+  const outcome = await acquiring;
   h.fs.heal();
+  assert.equal(h.fs.injected, 1, "the dir fsync after the lease file was the one that failed");
   if (outcome instanceof Error) {
     assert.ok(outcome instanceof StoreUnavailableError, String(outcome));
     assert.ok(outcome.message.includes("EIO"), outcome.message);

@@ -176,6 +176,19 @@ async function healthLocks(service: ServiceProcess): Promise<Array<Record<string
   return ((await response.json()) as { locks: Array<Record<string, unknown>> }).locks;
 }
 
+/** The value of `<dir>/<resource>.lock.fence` (0 when missing, as docs/protocol.md says). */
+async function fenceValue(dir: string, resource: string): Promise<number> {
+  const text = await readFile(join(dir, `${resource}.lock.fence`), "utf8").catch((err: NodeJS.ErrnoException) => {
+    if (err.code === "ENOENT") return undefined;
+    throw err;
+  });
+  if (text === undefined) return 0;
+  const document = JSON.parse(text) as Record<string, unknown>;
+  assert.equal(document.resource, resource);
+  assert.ok(Number.isSafeInteger(document.fencing_token), text);
+  return document.fencing_token as number;
+}
+
 async function assertPythonWorks(): Promise<void> {
   await stat(PYTHON).catch(() => assert.fail(`${PYTHON} is needed by the file-protocol interop tests`));
 }
@@ -221,14 +234,15 @@ test("python file-protocol contenders and service clients never overlap; tokens 
     // Nobody found the marker of another holder.
     assert.deepEqual(records.filter((r) => r.violation !== undefined), []);
 
-    // Tokens: unique, and exactly one per grant in order (1..80: nothing else grants "shared").
+    // Tokens: positive integers, unique across all participants. They are not consecutive: the
+    // service reserves blocks in the fence file, which a Python grant (fence F + 1) ends.
     const byToken = [...records].sort((a, b) => a.fencing_token - b.fencing_token);
-    assert.deepEqual(
-      byToken.map((r) => r.fencing_token),
-      Array.from({ length: 4 * CYCLES }, (_, i) => i + 1),
-    );
+    const tokens = byToken.map((r) => r.fencing_token);
+    assert.ok(tokens.every((token) => Number.isSafeInteger(token) && token >= 1), `tokens ${tokens.join(" ")}`);
+    assert.equal(new Set(tokens).size, 4 * CYCLES, `a token was granted twice: ${tokens.join(" ")}`);
     // In token order the hold intervals follow each other: a higher token was never granted before a
-    // lower one ended (both clocks are the same wall clock, in whole ms).
+    // lower one ended (both clocks are the same wall clock, in whole ms). With the uniqueness above,
+    // tokens strictly increase in grant order across both implementations.
     for (let i = 1; i < byToken.length; i++) {
       const [a, b] = [byToken[i - 1]!, byToken[i]!];
       assert.ok(a.end <= b.start, `token ${a.fencing_token} (${a.who}) held until ${a.end}, token ${b.fencing_token} (${b.who}) from ${b.start}`);
@@ -239,9 +253,9 @@ test("python file-protocol contenders and service clients never overlap; tokens 
     t.diagnostic(`grant order: ${kinds.join(" ")}`);
     assert.ok(handovers >= 2, `only ${handovers} python<->service handovers in ${kinds.join(" ")}`);
 
-    // The counter kept up, and nothing is left held.
+    // The counter bounds every token issued, and nothing is left held.
     const fence = JSON.parse(await readFile(join(lockDir, "shared.lock.fence"), "utf8")) as Record<string, unknown>;
-    assert.equal(fence.fencing_token, 4 * CYCLES);
+    assert.ok((fence.fencing_token as number) >= byToken.at(-1)!.fencing_token, `fence ${fence.fencing_token}, tokens up to ${byToken.at(-1)!.fencing_token}`);
     assert.equal(await assertValidLockDir(lockDir), 0);
   } finally {
     for (const child of children) child.kill("SIGKILL");
@@ -256,12 +270,17 @@ test("a python-held lease blocks the service, shows in /health/locks, and its re
   const py = PyDriver.start(dir);
   const latencies: number[] = [];
   try {
+    let lastServiceToken = 0;
     for (let round = 1; round <= 3; round++) {
       const holder = `py-holder-${round}`;
+      const fenceBefore = await fenceValue(dir, "handoff");
       const held = await py.call({ op: "acquire", resource: "handoff", holder, ttl: 30, metadata: { round: String(round) } });
       assert.ok(held.ok && held.lease, JSON.stringify(held));
       const token = held.lease.fencing_token;
-      assert.equal(token, 2 * round - 1);
+      // Python issues max(F, P) + 1 (no lease file is left) and writes it as the fence.
+      assert.equal(token, fenceBefore + 1);
+      assert.ok(token > lastServiceToken, `python token ${token} is not above the service's ${lastServiceToken}`);
+      assert.equal(await fenceValue(dir, "handoff"), token);
 
       if (round === 1) {
         // The Python-written file is a valid lease file without a lease id.
@@ -305,7 +324,10 @@ test("a python-held lease blocks the service, shows in /health/locks, and its re
       latencies.push(Date.now() - releasedAt);
       assert.ok(lease);
       assert.equal(lease.holder, `svc-waiter-${round}`);
+      // Python's fence write (= its token) ended the service's reservation: a new block starts right above.
       assert.equal(lease.fencingToken, token + 1);
+      assert.ok((await fenceValue(dir, "handoff")) >= lease.fencingToken);
+      lastServiceToken = lease.fencingToken;
       assert.deepEqual(await client.release(lease.leaseId), { released: true });
     }
     // The grant must come from the directory watch (milliseconds), not the 2 s safety rescan.
@@ -341,11 +363,14 @@ test("a service-held lease makes a python acquire time out busy; python gets it 
     assert.match(document.lease_id_sha256 as string, /^[0-9a-f]{64}$/);
 
     // Python waits (polling) while the service client releases.
+    const fenceBefore = await fenceValue(dir, "reverse");
+    assert.ok(fenceBefore >= lease.fencingToken, `fence ${fenceBefore} is below the service's token ${lease.fencingToken}`);
     const pending = py.call({ op: "acquire", resource: "reverse", holder: "py-waiter", ttl: 10, wait_timeout: 10 });
     assert.deepEqual(await client.release(lease.leaseId), { released: true });
     const got = await pending;
     assert.ok(got.ok && got.lease, JSON.stringify(got));
-    assert.equal(got.lease.fencing_token, lease.fencingToken + 1);
+    // Above the whole block the service reserved, not just above its token.
+    assert.equal(got.lease.fencing_token, fenceBefore + 1);
     await assertValidLeaseFile(join(dir, "reverse.lock"));
     await expectGrpcError(client.acquire({ resource: "reverse", holder: "svc-again" }), status.ABORTED, ['"py-waiter"']);
 
@@ -363,7 +388,8 @@ test("a service-held lease makes a python acquire time out busy; python gets it 
     const released = await py.call({ op: "release", fencing_token: got.lease.fencing_token });
     assert.equal(released.released, true);
     const next = await client.acquire({ resource: "reverse", holder: "svc-after", waitTimeout: seconds(5) });
-    assert.equal(next.lease?.fencingToken, lease.fencingToken + 2);
+    // Python wrote its token as the fence, which ended the service's block: the next is right above.
+    assert.equal(next.lease?.fencingToken, got.lease.fencing_token + 1);
   } finally {
     await py.close();
     await close();

@@ -151,6 +151,11 @@ test("SIGKILL while two leases are held and a third client waits: the leases sur
     assert.equal(await assertValidLockDir(h.dir), 2);
     await assertLeaseFileOf(h.dir, alpha);
     await assertLeaseFileOf(h.dir, beta);
+    // The counters bound the tokens issued (the service reserves blocks: >=, not ==).
+    const fenceAlpha = await fenceOf(h.dir, "alpha");
+    const fenceBeta = await fenceOf(h.dir, "beta");
+    assert.ok(fenceAlpha >= alpha.fencingToken, `alpha's fence ${fenceAlpha} < token ${alpha.fencingToken}`);
+    assert.ok(fenceBeta >= beta.fencingToken, `beta's fence ${fenceBeta} < token ${beta.fencingToken}`);
 
     const second = await h.start();
     const intruder = h.client(second);
@@ -169,8 +174,8 @@ test("SIGKILL while two leases are held and a third client waits: the leases sur
     );
     await assertLeaseFileOf(h.dir, alpha);
     await assertLeaseFileOf(h.dir, beta);
-    assert.equal(await fenceOf(h.dir, "alpha"), alpha.fencingToken);
-    assert.equal(await fenceOf(h.dir, "beta"), beta.fencingToken);
+    assert.equal(await fenceOf(h.dir, "alpha"), fenceAlpha, "nothing raised alpha's counter");
+    assert.equal(await fenceOf(h.dir, "beta"), fenceBeta, "nothing raised beta's counter");
 
     // The holders renew with their original lease ids over new connections.
     const kaA = a2.keepAlive();
@@ -191,11 +196,18 @@ test("SIGKILL while two leases are held and a third client waits: the leases sur
     assert.deepEqual(await b2.release(beta.leaseId), { released: true });
     assert.equal(await assertValidLockDir(h.dir), 0);
 
-    // Nobody was granted them in between: the next grants take the very next tokens.
+    // Nobody was granted them in between: the lease files named the original holders, tokens and
+    // lease ids until the release (checked above), and the counters were never raised (every grant
+    // by the restarted service or any other participant would have raised them). The restarted
+    // service's first grants are therefore exactly max(F, P) + 1 = F + 1.
+    assert.equal(await fenceOf(h.dir, "alpha"), fenceAlpha, "nothing raised alpha's counter");
+    assert.equal(await fenceOf(h.dir, "beta"), fenceBeta, "nothing raised beta's counter");
     const nextAlpha = leaseOf(await intruder.acquire({ resource: "alpha", holder: "intruder" }));
     const nextBeta = leaseOf(await intruder.acquire({ resource: "beta", holder: "intruder" }));
-    assert.equal(nextAlpha.fencingToken, alpha.fencingToken + 1);
-    assert.equal(nextBeta.fencingToken, beta.fencingToken + 1);
+    assert.equal(nextAlpha.fencingToken, fenceAlpha + 1);
+    assert.equal(nextBeta.fencingToken, fenceBeta + 1);
+    assert.ok((await fenceOf(h.dir, "alpha")) >= nextAlpha.fencingToken);
+    assert.ok((await fenceOf(h.dir, "beta")) >= nextBeta.fencingToken);
     assert.equal(await assertValidLockDir(h.dir), 2);
     await intruder.release(nextAlpha.leaseId);
     await intruder.release(nextBeta.leaseId);
@@ -210,6 +222,8 @@ test("a lease whose ttl ran out while the service was down is reclaimed at start
     assert.equal(await first.stop("SIGKILL"), "SIGKILL");
     const leaseFile = join(h.dir, "ephemeral.lock");
     await assertLeaseFileOf(h.dir, short);
+    const fenceBefore = await fenceOf(h.dir, "ephemeral");
+    assert.ok(fenceBefore >= short.fencingToken, `fence ${fenceBefore} < token ${short.fencingToken}`);
 
     // Let the ttl run out while nothing is running.
     const expiresAt = ms(short.expiresAt);
@@ -228,9 +242,12 @@ test("a lease whose ttl ran out while the service was down is reclaimed at start
     ka.end();
     await rejectsWith(owner2.release(short.leaseId), status.NOT_FOUND);
 
-    // Grantable at once (try once), with the next token.
+    // Grantable at once (try once), with the next token of the restarted service: F + 1, above the
+    // block the first service reserved (the reclaim did not need to raise the counter).
+    assert.equal(await fenceOf(h.dir, "ephemeral"), fenceBefore);
     const next = leaseOf(await other.acquire({ resource: "ephemeral", holder: "next" }));
-    assert.equal(next.fencingToken, short.fencingToken + 1);
+    assert.ok(next.fencingToken > short.fencingToken);
+    assert.equal(next.fencingToken, fenceBefore + 1);
     await assertLeaseFileOf(h.dir, next);
     assert.deepEqual(await other.release(next.leaseId), { released: true });
   });
@@ -247,20 +264,25 @@ test("fencing tokens keep strictly increasing across a SIGKILL and restart", { t
       before.push(lease.fencingToken);
       assert.deepEqual(await client.release(lease.leaseId), { released: true });
     }
+    // One service, no other writer: consecutive tokens from its reserved block.
     assert.deepEqual(before, [before[0]!, before[0]! + 1, before[0]! + 2]);
     assert.equal(await first.stop("SIGKILL"), "SIGKILL");
     assert.equal(await assertValidLockDir(h.dir), 0);
-    assert.equal(await fenceOf(h.dir, "fenced"), before[2]);
+    const fenceBefore = await fenceOf(h.dir, "fenced");
+    assert.ok(fenceBefore >= before[2]!, `fence ${fenceBefore} < last token ${before[2]}`);
 
     const second = await h.start();
     const client2 = h.client(second);
     const after = leaseOf(await client2.acquire({ resource: "fenced", holder: "after-restart" }));
     assert.ok(after.fencingToken > before[2]!, `token ${after.fencingToken} after restart is not above ${before[2]}`);
-    assert.equal(after.fencingToken, before[2]! + 1);
+    // The restarted service knows nothing of the old block: it starts above it, at F + 1.
+    assert.equal(after.fencingToken, fenceBefore + 1);
+    assert.ok((await fenceOf(h.dir, "fenced")) >= after.fencingToken);
     await assertLeaseFileOf(h.dir, after);
     assert.deepEqual(await client2.release(after.leaseId), { released: true });
     const again = leaseOf(await client2.acquire({ resource: "fenced", holder: "after-restart" }));
     assert.equal(again.fencingToken, after.fencingToken + 1);
+    assert.ok((await fenceOf(h.dir, "fenced")) >= again.fencingToken);
     await client2.release(again.leaseId);
   });
 });
@@ -284,6 +306,8 @@ test("SIGTERM with a held lease: exit 0, the lease file stays, and the lease is 
     await ka.ended;
     assert.equal(await assertValidLockDir(h.dir), 1);
     await assertLeaseFileOf(h.dir, lease, ms(renewed.expiresAt));
+    const fenceBefore = await fenceOf(h.dir, "graceful");
+    assert.ok(fenceBefore >= lease.fencingToken, `fence ${fenceBefore} < token ${lease.fencingToken}`);
 
     const second = await h.start();
     const other = h.client(second);
@@ -300,8 +324,13 @@ test("SIGTERM with a held lease: exit 0, the lease file stays, and the lease is 
     await assertLeaseFileOf(h.dir, lease, ms(renewedAgain.expiresAt));
     ka2.end();
     assert.deepEqual(await holder2.release(lease.leaseId), { released: true });
+    // The lease file named holder-g with its token and lease id throughout (checked above) and the
+    // counter was not raised, so nobody was granted "graceful" in between; the restarted service's
+    // first grant is F + 1.
+    assert.equal(await fenceOf(h.dir, "graceful"), fenceBefore);
     const next = leaseOf(await other.acquire({ resource: "graceful", holder: "other" }));
-    assert.equal(next.fencingToken, lease.fencingToken + 1);
+    assert.ok(next.fencingToken > lease.fencingToken);
+    assert.equal(next.fencingToken, fenceBefore + 1);
     assert.equal(await assertValidLockDir(h.dir), 1);
     await other.release(next.leaseId);
   });

@@ -124,6 +124,9 @@ export class FaultyFileSystem implements FileSystem {
   readdir(path: string) {
     return this.run("readdir", path, () => nodeFileSystem.readdir(path));
   }
+  identity(path: string) {
+    return this.run("identity", path, () => nodeFileSystem.identity(path));
+  }
   watch(path: string, onEvent: (filename: string | null) => void, onError: (err: Error) => void) {
     const fault = this.take("watch", path);
     if (fault) {

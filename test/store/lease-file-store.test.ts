@@ -54,6 +54,23 @@ async function fenceOf(dir: string, resource: string): Promise<unknown> {
   return JSON.parse(await readFile(join(dir, `${resource}.lock.fence`), "utf8"));
 }
 
+/**
+ * The fence file's value, checked to be a valid counter of `resource` that
+ * bounds `atLeast` (every token issued so far). The store reserves blocks of
+ * tokens (docs/protocol.md section 2), so the fence is an upper bound, not the
+ * last token.
+ */
+async function fenceBounding(dir: string, resource: string, atLeast: number): Promise<number> {
+  const document = (await fenceOf(dir, resource)) as Record<string, unknown>;
+  assert.deepEqual(Object.keys(document).sort(), ["fencing_token", "resource", "version"]);
+  assert.equal(document.version, 1);
+  assert.equal(document.resource, resource);
+  const value = document.fencing_token as number;
+  assert.ok(Number.isSafeInteger(value), JSON.stringify(document));
+  assert.ok(value >= atLeast, `the fence (${value}) must be >= every token issued (${atLeast})`);
+  return value;
+}
+
 /** Sets a path's mtime (and atime) `ageMs` into the past. */
 async function backdate(path: string, ageMs: number): Promise<void> {
   const when = new Date(Date.now() - ageMs);
@@ -123,7 +140,7 @@ test("acquire writes a schema-valid lease file and the fence file, nothing else"
     assert.equal(document.ttl, 10);
     assert.equal(document.renewed_at, document.acquired_at);
     assert.deepEqual(document.metadata, { purpose: "test" });
-    assert.deepEqual(await fenceOf(f.dir, "gateway"), { version: 1, resource: "gateway", fencing_token: 1 });
+    await fenceBounding(f.dir, "gateway", lease.fencingToken);
     assert.deepEqual(await f.store.read("gateway"), { kind: "held", resource: "gateway", lease });
   } finally {
     await f.remove();
@@ -178,17 +195,18 @@ test("release removes only its own lease, keeps the fence, and reports expired o
   const f = await fixture();
   try {
     const now = Date.now();
-    granted(await f.store.acquire("r", grant("mine"), now));
+    const first = granted(await f.store.acquire("r", grant("mine"), now));
     assert.equal(await f.store.release("r", hashLeaseId("not-mine"), now), false);
     assert.deepEqual(await entries(f.dir), ["r.lock", "r.lock.fence"], "someone else's release leaves the file");
     assert.equal(await f.store.release("r", hashLeaseId("mine"), now + 1), true);
     assert.deepEqual(await entries(f.dir), ["r.lock.fence"]);
     assert.equal(await f.store.release("r", hashLeaseId("mine"), now + 2), false, "already released");
 
-    granted(await f.store.acquire("r", grant("late"), now));
+    const late = granted(await f.store.acquire("r", grant("late"), now));
+    assert.equal(late.fencingToken, first.fencingToken + 1, "same store, nobody in between: the next token");
     assert.equal(await f.store.release("r", hashLeaseId("late"), now + 10_000), false, "expired: not released");
     assert.deepEqual(await entries(f.dir), ["r.lock.fence"], "but the expired file is reclaimed on the way");
-    assert.deepEqual(await fenceOf(f.dir, "r"), { version: 1, resource: "r", fencing_token: 2 });
+    await fenceBounding(f.dir, "r", late.fencingToken);
   } finally {
     await f.remove();
   }
@@ -317,11 +335,12 @@ test("the new token is one above the higher of the fence file and an expired lea
     await writeFile(join(f.dir, "a.lock"), validDocument("a", { ...expired, fencing_token: 9 }));
     await writeFile(join(f.dir, "a.lock.fence"), JSON.stringify({ version: 1, resource: "a", fencing_token: 5 }));
     assert.equal(granted(await f.store.acquire("a", grant(), now)).fencingToken, 10);
-    assert.deepEqual(await fenceOf(f.dir, "a"), { version: 1, resource: "a", fencing_token: 10 });
+    await fenceBounding(f.dir, "a", 10);
 
     await writeFile(join(f.dir, "b.lock"), validDocument("b", { ...expired, fencing_token: 9 }));
     await writeFile(join(f.dir, "b.lock.fence"), JSON.stringify({ version: 1, resource: "b", fencing_token: 12 }));
     assert.equal(granted(await f.store.acquire("b", grant(), now)).fencingToken, 13);
+    await fenceBounding(f.dir, "b", 13);
   } finally {
     await f.remove();
   }
@@ -431,11 +450,26 @@ for (const [code, kind] of errnoCases) {
       f.fs.heal();
       assert.equal(await f.store.release("r", hashLeaseId("x"), now), true);
 
+      // This store still has tokens reserved: its next grant writes no fence, so the first dir
+      // fsync is the lease file's. The lease file that landed is taken away again.
       f.fs.fail("syncDirectory", code);
-      await assert.rejects(f.store.acquire("r", grant("y"), now), (err) => assertStoreError(err, kind, fence, code));
+      await assert.rejects(f.store.acquire("r", grant("y"), now), (err) => assertStoreError(err, kind, lease, code));
       f.fs.heal();
+      assert.deepEqual(await entries(f.dir), ["r.lock.fence"], "a failed grant leaves no lease file");
+
+      // A new store (a restart) must reserve: its first dir fsync is the fence file's.
+      const restarted = new LeaseFileStore({ dir: f.dir, fs: f.fs });
+      const fenceBefore = await fenceBounding(f.dir, "r", granted1.fencingToken + 1);
+      f.fs.fail("syncDirectory", code);
+      await assert.rejects(restarted.acquire("r", grant("z"), now), (err) => assertStoreError(err, kind, fence, code));
+      f.fs.heal();
+      assert.equal(f.fs.injected, 8);
       await assertNoTempFiles(f.dir);
       assert.equal(await assertValidLockDir(f.dir), 0);
+      // Whatever landed, no token is issued twice: the next grant is above every fence value seen.
+      const after = granted(await f.store.acquire("r", grant("w"), now));
+      assert.ok(after.fencingToken > fenceBefore, `token ${after.fencingToken} must be above ${fenceBefore}`);
+      await fenceBounding(f.dir, "r", after.fencingToken);
     } finally {
       await f.remove();
     }
@@ -451,9 +485,13 @@ test("a failed rename onto the lease file leaves no temp file; the token it burn
       assertStoreError(err, StoreUnavailableError, lease, "EIO"),
     );
     assert.deepEqual(await entries(f.dir), ["r.lock.fence"], "fence written first, no lease, no temp");
-    assert.deepEqual(await fenceOf(f.dir, "r"), { version: 1, resource: "r", fencing_token: 1 });
+    const burnt = 1; // the first token, written into the fence before the lease file failed
+    const fence = await fenceBounding(f.dir, "r", burnt);
     f.fs.heal();
-    assert.equal(granted(await f.store.acquire("r", grant(), Date.now())).fencingToken, 2);
+    assert.equal(granted(await f.store.acquire("r", grant(), Date.now())).fencingToken, burnt + 1, "same store: the next token");
+    // A new store (the process died after the failure) starts above the fence, so above the burnt token too.
+    const restarted = new LeaseFileStore({ dir: f.dir });
+    assert.equal(granted(await restarted.acquire("r", grant(), Date.now() + 10_000)).fencingToken, fence + 1);
     await assertNoTempFiles(f.dir);
   } finally {
     await f.remove();

@@ -148,8 +148,9 @@ export interface Lease {
   holder: string;
   /**
    * Strictly increasing per resource across releases, expiries and restarts
-   * of the service. Pass it to downstream systems so they can reject writes
-   * from a holder that has since lost the lock.
+   * of the service (not consecutive: compare, never count). Pass it to
+   * downstream systems so they can reject writes from a holder that has since
+   * lost the lock. 0 only for unreadable lease files in listings.
    */
   fencingToken: number;
   /** When the lease was granted. */
