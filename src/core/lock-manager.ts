@@ -71,6 +71,8 @@ export class LockManager {
   private stopWatching: (() => void) | undefined;
   private rescanTimer: TimerHandle | undefined;
   private closed = false;
+  /** The clock as the store reads it: after taking its guard (see LeaseStore). */
+  private readonly now = () => this.clock.now();
 
   constructor(options: LockManagerOptions) {
     this.store = options.store;
@@ -132,7 +134,7 @@ export class LockManager {
   async release(leaseId: string): Promise<void> {
     const { hash, resource } = this.lookup(leaseId);
     const released = await this.mutex.run(resource, async () => {
-      const done = await this.store.release(resource, hash, this.clock.now());
+      const done = await this.store.release(resource, hash, this.now);
       this.resourceByHash.delete(hash);
       this.observe(done ? { kind: "free", resource } : await this.store.read(resource, this.clock.now()));
       return done;
@@ -147,7 +149,7 @@ export class LockManager {
   async renew(leaseId: string): Promise<LeaseRecord> {
     const { hash, resource } = this.lookup(leaseId);
     const renewed = await this.mutex.run(resource, async () => {
-      const lease = await this.store.renew(resource, hash, this.clock.now());
+      const lease = await this.store.renew(resource, hash, this.now);
       if (lease) this.observe({ kind: "held", resource, lease });
       else this.resourceByHash.delete(hash);
       return lease;
@@ -234,7 +236,7 @@ export class LockManager {
           const result = await this.store.acquire(
             resource,
             { holder: waiter.holder, ttlMs: waiter.ttlMs, metadata: waiter.metadata, leaseIdHash: waiter.leaseIdHash },
-            this.clock.now(),
+            this.now,
           );
           this.observe("granted" in result ? { kind: "held", resource, lease: result.granted } : result.blocked);
           return result;
@@ -249,7 +251,7 @@ export class LockManager {
           // being written: it must never hold the lease, so undo it.
           await this.mutex
             .run(resource, async () => {
-              await this.store.release(resource, waiter.leaseIdHash, this.clock.now());
+              await this.store.release(resource, waiter.leaseIdHash, this.now);
               this.observe({ kind: "free", resource });
             })
             .catch((err: Error) => this.log(`undoing a grant to a departed waiter failed: ${err.message}`));
@@ -298,7 +300,7 @@ export class LockManager {
   /** Reclaims an expired lease (removing its file) and wakes the queue. */
   private async expireIfDue(resource: string): Promise<void> {
     try {
-      await this.resync(resource, (now) => this.store.reclaimIfExpired(resource, now));
+      await this.resync(resource, () => this.store.reclaimIfExpired(resource, this.now));
     } catch (err) {
       this.log(`reclaiming "${resource}" failed: ${(err as Error).message}; retrying in 1s`);
       this.armExpiry(resource, this.clock.now() + 1_000);
@@ -306,9 +308,9 @@ export class LockManager {
   }
 
   /** Runs a store read or reclaim under the resource's mutex, records it, and wakes waiters if free. */
-  private async resync(resource: string, readState: (now: number) => Promise<ResourceState>): Promise<void> {
+  private async resync(resource: string, readState: () => Promise<ResourceState>): Promise<void> {
     const state = await this.mutex.run(resource, async () => {
-      const current = await readState(this.clock.now());
+      const current = await readState();
       this.observe(current);
       return current;
     });
@@ -331,7 +333,7 @@ export class LockManager {
 
   private async refresh(resource: string): Promise<void> {
     try {
-      await this.resync(resource, (now) => this.store.read(resource, now));
+      await this.resync(resource, () => this.store.read(resource, this.now));
     } catch (err) {
       this.log(`re-reading "${resource}" failed: ${(err as Error).message}`);
     }

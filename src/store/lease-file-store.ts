@@ -6,7 +6,7 @@ import { blockedUntil, type BlockingState, type LeaseGrant, type LeaseRecord, ty
 import { MAX_TTL_MS } from "../core/limits.ts";
 import { guardFileSystem, nodeFileSystem, type FileSystem } from "./file-system.ts";
 import { parseFence, parseLease, serializeFence, serializeLease } from "./lease-file-format.ts";
-import type { AcquireOutcome, LeaseStore } from "./lease-store.ts";
+import { timeOf, type AcquireOutcome, type LeaseStore, type Now } from "./lease-store.ts";
 import { LockDirLayout } from "./lock-dir-layout.ts";
 import { toStoreError } from "./store-error.ts";
 import { TokenReservations } from "./token-reservations.ts";
@@ -99,8 +99,9 @@ export class LeaseFileStore implements LeaseStore {
     return states;
   }
 
-  acquire(resource: string, grant: LeaseGrant, now: number): Promise<AcquireOutcome> {
+  acquire(resource: string, grant: LeaseGrant, clock: Now): Promise<AcquireOutcome> {
     return this.guarded(resource, async () => {
+      const now = timeOf(clock);
       const current = await this.read(resource);
       if (current.kind !== "free" && blockedUntil(current) > now) return { blocked: current };
       const previous = current.kind === "held" ? current.lease.fencingToken : 0;
@@ -137,8 +138,9 @@ export class LeaseFileStore implements LeaseStore {
     });
   }
 
-  renew(resource: string, leaseIdHash: string, now: number): Promise<LeaseRecord | undefined> {
+  renew(resource: string, leaseIdHash: string, clock: Now): Promise<LeaseRecord | undefined> {
     return this.guarded(resource, async () => {
+      const now = timeOf(clock);
       const current = await this.read(resource);
       if (!isLiveLeaseOf(current, leaseIdHash, now)) return undefined;
       const renewed = { ...current.lease, expiresAt: now + current.lease.ttlMs };
@@ -147,8 +149,9 @@ export class LeaseFileStore implements LeaseStore {
     });
   }
 
-  release(resource: string, leaseIdHash: string, now: number): Promise<boolean> {
+  release(resource: string, leaseIdHash: string, clock: Now): Promise<boolean> {
     return this.guarded(resource, async () => {
+      const now = timeOf(clock);
       const current = await this.read(resource);
       if (current.kind !== "held" || current.lease.leaseIdHash !== leaseIdHash) return false;
       await this.removeLease(resource);
@@ -156,8 +159,9 @@ export class LeaseFileStore implements LeaseStore {
     });
   }
 
-  reclaimIfExpired(resource: string, now: number): Promise<ResourceState> {
+  reclaimIfExpired(resource: string, clock: Now): Promise<ResourceState> {
     return this.guarded(resource, async () => {
+      const now = timeOf(clock);
       const current = await this.read(resource);
       if (current.kind === "free" || blockedUntil(current) > now) return current;
       // Keep the counter >= the token being forgotten (it already is, unless

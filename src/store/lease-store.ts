@@ -1,29 +1,38 @@
 import type { BlockingState, LeaseGrant, LeaseRecord, ResourceState } from "../core/lease.ts";
 
+/** A time in ms since the epoch, or a clock to read at the moment of the check. */
+export type Now = number | (() => number);
+
+export function timeOf(now: Now): number {
+  return typeof now === "function" ? now() : now;
+}
+
 export type AcquireOutcome = { granted: LeaseRecord } | { blocked: BlockingState };
 
 /**
  * Where leases live. Every method that changes state is a read-check-write
  * that the store makes atomic against every other writer (other processes
  * included). The lock manager serialises calls per resource within a process.
- * `now` comes from the manager's clock so expiry is decided in one place.
+ * `now` comes from the manager's clock so expiry is decided in one place; as
+ * a function it is read only once the store holds its guard, so time spent
+ * waiting for the guard never makes a lease look live that has expired.
  */
 export interface LeaseStore {
   /** Human-readable location, for logs. */
   readonly location: string;
   /** Prepares the store (creates the lock dir). Failure is reported, not fatal. */
   open(): Promise<void>;
-  read(resource: string, now: number): Promise<ResourceState>;
+  read(resource: string, now: Now): Promise<ResourceState>;
   /** Every resource that is not free, in name order. */
-  list(now: number): Promise<BlockingState[]>;
+  list(now: Now): Promise<BlockingState[]>;
   /** Grants a new lease with the next fencing token if the resource is free or its lease expired. */
-  acquire(resource: string, grant: LeaseGrant, now: number): Promise<AcquireOutcome>;
+  acquire(resource: string, grant: LeaseGrant, now: Now): Promise<AcquireOutcome>;
   /** Extends a live lease to now + ttl; undefined if it is not the live lease. */
-  renew(resource: string, leaseIdHash: string, now: number): Promise<LeaseRecord | undefined>;
+  renew(resource: string, leaseIdHash: string, now: Now): Promise<LeaseRecord | undefined>;
   /** Ends a live lease; false if it is not the live lease (an expired one is reclaimed on the way). */
-  release(resource: string, leaseIdHash: string, now: number): Promise<boolean>;
+  release(resource: string, leaseIdHash: string, now: Now): Promise<boolean>;
   /** Removes the lease if it has expired; returns the state afterwards. */
-  reclaimIfExpired(resource: string, now: number): Promise<ResourceState>;
+  reclaimIfExpired(resource: string, now: Now): Promise<ResourceState>;
   /**
    * Calls `onChange(resource)` when a resource may have changed outside this
    * process (undefined: anything may have changed). Returns a stop function.
