@@ -1,4 +1,5 @@
 import { startService } from "../service.ts";
+import { CALL_USAGE, runCallCommand } from "./call-command.ts";
 import { parseServeOptions, SERVE_DEFAULTS } from "./serve-options.ts";
 import { VERSION } from "./version.ts";
 
@@ -6,6 +7,7 @@ const HELP = `mcp-lockd ${VERSION}: named locks as leases, with fencing tokens, 
 
 Usage:
   mcp-lockd serve [--lock-dir DIR] [--grpc-listen HOST:PORT] [--http-listen HOST:PORT]
+  mcp-lockd call [--address HOST:PORT] list | describe [SYMBOL] | SERVICE/METHOD [JSON]
   mcp-lockd --help | --version
 
 serve options (flag, then environment variable, then default):
@@ -14,6 +16,8 @@ serve options (flag, then environment variable, then default):
   --http-listen HOST:PORT MCP_LOCKD_HTTP_LISTEN  ${SERVE_DEFAULTS.httpListen}
   Port 0 picks a free port. Listening beyond loopback must be asked for.
 
+call: a client that learns the API through gRPC reflection (mcp-lockd call --help).
+gRPC also serves grpc.health.v1.Health and server reflection (v1, v1alpha).
 HTTP: GET /health/locks lists holders; GET /healthz answers liveness.
 Lease files: <lock-dir>/<resource>.lock, protocol in docs/protocol.md.
 `;
@@ -29,6 +33,13 @@ export async function main(argv: string[]): Promise<number> {
   if (command === "--version" || command === "-v") {
     process.stdout.write(`${VERSION}\n`);
     return 0;
+  }
+  if (command === "call") {
+    if (rest.includes("--help") || rest.includes("-h")) {
+      process.stdout.write(CALL_USAGE);
+      return 0;
+    }
+    return runCallCommand(rest);
   }
   if (command !== "serve") {
     process.stderr.write(`mcp-lockd: ${command === undefined ? "a command is needed" : `unknown command "${command}"`}\n\n${HELP}`);

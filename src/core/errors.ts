@@ -9,7 +9,8 @@ export type LockErrorCode =
   | "STORE_FAILURE"
   | "WAIT_CANCELLED"
   | "WAIT_DEADLINE_EXCEEDED"
-  | "SHUTTING_DOWN";
+  | "SHUTTING_DOWN"
+  | "STARTING";
 
 export abstract class LockError extends Error {
   abstract readonly code: LockErrorCode;
@@ -101,5 +102,14 @@ export class ShuttingDownError extends LockError {
   constructor() {
     super("mcp-lockd is shutting down; retry against the restarted service");
     this.name = "ShuttingDownError";
+  }
+}
+
+/** The service is still loading the lease files; lock calls must wait. */
+export class ServiceStartingError extends LockError {
+  readonly code = "STARTING";
+  constructor(what: string) {
+    super(`mcp-lockd is starting (${what}); retry shortly`);
+    this.name = "ServiceStartingError";
   }
 }

@@ -170,6 +170,14 @@ export class LockManager {
       .map((state) => ({ state, waiters: this.queues.get(state.resource)?.size ?? 0 }));
   }
 
+  /**
+   * Throws the store error if the lock dir cannot be written right now. For
+   * health: a service whose every Acquire would fail is not serving.
+   */
+  async probeWritable(): Promise<void> {
+    await this.store.probeWritable?.();
+  }
+
   /** Fails every waiter and stops timers. Lease files stay: leases outlive the service. */
   close(): void {
     if (this.closed) return;

@@ -4,7 +4,7 @@ import type {
   ServerDuplexStream,
   ServerUnaryCall,
 } from "@grpc/grpc-js";
-import { WaitCancelledError, WaitDeadlineError } from "../core/errors.ts";
+import { WaitCancelledError, WaitDeadlineError, type LockError } from "../core/errors.ts";
 import { toServiceError } from "./status-map.ts";
 
 // Turns grpc-js's callback and event-emitter handlers into plain async
@@ -19,8 +19,15 @@ export interface CallContext {
 export type UnaryHandler<Req, Res> = (request: Req, context: CallContext) => Promise<Res>;
 export type BidiHandler<Req, Res> = (requests: AsyncIterable<Req>, context: CallContext) => AsyncIterable<Res>;
 
-export function unary<Req, Res>(handler: UnaryHandler<Req, Res>, shutdown: AbortSignal): handleUnaryCall<Req, Res> {
+/** Refuses calls (with its status) while it returns one; see ReadinessGate. */
+export interface CallGate {
+  refusal(): LockError | undefined;
+}
+
+export function unary<Req, Res>(handler: UnaryHandler<Req, Res>, shutdown: AbortSignal, gate?: CallGate): handleUnaryCall<Req, Res> {
   return (call, callback) => {
+    const refused = gate?.refusal();
+    if (refused) return callback(toServiceError(refused));
     const context = contextOf(call, shutdown);
     handler(call.request, context.context).then(
       (response) => callback(null, response),
@@ -29,8 +36,10 @@ export function unary<Req, Res>(handler: UnaryHandler<Req, Res>, shutdown: Abort
   };
 }
 
-export function bidi<Req, Res>(handler: BidiHandler<Req, Res>, shutdown: AbortSignal): handleBidiStreamingCall<Req, Res> {
+export function bidi<Req, Res>(handler: BidiHandler<Req, Res>, shutdown: AbortSignal, gate?: CallGate): handleBidiStreamingCall<Req, Res> {
   return (call) => {
+    const refused = gate?.refusal();
+    if (refused) return void call.emit("error", toServiceError(refused));
     const context = contextOf(call, shutdown);
     void pipeResponses(call, handler(untilAborted(call, context.context.signal), context.context))
       .then(

@@ -1,7 +1,14 @@
 import { Server, ServerCredentials } from "@grpc/grpc-js";
 import type { LockManager } from "../core/lock-manager.ts";
+import { HealthService } from "../gen/grpc/health/v1/health.ts";
+import { ServerReflectionService } from "../gen/grpc/reflection/v1/reflection.ts";
+import { ServerReflectionService as ServerReflectionAlphaService } from "../gen/grpc/reflection/v1alpha/reflection.ts";
 import { LockServiceService } from "../gen/mcplockd/v1/lock.ts";
+import { healthService, ServingStatusMonitor } from "./health-service.ts";
 import { lockService } from "./lock-service.ts";
+import { retireConnectionsAfter } from "./session-stream-limit.ts";
+import type { ReadinessGate } from "./readiness-gate.ts";
+import { embeddedRegistry, ReflectionIndex, reflectionService } from "./reflection-service.ts";
 
 // Server-side HTTP/2 keepalive finds dead peers of long KeepAlive streams
 // (grpc-js leaves it effectively off by default). Clients may ping every 10s.
@@ -12,6 +19,20 @@ const SERVER_OPTIONS = {
   "grpc.keepalive_permit_without_calls": 1,
 };
 
+export const LOCK_SERVICE_NAME = "mcplockd.v1.LockService";
+export const HEALTH_SERVICE_NAME = "grpc.health.v1.Health";
+export const REFLECTION_SERVICE_NAME = "grpc.reflection.v1.ServerReflection";
+export const REFLECTION_ALPHA_SERVICE_NAME = "grpc.reflection.v1alpha.ServerReflection";
+
+export interface GrpcServerOptions {
+  listen: string;
+  /** Aborted when shutdown begins: ends waits, KeepAlive, Watch and reflection streams. */
+  shutdown: AbortController;
+  /** LockService calls are refused until it opens; health says NOT_SERVING until then. */
+  readiness: ReadinessGate;
+  log?: (message: string) => void;
+}
+
 export interface RunningGrpcServer {
   /** host:port actually bound (the port is real even when 0 was asked for). */
   address: string;
@@ -19,12 +40,37 @@ export interface RunningGrpcServer {
   stop(graceMs: number): Promise<void>;
 }
 
-export async function startGrpcServer(manager: LockManager, listen: string, shutdown: AbortController): Promise<RunningGrpcServer> {
+/**
+ * Binds the gRPC server: LockService, grpc.health.v1.Health, and server
+ * reflection (v1 and v1alpha). It can bind before the lock manager has
+ * started: the readiness gate holds lock calls back until then.
+ */
+export async function startGrpcServer(manager: LockManager, options: GrpcServerOptions): Promise<RunningGrpcServer> {
+  const { listen, shutdown, readiness } = options;
   const server = new Server(SERVER_OPTIONS);
-  server.addService(LockServiceService, lockService(manager, shutdown.signal));
+  server.addService(LockServiceService, lockService(manager, shutdown.signal, readiness));
+
+  const healthOptions = {
+    services: [LOCK_SERVICE_NAME],
+    readiness,
+    shutdown: shutdown.signal,
+    probeWritable: () => manager.probeWritable(),
+    log: options.log,
+  };
+  server.addService(HealthService, healthService(new ServingStatusMonitor(healthOptions), healthOptions));
+
+  const served = [LOCK_SERVICE_NAME, HEALTH_SERVICE_NAME, REFLECTION_SERVICE_NAME, REFLECTION_ALPHA_SERVICE_NAME];
+  const reflection = reflectionService(new ReflectionIndex(embeddedRegistry(), served), shutdown.signal);
+  server.addService(ServerReflectionService, reflection);
+  // The v1alpha messages are field for field the v1 ones: one implementation.
+  server.addService(ServerReflectionAlphaService, reflection);
+
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(listen, ServerCredentials.createInsecure(), (err, boundPort) => (err ? reject(err) : resolve(boundPort))),
   );
+  // Deno's node:http2 can crash on a client's GOAWAY after many streams on one
+  // connection (see session-stream-limit.ts); 10 held in every run measured.
+  if ("Deno" in globalThis) retireConnectionsAfter(server, 10);
   const host = listen.slice(0, listen.lastIndexOf(":"));
   let stopping: Promise<void> | undefined;
   return {

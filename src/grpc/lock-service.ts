@@ -11,11 +11,14 @@ import type {
   ReleaseRequest,
   ReleaseResponse,
 } from "../gen/mcplockd/v1/lock.ts";
-import { bidi, unary, type CallContext } from "./call-adapter.ts";
+import { bidi, unary, type CallContext, type CallGate } from "./call-adapter.ts";
 import { durationToMs, msToDuration, msToTimestamp, toListedLease, toProtoLease } from "./convert.ts";
 
-/** mcplockd.v1.LockService: a thin adapter over the LockManager. */
-export function lockService(manager: LockManager, shutdown: AbortSignal): LockServiceServer {
+/**
+ * mcplockd.v1.LockService: a thin adapter over the LockManager. Calls are
+ * refused while `gate` says so (the service is still loading lease files).
+ */
+export function lockService(manager: LockManager, shutdown: AbortSignal, gate?: CallGate): LockServiceServer {
   async function acquire(request: AcquireRequest, { signal }: CallContext): Promise<AcquireResponse> {
     const granted = await manager.acquire(
       {
@@ -59,9 +62,9 @@ export function lockService(manager: LockManager, shutdown: AbortSignal): LockSe
   }
 
   return {
-    acquire: unary(acquire, shutdown),
-    release: unary(release, shutdown),
-    keepAlive: bidi(keepAlive, shutdown),
-    listLocks: unary(listLocks, shutdown),
+    acquire: unary(acquire, shutdown, gate),
+    release: unary(release, shutdown, gate),
+    keepAlive: bidi(keepAlive, shutdown, gate),
+    listLocks: unary(listLocks, shutdown, gate),
   };
 }

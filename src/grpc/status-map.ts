@@ -11,6 +11,7 @@ export const STATUS_OF: Record<LockErrorCode, status> = {
   WAIT_CANCELLED: status.CANCELLED,
   WAIT_DEADLINE_EXCEEDED: status.DEADLINE_EXCEEDED,
   SHUTTING_DOWN: status.UNAVAILABLE,
+  STARTING: status.UNAVAILABLE,
 };
 
 export function toServiceError(err: unknown): Partial<ServiceError> {

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
+import { join } from "node:path";
 import lockfile from "proper-lockfile";
 import { StoreFailureError } from "../core/errors.ts";
 import { blockedUntil, type BlockingState, type LeaseGrant, type LeaseRecord, type ResourceState } from "../core/lease.ts";
@@ -172,6 +173,28 @@ export class LeaseFileStore implements LeaseStore {
       await this.removeLease(resource);
       return { kind: "free", resource };
     });
+  }
+
+  /**
+   * Creates, fsyncs and unlinks a probe file in the lock dir: the steps every
+   * write of the protocol needs. Named like the protocol's temp files
+   * (`.health.<pid>.<random>.tmp`), so other implementations ignore it and a
+   * left-over from a crash is cleaned up like any temp file. No guard is
+   * taken: the probe touches no resource. The dir is not created: a missing
+   * lock dir is worth reporting.
+   */
+  async probeWritable(): Promise<void> {
+    const path = join(this.layout.dir, `.health.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
+    try {
+      await this.fs.writeNewFileSynced(path, "");
+    } catch (err) {
+      throw toStoreError("probing that the lock dir is writable", path, err);
+    }
+    try {
+      await this.fs.unlink(path);
+    } catch (err) {
+      throw toStoreError("removing the probe file", path, err);
+    }
   }
 
   watch(onChange: (resource: string | undefined) => void): () => void {

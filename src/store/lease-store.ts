@@ -38,4 +38,10 @@ export interface LeaseStore {
    * process (undefined: anything may have changed). Returns a stop function.
    */
   watch(onChange: (resource: string | undefined) => void): () => void;
+  /**
+   * Throws the store error if the store cannot be written right now (for
+   * health checks); must leave nothing behind. Optional, so stores written
+   * before it existed still compile: a store without it counts as writable.
+   */
+  probeWritable?(): Promise<void>;
 }

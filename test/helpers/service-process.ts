@@ -6,6 +6,52 @@ import { TestLockClient } from "./lock-client.ts";
 import { makeTempDir } from "./temp-dir.ts";
 
 export const CLI_PATH = fileURLToPath(new URL("../../../bin/mcp-lockd.js", import.meta.url));
+/** Runs the CLI from src/ under Deno with least permissions (npm run start:deno). */
+export const DENO_RUN_PATH = fileURLToPath(new URL("../../../scripts/deno-run.sh", import.meta.url));
+/** Where `npm run build:binary` writes the single executable. */
+export const BUILT_BINARY_PATH = fileURLToPath(new URL("../../../dist/mcp-lockd", import.meta.url));
+
+/**
+ * What runs the service: `node bin/mcp-lockd.js` (the default), Deno on src/,
+ * or the single executable.
+ */
+export type ServiceRuntime = "node" | "deno" | "binary";
+
+const RUNTIMES: readonly ServiceRuntime[] = ["node", "deno", "binary"];
+
+/**
+ * The runtime the e2e files target, from MCP_LOCKD_TEST_RUNTIME (node when
+ * unset), so that the same files run against each. An unknown value throws:
+ * a typo must not quietly test Node again.
+ */
+export function testRuntime(env: NodeJS.ProcessEnv = process.env): ServiceRuntime {
+  const value = env.MCP_LOCKD_TEST_RUNTIME;
+  if (value === undefined || value === "") return "node";
+  if (!(RUNTIMES as readonly string[]).includes(value)) {
+    throw new Error(`MCP_LOCKD_TEST_RUNTIME=${value}: expected one of ${RUNTIMES.join(", ")}`);
+  }
+  return value as ServiceRuntime;
+}
+
+/**
+ * The command line that runs `mcp-lockd <args>` under `runtime`. The binary is
+ * MCP_LOCKD_TEST_BINARY, else dist/mcp-lockd, unless `binary` is given.
+ */
+export function cliCommand(
+  args: string[],
+  runtime: ServiceRuntime = testRuntime(),
+  binary?: string,
+): { command: string; args: string[] } {
+  switch (runtime) {
+    case "node":
+      return { command: process.execPath, args: [CLI_PATH, ...args] };
+    case "deno":
+      // The script execs Deno, so signals sent to the child reach Deno itself.
+      return { command: DENO_RUN_PATH, args };
+    case "binary":
+      return { command: binary ?? process.env.MCP_LOCKD_TEST_BINARY ?? BUILT_BINARY_PATH, args };
+  }
+}
 
 export interface ServiceProcess {
   child: ChildProcess;
@@ -20,17 +66,20 @@ export interface ServiceProcess {
 /**
  * Starts `mcp-lockd serve` as a real child process on ephemeral ports and
  * waits for its "serving" line. Pass fixed ports to restart on the same ones.
+ * It runs under `runtime`, by default the one MCP_LOCKD_TEST_RUNTIME names.
  */
 export async function startServiceProcess(options: {
   lockDir: string;
   grpcListen?: string;
   httpListen?: string;
   env?: Record<string, string>;
+  runtime?: ServiceRuntime;
+  /** The executable, for runtime "binary". */
+  binary?: string;
+  cwd?: string;
 }): Promise<ServiceProcess> {
-  const child = spawn(
-    process.execPath,
+  const { command, args } = cliCommand(
     [
-      CLI_PATH,
       "serve",
       "--lock-dir",
       options.lockDir,
@@ -39,8 +88,14 @@ export async function startServiceProcess(options: {
       "--http-listen",
       options.httpListen ?? "127.0.0.1:0",
     ],
-    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...options.env } },
+    options.runtime,
+    options.binary,
   );
+  const child = spawn(command, args, {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, ...options.env },
+    cwd: options.cwd,
+  });
   let stderr = "";
   child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
   const exited = once(child, "exit").then(([code, signal]) => (signal ?? code) as number | NodeJS.Signals);
@@ -51,7 +106,11 @@ export async function startServiceProcess(options: {
       const match = /mcp-lockd serving grpc=(\S+) http=(\S+)/.exec(stdout);
       if (match) resolve({ grpc: match[1]!, http: match[2]! });
     });
-    void exited.then((code) => reject(new Error(`mcp-lockd exited (${code}) before serving:\n${stderr}`)));
+    void exited.then(
+      (code) => reject(new Error(`mcp-lockd exited (${code}) before serving:\n${stderr}`)),
+      // A command that cannot be spawned (say, a missing binary) emits 'error', not 'exit'.
+      (err: unknown) => reject(new Error(`cannot run ${command}: ${(err as Error).message}`)),
+    );
   });
   const timeout = setTimeout(() => child.kill("SIGKILL"), 20_000);
   try {

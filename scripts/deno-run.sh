@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Runs the mcp-lockd command line from src/ under Deno (`npm run start:deno`),
+# with only the permissions `serve` needs: read and write in the lock dir,
+# the network on the two listen hosts, the environment (MCP_LOCKD_*, and
+# grpc-js reads GRPC_* and proxy variables), and the host name (written into
+# lease files). The lock dir and hosts are found the way the CLI finds them:
+# flag, then environment variable, then default. Paths with commas cannot be
+# listed in Deno's permission flags; use MCP_LOCKD_DENO_FLAGS=-A for those.
+#
+# Deno is the npm package `deno`; its binary is exec'ed directly (not through
+# `npx deno` or the package's bin.cjs fallback, which run it as a child and do
+# not pass SIGTERM on), so signals reach the service.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+deno="$root/node_modules/deno/deno"
+if [[ ! -x "$deno" ]]; then
+  # The package's postinstall links the binary here; without it, ask its own resolver.
+  deno="$(node -e 'process.stdout.write(require(process.argv[1]).runInstall())' "$root/node_modules/deno/install_api.cjs")"
+fi
+
+lock_dir="${MCP_LOCKD_DIR:-./.mcp-gateway}"
+grpc_listen="${MCP_LOCKD_GRPC_LISTEN:-127.0.0.1:50051}"
+http_listen="${MCP_LOCKD_HTTP_LISTEN:-127.0.0.1:8000}"
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+  case "${args[i]}" in
+    --lock-dir) lock_dir="${args[i + 1]:-}" ;;
+    --lock-dir=*) lock_dir="${args[i]#*=}" ;;
+    --grpc-listen) grpc_listen="${args[i + 1]:-}" ;;
+    --grpc-listen=*) grpc_listen="${args[i]#*=}" ;;
+    --http-listen) http_listen="${args[i + 1]:-}" ;;
+    --http-listen=*) http_listen="${args[i]#*=}" ;;
+  esac
+done
+# HOST:PORT or [V6]:PORT -> the host part, as Deno's --allow-net lists it.
+# Deno checks the address a name resolves to, so "localhost" also allows the
+# loopback addresses; for other names, listen on an address (or override).
+host_of() {
+  local host="${1%:*}"
+  if [[ "$host" == localhost ]]; then printf 'localhost,127.0.0.1,[::1]'; else printf '%s' "$host"; fi
+}
+
+if [[ -n "${MCP_LOCKD_DENO_FLAGS:-}" ]]; then
+  # shellcheck disable=SC2206 # word splitting of the override is intended
+  permissions=(${MCP_LOCKD_DENO_FLAGS})
+else
+  permissions=(
+    "--allow-read=$lock_dir"
+    "--allow-write=$lock_dir"
+    "--allow-net=$(host_of "$grpc_listen"),$(host_of "$http_listen")"
+    --allow-env
+    --allow-sys=hostname
+  )
+fi
+exec "$deno" run --quiet --no-prompt "${permissions[@]}" "$root/src/cli/deno-entry.ts" "$@"

@@ -1,0 +1,107 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { status } from "@grpc/grpc-js";
+import { describeService, healthCheck, listServices } from "./introspection-client.ts";
+import { expectGrpcError, ms, TestLockClient } from "./lock-client.ts";
+import { assertValidLeaseFile } from "./lease-file-schema.ts";
+import type { ServiceProcess } from "./service-process.ts";
+import { makeTempDir } from "./temp-dir.ts";
+
+const LOCK_SERVICE = "mcplockd.v1.LockService";
+const TTL_20S = { seconds: 20, nanos: 0 };
+
+interface HealthEntry {
+  resource: string;
+  holder: string;
+  fencing_token: number | null;
+  state: string;
+}
+
+async function healthLocks(service: ServiceProcess): Promise<HealthEntry[]> {
+  const response = await fetch(`http://${service.httpAddress}/health/locks`);
+  assert.equal(response.status, 200);
+  return ((await response.json()) as { locks: HealthEntry[] }).locks;
+}
+
+/**
+ * The life of one deployment, the same whatever runs the service (the single
+ * executable, Deno, Node): serve on ports 0 with a lock dir in a temp dir;
+ * Acquire; KeepAlive; GET /health/locks; grpc.health.v1 Check is SERVING;
+ * reflection lists and describes the LockService; SIGKILL, then a restart on
+ * the same lock dir keeps the lease (its holder renews it with its lease_id,
+ * another holder is refused with ABORTED); SIGTERM exits 0.
+ *
+ * `start` starts the service on a lock dir (on ports 0).
+ */
+export async function runLifecycle(start: (lockDir: string) => Promise<ServiceProcess>): Promise<void> {
+  const temp = await makeTempDir("mcp-lockd-e2e-");
+  const lockDir = join(temp.path, "locks");
+  const services: ServiceProcess[] = [];
+  const clients: TestLockClient[] = [];
+  const startTracked = async () => {
+    const service = await start(lockDir);
+    services.push(service);
+    return service;
+  };
+  const connect = (service: ServiceProcess) => {
+    const client = new TestLockClient(service.grpcAddress);
+    clients.push(client);
+    return client;
+  };
+  try {
+    const first = await startTracked();
+    assert.match(first.grpcAddress, /^127\.0\.0\.1:[1-9]\d*$/, "port 0 became a real gRPC port");
+    assert.match(first.httpAddress, /^127\.0\.0\.1:[1-9]\d*$/, "port 0 became a real HTTP port");
+
+    // Introspection, as a client that has no .proto would use it.
+    assert.equal(await healthCheck(first.grpcAddress, ""), "SERVING");
+    assert.equal(await healthCheck(first.grpcAddress, LOCK_SERVICE), "SERVING");
+    const listed = await listServices(first.grpcAddress);
+    assert.ok(listed.includes(LOCK_SERVICE), `reflection lists ${LOCK_SERVICE}: ${listed.join(", ")}`);
+    const described = await describeService(first.grpcAddress, LOCK_SERVICE);
+    for (const method of ["Acquire", "Release", "KeepAlive", "ListLocks"]) {
+      assert.ok(described.methods.includes(method), `reflection describes ${method}: ${described.methods.join(", ")}`);
+    }
+
+    const holder = connect(first);
+    const { lease } = await holder.acquire({ resource: "e2e", holder: "holder-e2e", ttl: TTL_20S });
+    assert.ok(lease, "Acquire granted a lease");
+    const stream = holder.keepAlive();
+    const renewed = await stream.renew(lease.leaseId);
+    assert.equal(renewed.expired, false);
+    assert.ok(ms(renewed.expiresAt) >= ms(lease.expiresAt), "KeepAlive does not shorten the lease");
+    assert.deepEqual(
+      (await healthLocks(first)).map((e) => [e.resource, e.holder, e.fencing_token, e.state]),
+      [["e2e", "holder-e2e", lease.fencingToken, "held"]],
+    );
+    const file = await assertValidLeaseFile(join(lockDir, "e2e.lock"));
+    assert.equal(file.holder, "holder-e2e");
+
+    assert.equal(await first.stop("SIGKILL"), "SIGKILL");
+    const lost = await stream.ended;
+    assert.equal(lost?.code, status.UNAVAILABLE, `the KeepAlive stream ends UNAVAILABLE with its server: ${lost?.details}`);
+
+    const second = await startTracked();
+    const other = connect(second);
+    await expectGrpcError(other.acquire({ resource: "e2e", holder: "intruder" }), status.ABORTED, ['"holder-e2e"'], "after the restart");
+    assert.deepEqual(
+      (await healthLocks(second)).map((e) => [e.resource, e.holder, e.fencing_token]),
+      [["e2e", "holder-e2e", lease.fencingToken]],
+    );
+    const holderAgain = connect(second);
+    const streamAgain = holderAgain.keepAlive();
+    const renewedAgain = await streamAgain.renew(lease.leaseId);
+    assert.equal(renewedAgain.expired, false, "the holder's lease_id still renews after the restart");
+    assert.ok(ms(renewedAgain.expiresAt) > ms(renewed.expiresAt), "the renewed expiry moved forward");
+    streamAgain.end();
+    assert.equal(await healthCheck(second.grpcAddress, LOCK_SERVICE), "SERVING");
+
+    assert.equal(await second.stop("SIGTERM"), 0, `SIGTERM exits 0 (stderr:\n${second.stderr()})`);
+    // A graceful stop leaves the live lease's file for the next start.
+    assert.equal((await assertValidLeaseFile(join(lockDir, "e2e.lock"))).holder, "holder-e2e");
+  } finally {
+    for (const client of clients) client.close();
+    for (const service of services) await service.stop("SIGKILL");
+    await temp.remove();
+  }
+}
