@@ -1,4 +1,5 @@
 import { test } from "node:test";
+import { fetchHealthLocks } from "../helpers/health-locks.ts";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { access, readFile } from "node:fs/promises";
@@ -100,19 +101,7 @@ async function rejectsWith(promise: Promise<unknown>, code: status, pattern?: Re
   });
 }
 
-interface HealthEntry {
-  resource: string;
-  holder: string;
-  expires_at: string;
-  fencing_token: number | null;
-  state: string;
-}
 
-async function healthLocks(service: ServiceProcess): Promise<HealthEntry[]> {
-  const response = await fetch(`http://${service.httpAddress}/health/locks`);
-  assert.equal(response.status, 200);
-  return ((await response.json()) as { locks: HealthEntry[] }).locks;
-}
 
 /** Validates `<dir>/<resource>.lock` against the schema and checks that it is still this lease's file. */
 async function assertLeaseFileOf(dir: string, lease: Lease, expiresAt?: number): Promise<Record<string, unknown>> {
@@ -164,7 +153,7 @@ test("SIGKILL while two leases are held and a third client waits: the leases sur
     // Still held: another holder is refused, naming the original holder.
     await rejectsWith(intruder.acquire({ resource: "alpha", holder: "intruder" }), status.ABORTED, /"holder-a"/);
     await rejectsWith(intruder.acquire({ resource: "beta", holder: "intruder" }), status.ABORTED, /"holder-b"/);
-    const listed = await healthLocks(second);
+    const listed = await fetchHealthLocks(second);
     assert.deepEqual(
       listed.map((e) => [e.resource, e.holder, e.fencing_token, e.expires_at, e.state]),
       [
@@ -234,7 +223,7 @@ test("a lease whose ttl ran out while the service was down is reclaimed at start
     await waitFor("the expired lease file to be removed", async () => !(await exists(leaseFile)));
     const other = h.client(second);
     assert.deepEqual((await other.listLocks()).locks, []);
-    assert.deepEqual((await healthLocks(second)).map((e) => e.resource), []);
+    assert.deepEqual((await fetchHealthLocks(second)).map((e) => e.resource), []);
     // The old lease is gone for its holder too.
     const owner2 = h.client(second);
     const ka = owner2.keepAlive();
@@ -314,7 +303,7 @@ test("SIGTERM with a held lease: exit 0, the lease file stays, and the lease is 
     const holder2 = h.client(second);
     await rejectsWith(other.acquire({ resource: "graceful", holder: "other" }), status.ABORTED, /"holder-g"/);
     assert.deepEqual(
-      (await healthLocks(second)).map((e) => [e.resource, e.holder, e.fencing_token]),
+      (await fetchHealthLocks(second)).map((e) => [e.resource, e.holder, e.fencing_token]),
       [["graceful", "holder-g", lease.fencingToken]],
     );
     const ka2 = holder2.keepAlive();

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { fetchHealthLocks } from "./health-locks.ts";
 import { join } from "node:path";
 import { status } from "@grpc/grpc-js";
 import { describeService, healthCheck, listServices } from "./introspection-client.ts";
@@ -10,18 +11,7 @@ import { makeTempDir } from "./temp-dir.ts";
 const LOCK_SERVICE = "mcplockd.v1.LockService";
 const TTL_20S = { seconds: 20, nanos: 0 };
 
-interface HealthEntry {
-  resource: string;
-  holder: string;
-  fencing_token: number | null;
-  state: string;
-}
 
-async function healthLocks(service: ServiceProcess): Promise<HealthEntry[]> {
-  const response = await fetch(`http://${service.httpAddress}/health/locks`);
-  assert.equal(response.status, 200);
-  return ((await response.json()) as { locks: HealthEntry[] }).locks;
-}
 
 /**
  * The life of one deployment, the same whatever runs the service (the single
@@ -71,7 +61,7 @@ export async function runLifecycle(start: (lockDir: string) => Promise<ServicePr
     assert.equal(renewed.expired, false);
     assert.ok(ms(renewed.expiresAt) >= ms(lease.expiresAt), "KeepAlive does not shorten the lease");
     assert.deepEqual(
-      (await healthLocks(first)).map((e) => [e.resource, e.holder, e.fencing_token, e.state]),
+      (await fetchHealthLocks(first)).map((e) => [e.resource, e.holder, e.fencing_token, e.state]),
       [["e2e", "holder-e2e", lease.fencingToken, "held"]],
     );
     const file = await assertValidLeaseFile(join(lockDir, "e2e.lock"));
@@ -85,7 +75,7 @@ export async function runLifecycle(start: (lockDir: string) => Promise<ServicePr
     const other = connect(second);
     await expectGrpcError(other.acquire({ resource: "e2e", holder: "intruder" }), status.ABORTED, ['"holder-e2e"'], "after the restart");
     assert.deepEqual(
-      (await healthLocks(second)).map((e) => [e.resource, e.holder, e.fencing_token]),
+      (await fetchHealthLocks(second)).map((e) => [e.resource, e.holder, e.fencing_token]),
       [["e2e", "holder-e2e", lease.fencingToken]],
     );
     const holderAgain = connect(second);
