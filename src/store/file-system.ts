@@ -8,8 +8,11 @@ import type { FSWatcher, Stats } from "node:fs";
 export interface FileSystem {
   /** Contents and modification time (ms) of a file, read through one handle. */
   readFileWithMtime(path: string): Promise<{ text: string; mtimeMs: number }>;
-  /** Creates `path` exclusively, writes `data`, fsyncs and closes it. */
-  writeNewFileSynced(path: string, data: string): Promise<void>;
+  /**
+   * Creates `path` exclusively, writes `data`, fsyncs and closes it. Returns
+   * its identity (as `identity` would), which a rename does not change.
+   */
+  writeNewFileSynced(path: string, data: string): Promise<string>;
   rename(from: string, to: string): Promise<void>;
   unlink(path: string): Promise<void>;
   /** fsync of a directory, so a rename or unlink in it survives a crash. */
@@ -41,6 +44,7 @@ export const nodeFileSystem: FileSystem = {
     try {
       fs.writeFileSync(fd, data, "utf8");
       fs.fsyncSync(fd);
+      return identityOf(fs.fstatSync(fd, { bigint: true }));
     } finally {
       fs.closeSync(fd);
     }
@@ -61,7 +65,7 @@ export const nodeFileSystem: FileSystem = {
   readdir: async (path) => fs.readdirSync(path),
   identity: async (path) => {
     const stat = fs.statSync(path, { bigint: true, throwIfNoEntry: false });
-    return stat === undefined ? "absent" : `${stat.ino}:${stat.mtimeNs}:${stat.size}`;
+    return stat === undefined ? ABSENT : identityOf(stat);
   },
   watch(path, onEvent, onError) {
     const watcher = fs.watch(path, { persistent: false }, (_event, filename) => onEvent(filename ?? null));
@@ -69,6 +73,13 @@ export const nodeFileSystem: FileSystem = {
     return watcher;
   },
 };
+
+/** The identity of a file that does not exist. */
+export const ABSENT = "absent";
+
+function identityOf(stat: fs.BigIntStats): string {
+  return `${stat.ino}:${stat.mtimeNs}:${stat.size}`;
+}
 
 type Callback<T = void> = (err: NodeJS.ErrnoException | null, value?: T) => void;
 

@@ -5,7 +5,7 @@ import lockfile from "proper-lockfile";
 import { StoreFailureError } from "../core/errors.ts";
 import { blockedUntil, type BlockingState, type LeaseGrant, type LeaseRecord, type ResourceState } from "../core/lease.ts";
 import { MAX_TTL_MS } from "../core/limits.ts";
-import { guardFileSystem, nodeFileSystem, type FileSystem } from "./file-system.ts";
+import { ABSENT, guardFileSystem, nodeFileSystem, type FileSystem } from "./file-system.ts";
 import { parseFence, parseLease, serializeFence, serializeLease } from "./lease-file-format.ts";
 import { timeOf, type AcquireOutcome, type LeaseStore, type Now } from "./lease-store.ts";
 import { LockDirLayout } from "./lock-dir-layout.ts";
@@ -71,7 +71,7 @@ export class LeaseFileStore implements LeaseStore {
     }
     // "absent" is the one identity that repeats: once someone else's file has
     // been seen, a later delete must not pass for the echo of our own unlink.
-    if (this.ownChanges.get(resource) === "absent") this.ownChanges.delete(resource);
+    if (this.ownChanges.get(resource) === ABSENT) this.ownChanges.delete(resource);
     const parsed = parseLease(file.text, resource, file.mtimeMs);
     if (typeof parsed !== "string") return { kind: "held", resource, lease: parsed };
     return {
@@ -262,10 +262,12 @@ export class LeaseFileStore implements LeaseStore {
     return token;
   }
 
-  private async writeAtomically(resource: string, path: string, data: string): Promise<void> {
+  /** Returns the identity of the file now at `path` (see FileSystem.identity). */
+  private async writeAtomically(resource: string, path: string, data: string): Promise<string> {
     const temp = this.layout.tempFileFor(resource, randomBytes(6).toString("hex"));
+    let identity: string;
     try {
-      await this.fs.writeNewFileSynced(temp, data);
+      identity = await this.fs.writeNewFileSynced(temp, data);
       await this.fs.rename(temp, path);
     } catch (err) {
       await this.fs.unlink(temp).catch(() => {});
@@ -276,21 +278,27 @@ export class LeaseFileStore implements LeaseStore {
     } catch (err) {
       throw toStoreError("syncing the lock dir after writing", path, err);
     }
+    return identity;
   }
 
+  // After our own change of R.lock we know its identity without another stat;
+  // only a failed change leaves it uncertain enough to look.
   private async writeLease(resource: string, text: string): Promise<void> {
     try {
-      await this.writeAtomically(resource, this.layout.leaseFile(resource), text);
-    } finally {
+      this.ownChanges.set(resource, await this.writeAtomically(resource, this.layout.leaseFile(resource), text));
+    } catch (err) {
       await this.noteOwnChange(resource);
+      throw err;
     }
   }
 
   private async removeLease(resource: string): Promise<void> {
     try {
       await this.remove(this.layout.leaseFile(resource));
-    } finally {
+      this.ownChanges.set(resource, ABSENT);
+    } catch (err) {
       await this.noteOwnChange(resource);
+      throw err;
     }
   }
 

@@ -14,6 +14,7 @@ import {
   type ServerReflectionResponse,
 } from "../../src/gen/grpc/reflection/v1/reflection.ts";
 import { ServerReflectionClient as ServerReflectionAlphaClient } from "../../src/gen/grpc/reflection/v1alpha/reflection.ts";
+import { ReflectionError } from "../../src/grpc/reflection-client.ts";
 
 const DEFAULT_DEADLINE_MS = 10_000;
 
@@ -146,15 +147,7 @@ export function reflect(
 }
 
 /** Thrown when the server answers a reflection request with an ErrorResponse. */
-export class ReflectionError extends Error {
-  constructor(
-    readonly code: number,
-    readonly details: string,
-  ) {
-    super(`reflection error ${code}: ${details}`);
-    this.name = "ReflectionError";
-  }
-}
+export { ReflectionError };
 
 async function reflectOne(address: string, request: Partial<ServerReflectionRequest>): Promise<ServerReflectionResponse> {
   const [response] = await reflect(address, [request]);
