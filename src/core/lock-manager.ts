@@ -68,6 +68,8 @@ export class LockManager {
   private readonly pumping = new Set<string>();
   private readonly pumpAgain = new Set<string>();
   private readonly safetyRescanMs: number;
+  /** Whether every lease file has been read once, so `blockers` lists them all. */
+  private loaded = false;
   private stopWatching: (() => void) | undefined;
   private rescanTimer: TimerHandle | undefined;
   private closed = false;
@@ -87,6 +89,7 @@ export class LockManager {
       await this.store.open();
       const states = await this.store.list(this.clock.now());
       for (const state of states) this.observe(state);
+      this.loaded = true;
       this.log(`loaded ${states.length} lease file(s) from ${this.store.location}`);
     } catch (err) {
       // Keep serving: each request reports the store error until it is fixed.
@@ -161,13 +164,22 @@ export class LockManager {
     return renewed;
   }
 
-  /** Resources held now (live leases and unreadable files), with their queue lengths. */
+  /**
+   * Resources held now (live leases and unreadable files), with their queue
+   * lengths, in name order. Served from what the manager already tracks (its
+   * own changes and the watch keep it current), so a listing reads no files;
+   * until the lock dir has been read once, it is read now (or its error
+   * reported).
+   */
   async list(prefix = ""): Promise<ListedLock[]> {
+    if (!this.loaded) await this.resyncAll();
     const now = this.clock.now();
-    const states = await this.store.list(now);
-    return states
-      .filter((state) => state.resource.startsWith(prefix) && blockedUntil(state) > now)
-      .map((state) => ({ state, waiters: this.queues.get(state.resource)?.size ?? 0 }));
+    const held: ListedLock[] = [];
+    for (const state of this.blockers.values()) {
+      if (!state.resource.startsWith(prefix) || blockedUntil(state) <= now) continue;
+      held.push({ state, waiters: this.queues.get(state.resource)?.size ?? 0 });
+    }
+    return held.sort((a, b) => (a.state.resource < b.state.resource ? -1 : a.state.resource > b.state.resource ? 1 : 0));
   }
 
   /**
@@ -332,11 +344,19 @@ export class LockManager {
       void this.refresh(resource);
       return;
     }
-    for (const known of new Set([...this.queues.keys(), ...this.blockers.keys()])) void this.refresh(known);
-    void this.store
-      .list(this.clock.now())
-      .then((states) => states.forEach((state) => void this.refresh(state.resource)))
-      .catch((err: Error) => this.log(`re-reading the lock dir failed: ${err.message}`));
+    this.resyncAll().catch((err: Error) => this.log(`re-reading the lock dir failed: ${err.message}`));
+  }
+
+  /**
+   * Re-reads every resource known here or present in the lock dir, each under
+   * its mutex. Throws the store error if the dir cannot be listed.
+   */
+  private async resyncAll(): Promise<void> {
+    const known = [...this.queues.keys(), ...this.blockers.keys()];
+    const listed = await this.store.list(this.clock.now());
+    const resources = new Set([...known, ...listed.map((state) => state.resource)]);
+    await Promise.all([...resources].map((resource) => this.refresh(resource)));
+    this.loaded = true;
   }
 
   private async refresh(resource: string): Promise<void> {

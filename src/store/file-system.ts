@@ -6,8 +6,8 @@ import type { FSWatcher, Stats } from "node:fs";
  * them fail (EACCES, ENOSPC, EIO) without root tricks.
  */
 export interface FileSystem {
-  /** Contents and modification time (ms) of a file, read through one handle. */
-  readFileWithMtime(path: string): Promise<{ text: string; mtimeMs: number }>;
+  /** Contents, modification time (ms) and identity of a file, read through one handle. */
+  readFileWithMtime(path: string): Promise<{ text: string; mtimeMs: number; identity: string }>;
   /**
    * Creates `path` exclusively, writes `data`, fsyncs and closes it. Returns
    * its identity (as `identity` would), which a rename does not change.
@@ -33,8 +33,8 @@ export const nodeFileSystem: FileSystem = {
   readFileWithMtime: async (path) => {
     const fd = fs.openSync(path, "r");
     try {
-      const { mtimeMs } = fs.fstatSync(fd);
-      return { text: fs.readFileSync(fd, "utf8"), mtimeMs };
+      const stat = fs.fstatSync(fd, { bigint: true });
+      return { text: fs.readFileSync(fd, "utf8"), mtimeMs: msOf(stat.mtimeNs), identity: identityOf(stat) };
     } finally {
       fs.closeSync(fd);
     }
@@ -76,6 +76,11 @@ export const nodeFileSystem: FileSystem = {
 
 /** The identity of a file that does not exist. */
 export const ABSENT = "absent";
+
+/** Milliseconds as fs.Stats.mtimeMs computes them, so both APIs agree to the last digit. */
+function msOf(ns: bigint): number {
+  return Number(ns / 1_000_000_000n) * 1e3 + Number(ns % 1_000_000_000n) / 1e6;
+}
 
 function identityOf(stat: fs.BigIntStats): string {
   return `${stat.ino}:${stat.mtimeNs}:${stat.size}`;

@@ -9,6 +9,7 @@ import { ABSENT, guardFileSystem, nodeFileSystem, type FileSystem } from "./file
 import { parseFence, parseLease, serializeFence, serializeLease } from "./lease-file-format.ts";
 import { timeOf, type AcquireOutcome, type LeaseStore, type Now } from "./lease-store.ts";
 import { LockDirLayout } from "./lock-dir-layout.ts";
+import { horizonFor, PromisedExpiries } from "./promised-expiries.ts";
 import { toStoreError } from "./store-error.ts";
 import { TokenReservations } from "./token-reservations.ts";
 
@@ -43,6 +44,7 @@ export class LeaseFileStore implements LeaseStore {
   private readonly tokens: TokenReservations;
   /** Identity of R.lock right after our own last change, so the watch can skip our own events. */
   private readonly ownChanges = new Map<string, string>();
+  private readonly promises = new PromisedExpiries();
 
   constructor(options: LeaseFileStoreOptions) {
     this.layout = new LockDirLayout(options.dir);
@@ -62,18 +64,22 @@ export class LeaseFileStore implements LeaseStore {
 
   async read(resource: string): Promise<ResourceState> {
     const path = this.layout.leaseFile(resource);
-    let file: { text: string; mtimeMs: number };
+    let file: { text: string; mtimeMs: number; identity: string };
     try {
       file = await this.fs.readFileWithMtime(path);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return { kind: "free", resource };
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") {
+        this.promises.forget(resource);
+        return { kind: "free", resource };
+      }
       throw toStoreError("reading the lease file", path, err);
     }
     // "absent" is the one identity that repeats: once someone else's file has
     // been seen, a later delete must not pass for the echo of our own unlink.
     if (this.ownChanges.get(resource) === ABSENT) this.ownChanges.delete(resource);
     const parsed = parseLease(file.text, resource, file.mtimeMs);
-    if (typeof parsed !== "string") return { kind: "held", resource, lease: parsed };
+    if (typeof parsed !== "string") return { kind: "held", resource, lease: this.promises.apply(file.identity, parsed) };
+    this.promises.forget(resource);
     return {
       kind: "unreadable",
       resource,
@@ -114,12 +120,12 @@ export class LeaseFileStore implements LeaseStore {
         await this.writeAtomically(resource, this.layout.fenceFile(resource), serializeFence(resource, reserveUpTo));
       }
       this.tokens.issued(resource, fencingToken, reserveUpTo ?? fence);
-      const lease: LeaseRecord = {
+      const onDisk: LeaseRecord = {
         resource,
         holder: grant.holder,
         fencingToken,
         acquiredAt: now,
-        expiresAt: now + grant.ttlMs,
+        expiresAt: horizonFor(now, grant.ttlMs),
         ttlMs: grant.ttlMs,
         metadata: grant.metadata,
         leaseIdHash: grant.leaseIdHash,
@@ -127,7 +133,8 @@ export class LeaseFileStore implements LeaseStore {
         hostname: this.host,
       };
       try {
-        await this.writeLease(resource, serializeLease(lease, now));
+        const identity = await this.writeLease(resource, serializeLease(onDisk, now));
+        return { granted: this.promises.wrote(identity, onDisk, now + grant.ttlMs) };
       } catch (err) {
         // The caller is told it failed and never gets the lease id, so a file
         // that did land (say the dir fsync failed) would hold the resource for
@@ -135,18 +142,26 @@ export class LeaseFileStore implements LeaseStore {
         await this.removeLease(resource).catch(() => {});
         throw err;
       }
-      return { granted: lease };
     });
   }
 
-  renew(resource: string, leaseIdHash: string, clock: Now): Promise<LeaseRecord | undefined> {
+  /**
+   * Inside the horizon of our own last write, a renewal only moves the
+   * promise: the file, unchanged since (one stat says so), already says the
+   * lease is held at least that long. Otherwise the file is rewritten with a
+   * new horizon under the guard.
+   */
+  async renew(resource: string, leaseIdHash: string, clock: Now): Promise<LeaseRecord | undefined> {
+    const identity = await this.fs.identity(this.layout.leaseFile(resource)).catch(() => undefined);
+    const extended = identity && this.promises.extend(resource, leaseIdHash, identity, timeOf(clock));
+    if (extended) return extended;
     return this.guarded(resource, async () => {
       const now = timeOf(clock);
       const current = await this.read(resource);
       if (!isLiveLeaseOf(current, leaseIdHash, now)) return undefined;
-      const renewed = { ...current.lease, expiresAt: now + current.lease.ttlMs };
-      await this.writeLease(resource, serializeLease(renewed, now));
-      return renewed;
+      const onDisk = { ...current.lease, expiresAt: horizonFor(now, current.lease.ttlMs) };
+      const written = await this.writeLease(resource, serializeLease(onDisk, now));
+      return this.promises.wrote(written, onDisk, now + current.lease.ttlMs);
     });
   }
 
@@ -283,9 +298,11 @@ export class LeaseFileStore implements LeaseStore {
 
   // After our own change of R.lock we know its identity without another stat;
   // only a failed change leaves it uncertain enough to look.
-  private async writeLease(resource: string, text: string): Promise<void> {
+  private async writeLease(resource: string, text: string): Promise<string> {
     try {
-      this.ownChanges.set(resource, await this.writeAtomically(resource, this.layout.leaseFile(resource), text));
+      const identity = await this.writeAtomically(resource, this.layout.leaseFile(resource), text);
+      this.ownChanges.set(resource, identity);
+      return identity;
     } catch (err) {
       await this.noteOwnChange(resource);
       throw err;
@@ -293,6 +310,7 @@ export class LeaseFileStore implements LeaseStore {
   }
 
   private async removeLease(resource: string): Promise<void> {
+    this.promises.forget(resource);
     try {
       await this.remove(this.layout.leaseFile(resource));
       this.ownChanges.set(resource, ABSENT);

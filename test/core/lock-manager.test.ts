@@ -291,7 +291,8 @@ test("acquire, renew and release", TEST_OPTIONS, async (t) => {
   const renewed = await m.renew(leaseId);
   assert.equal(renewed.expiresAt, t0 + 14_000);
   assert.equal(renewed.fencingToken, 1);
-  assert.equal((await leaseDocument(h.dir, "gateway")).expires_at, new Date(t0 + 14_000).toISOString());
+  // Inside the horizon of the grant (docs/protocol.md, "The renewal horizon"): the file is unchanged.
+  assert.equal((await leaseDocument(h.dir, "gateway")).expires_at, new Date(t0 + 30_000).toISOString());
 
   const listed = await m.list();
   assert.equal(listed.length, 1);
@@ -585,8 +586,9 @@ test("fencing tokens strictly increase across release, expiry and restarts; the 
   assert.deepEqual(tokens, [1, 2, 3]);
   const fenceBeforeRestart1 = await fenceAtLeast(h.dir, "r", c.lease.fencingToken);
   await h.restart();
-  // The new manager learned c at start and reclaims it at its expiry.
-  await h.clock.advance(5_001);
+  // The new manager learned c at start; it knows no promise, so it reclaims
+  // c at the horizon in its file (3 × ttl after the grant).
+  await h.clock.advance(15_001);
   await waitFor(async () => !(await exists(join(h.dir, "r.lock"))), "expiry of c after the restart");
   assert.equal(await fenceToken(h.dir, "r"), fenceBeforeRestart1, "reclaiming c did not need to raise the fence");
 
@@ -614,7 +616,8 @@ test("a new manager keeps a live lease held; its holder renews and releases with
   await h.restart();
   const m = h.manager;
 
-  await assert.rejects(m.acquire({ resource: "r", holder: "bob" }), busy('"alice"', new Date(held.lease.expiresAt).toISOString()));
+  // The promise made by the old manager is gone with it: the file's horizon counts.
+  await assert.rejects(m.acquire({ resource: "r", holder: "bob" }), busy('"alice"', new Date(held.lease.acquiredAt + 90_000).toISOString()));
   const listed = await m.list();
   assert.equal(listed.length, 1);
   const state = listed[0]!.state;
@@ -908,6 +911,12 @@ for (const [code, kind] of [
     const held = await m.acquire({ resource: "r", ttlMs: 10_000 });
     assert.equal(held.lease.fencingToken, 1);
 
+    // Renewals inside the horizon write nothing; the one whose promise would pass it must write.
+    await h.clock.advance(8_000);
+    await m.renew(held.leaseId);
+    await h.clock.advance(8_000);
+    await m.renew(held.leaseId);
+    await h.clock.advance(5_000);
     h.fs.fail("rename", code);
     await assert.rejects(m.renew(held.leaseId), check(leasePath));
     h.fs.fail("unlink", code, { match: (p) => p === leasePath });

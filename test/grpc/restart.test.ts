@@ -103,14 +103,22 @@ async function rejectsWith(promise: Promise<unknown>, code: status, pattern?: Re
 
 
 
-/** Validates `<dir>/<resource>.lock` against the schema and checks that it is still this lease's file. */
-async function assertLeaseFileOf(dir: string, lease: Lease, expiresAt?: number): Promise<Record<string, unknown>> {
+/**
+ * Validates `<dir>/<resource>.lock` against the schema and checks that it is
+ * still this lease's file, that its expires_at is the horizon of its last
+ * write (renewed_at + 3 × ttl, docs/protocol.md) and that it covers what the
+ * holder was promised (`promised`, else the lease's own expiry).
+ */
+async function assertLeaseFileOf(dir: string, lease: Lease, promised?: number): Promise<Record<string, unknown>> {
   const doc = await assertValidLeaseFile(join(dir, `${lease.resource}.lock`));
   assert.equal(doc.resource, lease.resource);
   assert.equal(doc.holder, lease.holder);
   assert.equal(doc.fencing_token, lease.fencingToken);
   assert.equal(doc.lease_id_sha256, sha256(lease.leaseId));
-  assert.equal(doc.expires_at, new Date(expiresAt ?? ms(lease.expiresAt)).toISOString());
+  const horizon = Date.parse(doc.renewed_at as string) + 3 * (doc.ttl as number) * 1000;
+  assert.equal(doc.expires_at, new Date(horizon).toISOString());
+  const promise = promised ?? ms(lease.expiresAt);
+  assert.ok(horizon >= promise, `the file's horizon ${doc.expires_at} must cover the promise ${new Date(promise).toISOString()}`);
   return doc;
 }
 
@@ -153,12 +161,14 @@ test("SIGKILL while two leases are held and a third client waits: the leases sur
     // Still held: another holder is refused, naming the original holder.
     await rejectsWith(intruder.acquire({ resource: "alpha", holder: "intruder" }), status.ABORTED, /"holder-a"/);
     await rejectsWith(intruder.acquire({ resource: "beta", holder: "intruder" }), status.ABORTED, /"holder-b"/);
+    // The killed service's promises (acquired + ttl) died with it: the restarted
+    // one holds the leases until the horizon in their files, acquired + 3 × ttl.
     const listed = await fetchHealthLocks(second);
     assert.deepEqual(
       listed.map((e) => [e.resource, e.holder, e.fencing_token, e.expires_at, e.state]),
       [
-        ["alpha", "holder-a", alpha.fencingToken, new Date(ms(alpha.expiresAt)).toISOString(), "held"],
-        ["beta", "holder-b", beta.fencingToken, new Date(ms(beta.expiresAt)).toISOString(), "held"],
+        ["alpha", "holder-a", alpha.fencingToken, new Date(ms(alpha.acquiredAt) + 60_000).toISOString(), "held"],
+        ["beta", "holder-b", beta.fencingToken, new Date(ms(beta.acquiredAt) + 60_000).toISOString(), "held"],
       ],
     );
     await assertLeaseFileOf(h.dir, alpha);
@@ -203,20 +213,20 @@ test("SIGKILL while two leases are held and a third client waits: the leases sur
   });
 });
 
-test("a lease whose ttl ran out while the service was down is reclaimed at start", { timeout: 60_000 }, async () => {
+test("a lease whose horizon passed while the service was down is reclaimed at start", { timeout: 60_000 }, async () => {
   await withHarness(async (h) => {
     const first = await h.start();
     const owner = h.client(first);
     const short = leaseOf(await owner.acquire({ resource: "ephemeral", holder: "short-lived", ttl: { seconds: 1, nanos: 0 } }));
     assert.equal(await first.stop("SIGKILL"), "SIGKILL");
     const leaseFile = join(h.dir, "ephemeral.lock");
-    await assertLeaseFileOf(h.dir, short);
+    const horizon = Date.parse((await assertLeaseFileOf(h.dir, short)).expires_at as string);
     const fenceBefore = await fenceOf(h.dir, "ephemeral");
     assert.ok(fenceBefore >= short.fencingToken, `fence ${fenceBefore} < token ${short.fencingToken}`);
 
-    // Let the ttl run out while nothing is running.
-    const expiresAt = ms(short.expiresAt);
-    await sleep(Math.max(0, expiresAt - Date.now()) + 200);
+    // Let the horizon in the file pass while nothing is running: the promise
+    // of the killed service (its ttl) died with it, the file is what counts.
+    await sleep(Math.max(0, horizon - Date.now()) + 200);
     assert.ok(await exists(leaseFile), "the lease file went away while no service was running");
 
     const second = await h.start();

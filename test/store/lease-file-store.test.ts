@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdir, readdir, readFile, rmdir, stat, utimes, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, rmdir, stat, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { StoreFailureError, StoreUnavailableError } from "../../src/core/errors.ts";
 import type { LeaseGrant, LeaseRecord } from "../../src/core/lease.ts";
@@ -177,8 +177,7 @@ test("renew extends only the live lease of the given hash", async () => {
     assert.equal(renewed.fencingToken, lease.fencingToken);
     assert.equal(renewed.acquiredAt, lease.acquiredAt);
     const document = await assertValidLeaseFile(join(f.dir, "r.lock"));
-    assert.equal(document.renewed_at, new Date(now + 4_000).toISOString());
-    assert.equal(document.expires_at, new Date(now + 14_000).toISOString());
+    assert.equal(document.expires_at, new Date(now + 30_000).toISOString(), "the file keeps the horizon written at the grant");
 
     const before = await readFile(join(f.dir, "r.lock"));
     assert.equal(await f.store.renew("r", hashLeaseId("not-mine"), now + 5_000), undefined);
@@ -186,6 +185,84 @@ test("renew extends only the live lease of the given hash", async () => {
     assert.equal(await f.store.renew("free", hashLeaseId("mine"), now), undefined);
     assert.deepEqual(await readFile(join(f.dir, "r.lock")), before, "failed renewals write nothing");
     await assertNoTempFiles(f.dir);
+  } finally {
+    await f.remove();
+  }
+});
+
+test("renewals inside the horizon move only the promise; the file is rewritten once a promise would pass it", async () => {
+  const f = await fixture();
+  try {
+    const now = Date.now();
+    const path = join(f.dir, "r.lock");
+    const lease = granted(await f.store.acquire("r", grant("mine"), now));
+    assert.equal(lease.expiresAt, now + 10_000, "the holder is promised ttl");
+    let document = await assertValidLeaseFile(path);
+    assert.equal(document.expires_at, new Date(now + 30_000).toISOString(), "the file says 3 × ttl");
+    const written = await readFile(path);
+    for (const at of [5_000, 10_000, 15_000, 20_000]) {
+      assert.equal((await f.store.renew("r", hashLeaseId("mine"), now + at))?.expiresAt, now + at + 10_000);
+      assert.deepEqual(await readFile(path), written, `the renewal at +${at} ms wrote nothing`);
+    }
+    assert.equal((await f.store.read("r")).kind, "held");
+    const state = await f.store.read("r");
+    assert.equal(state.kind === "held" && state.lease.expiresAt, now + 30_000, "reads report the promise");
+    assert.equal((await f.store.renew("r", hashLeaseId("mine"), now + 25_000))?.expiresAt, now + 35_000);
+    document = await assertValidLeaseFile(path);
+    assert.equal(document.renewed_at, new Date(now + 25_000).toISOString());
+    assert.equal(document.expires_at, new Date(now + 55_000).toISOString());
+    await assertNoTempFiles(f.dir);
+  } finally {
+    await f.remove();
+  }
+});
+
+test("the store that made a promise ends the lease at the promise, before the file's horizon", async () => {
+  const f = await fixture();
+  try {
+    const now = Date.now();
+    granted(await f.store.acquire("r", grant("mine"), now));
+    const blocked = await f.store.acquire("r", grant("other", { holder: "bob" }), now + 9_999);
+    assert.ok("blocked" in blocked);
+    assert.deepEqual(await f.store.reclaimIfExpired("r", now + 9_999), (await f.store.read("r")));
+    assert.deepEqual(await f.store.reclaimIfExpired("r", now + 10_000), { kind: "free", resource: "r" });
+    assert.deepEqual(await entries(f.dir), ["r.lock.fence"], "the file is gone although its expires_at is later");
+    assert.equal(await f.store.renew("r", hashLeaseId("mine"), now + 10_000), undefined);
+  } finally {
+    await f.remove();
+  }
+});
+
+test("another store (a restart, another process) holds a lease until the file's horizon", async () => {
+  const f = await fixture();
+  try {
+    const now = Date.now();
+    granted(await f.store.acquire("r", grant("mine"), now));
+    const other = new LeaseFileStore({ dir: f.dir });
+    const seen = await other.read("r");
+    assert.equal(seen.kind === "held" && seen.lease.expiresAt, now + 30_000);
+    assert.ok("blocked" in (await other.acquire("r", grant("other", { holder: "bob" }), now + 29_999)));
+    // The holder renews through the other store: it has no promise, so it writes.
+    const renewed = await other.renew("r", hashLeaseId("mine"), now + 15_000);
+    assert.equal(renewed?.expiresAt, now + 25_000);
+    const document = await assertValidLeaseFile(join(f.dir, "r.lock"));
+    assert.equal(document.expires_at, new Date(now + 45_000).toISOString());
+    // The first store sees a file it did not write: its old promise no longer counts.
+    const reread = await f.store.read("r");
+    assert.equal(reread.kind === "held" && reread.lease.expiresAt, now + 45_000);
+    assert.equal(await f.store.renew("r", hashLeaseId("mine"), now + 16_000).then((l) => l?.expiresAt), now + 26_000);
+  } finally {
+    await f.remove();
+  }
+});
+
+test("a lease file changed by hand is re-read by the next renewal, never renewed from memory", async () => {
+  const f = await fixture();
+  try {
+    const now = Date.now();
+    granted(await f.store.acquire("r", grant("mine"), now));
+    await rm(join(f.dir, "r.lock"));
+    assert.equal(await f.store.renew("r", hashLeaseId("mine"), now + 1_000), undefined, "deleted: lost at once");
   } finally {
     await f.remove();
   }
@@ -491,7 +568,8 @@ test("a failed rename onto the lease file leaves no temp file; the token it burn
     assert.equal(granted(await f.store.acquire("r", grant(), Date.now())).fencingToken, burnt + 1, "same store: the next token");
     // A new store (the process died after the failure) starts above the fence, so above the burnt token too.
     const restarted = new LeaseFileStore({ dir: f.dir });
-    assert.equal(granted(await restarted.acquire("r", grant(), Date.now() + 10_000)).fencingToken, fence + 1);
+    // Past the horizon of the file the first store wrote (3 × ttl).
+    assert.equal(granted(await restarted.acquire("r", grant(), Date.now() + 30_000)).fencingToken, fence + 1);
     await assertNoTempFiles(f.dir);
   } finally {
     await f.remove();
@@ -517,6 +595,10 @@ test("a failed renewal write leaves the previous lease file intact", async () =>
   try {
     const now = Date.now();
     granted(await f.store.acquire("r", grant("mine"), now));
+    // Inside the horizon (now + 30 s) renewals write nothing; the one at
+    // +21 s promises +31 s, past it, so it must rewrite the file.
+    assert.ok(await f.store.renew("r", hashLeaseId("mine"), now + 8_000));
+    assert.ok(await f.store.renew("r", hashLeaseId("mine"), now + 16_000));
     const path = join(f.dir, "r.lock");
     const before = await readFile(path);
     for (const [method, after] of [
@@ -524,14 +606,17 @@ test("a failed renewal write leaves the previous lease file intact", async () =>
       ["writeNewFileSynced", true],
     ] as const) {
       f.fs.fail(method, "ENOSPC", { after });
-      await assert.rejects(f.store.renew("r", hashLeaseId("mine"), now + 1_000), (err) =>
+      await assert.rejects(f.store.renew("r", hashLeaseId("mine"), now + 21_000), (err) =>
         assertStoreError(err, StoreUnavailableError, path, "ENOSPC"),
       );
       f.fs.heal();
       assert.deepEqual(await readFile(path), before);
       await assertNoTempFiles(f.dir);
     }
-    assert.equal((await f.store.renew("r", hashLeaseId("mine"), now + 1_000))?.expiresAt, now + 11_000);
+    assert.equal((await f.store.renew("r", hashLeaseId("mine"), now + 21_000))?.expiresAt, now + 31_000);
+    const document = await assertValidLeaseFile(path);
+    assert.equal(document.renewed_at, new Date(now + 21_000).toISOString());
+    assert.equal(document.expires_at, new Date(now + 51_000).toISOString(), "a new horizon: now + 3 × ttl");
   } finally {
     await f.remove();
   }
