@@ -6,7 +6,7 @@ import {
   WaitCancelledError,
   WaitDeadlineError,
 } from "./errors.ts";
-import { blockedUntil, holderOf, type BlockingState, type LeaseRecord, type ResourceState } from "./lease.ts";
+import { blockedUntil, holderOf, type BlockingState, type LeaseGrant, type LeaseRecord, type ResourceState } from "./lease.ts";
 import { hashLeaseId, newLeaseId } from "./lease-id.ts";
 import { KeyedMutex } from "./keyed-mutex.ts";
 import {
@@ -134,16 +134,22 @@ export class LockManager {
     return { leaseId, lease: await waiter.promise };
   }
 
+  /**
+   * Ends a lease. When a caller is waiting, the lease passes straight to it
+   * (the store's hand-over): the resource is never free in between, and the
+   * next holder learns it holds as soon as the releaser does.
+   */
   async release(leaseId: string): Promise<void> {
     const { hash, resource } = this.lookup(leaseId);
     const released = await this.mutex.run(resource, async () => {
+      const next = this.queues.get(resource)?.peek();
+      if (next !== undefined && !next.tryOnce) return this.handOver(resource, hash, next);
       const done = await this.store.release(resource, hash, this.now);
       this.resourceByHash.delete(hash);
       this.observe(done ? { kind: "free", resource } : await this.store.read(resource, this.clock.now()));
       return done;
     });
-    // After the releaser's response is on its way: the next grant's file
-    // writes would otherwise run before it.
+    // Whatever the queue still holds (a failed hand-over, try-once callers) is served next.
     setImmediate(() => this.pump(resource));
     if (!released) throw new LeaseNotFoundError();
   }
@@ -162,6 +168,19 @@ export class LockManager {
       throw new LeaseNotFoundError();
     }
     return renewed;
+  }
+
+  /** Runs inside the resource's mutex. */
+  private async handOver(resource: string, hash: string, next: Waiter): Promise<boolean> {
+    const outcome = await this.store.handOver(resource, hash, grantOf(next), this.now);
+    this.resourceByHash.delete(hash);
+    if (outcome.granted === undefined) {
+      this.observe(outcome.released ? { kind: "free", resource } : await this.store.read(resource, this.clock.now()));
+      return outcome.released;
+    }
+    this.observe({ kind: "held", resource, lease: outcome.granted });
+    if (!next.grant(outcome.granted)) await this.undoGrant(resource, next);
+    return true;
   }
 
   /**
@@ -253,11 +272,9 @@ export class LockManager {
       let outcome;
       try {
         outcome = await this.mutex.run(resource, async () => {
-          const result = await this.store.acquire(
-            resource,
-            { holder: waiter.holder, ttlMs: waiter.ttlMs, metadata: waiter.metadata, leaseIdHash: waiter.leaseIdHash },
-            this.now,
-          );
+          // Served meanwhile (a hand-over) or gone: nothing to write.
+          if (waiter.settled) return undefined;
+          const result = await this.store.acquire(resource, grantOf(waiter), this.now);
           this.observe("granted" in result ? { kind: "held", resource, lease: result.granted } : result.blocked);
           return result;
         });
@@ -265,21 +282,27 @@ export class LockManager {
         waiter.fail(err instanceof Error ? err : new Error(String(err)));
         continue;
       }
+      if (outcome === undefined) continue;
       if ("granted" in outcome) {
-        if (!waiter.grant(outcome.granted)) {
-          // The waiter left (cancelled, deadline, timeout) while its grant was
-          // being written: it must never hold the lease, so undo it.
-          await this.mutex
-            .run(resource, async () => {
-              await this.store.release(resource, waiter.leaseIdHash, this.now);
-              this.observe({ kind: "free", resource });
-            })
-            .catch((err: Error) => this.log(`undoing a grant to a departed waiter failed: ${err.message}`));
-        }
+        if (!waiter.grant(outcome.granted)) await this.mutex.run(resource, () => this.undoGrant(resource, waiter));
         continue;
       }
       if (!waiter.tryOnce) return; // woken by release, expiry or a watch event
       waiter.fail(this.busyError(resource, queue!.size - 1, "tried once"));
+    }
+  }
+
+  /**
+   * The waiter left (cancelled, deadline, timeout) while its grant was being
+   * written: it must never hold the lease, so the grant is undone. Runs inside
+   * the resource's mutex.
+   */
+  private async undoGrant(resource: string, waiter: Waiter): Promise<void> {
+    try {
+      await this.store.release(resource, waiter.leaseIdHash, this.now);
+      this.observe({ kind: "free", resource });
+    } catch (err) {
+      this.log(`undoing a grant to a departed waiter failed: ${(err as Error).message}`);
     }
   }
 
@@ -382,6 +405,10 @@ export class LockManager {
       ? new ResourceBusyError(resource, holderOf(blocker), blockedUntil(blocker), Math.max(0, waiting), why)
       : new ResourceBusyError(resource, undefined, undefined, Math.max(0, waiting), why);
   }
+}
+
+function grantOf(waiter: Waiter): LeaseGrant {
+  return { holder: waiter.holder, ttlMs: waiter.ttlMs, metadata: waiter.metadata, leaseIdHash: waiter.leaseIdHash };
 }
 
 /** Why a wait ended early, named after the resource it waited for. */

@@ -9,6 +9,12 @@ export function timeOf(now: Now): number {
 
 export type AcquireOutcome = { granted: LeaseRecord } | { blocked: BlockingState };
 
+/** `released` as for release; `granted` is the next holder's lease when the hand-over happened. */
+export interface HandOverOutcome {
+  released: boolean;
+  granted?: LeaseRecord;
+}
+
 /**
  * Where leases live. Every method that changes state is a read-check-write
  * that the store makes atomic against every other writer (other processes
@@ -31,6 +37,11 @@ export interface LeaseStore {
   renew(resource: string, leaseIdHash: string, now: Now): Promise<LeaseRecord | undefined>;
   /** Ends a live lease; false if it is not the live lease (an expired one is reclaimed on the way). */
   release(resource: string, leaseIdHash: string, now: Now): Promise<boolean>;
+  /**
+   * Ends a live lease and grants `next` in the same atomic step, so nobody
+   * else can take the resource in between. Not released: nothing is granted.
+   */
+  handOver(resource: string, leaseIdHash: string, next: LeaseGrant, now: Now): Promise<HandOverOutcome>;
   /** Removes the lease if it has expired; returns the state afterwards. */
   reclaimIfExpired(resource: string, now: Now): Promise<ResourceState>;
   /**

@@ -17,7 +17,7 @@ import type { BlockingState, LeaseGrant, LeaseRecord, ResourceState } from "../.
 import { hashLeaseId } from "../../src/core/lease-id.ts";
 import { LockManager, type AcquireInput, type GrantedLease } from "../../src/core/lock-manager.ts";
 import { LeaseFileStore } from "../../src/store/lease-file-store.ts";
-import type { AcquireOutcome, LeaseStore } from "../../src/store/lease-store.ts";
+import type { AcquireOutcome, HandOverOutcome, LeaseStore } from "../../src/store/lease-store.ts";
 import { FaultyFileSystem } from "../helpers/faulty-file-system.ts";
 import { assertValidLeaseFile, assertValidLockDir } from "../helpers/lease-file-schema.ts";
 import { ManualClock, settle } from "../helpers/manual-clock.ts";
@@ -31,6 +31,7 @@ import { withTimeout } from "../helpers/wait.ts";
 class ObservedStore implements LeaseStore {
   blocked = 0;
   reclaims = 0;
+  handOvers = 0;
   private readonly listeners = new Set<() => void>();
 
   constructor(private readonly inner: LeaseStore) {}
@@ -60,6 +61,10 @@ class ObservedStore implements LeaseStore {
   }
   release(resource: string, leaseIdHash: string, now: number): Promise<boolean> {
     return this.inner.release(resource, leaseIdHash, now);
+  }
+  handOver(resource: string, leaseIdHash: string, next: LeaseGrant, now: number): Promise<HandOverOutcome> {
+    this.handOvers++;
+    return this.inner.handOver(resource, leaseIdHash, next, now);
   }
   reclaimIfExpired(resource: string, now: number): Promise<ResourceState> {
     this.reclaims++;
@@ -437,6 +442,26 @@ test("a waiter whose AbortSignal fires leaves the queue and is never granted; th
   assert.deepEqual((await m.list()).map((l) => l.waiters), [0]);
 });
 
+test("a release with a waiter hands the lease over in one write: the file is never removed in between", TEST_OPTIONS, async (t) => {
+  const h = await setup(t);
+  const m = h.manager;
+  const holder = await m.acquire({ resource: "r", holder: "a", ttlMs: 60_000 });
+  const w = track(m.acquire(waiting({ resource: "r", holder: "w" })));
+  await h.store.waitForBlocked(1);
+  // Any unlink of r.lock would fail the release: a hand-over must not need one.
+  h.fs.fail("unlink", "EIO", { match: (p) => p === join(h.dir, "r.lock") });
+  await m.release(holder.leaseId);
+  assert.equal(w.state, "fulfilled", "granted by the time the releaser hears back");
+  const granted = await w.promise;
+  assert.equal(granted.lease.holder, "w");
+  assert.equal(granted.lease.fencingToken, holder.lease.fencingToken + 1);
+  assert.equal(h.store.handOvers, 1);
+  assert.equal((await leaseDocument(h.dir, "r")).lease_id_sha256, hashLeaseId(granted.leaseId));
+  h.fs.heal();
+  await assert.rejects(m.renew(holder.leaseId), LeaseNotFoundError, "the old lease id is dead");
+  await m.release(granted.leaseId);
+});
+
 test("a waiter cancelled while its grant is being written is never granted; the next one is", TEST_OPTIONS, async (t) => {
   const h = await setup(t);
   const m = h.manager;
@@ -447,12 +472,15 @@ test("a waiter cancelled while its grant is being written is never granted; the 
   await h.store.waitForBlocked(1);
 
   // Hold the write of w1's lease file (its token already taken) until w1 has gone.
+  // The release hands r over to w1 in one write, so it completes only with that write.
   const gate = h.fs.gate("rename", (to) => to === join(h.dir, "r.lock"));
-  await m.release(holder.leaseId);
+  const released = m.release(holder.leaseId);
   await withTimeout(gate.reached, 5_000, "the grant to w1 being written");
   cancel1.abort();
   await assert.rejects(w1.promise, WaitCancelledError);
   gate.open();
+  await released;
+  assert.equal(h.store.handOvers, 1, "the release handed r over");
 
   const granted = await withTimeout(w2.promise, 5_000, "the grant to w2");
   assert.equal(granted.lease.holder, "w2");

@@ -268,6 +268,45 @@ test("a lease file changed by hand is re-read by the next renewal, never renewed
   }
 });
 
+test("handOver replaces only the live lease of the given hash with the next holder's, token + 1", async () => {
+  const f = await fixture();
+  try {
+    const now = Date.now();
+    const first = granted(await f.store.acquire("r", grant("mine"), now));
+    const next = grant("next", { holder: "bob" });
+    assert.deepEqual(await f.store.handOver("r", hashLeaseId("not-mine"), next, now), { released: false });
+    const outcome = await f.store.handOver("r", hashLeaseId("mine"), next, now + 1_000);
+    assert.equal(outcome.released, true);
+    assert.equal(outcome.granted?.holder, "bob");
+    assert.equal(outcome.granted?.fencingToken, first.fencingToken + 1);
+    assert.equal(outcome.granted?.expiresAt, now + 11_000);
+    const document = await assertValidLeaseFile(join(f.dir, "r.lock"));
+    assert.equal(document.lease_id_sha256, hashLeaseId("next"));
+    // An expired lease is not handed over: it is reclaimed, and the release reports it.
+    assert.deepEqual(await f.store.handOver("r", hashLeaseId("next"), grant("third"), now + 11_000), { released: false });
+    assert.deepEqual(await entries(f.dir), ["r.lock.fence"]);
+    await assertNoTempFiles(f.dir);
+  } finally {
+    await f.remove();
+  }
+});
+
+test("a hand-over whose grant cannot be written still releases", async () => {
+  const f = await fixture();
+  try {
+    const now = Date.now();
+    granted(await f.store.acquire("r", grant("mine"), now));
+    f.fs.fail("rename", "ENOSPC");
+    const outcome = await f.store.handOver("r", hashLeaseId("mine"), grant("next"), now);
+    f.fs.heal();
+    assert.deepEqual(outcome, { released: true });
+    assert.deepEqual(await entries(f.dir), ["r.lock.fence"], "the old lease is gone, no temp file left");
+    assert.ok(f.warnings.some((w) => w.includes("handing r over failed")), f.warnings.join("; "));
+  } finally {
+    await f.remove();
+  }
+});
+
 test("release removes only its own lease, keeps the fence, and reports expired ones", async () => {
   const f = await fixture();
   try {
