@@ -12,7 +12,11 @@ import type {
   ReleaseResponse,
 } from "../gen/mcplockd/v1/lock.ts";
 import { bidi, unary, type CallContext, type CallGate } from "./call-adapter.ts";
+import { mapUnordered } from "./map-unordered.ts";
 import { durationToMs, msToDuration, msToTimestamp, toListedLease, toProtoLease } from "./convert.ts";
+
+/** Renewals one KeepAlive stream may have in progress at once; more wait in the stream (backpressure). */
+const KEEPALIVE_IN_FLIGHT_PER_STREAM = 64;
 
 /**
  * mcplockd.v1.LockService: a thin adapter over the LockManager. Calls are
@@ -43,16 +47,21 @@ export function lockService(manager: LockManager, shutdown: AbortSignal, gate?: 
     return { released: true };
   }
 
-  async function* keepAlive(requests: AsyncIterable<KeepAliveRequest>): AsyncIterable<KeepAliveResponse> {
-    for await (const { leaseId } of requests) {
-      try {
-        const lease = await manager.renew(leaseId);
-        yield { leaseId, expiresAt: msToTimestamp(lease.expiresAt), ttl: msToDuration(lease.ttlMs), expired: false };
-      } catch (err) {
-        // Lost leases are answered in-band; store failures end the stream.
-        if (!(err instanceof LeaseNotFoundError)) throw err;
-        yield { leaseId, expiresAt: undefined, ttl: undefined, expired: true };
-      }
+  // Renewals on one stream run side by side and are answered as they finish
+  // (each answer names its lease): one slow resource must not hold up the
+  // other leases a client renews on the same stream.
+  function keepAlive(requests: AsyncIterable<KeepAliveRequest>): AsyncIterable<KeepAliveResponse> {
+    return mapUnordered(requests, KEEPALIVE_IN_FLIGHT_PER_STREAM, renew);
+  }
+
+  async function renew({ leaseId }: KeepAliveRequest): Promise<KeepAliveResponse> {
+    try {
+      const lease = await manager.renew(leaseId);
+      return { leaseId, expiresAt: msToTimestamp(lease.expiresAt), ttl: msToDuration(lease.ttlMs), expired: false };
+    } catch (err) {
+      // Lost leases are answered in-band; store failures end the stream.
+      if (!(err instanceof LeaseNotFoundError)) throw err;
+      return { leaseId, expiresAt: undefined, ttl: undefined, expired: true };
     }
   }
 

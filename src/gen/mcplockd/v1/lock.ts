@@ -1375,8 +1375,11 @@ export const LockServiceService = {
   },
   /**
    * KeepAlive renews leases. One stream may carry requests for many leases;
-   * every request gets exactly one response. Ending the stream does not
-   * release anything: each lease then expires when its ttl runs out.
+   * every request gets exactly one response, which names its lease. Requests
+   * are served side by side, so responses for different leases may come in
+   * another order than their requests (those for one lease keep theirs).
+   * Ending the stream does not release anything: each lease then expires
+   * when its ttl runs out.
    */
   keepAlive: {
     path: "/mcplockd.v1.LockService/KeepAlive" as const,
@@ -1416,8 +1419,11 @@ export interface LockServiceServer extends UntypedServiceImplementation {
   release: handleUnaryCall<ReleaseRequest, ReleaseResponse>;
   /**
    * KeepAlive renews leases. One stream may carry requests for many leases;
-   * every request gets exactly one response. Ending the stream does not
-   * release anything: each lease then expires when its ttl runs out.
+   * every request gets exactly one response, which names its lease. Requests
+   * are served side by side, so responses for different leases may come in
+   * another order than their requests (those for one lease keep theirs).
+   * Ending the stream does not release anything: each lease then expires
+   * when its ttl runs out.
    */
   keepAlive: handleBidiStreamingCall<KeepAliveRequest, KeepAliveResponse>;
   /**
@@ -1469,8 +1475,11 @@ export interface LockServiceClient extends Client {
   ): ClientUnaryCall;
   /**
    * KeepAlive renews leases. One stream may carry requests for many leases;
-   * every request gets exactly one response. Ending the stream does not
-   * release anything: each lease then expires when its ttl runs out.
+   * every request gets exactly one response, which names its lease. Requests
+   * are served side by side, so responses for different leases may come in
+   * another order than their requests (those for one lease keep theirs).
+   * Ending the stream does not release anything: each lease then expires
+   * when its ttl runs out.
    */
   keepAlive(): ClientDuplexStream<KeepAliveRequest, KeepAliveResponse>;
   keepAlive(options: Partial<CallOptions>): ClientDuplexStream<KeepAliveRequest, KeepAliveResponse>;
