@@ -1,6 +1,3 @@
-// Public API of the mcp-lockd package for embedding the service.
-export { startService, type RunningService, type ServiceOptions } from "./service.ts";
-export { LockManager, type AcquireInput, type GrantedLease } from "./core/lock-manager.ts";
-export { LeaseFileStore } from "./store/lease-file-store.ts";
-export type { LeaseStore } from "./store/lease-store.ts";
-export * from "./core/errors.ts";
+// Public API of the mcp-lockd package: the TypeScript client.
+// The service itself, for embedding, is in "mcp-lockd/server" (src/server.ts).
+export * from "./client/index.ts";

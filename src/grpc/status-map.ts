@@ -1,5 +1,5 @@
 import { Metadata, status, type ServiceError } from "@grpc/grpc-js";
-import { LockError, type LockErrorCode } from "../core/errors.ts";
+import { InvalidArgumentError, LockError, ResourceBusyError, type LockErrorCode } from "../core/errors.ts";
 
 /** The one place where lock errors become gRPC statuses. */
 export const STATUS_OF: Record<LockErrorCode, status> = {
@@ -14,10 +14,26 @@ export const STATUS_OF: Record<LockErrorCode, status> = {
   STARTING: status.UNAVAILABLE,
 };
 
+/**
+ * Trailing metadata keys that carry an error's fields in structured form, so
+ * that clients need not parse messages. The holder is UTF-8 and may be
+ * non-ASCII, hence a binary (`-bin`) key; the expiry is ISO 8601 (UTC, ms).
+ */
+export const ERROR_CODE_KEY = "mcp-lockd-error-code";
+export const HOLDER_KEY = "mcp-lockd-holder-bin";
+export const EXPIRES_AT_KEY = "mcp-lockd-expires-at";
+export const FIELD_KEY = "mcp-lockd-field";
+
 export function toServiceError(err: unknown): Partial<ServiceError> {
   const metadata = new Metadata();
   if (err instanceof LockError) {
-    metadata.set("mcp-lockd-error-code", err.code);
+    metadata.set(ERROR_CODE_KEY, err.code);
+    if (err instanceof ResourceBusyError) {
+      if (err.holder !== undefined) metadata.set(HOLDER_KEY, Buffer.from(err.holder, "utf8"));
+      if (err.expiresAt !== undefined) metadata.set(EXPIRES_AT_KEY, new Date(err.expiresAt).toISOString());
+    }
+    // Field names are ASCII identifiers chosen by the core (resource, ttl, metadata...).
+    if (err instanceof InvalidArgumentError && /^[ -~]*$/.test(err.field)) metadata.set(FIELD_KEY, err.field);
     return { code: STATUS_OF[err.code], details: err.message, metadata };
   }
   // A bug, not the caller's fault: say so without leaking internals.

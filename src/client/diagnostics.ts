@@ -1,0 +1,39 @@
+import { EventEmitter } from "node:events";
+
+// What the shared KeepAlive stream did, for tests and measurements. Not part
+// of the package's documented API: reach it with
+// `client[keepAliveDiagnostics]` (import the symbol from this module).
+
+export const keepAliveDiagnostics = Symbol("mcp-lockd.keepAliveDiagnostics");
+
+export interface KeepAliveStats {
+  /** KeepAlive streams opened over the client's life (1 while nothing breaks). */
+  streamsOpened: number;
+  /** Whether a stream is open now. */
+  streamOpen: boolean;
+  /** Reconnections scheduled after a stream broke or failed to open. */
+  reconnectAttempts: number;
+  renewalsSent: number;
+  renewalsConfirmed: number;
+  /** Leases being kept alive now. */
+  leases: number;
+}
+
+/**
+ * Events (all with a `performance.now()` timestamp `at`):
+ * - "stream-opened" { at, reconnect: boolean }
+ * - "stream-broken" { at, code, details }
+ * - "reconnect-scheduled" { at, delayMs, attempt }
+ * - "renewed" { at, resource, sentAt, expiresAt: Date, ttl }
+ * - "lost" { at, resource, reason }
+ */
+export class KeepAliveDiagnostics extends EventEmitter {
+  readonly stats: KeepAliveStats = {
+    streamsOpened: 0,
+    streamOpen: false,
+    reconnectAttempts: 0,
+    renewalsSent: 0,
+    renewalsConfirmed: 0,
+    leases: 0,
+  };
+}

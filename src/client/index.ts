@@ -1,0 +1,12 @@
+// The TypeScript client of mcp-lockd: `import { LockClient } from "mcp-lockd"`.
+export { LockClient } from "./lock-client.ts";
+export { Lock } from "./lock.ts";
+export {
+  InvalidArgumentError,
+  LeaseLostError,
+  LockClientError,
+  ResourceBusyError,
+  UnavailableError,
+  type LeaseLossReason,
+} from "./errors.ts";
+export type { AcquireOptions, LockClientOptions, LockInfo, ReconnectOptions, Renewal } from "./types.ts";

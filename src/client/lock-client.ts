@@ -1,0 +1,260 @@
+import { hostname } from "node:os";
+import { performance } from "node:perf_hooks";
+import { credentials as grpcCredentials, Metadata, status } from "@grpc/grpc-js";
+import { LockServiceClient, type AcquireResponse, type Lease } from "../gen/mcplockd/v1/lock.ts";
+import { keepAliveDiagnostics, type KeepAliveDiagnostics } from "./diagnostics.ts";
+import { InvalidArgumentError, LockClientError } from "./errors.ts";
+import { LeaseKeeper, type KeptLease } from "./lease-keeper.ts";
+import { Lock } from "./lock.ts";
+import { durationToMs, msToDuration, timestampToDate, toFencingToken } from "./proto-time.ts";
+import { errorFromStatus, isServiceError } from "./status-errors.ts";
+import type { AcquireOptions, LockClientOptions, LockInfo, Renewal } from "./types.ts";
+
+export const DEFAULT_ADDRESS = "127.0.0.1:50051";
+/** The service's longest wait, used for `wait: Infinity`. */
+const MAX_WAIT_MS = 24 * 60 * 60 * 1000;
+/** Release and ListLocks answer at once; this only bounds an unresponsive peer. */
+const UNARY_DEADLINE_MS = 10_000;
+
+/**
+ * A client of mcp-lockd's LockService. Locks it acquires are renewed
+ * automatically over one shared KeepAlive stream until released or lost
+ * (see Lock.signal and docs/client.md).
+ */
+export class LockClient implements AsyncDisposable {
+  readonly address: string;
+  readonly #stub: LockServiceClient;
+  readonly #keeper: LeaseKeeper;
+  #closed = false;
+  #closing: Promise<void> | undefined;
+
+  constructor(options: LockClientOptions = {}) {
+    this.address = options.address ?? process.env.MCP_LOCKD_ADDRESS ?? DEFAULT_ADDRESS;
+    const initialDelayMs = options.reconnect?.initialDelayMs ?? 100;
+    const maxDelayMs = Math.max(initialDelayMs, options.reconnect?.maxDelayMs ?? 2_000);
+    this.#stub = new LockServiceClient(this.address, options.credentials ?? grpcCredentials.createInsecure(), {
+      // grpc-js backs off reconnecting too (1 s growing to 120 s by default),
+      // and fails calls fast meanwhile: keep its pace no slower than ours.
+      "grpc.initial_reconnect_backoff_ms": initialDelayMs,
+      "grpc.max_reconnect_backoff_ms": maxDelayMs,
+      // HTTP/2 pings while calls are open find a peer that vanished without
+      // closing the connection (a host that went away), as the service does.
+      "grpc.keepalive_time_ms": 30_000,
+      "grpc.keepalive_timeout_ms": 10_000,
+    });
+    this.#keeper = new LeaseKeeper(this.#stub, { initialDelayMs, maxDelayMs });
+  }
+
+  /**
+   * Acquires `resource`. Tries once unless `wait` is given; rejects with
+   * ResourceBusyError when it is held (or the wait ran out), with
+   * `signal.reason` when `signal` aborts (the wait is cancelled and the queue
+   * left), InvalidArgumentError or UnavailableError.
+   */
+  async acquire(resource: string, options: AcquireOptions = {}): Promise<Lock> {
+    this.#assertOpen();
+    const { signal } = options;
+    signal?.throwIfAborted();
+    if (typeof resource !== "string") throw new InvalidArgumentError(`resource: must be a string; got ${typeof resource}`, "resource");
+    const waitMs = waitOf(options.wait);
+    const request = {
+      resource,
+      holder: options.holder ?? defaultHolder(),
+      ttl: options.ttl === undefined ? undefined : msToDuration(positiveMs(options.ttl, "ttl")),
+      waitTimeout: waitMs === 0 ? undefined : msToDuration(waitMs),
+      metadata: options.metadata ?? {},
+    };
+    const sentAt = performance.now();
+    const sentAtWall = Date.now();
+    const response = await new Promise<AcquireResponse>((resolve, reject) => {
+      const call = this.#stub.acquire(request, new Metadata(), {}, (err, res) => {
+        signal?.removeEventListener("abort", cancel);
+        if (signal?.aborted) {
+          // Granted as we gave up: nobody will use it.
+          if (!err && res.lease) void this.release(res.lease.leaseId).catch(() => {});
+          return reject(signal.reason);
+        }
+        if (err) return reject(errorFromStatus(err, resource));
+        resolve(res);
+      });
+      const cancel = () => call.cancel();
+      signal?.addEventListener("abort", cancel, { once: true });
+    });
+    const receivedAt = performance.now();
+    const lease = response.lease;
+    if (!lease) throw new LockClientError("the service answered Acquire without a lease", status.INTERNAL);
+    const ttl = durationToMs(lease.ttl);
+    // The lease was granted after the request was sent, so sent + ttl is
+    // never later than the service's expiry. After a long wait that would
+    // leave too little: count from receipt instead (late by the response's
+    // transit at most) and renew at once, which confirms it properly.
+    const basis = receivedAt - sentAt <= (2 / 3) * ttl ? sentAt : receivedAt;
+    const basisWall = basis === sentAt ? sentAtWall : sentAtWall + (receivedAt - sentAt);
+    let kept: KeptLease | undefined;
+    const lock = new Lock(
+      {
+        resource: lease.resource,
+        holder: lease.holder,
+        fencingToken: toFencingToken(lease.fencingToken),
+        leaseId: lease.leaseId,
+        expiresAt: new Date(basisWall + ttl),
+        ttl,
+      },
+      { stopKeeping: (id) => this.#keeper.untrack(id), releaseLease: (id) => this.release(id) },
+      (k) => (kept = k),
+    );
+    if (this.#closed) {
+      // close() ran while the call was in flight: give it back if the channel still can.
+      try {
+        this.#stub.release({ leaseId: lease.leaseId }, new Metadata(), { deadline: deadline() }, () => {});
+      } catch {
+        // The channel is shut already: the lease expires by its ttl.
+      }
+      throw closedError();
+    }
+    this.#keeper.track(lease.leaseId, kept!, { ttlMs: ttl, sentAt, expiresAt: basis + ttl });
+    return lock;
+  }
+
+  /**
+   * Acquires, runs `fn`, and releases in all cases. `fn` gets the lock's
+   * signal (fires on loss). Rejects with fn's error if it threw; with the
+   * LeaseLostError if the lease was lost while fn ran, even if fn resolved
+   * (its work was not done under the lock); else with the release's error.
+   */
+  async withLock<T>(
+    resource: string,
+    options: AcquireOptions,
+    fn: (signal: AbortSignal, lock: Lock) => Promise<T>,
+  ): Promise<T> {
+    const lock = await this.acquire(resource, options);
+    let result: T;
+    try {
+      result = await fn(lock.signal, lock);
+    } catch (err) {
+      await lock.release().catch(() => {});
+      throw err;
+    }
+    await lock.release();
+    lock.signal.throwIfAborted();
+    return result;
+  }
+
+  /** Held resources, sorted by name, optionally only those starting with `resourcePrefix`. */
+  async list(resourcePrefix = ""): Promise<LockInfo[]> {
+    this.#assertOpen();
+    const response = await new Promise<{ locks: Lease[] }>((resolve, reject) =>
+      this.#stub.listLocks({ resourcePrefix }, new Metadata(), { deadline: deadline() }, (err, res) =>
+        err ? reject(errorFromStatus(err)) : resolve(res),
+      ),
+    );
+    return response.locks.map(toLockInfo);
+  }
+
+  /**
+   * Releases a lease by id (for scripts that keep one): true when it was
+   * live, false when the service no longer knows it (expired, released).
+   * A Lock of this client with that id stops being renewed.
+   */
+  async release(leaseId: string): Promise<boolean> {
+    this.#keeper.untrack(leaseId);
+    this.#assertOpen();
+    try {
+      const response = await new Promise<{ released: boolean }>((resolve, reject) =>
+        this.#stub.release({ leaseId }, new Metadata(), { deadline: deadline() }, (err, res) =>
+          err ? reject(err) : resolve(res),
+        ),
+      );
+      return response.released;
+    } catch (err) {
+      if (isServiceError(err) && err.code === status.NOT_FOUND) return false;
+      throw isServiceError(err) ? errorFromStatus(err) : err;
+    }
+  }
+
+  /**
+   * Renews a lease by id once, over the shared KeepAlive stream. Resolves to
+   * the new expiry (this machine's clock, counted from when the request was
+   * sent); rejects with LeaseLostError when the lease is gone.
+   */
+  renew(leaseId: string): Promise<Renewal> {
+    this.#assertOpen();
+    return this.#keeper.renewOnce(leaseId);
+  }
+
+  /**
+   * Closes the client at once: leases it holds stop being renewed and their
+   * signals fire (LeaseLostError, reason "closed"); they are released on a
+   * best-effort basis. Use `await using client` / [Symbol.asyncDispose] to
+   * wait for those releases.
+   */
+  close(): void {
+    void this.#shutdown();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.#shutdown();
+  }
+
+  /** @internal Counters and events of the KeepAlive stream, for tests and measurements. */
+  get [keepAliveDiagnostics](): KeepAliveDiagnostics {
+    return this.#keeper.diagnostics;
+  }
+
+  #shutdown(): Promise<void> {
+    if (this.#closing) return this.#closing;
+    this.#closed = true;
+    const held = this.#keeper.close();
+    const releases = held.map(
+      (leaseId) =>
+        new Promise<void>((resolve) =>
+          this.#stub.release({ leaseId }, new Metadata(), { deadline: deadline() }, () => resolve()),
+        ),
+    );
+    this.#closing = Promise.all(releases).then(() => this.#stub.close());
+    return this.#closing;
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw closedError();
+  }
+}
+
+function closedError(): LockClientError {
+  return new LockClientError("the LockClient is closed", status.CANCELLED);
+}
+
+function defaultHolder(): string {
+  return `${hostname()}:${process.pid}`;
+}
+
+function deadline(): number {
+  return Date.now() + UNARY_DEADLINE_MS;
+}
+
+function positiveMs(value: number, field: string): number {
+  if (typeof value !== "number" || !Number.isFinite(value) || value < 0) {
+    throw new InvalidArgumentError(`${field}: must be a finite, non-negative number of milliseconds; got ${String(value)}`, field);
+  }
+  return value;
+}
+
+function waitOf(wait: number | undefined): number {
+  if (wait === undefined) return 0;
+  if (wait === Infinity) return MAX_WAIT_MS;
+  return positiveMs(wait, "wait");
+}
+
+function toLockInfo(lease: Lease): LockInfo {
+  return {
+    resource: lease.resource,
+    holder: lease.holder,
+    fencingToken: toFencingToken(lease.fencingToken),
+    acquiredAt: timestampToDate(lease.acquiredAt),
+    expiresAt: timestampToDate(lease.expiresAt),
+    ttl: durationToMs(lease.ttl),
+    waiters: lease.waiters,
+    state: lease.state,
+    metadata: { ...lease.metadata },
+  };
+}
