@@ -6,13 +6,10 @@ import {
   ResourceBusyError,
   UnavailableError,
 } from "./errors.ts";
+import { EXPIRES_AT_KEY, FIELD_KEY, HOLDER_KEY } from "../grpc/error-metadata.ts";
 
 // The one place where gRPC statuses become the client's typed errors.
 
-/** Trailing metadata keys set by the service (src/grpc/status-map.ts). */
-export const HOLDER_KEY = "mcp-lockd-holder-bin";
-export const EXPIRES_AT_KEY = "mcp-lockd-expires-at";
-export const FIELD_KEY = "mcp-lockd-field";
 
 export function isServiceError(err: unknown): err is ServiceError {
   return err instanceof Error && typeof (err as Partial<ServiceError>).code === "number" && "details" in err;

@@ -1,5 +1,6 @@
 import { Metadata, status, type ServiceError } from "@grpc/grpc-js";
 import { InvalidArgumentError, LockError, ResourceBusyError, type LockErrorCode } from "../core/errors.ts";
+import { ERROR_CODE_KEY, EXPIRES_AT_KEY, FIELD_KEY, HOLDER_KEY } from "./error-metadata.ts";
 
 /** The one place where lock errors become gRPC statuses. */
 export const STATUS_OF: Record<LockErrorCode, status> = {
@@ -13,16 +14,6 @@ export const STATUS_OF: Record<LockErrorCode, status> = {
   SHUTTING_DOWN: status.UNAVAILABLE,
   STARTING: status.UNAVAILABLE,
 };
-
-/**
- * Trailing metadata keys that carry an error's fields in structured form, so
- * that clients need not parse messages. The holder is UTF-8 and may be
- * non-ASCII, hence a binary (`-bin`) key; the expiry is ISO 8601 (UTC, ms).
- */
-export const ERROR_CODE_KEY = "mcp-lockd-error-code";
-export const HOLDER_KEY = "mcp-lockd-holder-bin";
-export const EXPIRES_AT_KEY = "mcp-lockd-expires-at";
-export const FIELD_KEY = "mcp-lockd-field";
 
 export function toServiceError(err: unknown): Partial<ServiceError> {
   const metadata = new Metadata();
