@@ -15,6 +15,7 @@ import {
 import { Client, credentials, Metadata, status, type ServiceError } from "@grpc/grpc-js";
 import { parseArgs } from "node:util";
 import { ReflectionClient, ReflectionError } from "../grpc/reflection-client.ts";
+import { EXIT_FAILURE, EXIT_USAGE } from "./exit-codes.ts";
 import { SERVE_DEFAULTS } from "./serve-options.ts";
 
 // `mcp-lockd call`: an example client that knows nothing of lock.proto. It
@@ -33,16 +34,16 @@ export const CALL_USAGE = `Usage:
             calls a unary method; JSON is the request (default {}), field
             names as in the .proto or in lowerCamelCase; prints the response
             as JSON with every field.
-  --address  MCP_LOCKD_GRPC_LISTEN, else ${SERVE_DEFAULTS.grpcListen}
+  --address  MCP_LOCKD_ADDRESS (as for the other client commands), else
+             MCP_LOCKD_GRPC_LISTEN (where serve listens), else ${SERVE_DEFAULTS.grpcListen}
   --timeout  deadline of each call, in seconds (default 10)
 
 Example:
   mcp-lockd call mcplockd.v1.LockService/ListLocks '{"resource_prefix": ""}'
 `;
 
-const EXIT_USAGE = 64;
 /** The server answered with an error (a gRPC status, or reflection's "not found"). */
-const EXIT_CALL_FAILED = 1;
+const EXIT_CALL_FAILED = EXIT_FAILURE;
 
 /** The input is wrong; said on stderr with the usage, exit 64. */
 class UsageError extends Error {
@@ -107,7 +108,7 @@ function parseCallArgs(args: string[], env: NodeJS.ProcessEnv): CallArgs {
   const max = verb === "list" ? 0 : 1;
   if (operands.length > max) throw new Error(`too many arguments after ${verb}: ${operands.slice(max).join(" ")}`);
   return {
-    address: values.address ?? env.MCP_LOCKD_GRPC_LISTEN ?? SERVE_DEFAULTS.grpcListen,
+    address: values.address ?? (env.MCP_LOCKD_ADDRESS || undefined) ?? env.MCP_LOCKD_GRPC_LISTEN ?? SERVE_DEFAULTS.grpcListen,
     timeoutMs: timeout * 1000,
     verb,
     operands,

@@ -40,6 +40,7 @@ export class Lock implements AsyncDisposable {
   #expiresAt: Date;
   #ttl: number;
   #released: Promise<void> | undefined;
+  #detached = false;
 
   /** @internal `keep` receives the keeper's view of this lock (confirmations and loss). */
   constructor(init: LockInit, owner: LockOwner, keep: (kept: KeptLease) => void) {
@@ -91,8 +92,20 @@ export class Lock implements AsyncDisposable {
     return this.#released;
   }
 
+  /**
+   * Stops renewing the lease WITHOUT releasing it, for handing it to another
+   * process (as `mcp-lockd acquire` does): the lease then lives until its
+   * expiry unless renewed or released by id, and `signal` no longer fires.
+   * Disposal (`await using`) and client.close() leave a detached lease alone;
+   * an explicit release() still releases it.
+   */
+  detach(): void {
+    this.#detached = true;
+    this.#owner.stopKeeping(this.#leaseId);
+  }
+
   async [Symbol.asyncDispose](): Promise<void> {
-    await this.release();
+    if (!this.#detached) await this.release();
   }
 
   toJSON(): Record<string, unknown> {

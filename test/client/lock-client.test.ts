@@ -287,3 +287,17 @@ test("close() gives up held leases: their signals fire and the service releases 
   await lock.release(); // resolves
   await assert.rejects(client.acquire("closing"), (err) => err instanceof LockClientError && /closed/.test(err.message));
 });
+
+test("detach hands a lease over: no more renewals, closing the client keeps it, release by id ends it", async () => {
+  const holderClient = new LockClient({ address: fixture.service.grpcAddress });
+  const other = newClient();
+  const lock = await holderClient.acquire("detached", { ttl: 10_000 });
+  const leaseId = lock.leaseId;
+  lock.detach();
+  await lock[Symbol.asyncDispose](); // `await using` must leave a detached lease alone
+  holderClient.close();
+  assert.equal(lock.signal.aborted, false, "a detached lease is not reported lost");
+  await assert.rejects(other.acquire("detached"), ResourceBusyError, "still held after its client closed");
+  assert.equal(await other.release(leaseId), true, "the lease id still releases it");
+  await (await other.acquire("detached")).release();
+});

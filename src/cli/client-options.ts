@@ -1,0 +1,65 @@
+import { hostname, userInfo } from "node:os";
+import { DurationSyntaxError, parseDuration } from "./duration.ts";
+
+// What the client commands (run, status, acquire, release, renew) share:
+// where the service is, durations from flags, and the default holder name.
+
+export const DEFAULT_ADDRESS = "127.0.0.1:50051";
+
+/** Bad arguments: said on stderr with a pointer to --help, exit 64. */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+/** --address, else MCP_LOCKD_ADDRESS, else 127.0.0.1:50051. */
+export function resolveAddress(flag: string | undefined, env: NodeJS.ProcessEnv): string {
+  const address = flag ?? (env.MCP_LOCKD_ADDRESS || undefined) ?? DEFAULT_ADDRESS;
+  // HOST:PORT, [IPv6]:PORT, or a gRPC target with a scheme (unix:/path, dns:host:port).
+  if (!/^(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):\d{1,5}$/.test(address) && !/^(dns|unix|unix-abstract|ipv4|ipv6):\S+$/.test(address)) {
+    throw new UsageError(`--address ${JSON.stringify(address)}: expected HOST:PORT (like ${DEFAULT_ADDRESS}) or a gRPC target such as unix:/path`);
+  }
+  return address;
+}
+
+/** A duration flag in milliseconds, or undefined when absent; a UsageError when malformed. */
+export function durationOption(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  try {
+    return parseDuration(value, flag);
+  } catch (err) {
+    if (err instanceof DurationSyntaxError) throw new UsageError(err.message);
+    throw err;
+  }
+}
+
+const MAX_HOLDER_BYTES = 256;
+
+/**
+ * The holder name others see when none is given: who and where, so that a
+ * person looking at `mcp-lockd status` knows whom to ask. `what` says what
+ * holds it (say the command's name under `run`). Never the command's
+ * arguments: they may carry secrets.
+ */
+export function defaultHolder(env: NodeJS.ProcessEnv, pid: number, what: string): string {
+  let user = env.USER || env.LOGNAME || "";
+  if (user === "") {
+    try {
+      user = userInfo().username;
+    } catch {
+      // No passwd entry (a container running as an arbitrary uid).
+      user = `uid-${process.getuid?.() ?? "unknown"}`;
+    }
+  }
+  return clipHolder(`${user}@${hostname()} pid ${pid} ${what}`.replace(/[\u0000-\u001f\u007f]/g, "?"));
+}
+
+/** At most 256 bytes of UTF-8 (the service's limit), cut at a character boundary. */
+function clipHolder(holder: string): string {
+  if (Buffer.byteLength(holder, "utf8") <= MAX_HOLDER_BYTES) return holder;
+  let clipped = "";
+  for (const char of holder) {
+    if (Buffer.byteLength(clipped + char, "utf8") > MAX_HOLDER_BYTES) break;
+    clipped += char;
+  }
+  return clipped;
+}
