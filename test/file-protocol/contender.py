@@ -1,4 +1,4 @@
-"""A file-protocol contender for the interop tests.
+"""A file-protocol contender for the interop tests, using mcp_lockd.FileLock (clients/python).
 
     contender.py <lock_dir> <resource> <cycles> <out.jsonl> [marker]
 
@@ -9,10 +9,11 @@ holders overlap. Each round appends one JSON line to <out.jsonl>:
 
     {"who": "py-<pid>", "fencing_token": 7, "start": <ms>, "end": <ms>}
 
-plus "violation": "<why>" when the marker already existed. `start` is taken
-once the grant is confirmed and `end` just before the release starts (whole
-milliseconds of the wall clock, like Date.now()). Exit status 0 when every
-round completed without a violation, 3 when a violation was seen, 1 on errors.
+plus "violation": "<why>" when the marker already existed or the lease was
+lost. `start` is taken once the grant is confirmed and `end` just before the
+release starts (whole milliseconds of the wall clock, like Date.now()). Exit
+status 0 when every round completed without a violation, 3 when a violation
+was seen, 1 on errors.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ import sys
 import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "clients", "python"))
 
-import file_lock  # noqa: E402
+from mcp_lockd import FileLock, LeaseLostError  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
@@ -40,27 +42,25 @@ def main(argv: list[str]) -> int:
     violations = 0
     with open(out_path, "a", encoding="utf-8") as out:
         for _ in range(cycles):
-            lease = file_lock.acquire(lock_dir, resource, who, ttl=10, wait_timeout=30)
-            start = time.time_ns() // 1_000_000
             violation = None
             try:
-                fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                os.write(fd, who.encode())
-                os.close(fd)
-            except FileExistsError:
-                violation = f"{marker} already existed at the start of the critical section"
-            time.sleep(random.uniform(0, 0.003))
-            if violation is None:
-                os.unlink(marker)
-            if lease.remaining_ms() <= 0:
-                violation = (violation or "") + " the lease ran out inside the critical section"
-            end = time.time_ns() // 1_000_000
-            released = file_lock.release(lease)
+                with FileLock(lock_dir, resource, ttl=10, wait=30, holder=who) as lease:
+                    start = time.time_ns() // 1_000_000
+                    try:
+                        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                        os.write(fd, who.encode())
+                        os.close(fd)
+                    except FileExistsError:
+                        violation = f"{marker} already existed at the start of the critical section"
+                    time.sleep(random.uniform(0, 0.003))
+                    if violation is None:
+                        os.unlink(marker)
+                    end = time.time_ns() // 1_000_000
+            except LeaseLostError as err:  # raised on leaving the block: lost, or no longer ours at release
+                violation = f"{violation or ''} {err}".strip()
             record = {"who": who, "fencing_token": lease.fencing_token, "start": start, "end": end}
-            if not released:
-                violation = (violation or "") + " the lease file was no longer ours at release"
             if violation is not None:
-                record["violation"] = violation.strip()
+                record["violation"] = violation
                 violations += 1
             out.write(json.dumps(record) + "\n")
             out.flush()

@@ -1,5 +1,6 @@
 // The file protocol (docs/protocol.md) spoken by two independent
-// implementations at once: the service (over gRPC) and file_lock.py, a Python
+// implementations at once: the service (over gRPC) and mcp_lockd.file_protocol
+// (clients/python, driven by file_lock.py and contender.py here), a Python
 // implementation written from the document alone. Real processes, real files.
 
 import { test } from "node:test";
@@ -352,7 +353,7 @@ test("a service-held lease makes a python acquire time out busy; python gets it 
 
     const busy = await py.call({ op: "acquire", resource: "reverse", holder: "py-waiter", ttl: 10, wait_timeout: 0.3 });
     assert.equal(busy.ok, false, JSON.stringify(busy));
-    assert.equal(busy.error, "Busy", busy.message);
+    assert.equal(busy.error, "ResourceBusyError", busy.message);
     assert.equal(busy.state?.kind, "held");
     assert.equal(busy.state?.holder, "svc-holder");
     assert.equal(busy.state?.fencing_token, lease.fencingToken);
@@ -573,7 +574,7 @@ async function classifyOnBothSides(
     const problems: string[] = [];
     for (const { c, resource, svc, python } of outcomes) {
       const e = c.expect;
-      const pyOutcome = python.ok ? "granted" : python.error === "Busy" ? "busy" : "error";
+      const pyOutcome = python.ok ? "granted" : python.error === "ResourceBusyError" ? "busy" : "error";
       if (svc.outcome !== e.outcome) problems.push(`${c.name}: service ${JSON.stringify(svc)}, expected ${e.outcome}`);
       if (pyOutcome !== e.outcome) problems.push(`${c.name}: python ${JSON.stringify(python)}, expected ${e.outcome}`);
       if (e.outcome === "granted") {
@@ -591,7 +592,7 @@ async function classifyOnBothSides(
       }
       if (e.outcome === "error") {
         if (svc.outcome === "error" && svc.code !== status.INTERNAL) problems.push(`${c.name}: service code ${svc.code}`);
-        if (!python.ok && python.error !== "CorruptFence") problems.push(`${c.name}: python error ${python.error}`);
+        if (!python.ok && python.error !== "CorruptFenceError") problems.push(`${c.name}: python error ${python.error}`);
       }
     }
     await afterwards(serviceDir, pythonDir);
@@ -659,7 +660,7 @@ test("a python lease with a short ttl expires: the service grants the next token
     assert.equal(lease.fencingToken, held.lease.fencing_token + 1);
     // The Python holder finds its lease lost: renewal fails and release leaves the new lease alone.
     const renewed = await py.call({ op: "renew", fencing_token: held.lease.fencing_token });
-    assert.equal(renewed.error, "LockLost", JSON.stringify(renewed));
+    assert.equal(renewed.error, "LeaseLostError", JSON.stringify(renewed));
     const released = await py.call({ op: "release", fencing_token: held.lease.fencing_token });
     assert.equal(released.released, false);
     const document = await assertValidLeaseFile(join(dir, "short.lock"));

@@ -1,0 +1,238 @@
+"""One KeepAlive stream per LockClient, renewing all of its leases.
+
+A daemon thread (the keeper) sends each lease's renewal at about ttl / 3
+after the last confirmed one, over one bidirectional KeepAlive stream; a
+second daemon thread reads that stream's answers. When the stream breaks
+(the service restarted, the connection dropped, an answer is overdue) the
+keeper opens a new one after a backoff (doubling, with jitter) and sends on
+it the renewals that were unanswered, then the others as they come due. A
+lease whose last confirmed expiry passes before a renewal is confirmed is lost (LostEvent sees to it even if these threads are stalled). The
+threads end when the client holds no leases.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import queue
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Deque, List, Optional, Set
+
+import grpc
+
+if TYPE_CHECKING:
+    from .service_client import ServiceLease
+
+_log = logging.getLogger("mcp_lockd")
+
+_END = object()  # ends a stream's request iterator (half-close)
+
+
+@dataclass
+class _Sent:
+    lease: "ServiceLease"
+    at_monotonic: float
+    at_wall: float  # seconds since the epoch
+
+
+class _Stream:
+    """One KeepAlive call, its request queue and the renewals sent on it and not yet answered."""
+
+    def __init__(self, open_call: Callable[[Any], Any]):
+        self.requests: "queue.Queue[Any]" = queue.Queue()
+        self.pending: Deque[_Sent] = collections.deque()
+        self.call = open_call(self._request_iterator())
+
+    def _request_iterator(self):
+        while True:
+            item = self.requests.get()
+            if item is _END:
+                return
+            yield item
+
+    def close(self) -> None:
+        self.requests.put(_END)
+        try:
+            self.call.cancel()
+        except Exception:  # already ended
+            pass
+
+
+class KeepAliveSession:
+    def __init__(
+        self,
+        open_call: Callable[[Any], Any],
+        make_request: Callable[[str], Any],
+        *,
+        initial_backoff: float,
+        max_backoff: float,
+    ):
+        self._open_call = open_call
+        self._make_request = make_request
+        self._initial_backoff = initial_backoff
+        self._max_backoff = max_backoff
+        self._backoff = initial_backoff
+        self._cond = threading.Condition()
+        self._leases: Set["ServiceLease"] = set()
+        self._stream: Optional[_Stream] = None
+        self._reconnect_at = 0.0
+        self._keeper: Optional[threading.Thread] = None
+        self._closed = False
+        # Counters for tests and diagnostics.
+        self.streams_opened = 0
+        self.renewals_confirmed = 0
+
+    # ------------------------------------------------------------ called by leases and the client
+
+    def add(self, lease: "ServiceLease") -> None:
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the LockClient is closed")
+            self._leases.add(lease)
+            if self._keeper is None:
+                self._keeper = threading.Thread(target=self._keep, name="mcp_lockd-keepalive", daemon=True)
+                self._keeper.start()
+            self._cond.notify_all()
+
+    def remove(self, lease: "ServiceLease") -> None:
+        with self._cond:
+            self._leases.discard(lease)
+            self._cond.notify_all()
+
+    def leases(self) -> List["ServiceLease"]:
+        with self._cond:
+            return list(self._leases)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._leases.clear()
+            self._cond.notify_all()
+            keeper = self._keeper
+        if keeper is not None and keeper is not threading.current_thread():
+            keeper.join(timeout=5)
+
+    # ------------------------------------------------------------ the keeper thread
+
+    def _keep(self) -> None:
+        with self._cond:
+            try:
+                while self._step_locked():
+                    pass
+            finally:
+                self._drop_stream_locked(None, quiet=True)
+                self._keeper = None
+
+    def _step_locked(self) -> bool:
+        """One round of the keeper; False when it should end."""
+        if self._closed or not self._leases:
+            return False
+        now = time.monotonic()
+        for lease in list(self._leases):
+            if lease.lost.is_set():  # its deadline passed without a confirmed renewal
+                self._leases.discard(lease)
+        if not self._leases:
+            return False
+        wake = math.inf
+        if self._stream is None and now >= self._reconnect_at:
+            self._open_stream_locked()
+        stream = self._stream
+        if stream is None:
+            wake = self._reconnect_at
+        else:
+            in_flight = {id(sent.lease) for sent in stream.pending}
+            for lease in self._leases:
+                if id(lease) in in_flight:
+                    continue
+                if now >= lease._renew_at:
+                    stream.pending.append(_Sent(lease, time.monotonic(), time.time()))
+                    stream.requests.put(self._make_request(lease._lease_id))
+                    _log.debug('mcp_lockd: renewing the lease on "%s"', lease.resource)
+                else:
+                    wake = min(wake, lease._renew_at)
+            if stream.pending:
+                overdue_at = min(sent.at_monotonic + _answer_timeout(sent.lease.ttl) for sent in stream.pending)
+                if now >= overdue_at:
+                    self._drop_stream_locked("no answer to a renewal in time")
+                    return True
+                wake = min(wake, overdue_at)
+        for lease in self._leases:
+            wake = min(wake, lease.lost.deadline)
+        self._cond.wait(None if wake == math.inf else max(0.0, wake - time.monotonic()))
+        return True
+
+    def _open_stream_locked(self) -> None:
+        try:
+            stream = _Stream(self._open_call)
+        except Exception as err:  # the channel is closed or broken: retry later
+            self._schedule_reconnect_locked(f"cannot open a KeepAlive stream: {err}")
+            return
+        self._stream = stream
+        self.streams_opened += 1
+        threading.Thread(target=self._read, args=(stream,), name="mcp_lockd-keepalive-reader", daemon=True).start()
+
+    def _drop_stream_locked(self, why: Optional[str], quiet: bool = False) -> None:
+        stream, self._stream = self._stream, None
+        if stream is None:
+            return
+        stream.close()
+        if not quiet:
+            self._schedule_reconnect_locked(why or "the KeepAlive stream ended")
+
+    def _schedule_reconnect_locked(self, why: str) -> None:
+        delay = self._backoff * random.uniform(0.5, 1.0)
+        self._backoff = min(self._backoff * 2, self._max_backoff)
+        self._reconnect_at = time.monotonic() + delay
+        # Never the lease ids: they are capabilities.
+        _log.debug("mcp_lockd: %s; reconnecting in %.3f s", why, delay)
+
+    # ------------------------------------------------------------ the reader thread (one per stream)
+
+    def _read(self, stream: _Stream) -> None:
+        why = "the service ended the KeepAlive stream"
+        try:
+            for response in stream.call:
+                with self._cond:
+                    if self._stream is not stream:
+                        return
+                    self._answered_locked(stream, response)
+                    self._cond.notify_all()
+        except grpc.RpcError as err:
+            code = err.code() if hasattr(err, "code") else None  # type: ignore[attr-defined]
+            details = err.details() if hasattr(err, "details") else ""  # type: ignore[attr-defined]
+            why = f"the KeepAlive stream broke ({getattr(code, 'name', code)}: {details})"
+        except Exception as err:  # noqa: BLE001 - any failure of the stream means: reconnect
+            why = f"the KeepAlive stream failed ({type(err).__name__})"
+        with self._cond:
+            if self._stream is stream:
+                self._drop_stream_locked(why)
+                self._cond.notify_all()
+
+    def _answered_locked(self, stream: _Stream, response: Any) -> None:
+        # Each answer names its lease. Answers for different leases may come in another order than
+        # their requests; those for one lease keep theirs, so it answers that lease's oldest request.
+        sent = next((s for s in stream.pending if s.lease._lease_id == response.lease_id), None)
+        if sent is None:
+            return
+        stream.pending.remove(sent)
+        self._backoff = self._initial_backoff
+        lease = sent.lease
+        if lease not in self._leases:
+            return  # released or lost meanwhile
+        if response.expired:
+            self._leases.discard(lease)
+            lease.lost._mark("expired")
+            return
+        self.renewals_confirmed += 1
+        ttl = response.ttl.seconds + response.ttl.nanos / 1e9
+        expires = response.expires_at.seconds + response.expires_at.nanos / 1e9
+        lease._renewed(sent.at_monotonic, sent.at_wall, ttl, expires)
+
+
+def _answer_timeout(ttl: float) -> float:
+    """How long a renewal may stay unanswered before the stream counts as broken."""
+    return min(max(ttl / 6, 1.0), 10.0)
