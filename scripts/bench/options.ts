@@ -1,0 +1,141 @@
+import { join } from "node:path";
+import { RESULTS_DIR } from "./paths.ts";
+import { SYSTEMS, type SystemName } from "./protocol.ts";
+
+export const USAGE = `usage: npm run bench -- [--quick] [--out FILE] [--rounds N] [--systems LIST]
+
+  --quick         every workload briefly, 1 round, 200 leases instead of 10,000
+                  (well under 90 s); proves the harness works, not a result
+  --out FILE      where the JSON goes; default bench/results/latest.json, and
+                  bench/results/quick.json in quick mode (so a quick run never
+                  replaces the full results unless asked to)
+  --rounds N      rounds of A B C (default 3, quick 1)
+  --systems LIST  comma-separated subset of ${SYSTEMS.join(",")}
+`;
+
+/** Durations in ms, counts of leases and requests. */
+export interface Settings {
+  mode: "full" | "quick";
+  rounds: number;
+  systems: SystemName[];
+  outFile: string;
+  /** Warm-up of the first timed workload of a run (JIT, connections, file-system caches). */
+  firstWarmupMs: number;
+  warmupMs: number;
+  measureMs: number;
+  /** 64-client workload: clients, and the load processes they are spread over. */
+  manyClients: number;
+  manyClientsProcesses: number;
+  /** Most load processes a handoff's contenders are spread over (each contender has its own connection). */
+  handoffProcesses: number;
+  leaseTtlSeconds: number;
+  fewLeases: number;
+  fewLeasesStreams: number;
+  manyLeases: number;
+  manyLeasesStreams: number;
+  /** Grants in flight while building the held set. */
+  holdConcurrency: number;
+  /** Give up growing the held set after this long (a server that cannot keep up). */
+  holdTimeoutMs: number;
+  renewalWarmupMs: number;
+  renewalMeasureMs: number;
+  maxRateMeasureMs: number;
+  listRequests: number;
+  listMaxMs: number;
+  /** Starts per way and round for W8 (the round's value is their median). */
+  startRepeats: number;
+  /** Pause after a server starts before its idle RSS is read. */
+  settleMs: number;
+}
+
+const FULL: Omit<Settings, "mode" | "rounds" | "systems" | "outFile"> = {
+  firstWarmupMs: 3_000,
+  warmupMs: 1_000,
+  measureMs: 5_000,
+  manyClients: 64,
+  manyClientsProcesses: 2,
+  handoffProcesses: 4,
+  leaseTtlSeconds: 10,
+  fewLeases: 1_000,
+  fewLeasesStreams: 10,
+  manyLeases: 10_000,
+  manyLeasesStreams: 100,
+  holdConcurrency: 32,
+  holdTimeoutMs: 60_000,
+  renewalWarmupMs: 2_000,
+  renewalMeasureMs: 10_000,
+  maxRateMeasureMs: 5_000,
+  listRequests: 50,
+  listMaxMs: 20_000,
+  startRepeats: 3,
+  settleMs: 1_000,
+};
+
+const QUICK: typeof FULL = {
+  firstWarmupMs: 500,
+  warmupMs: 250,
+  measureMs: 1_000,
+  manyClients: 64,
+  manyClientsProcesses: 2,
+  handoffProcesses: 4,
+  leaseTtlSeconds: 10,
+  fewLeases: 100,
+  fewLeasesStreams: 10,
+  manyLeases: 200,
+  manyLeasesStreams: 100,
+  holdConcurrency: 16,
+  holdTimeoutMs: 15_000,
+  renewalWarmupMs: 300,
+  renewalMeasureMs: 1_500,
+  maxRateMeasureMs: 1_000,
+  listRequests: 10,
+  listMaxMs: 3_000,
+  startRepeats: 1,
+  settleMs: 300,
+};
+
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+export function parseOptions(argv: string[]): Settings {
+  let quick = false;
+  let outFile: string | undefined;
+  let rounds: number | undefined;
+  let systems: SystemName[] = [...SYSTEMS];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const value = () => {
+      const next = argv[++i];
+      if (next === undefined) throw new UsageError(`${arg} needs a value`);
+      return next;
+    };
+    switch (arg) {
+      case "--quick":
+        quick = true;
+        break;
+      case "--out":
+        outFile = value();
+        break;
+      case "--rounds":
+        rounds = Number(value());
+        if (!Number.isInteger(rounds) || rounds < 1) throw new UsageError("--rounds needs a whole number of at least 1");
+        break;
+      case "--systems":
+        systems = value().split(",").map((name) => {
+          if (!(SYSTEMS as readonly string[]).includes(name)) throw new UsageError(`unknown system "${name}" (${SYSTEMS.join(", ")})`);
+          return name as SystemName;
+        });
+        break;
+      default:
+        throw new UsageError(`unknown argument "${arg}"`);
+    }
+  }
+  return {
+    ...(quick ? QUICK : FULL),
+    mode: quick ? "quick" : "full",
+    rounds: rounds ?? (quick ? 1 : 3),
+    systems,
+    outFile: outFile ?? join(RESULTS_DIR, quick ? "quick.json" : "latest.json"),
+  };
+}

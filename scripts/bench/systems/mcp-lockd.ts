@@ -1,0 +1,51 @@
+import { existsSync } from "node:fs";
+import { BINARY_PATH, CLI_PATH } from "../paths.ts";
+import type { BenchSystem, StartedSystem } from "./bench-system.ts";
+import { envWithout, startServerProcess, type ServerProcess } from "./server-process.ts";
+import { makeTempDir } from "./temp-dir.ts";
+
+/** How mcp-lockd is run: `node bin/mcp-lockd.js` on the built output, or the single executable. */
+export type McpLockdRuntime = "node" | "binary";
+
+export function binaryExists(): boolean {
+  return existsSync(BINARY_PATH);
+}
+
+/**
+ * `mcp-lockd serve` as users run it, on ephemeral loopback ports, default
+ * durability. NODE_OPTIONS and MCP_LOCKD_* are left out of its environment
+ * so that only the command line configures it.
+ */
+export function startMcpLockd(runtime: McpLockdRuntime, lockDir: string): Promise<ServerProcess> {
+  const args = ["serve", "--lock-dir", lockDir, "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"];
+  return startServerProcess({
+    command: runtime === "node" ? process.execPath : BINARY_PATH,
+    args: runtime === "node" ? [CLI_PATH, ...args] : args,
+    ready: /mcp-lockd serving grpc=(\S+) http=(\S+)/,
+    env: envWithout("NODE_OPTIONS", "MCP_LOCKD_"),
+  });
+}
+
+export const mcpLockdSystem: BenchSystem = {
+  name: "mcp-lockd",
+  unavailable: undefined,
+  notApplicable: {},
+  async start(): Promise<StartedSystem> {
+    const dir = await makeTempDir("mcp-lockd-bench-");
+    let server: ServerProcess;
+    try {
+      server = await startMcpLockd("node", dir.path);
+    } catch (err) {
+      await dir.remove();
+      throw err;
+    }
+    return {
+      target: { system: "mcp-lockd", grpcAddress: server.match[1]!, httpAddress: server.match[2]! },
+      serverPid: server.pid,
+      async stop() {
+        await server.stop();
+        await dir.remove();
+      },
+    };
+  },
+};
