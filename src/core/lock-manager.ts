@@ -66,6 +66,7 @@ export class LockManager {
   /** sha256(lease id) → resource, for leases granted with an id. */
   private readonly resourceByHash = new Map<string, string>();
   private readonly pumping = new Set<string>();
+  private readonly refreshing = new Set<string>();
   private readonly pumpAgain = new Set<string>();
   private readonly safetyRescanMs: number;
   /** Whether every lease file has been read once, so `blockers` lists them all. */
@@ -167,7 +168,22 @@ export class LockManager {
       void this.expireIfDue(resource);
       throw new LeaseNotFoundError();
     }
+    if (this.store.horizonDue?.(resource, hash, this.clock.now())) this.refreshHorizon(resource, hash);
     return renewed;
+  }
+
+  /**
+   * Pushes a lease's written expiry out in the background, in the resource's
+   * turn, at most once at a time per resource. A failure only means a later
+   * renewal writes it itself (and reports its own error).
+   */
+  private refreshHorizon(resource: string, hash: string): void {
+    if (this.refreshing.has(resource) || this.store.refreshHorizon === undefined) return;
+    this.refreshing.add(resource);
+    void this.mutex
+      .run(resource, () => this.store.refreshHorizon!(resource, hash, this.now))
+      .catch((err: Error) => this.log(`pushing out the horizon of "${resource}" failed: ${err.message}`))
+      .finally(() => this.refreshing.delete(resource));
   }
 
   /** Runs inside the resource's mutex. */

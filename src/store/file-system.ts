@@ -74,6 +74,56 @@ export const nodeFileSystem: FileSystem = {
   },
 };
 
+/**
+ * The same operations on libuv's thread pool, for work nobody is waiting for
+ * (pushing out renewal horizons): a caller on the event loop must not be held
+ * up by a background fsync.
+ */
+export const threadPoolFileSystem: FileSystem = {
+  readFileWithMtime: async (path) => {
+    const handle = await fs.promises.open(path, "r");
+    try {
+      const stat = await handle.stat({ bigint: true });
+      return { text: await handle.readFile("utf8"), mtimeMs: msOf(stat.mtimeNs), identity: identityOf(stat) };
+    } finally {
+      await handle.close();
+    }
+  },
+  writeNewFileSynced: async (path, data) => {
+    const handle = await fs.promises.open(path, "wx", 0o644);
+    try {
+      await handle.writeFile(data, "utf8");
+      await handle.sync();
+      return identityOf(await handle.stat({ bigint: true }));
+    } finally {
+      await handle.close();
+    }
+  },
+  rename: (from, to) => fs.promises.rename(from, to),
+  unlink: (path) => fs.promises.unlink(path),
+  syncDirectory: async (path) => {
+    const handle = await fs.promises.open(path, "r");
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  },
+  mkdir: async (path) => {
+    await fs.promises.mkdir(path, { recursive: true });
+  },
+  readdir: (path) => fs.promises.readdir(path),
+  identity: async (path) => {
+    try {
+      return identityOf(await fs.promises.stat(path, { bigint: true }));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return ABSENT;
+      throw err;
+    }
+  },
+  watch: (path, onEvent, onError) => nodeFileSystem.watch(path, onEvent, onError),
+};
+
 /** The identity of a file that does not exist. */
 export const ABSENT = "absent";
 
@@ -99,6 +149,18 @@ function viaCallback<T>(work: () => T, callback: Callback<T>): void {
   }
   process.nextTick(callback, null, value);
 }
+
+export type GuardFileSystem = typeof guardFileSystem;
+
+/** The guard's file calls on the thread pool, for background work (see threadPoolFileSystem). */
+export const threadPoolGuardFileSystem: GuardFileSystem = {
+  mkdir: (path, callback) => fs.mkdir(path, (err) => callback(err)),
+  rmdir: (path, callback) => fs.rmdir(path, (err) => callback(err)),
+  rmdirSync: (path) => fs.rmdirSync(path),
+  stat: (path, callback) => fs.stat(path, callback),
+  utimes: (path, atime, mtime, callback) => fs.utimes(path, atime, mtime, (err) => callback(err)),
+  realpath: (path, callback) => fs.realpath(path, callback),
+};
 
 /**
  * The callback-style fs that proper-lockfile calls for the guard directory

@@ -5,7 +5,15 @@ import lockfile from "proper-lockfile";
 import { StoreFailureError } from "../core/errors.ts";
 import { blockedUntil, type BlockingState, type LeaseGrant, type LeaseRecord, type ResourceState } from "../core/lease.ts";
 import { MAX_TTL_MS } from "../core/limits.ts";
-import { ABSENT, guardFileSystem, nodeFileSystem, type FileSystem } from "./file-system.ts";
+import {
+  ABSENT,
+  guardFileSystem,
+  nodeFileSystem,
+  threadPoolFileSystem,
+  threadPoolGuardFileSystem,
+  type FileSystem,
+  type GuardFileSystem,
+} from "./file-system.ts";
 import { parseFence, parseLease, serializeFence, serializeLease } from "./lease-file-format.ts";
 import { timeOf, type AcquireOutcome, type HandOverOutcome, type LeaseStore, type Now } from "./lease-store.ts";
 import { LockDirLayout } from "./lock-dir-layout.ts";
@@ -28,6 +36,12 @@ const GUARD_BACKOFF = { firstMs: 2, factor: 1.3, maxMs: 100 };
 export interface LeaseFileStoreOptions {
   dir: string;
   fs?: FileSystem;
+  /**
+   * For background work nobody waits for (pushing out renewal horizons).
+   * Default: `fs` if one is given (tests inject faults into both), else the
+   * thread-pool implementation, so a background fsync never blocks a caller.
+   */
+  backgroundFs?: FileSystem;
   /** Told when a guard is compromised (its directory removed or made stale under us). */
   onWarning?: (message: string) => void;
   /** Fencing tokens reserved per fence-file write (see TokenReservations). */
@@ -39,6 +53,7 @@ export class LeaseFileStore implements LeaseStore {
   readonly location: string;
   private readonly layout: LockDirLayout;
   private readonly fs: FileSystem;
+  private readonly background: { fs: FileSystem; guardFs: GuardFileSystem };
   private readonly warn: (message: string) => void;
   private readonly host = hostname();
   private readonly tokens: TokenReservations;
@@ -50,6 +65,10 @@ export class LeaseFileStore implements LeaseStore {
     this.layout = new LockDirLayout(options.dir);
     this.location = options.dir;
     this.fs = options.fs ?? nodeFileSystem;
+    this.background =
+      options.backgroundFs !== undefined || options.fs !== undefined
+        ? { fs: options.backgroundFs ?? this.fs, guardFs: guardFileSystem }
+        : { fs: threadPoolFileSystem, guardFs: threadPoolGuardFileSystem };
     this.warn = options.onWarning ?? (() => {});
     this.tokens = new TokenReservations(options.tokenBlockSize);
   }
@@ -195,6 +214,32 @@ export class LeaseFileStore implements LeaseStore {
     });
   }
 
+  /** True when a renewal just found the lease's horizon due to be pushed out (see refreshHorizon). */
+  horizonDue(resource: string, leaseIdHash: string, clock: Now): boolean {
+    return this.promises.dueForRefresh(resource, leaseIdHash, timeOf(clock)) !== undefined;
+  }
+
+  /**
+   * Rewrites our own live lease's file with a later horizon, keeping what the
+   * holder was promised, on the thread pool: renewals keep being answered
+   * from memory meanwhile. Does nothing if the file changed since our last
+   * write (the next renewal then reads it) or is no longer due.
+   */
+  refreshHorizon(resource: string, leaseIdHash: string, clock: Now): Promise<void> {
+    const { fs, guardFs } = this.background;
+    return this.guarded(
+      resource,
+      async () => {
+        const now = timeOf(clock);
+        const due = this.promises.dueForRefresh(resource, leaseIdHash, now);
+        if (due === undefined || (await fs.identity(this.layout.leaseFile(resource))) !== due.identity) return;
+        const onDisk = { ...due.onDisk, expiresAt: horizonFor(now, due.onDisk.ttlMs) };
+        this.promises.rewrote(due.identity, await this.writeLease(resource, serializeLease(onDisk, now), fs), onDisk);
+      },
+      guardFs,
+    );
+  }
+
   release(resource: string, leaseIdHash: string, clock: Now): Promise<boolean> {
     return this.guarded(resource, async () => {
       const now = timeOf(clock);
@@ -308,18 +353,18 @@ export class LeaseFileStore implements LeaseStore {
   }
 
   /** Returns the identity of the file now at `path` (see FileSystem.identity). */
-  private async writeAtomically(resource: string, path: string, data: string): Promise<string> {
+  private async writeAtomically(resource: string, path: string, data: string, fs = this.fs): Promise<string> {
     const temp = this.layout.tempFileFor(resource, randomBytes(6).toString("hex"));
     let identity: string;
     try {
-      identity = await this.fs.writeNewFileSynced(temp, data);
-      await this.fs.rename(temp, path);
+      identity = await fs.writeNewFileSynced(temp, data);
+      await fs.rename(temp, path);
     } catch (err) {
-      await this.fs.unlink(temp).catch(() => {});
+      await fs.unlink(temp).catch(() => {});
       throw toStoreError("writing", path, err);
     }
     try {
-      await this.fs.syncDirectory(this.layout.dir);
+      await fs.syncDirectory(this.layout.dir);
     } catch (err) {
       throw toStoreError("syncing the lock dir after writing", path, err);
     }
@@ -328,9 +373,9 @@ export class LeaseFileStore implements LeaseStore {
 
   // After our own change of R.lock we know its identity without another stat;
   // only a failed change leaves it uncertain enough to look.
-  private async writeLease(resource: string, text: string): Promise<string> {
+  private async writeLease(resource: string, text: string, fs = this.fs): Promise<string> {
     try {
-      const identity = await this.writeAtomically(resource, this.layout.leaseFile(resource), text);
+      const identity = await this.writeAtomically(resource, this.layout.leaseFile(resource), text, fs);
       this.ownChanges.set(resource, identity);
       return identity;
     } catch (err) {
@@ -378,8 +423,8 @@ export class LeaseFileStore implements LeaseStore {
   }
 
   /** Runs a read-check-write under the resource's guard directory. */
-  private async guarded<T>(resource: string, work: () => Promise<T>): Promise<T> {
-    const unlock = await this.takeGuard(resource);
+  private async guarded<T>(resource: string, work: () => Promise<T>, guardFs = guardFileSystem): Promise<T> {
+    const unlock = await this.takeGuard(resource, guardFs);
     try {
       return await work();
     } finally {
@@ -392,7 +437,7 @@ export class LeaseFileStore implements LeaseStore {
    * errno (ENOTDIR, EACCES, EROFS...) will not go away by waiting and is
    * reported at once. A lock dir removed under us is made again.
    */
-  private async takeGuard(resource: string): Promise<() => Promise<void>> {
+  private async takeGuard(resource: string, guardFs: GuardFileSystem): Promise<() => Promise<void>> {
     const guard = this.layout.guardDir(resource);
     const giveUpAt = Date.now() + GUARD_WAIT_MS;
     let delay = GUARD_BACKOFF.firstMs;
@@ -405,7 +450,7 @@ export class LeaseFileStore implements LeaseStore {
           stale: GUARD_STALE_MS,
           update: GUARD_UPDATE_MS,
           retries: 0,
-          fs: guardFileSystem,
+          fs: guardFs,
           onCompromised: (err) => this.warn(`guard ${guard} compromised: ${err.message}`),
         });
       } catch (err) {

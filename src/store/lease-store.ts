@@ -50,6 +50,14 @@ export interface LeaseStore {
    */
   watch(onChange: (resource: string | undefined) => void): () => void;
   /**
+   * Optional, for stores that write a lease's expiry ahead of what its holder
+   * is promised (a renewal horizon): true when the lease just renewed should
+   * have that written expiry pushed out, which refreshHorizon then does in
+   * the background (the manager runs it in the resource's turn, unawaited).
+   */
+  horizonDue?(resource: string, leaseIdHash: string, now: Now): boolean;
+  refreshHorizon?(resource: string, leaseIdHash: string, now: Now): Promise<void>;
+  /**
    * Throws the store error if the store cannot be written right now (for
    * health checks); must leave nothing behind. Optional, so stores written
    * before it existed still compile: a store without it counts as writable.

@@ -1,13 +1,29 @@
 import type { LeaseRecord } from "../core/lease.ts";
 import { MAX_TTL_MS } from "../core/limits.ts";
 
+/** The least headroom a horizon gives beyond the promise, whatever the ttl. */
+export const MIN_HORIZON_HEADROOM_MS = 60_000;
+
 /**
- * How far ahead of the holder's expiry a lease file's `expires_at` is written
- * (docs/protocol.md, "The renewal horizon"): ttl + 2 × ttl, and never beyond
- * the maximum ttl, which is how far past its mtime any reader trusts a file.
+ * How far ahead a lease file's `expires_at` is written (docs/protocol.md,
+ * "The renewal horizon"): the ttl plus a headroom of 2 × ttl but at least
+ * 60 s, and never beyond the maximum ttl, which is how far past its mtime any
+ * reader trusts a file.
  */
 export function horizonFor(now: number, ttlMs: number): number {
-  return now + Math.min(3 * ttlMs, Math.max(ttlMs, MAX_TTL_MS));
+  return now + Math.min(ttlMs + Math.max(2 * ttlMs, MIN_HORIZON_HEADROOM_MS), MAX_TTL_MS);
+}
+
+/**
+ * When the horizon of a lease renewed at `now` should be pushed out in the
+ * background: once less than half its headroom (and less than a ttl) is
+ * left, so the rewrite lands long before a promise could reach the horizon
+ * and no renewal has to wait for it.
+ */
+function refreshDue(now: number, ttlMs: number, horizon: number): boolean {
+  const headroom = horizon - (now + ttlMs);
+  const fullHeadroom = horizonFor(now, ttlMs) - (now + ttlMs);
+  return headroom < Math.min(ttlMs, fullHeadroom / 2);
 }
 
 interface PromisedLease {
@@ -17,6 +33,12 @@ interface PromisedLease {
   onDisk: LeaseRecord;
   /** What the holder was told: never later than onDisk.expiresAt. */
   expiresAt: number;
+}
+
+/** A lease whose horizon is due for a rewrite: what the rewrite needs. */
+export interface DueRefresh {
+  identity: string;
+  onDisk: LeaseRecord;
 }
 
 /**
@@ -60,9 +82,23 @@ export class PromisedExpiries {
     return { ...promise.onDisk, expiresAt };
   }
 
-  /** True when we hold a promise for `resource` whose file identity is `identity`. */
-  covers(resource: string, identity: string): boolean {
-    return this.byResource.get(resource)?.identity === identity;
+  /** The lease of `leaseIdHash` if its horizon should be pushed out now (see refreshDue). */
+  dueForRefresh(resource: string, leaseIdHash: string, now: number): DueRefresh | undefined {
+    const promise = this.byResource.get(resource);
+    if (promise === undefined || promise.onDisk.leaseIdHash !== leaseIdHash || promise.expiresAt <= now) return undefined;
+    if (!refreshDue(now, promise.onDisk.ttlMs, promise.onDisk.expiresAt)) return undefined;
+    return { identity: promise.identity, onDisk: promise.onDisk };
+  }
+
+  /**
+   * Records a rewrite of the file with a later horizon, keeping the promise,
+   * if the file was still the version `from` when it was rewritten.
+   */
+  rewrote(from: string, identity: string, onDisk: LeaseRecord): void {
+    const promise = this.byResource.get(onDisk.resource);
+    if (promise === undefined || promise.identity !== from) return;
+    promise.identity = identity;
+    promise.onDisk = onDisk;
   }
 
   forget(resource: string): void {

@@ -2,7 +2,7 @@ import { test } from "node:test";
 import { fetchHealthLocks } from "../helpers/health-locks.ts";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { access, readFile } from "node:fs/promises";
+import { access, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { status } from "@grpc/grpc-js";
@@ -106,7 +106,7 @@ async function rejectsWith(promise: Promise<unknown>, code: status, pattern?: Re
 /**
  * Validates `<dir>/<resource>.lock` against the schema and checks that it is
  * still this lease's file, that its expires_at is the horizon of its last
- * write (renewed_at + 3 × ttl, docs/protocol.md) and that it covers what the
+ * write (renewed_at + ttl + max(2 × ttl, 60 s), docs/protocol.md) and that it covers what the
  * holder was promised (`promised`, else the lease's own expiry).
  */
 async function assertLeaseFileOf(dir: string, lease: Lease, promised?: number): Promise<Record<string, unknown>> {
@@ -115,11 +115,22 @@ async function assertLeaseFileOf(dir: string, lease: Lease, promised?: number): 
   assert.equal(doc.holder, lease.holder);
   assert.equal(doc.fencing_token, lease.fencingToken);
   assert.equal(doc.lease_id_sha256, sha256(lease.leaseId));
-  const horizon = Date.parse(doc.renewed_at as string) + 3 * (doc.ttl as number) * 1000;
+  const ttlMs = (doc.ttl as number) * 1000;
+  const horizon = Date.parse(doc.renewed_at as string) + Math.min(ttlMs + Math.max(2 * ttlMs, 60_000), 3_600_000);
   assert.equal(doc.expires_at, new Date(horizon).toISOString());
   const promise = promised ?? ms(lease.expiresAt);
   assert.ok(horizon >= promise, `the file's horizon ${doc.expires_at} must cover the promise ${new Date(promise).toISOString()}`);
   return doc;
+}
+
+/** Moves every time in a lease file `byMs` into the past, as if that much time had gone by. */
+async function backdateLeaseFile(path: string, byMs: number): Promise<void> {
+  const doc = JSON.parse(await readFile(path, "utf8")) as Record<string, unknown>;
+  for (const field of ["acquired_at", "renewed_at", "expires_at"]) {
+    doc[field] = new Date(Date.parse(doc[field] as string) - byMs).toISOString();
+  }
+  await writeFile(`${path}.backdate.tmp`, JSON.stringify(doc, null, 2) + "\n");
+  await rename(`${path}.backdate.tmp`, path);
 }
 
 async function fenceOf(dir: string, resource: string): Promise<number> {
@@ -162,13 +173,13 @@ test("SIGKILL while two leases are held and a third client waits: the leases sur
     await rejectsWith(intruder.acquire({ resource: "alpha", holder: "intruder" }), status.ABORTED, /"holder-a"/);
     await rejectsWith(intruder.acquire({ resource: "beta", holder: "intruder" }), status.ABORTED, /"holder-b"/);
     // The killed service's promises (acquired + ttl) died with it: the restarted
-    // one holds the leases until the horizon in their files, acquired + 3 × ttl.
+    // one holds the leases until the horizon in their files, acquired + ttl + 60 s.
     const listed = await fetchHealthLocks(second);
     assert.deepEqual(
       listed.map((e) => [e.resource, e.holder, e.fencing_token, e.expires_at, e.state]),
       [
-        ["alpha", "holder-a", alpha.fencingToken, new Date(ms(alpha.acquiredAt) + 60_000).toISOString(), "held"],
-        ["beta", "holder-b", beta.fencingToken, new Date(ms(beta.acquiredAt) + 60_000).toISOString(), "held"],
+        ["alpha", "holder-a", alpha.fencingToken, new Date(ms(alpha.acquiredAt) + 80_000).toISOString(), "held"],
+        ["beta", "holder-b", beta.fencingToken, new Date(ms(beta.acquiredAt) + 80_000).toISOString(), "held"],
       ],
     );
     await assertLeaseFileOf(h.dir, alpha);
@@ -220,13 +231,15 @@ test("a lease whose horizon passed while the service was down is reclaimed at st
     const short = leaseOf(await owner.acquire({ resource: "ephemeral", holder: "short-lived", ttl: { seconds: 1, nanos: 0 } }));
     assert.equal(await first.stop("SIGKILL"), "SIGKILL");
     const leaseFile = join(h.dir, "ephemeral.lock");
-    const horizon = Date.parse((await assertLeaseFileOf(h.dir, short)).expires_at as string);
+    await assertLeaseFileOf(h.dir, short);
     const fenceBefore = await fenceOf(h.dir, "ephemeral");
     assert.ok(fenceBefore >= short.fencingToken, `fence ${fenceBefore} < token ${short.fencingToken}`);
 
-    // Let the horizon in the file pass while nothing is running: the promise
-    // of the killed service (its ttl) died with it, the file is what counts.
-    await sleep(Math.max(0, horizon - Date.now()) + 200);
+    // Let the horizon in the file pass while nothing is running (the promise
+    // of the killed service died with it; the file is what counts). Rather
+    // than wait the minute of headroom, move the file's times back by as
+    // much, the way time would have.
+    await backdateLeaseFile(leaseFile, Date.now() - ms(short.expiresAt) + 61_000 + 200);
     assert.ok(await exists(leaseFile), "the lease file went away while no service was running");
 
     const second = await h.start();

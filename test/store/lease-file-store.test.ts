@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdir, readdir, readFile, rm, rmdir, stat, utimes, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, rmdir, stat, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { StoreFailureError, StoreUnavailableError } from "../../src/core/errors.ts";
 import type { LeaseGrant, LeaseRecord } from "../../src/core/lease.ts";
@@ -177,7 +177,7 @@ test("renew extends only the live lease of the given hash", async () => {
     assert.equal(renewed.fencingToken, lease.fencingToken);
     assert.equal(renewed.acquiredAt, lease.acquiredAt);
     const document = await assertValidLeaseFile(join(f.dir, "r.lock"));
-    assert.equal(document.expires_at, new Date(now + 30_000).toISOString(), "the file keeps the horizon written at the grant");
+    assert.equal(document.expires_at, new Date(now + 70_000).toISOString(), "the file keeps the horizon written at the grant");
 
     const before = await readFile(join(f.dir, "r.lock"));
     assert.equal(await f.store.renew("r", hashLeaseId("not-mine"), now + 5_000), undefined);
@@ -198,20 +198,72 @@ test("renewals inside the horizon move only the promise; the file is rewritten o
     const lease = granted(await f.store.acquire("r", grant("mine"), now));
     assert.equal(lease.expiresAt, now + 10_000, "the holder is promised ttl");
     let document = await assertValidLeaseFile(path);
-    assert.equal(document.expires_at, new Date(now + 30_000).toISOString(), "the file says 3 × ttl");
+    // ttl 10 s: a headroom of max(2 × ttl, 60 s) = 60 s beyond the promise.
+    assert.equal(document.expires_at, new Date(now + 70_000).toISOString(), "the file says ttl + 60 s");
     const written = await readFile(path);
-    for (const at of [5_000, 10_000, 15_000, 20_000]) {
+    for (let at = 5_000; at <= 60_000; at += 5_000) {
       assert.equal((await f.store.renew("r", hashLeaseId("mine"), now + at))?.expiresAt, now + at + 10_000);
       assert.deepEqual(await readFile(path), written, `the renewal at +${at} ms wrote nothing`);
     }
-    assert.equal((await f.store.read("r")).kind, "held");
     const state = await f.store.read("r");
-    assert.equal(state.kind === "held" && state.lease.expiresAt, now + 30_000, "reads report the promise");
-    assert.equal((await f.store.renew("r", hashLeaseId("mine"), now + 25_000))?.expiresAt, now + 35_000);
+    assert.equal(state.kind === "held" && state.lease.expiresAt, now + 70_000, "reads report the promise");
+    assert.equal((await f.store.renew("r", hashLeaseId("mine"), now + 65_000))?.expiresAt, now + 75_000);
     document = await assertValidLeaseFile(path);
-    assert.equal(document.renewed_at, new Date(now + 25_000).toISOString());
-    assert.equal(document.expires_at, new Date(now + 55_000).toISOString());
+    assert.equal(document.renewed_at, new Date(now + 65_000).toISOString());
+    assert.equal(document.expires_at, new Date(now + 135_000).toISOString());
     await assertNoTempFiles(f.dir);
+  } finally {
+    await f.remove();
+  }
+});
+
+test("a horizon falls due for a background rewrite once less than a ttl of headroom is left; the rewrite keeps the promise", async () => {
+  const f = await fixture();
+  try {
+    const now = Date.now();
+    const path = join(f.dir, "r.lock");
+    granted(await f.store.acquire("r", grant("mine"), now));
+    assert.equal(f.store.horizonDue("r", hashLeaseId("mine"), now + 50_000), false);
+    assert.ok(await f.store.renew("r", hashLeaseId("mine"), now + 9_000));
+    assert.ok(await f.store.renew("r", hashLeaseId("mine"), now + 18_000));
+    assert.ok(await f.store.renew("r", hashLeaseId("mine"), now + 27_000));
+    assert.ok(await f.store.renew("r", hashLeaseId("mine"), now + 36_000));
+    assert.ok(await f.store.renew("r", hashLeaseId("mine"), now + 45_000));
+    assert.equal(f.store.horizonDue("r", hashLeaseId("mine"), now + 50_000), false, "60 s - 10 s of headroom left");
+    assert.ok(await f.store.renew("r", hashLeaseId("mine"), now + 51_000));
+    assert.equal(f.store.horizonDue("r", hashLeaseId("mine"), now + 51_000), true, "less than a ttl left");
+    assert.equal(f.store.horizonDue("r", hashLeaseId("other"), now + 51_000), false, "only for the lease's own hash");
+    await f.store.refreshHorizon("r", hashLeaseId("mine"), now + 51_500);
+    const document = await assertValidLeaseFile(path);
+    assert.equal(document.renewed_at, new Date(now + 51_500).toISOString());
+    assert.equal(document.expires_at, new Date(now + 121_500).toISOString());
+    const state = await f.store.read("r");
+    assert.equal(state.kind === "held" && state.lease.expiresAt, now + 61_000, "the holder's promise is unchanged");
+    assert.equal(f.store.horizonDue("r", hashLeaseId("mine"), now + 52_000), false);
+    // Renewals stay on the fast path against the new file.
+    const rewritten = await readFile(path);
+    assert.equal((await f.store.renew("r", hashLeaseId("mine"), now + 60_000))?.expiresAt, now + 70_000);
+    assert.deepEqual(await readFile(path), rewritten);
+    await assertNoTempFiles(f.dir);
+  } finally {
+    await f.remove();
+  }
+});
+
+test("a background rewrite does nothing when the file changed since our write", async () => {
+  const f = await fixture();
+  try {
+    const now = Date.now();
+    granted(await f.store.acquire("r", grant("mine"), now));
+    for (let at = 9_000; at <= 54_000; at += 9_000) assert.ok(await f.store.renew("r", hashLeaseId("mine"), now + at));
+    assert.equal(f.store.horizonDue("r", hashLeaseId("mine"), now + 54_000), true);
+    // Someone rewrites the file (same content, new inode): it is no longer ours as written.
+    const path = join(f.dir, "r.lock");
+    const text = await readFile(path);
+    await writeFile(`${path}.hand`, text);
+    await rename(`${path}.hand`, path);
+    await f.store.refreshHorizon("r", hashLeaseId("mine"), now + 54_500);
+    assert.deepEqual(await readFile(path), text, "nothing written");
   } finally {
     await f.remove();
   }
@@ -240,16 +292,16 @@ test("another store (a restart, another process) holds a lease until the file's 
     granted(await f.store.acquire("r", grant("mine"), now));
     const other = new LeaseFileStore({ dir: f.dir });
     const seen = await other.read("r");
-    assert.equal(seen.kind === "held" && seen.lease.expiresAt, now + 30_000);
-    assert.ok("blocked" in (await other.acquire("r", grant("other", { holder: "bob" }), now + 29_999)));
+    assert.equal(seen.kind === "held" && seen.lease.expiresAt, now + 70_000);
+    assert.ok("blocked" in (await other.acquire("r", grant("other", { holder: "bob" }), now + 69_999)));
     // The holder renews through the other store: it has no promise, so it writes.
     const renewed = await other.renew("r", hashLeaseId("mine"), now + 15_000);
     assert.equal(renewed?.expiresAt, now + 25_000);
     const document = await assertValidLeaseFile(join(f.dir, "r.lock"));
-    assert.equal(document.expires_at, new Date(now + 45_000).toISOString());
+    assert.equal(document.expires_at, new Date(now + 85_000).toISOString());
     // The first store sees a file it did not write: its old promise no longer counts.
     const reread = await f.store.read("r");
-    assert.equal(reread.kind === "held" && reread.lease.expiresAt, now + 45_000);
+    assert.equal(reread.kind === "held" && reread.lease.expiresAt, now + 85_000);
     assert.equal(await f.store.renew("r", hashLeaseId("mine"), now + 16_000).then((l) => l?.expiresAt), now + 26_000);
   } finally {
     await f.remove();
@@ -607,8 +659,8 @@ test("a failed rename onto the lease file leaves no temp file; the token it burn
     assert.equal(granted(await f.store.acquire("r", grant(), Date.now())).fencingToken, burnt + 1, "same store: the next token");
     // A new store (the process died after the failure) starts above the fence, so above the burnt token too.
     const restarted = new LeaseFileStore({ dir: f.dir });
-    // Past the horizon of the file the first store wrote (3 × ttl).
-    assert.equal(granted(await restarted.acquire("r", grant(), Date.now() + 30_000)).fencingToken, fence + 1);
+    // Past the horizon of the file the first store wrote (ttl + 60 s).
+    assert.equal(granted(await restarted.acquire("r", grant(), Date.now() + 70_000)).fencingToken, fence + 1);
     await assertNoTempFiles(f.dir);
   } finally {
     await f.remove();
@@ -634,10 +686,9 @@ test("a failed renewal write leaves the previous lease file intact", async () =>
   try {
     const now = Date.now();
     granted(await f.store.acquire("r", grant("mine"), now));
-    // Inside the horizon (now + 30 s) renewals write nothing; the one at
-    // +21 s promises +31 s, past it, so it must rewrite the file.
-    assert.ok(await f.store.renew("r", hashLeaseId("mine"), now + 8_000));
-    assert.ok(await f.store.renew("r", hashLeaseId("mine"), now + 16_000));
+    // Inside the horizon (now + 70 s) renewals write nothing; the one at
+    // +61 s promises +71 s, past it, so it must rewrite the file.
+    for (let at = 8_000; at <= 56_000; at += 8_000) assert.ok(await f.store.renew("r", hashLeaseId("mine"), now + at));
     const path = join(f.dir, "r.lock");
     const before = await readFile(path);
     for (const [method, after] of [
@@ -645,17 +696,17 @@ test("a failed renewal write leaves the previous lease file intact", async () =>
       ["writeNewFileSynced", true],
     ] as const) {
       f.fs.fail(method, "ENOSPC", { after });
-      await assert.rejects(f.store.renew("r", hashLeaseId("mine"), now + 21_000), (err) =>
+      await assert.rejects(f.store.renew("r", hashLeaseId("mine"), now + 61_000), (err) =>
         assertStoreError(err, StoreUnavailableError, path, "ENOSPC"),
       );
       f.fs.heal();
       assert.deepEqual(await readFile(path), before);
       await assertNoTempFiles(f.dir);
     }
-    assert.equal((await f.store.renew("r", hashLeaseId("mine"), now + 21_000))?.expiresAt, now + 31_000);
+    assert.equal((await f.store.renew("r", hashLeaseId("mine"), now + 61_000))?.expiresAt, now + 71_000);
     const document = await assertValidLeaseFile(path);
-    assert.equal(document.renewed_at, new Date(now + 21_000).toISOString());
-    assert.equal(document.expires_at, new Date(now + 51_000).toISOString(), "a new horizon: now + 3 × ttl");
+    assert.equal(document.renewed_at, new Date(now + 61_000).toISOString());
+    assert.equal(document.expires_at, new Date(now + 131_000).toISOString(), "a new horizon: now + ttl + 60 s");
   } finally {
     await f.remove();
   }

@@ -259,14 +259,14 @@ test("a new store on the same dir (a restart) issues max(F, P) + 1: above the wh
     assert.equal(fenceBefore, 1_000);
 
     // "Restart": a new store; the lease of the old one is live until the
-    // horizon in its file (3 × ttl: the old store's promise died with it).
+    // horizon in its file (ttl + 60 s: the old store's promise died with it).
     const second = new LeaseFileStore({ dir });
-    const blocked = await second.acquire("r", grant(), now + 29_999);
+    const blocked = await second.acquire("r", grant(), now + 69_999);
     assert.ok("blocked" in blocked && blocked.blocked.kind === "held" && blocked.blocked.lease.holder === "before-restart");
-    const after = granted(await second.acquire("r", grant({ holder: "after-restart" }), now + 30_000));
+    const after = granted(await second.acquire("r", grant({ holder: "after-restart" }), now + 70_000));
     assert.equal(after.fencingToken, fenceBefore + 1, "max(F, P) + 1 with F = 1000, P = 2");
     assert.equal(await fenceValue(dir, "r"), after.fencingToken + 999);
-    assert.equal(await second.release("r", hashLeaseId("nobody"), now + 30_000), false);
+    assert.equal(await second.release("r", hashLeaseId("nobody"), now + 70_000), false);
   });
 });
 
