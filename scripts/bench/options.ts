@@ -39,6 +39,13 @@ export interface Settings {
   holdTimeoutMs: number;
   renewalWarmupMs: number;
   renewalMeasureMs: number;
+  /**
+   * Warm-up and window of the 10,000-lease renewals: long enough that the
+   * window is in the steady state, where a server that writes leases ahead
+   * (mcp-lockd's renewal horizon, about once a minute per lease) is doing so.
+   */
+  manyLeasesWarmupMs: number;
+  manyLeasesMeasureMs: number;
   maxRateMeasureMs: number;
   listRequests: number;
   listMaxMs: number;
@@ -64,6 +71,11 @@ const FULL: Omit<Settings, "mode" | "rounds" | "systems" | "outFile"> = {
   holdTimeoutMs: 60_000,
   renewalWarmupMs: 2_000,
   renewalMeasureMs: 10_000,
+  // Grants were made while the set grew (about 20-30 s); mcp-lockd rewrites
+  // each lease's horizon about 50 s after its grant. This window covers most
+  // of those rewrites, at a higher rate than the steady state's (harder).
+  manyLeasesWarmupMs: 28_000,
+  manyLeasesMeasureMs: 20_000,
   maxRateMeasureMs: 5_000,
   listRequests: 50,
   listMaxMs: 20_000,
@@ -87,6 +99,8 @@ const QUICK: typeof FULL = {
   holdTimeoutMs: 15_000,
   renewalWarmupMs: 300,
   renewalMeasureMs: 1_500,
+  manyLeasesWarmupMs: 300,
+  manyLeasesMeasureMs: 1_500,
   maxRateMeasureMs: 1_000,
   listRequests: 10,
   listMaxMs: 3_000,

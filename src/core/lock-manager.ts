@@ -173,15 +173,17 @@ export class LockManager {
   }
 
   /**
-   * Pushes a lease's written expiry out in the background, in the resource's
-   * turn, at most once at a time per resource. A failure only means a later
-   * renewal writes it itself (and reports its own error).
+   * Pushes a lease's written expiry out in the background, at most once at a
+   * time per resource. Not in the resource's turn: the store's guard keeps it
+   * apart from every other write, and renewals keep being answered from the
+   * promise meanwhile instead of queueing behind a write. A failure only
+   * means a later renewal writes it itself (and reports its own error).
    */
   private refreshHorizon(resource: string, hash: string): void {
     if (this.refreshing.has(resource) || this.store.refreshHorizon === undefined) return;
     this.refreshing.add(resource);
-    void this.mutex
-      .run(resource, () => this.store.refreshHorizon!(resource, hash, this.now))
+    void this.store
+      .refreshHorizon(resource, hash, this.now)
       .catch((err: Error) => this.log(`pushing out the horizon of "${resource}" failed: ${err.message}`))
       .finally(() => this.refreshing.delete(resource));
   }

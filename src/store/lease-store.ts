@@ -53,7 +53,9 @@ export interface LeaseStore {
    * Optional, for stores that write a lease's expiry ahead of what its holder
    * is promised (a renewal horizon): true when the lease just renewed should
    * have that written expiry pushed out, which refreshHorizon then does in
-   * the background (the manager runs it in the resource's turn, unawaited).
+   * the background (unawaited, and outside the manager's per-resource turn:
+   * it must exclude other writers itself, as the guard does, and leave the
+   * promise valid throughout).
    */
   horizonDue?(resource: string, leaseIdHash: string, now: Now): boolean;
   refreshHorizon?(resource: string, leaseIdHash: string, now: Now): Promise<void>;

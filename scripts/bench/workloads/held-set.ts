@@ -88,7 +88,7 @@ export async function runHeldSet(ctx: RunContext): Promise<void> {
     await renewalWindow("w5-few", "renewal-window", s.renewalWarmupMs, s.renewalMeasureMs);
     await renewalWindow("w5-max", "max-rate", Math.min(1_000, s.warmupMs), s.maxRateMeasureMs);
     await hold(s.manyLeases, s.manyLeasesStreams);
-    const rss = await renewalWindow("w5-many", "renewal-window", s.renewalWarmupMs, s.renewalMeasureMs);
+    const rss = await renewalWindow("w5-many", "renewal-window", s.manyLeasesWarmupMs, s.manyLeasesMeasureMs);
     record(ctx, "w7.held", rss);
 
     // The listing runs while the set is held and renewed, as it would be in use.
