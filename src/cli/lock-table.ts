@@ -1,6 +1,7 @@
 import type { LockInfo } from "../client/index.ts";
 import { formatDuration } from "./duration.ts";
 import { printable } from "./display-text.ts";
+import type { HealthLockEntry } from "../http/health-lock-entry.ts";
 
 // `mcp-lockd status`: the held locks as a table for people, or as JSON for
 // programs. Neither has lease ids: ListLocks never returns them.
@@ -33,24 +34,8 @@ export function formatLockTable(locks: readonly LockInfo[], nowMs: number): stri
   return line(header) + rows.map(line).join("");
 }
 
-/**
- * One lock as JSON, in the shape of GET /health/locks: snake_case, times as
- * RFC 3339, ttl in seconds, fencing_token a number (null for an unreadable
- * lease file).
- */
-export interface LockJson {
-  resource: string;
-  holder: string;
-  acquired_at: string;
-  ttl: number;
-  expires_at: string;
-  fencing_token: number | null;
-  waiters: number;
-  state: string;
-  metadata: Record<string, string>;
-}
-
-export function lockToJson(lock: LockInfo): LockJson {
+/** One lock as JSON, in the shape of GET /health/locks. */
+export function lockToJson(lock: LockInfo): HealthLockEntry {
   return {
     resource: lock.resource,
     holder: lock.holder,
@@ -60,7 +45,7 @@ export function lockToJson(lock: LockInfo): LockJson {
     // Tokens stay far below 2^53 (the file protocol stores them as JSON numbers).
     fencing_token: lock.state === "held" ? Number(lock.fencingToken) : null,
     waiters: lock.waiters,
-    state: lock.state,
+    state: lock.state === "held" ? "held" : "unreadable",
     metadata: lock.metadata,
   };
 }

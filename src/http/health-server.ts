@@ -2,19 +2,9 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import type { AddressInfo } from "node:net";
 import type { LockManager } from "../core/lock-manager.ts";
 import type { BlockingState } from "../core/lease.ts";
+import type { HealthLockEntry } from "./health-lock-entry.ts";
 
-/** One entry of GET /health/locks. The first four keys are the fixed contract. */
-export interface HealthLockEntry {
-  resource: string;
-  holder: string;
-  acquired_at: string;
-  ttl: number;
-  expires_at: string;
-  fencing_token: number | null;
-  waiters: number;
-  state: "held" | "unreadable";
-  metadata: Record<string, string>;
-}
+export type { HealthLockEntry };
 
 export function toHealthEntry(state: BlockingState, waiters: number): HealthLockEntry {
   if (state.kind === "held") {

@@ -1,6 +1,6 @@
 // The file protocol (docs/protocol.md) spoken by two independent
 // implementations at once: the service (over gRPC) and mcp_lockd.file_protocol
-// (clients/python, driven by file_lock.py and contender.py here), a Python
+// (clients/python, driven by file_lock.py here and test/clients/contender.py), a Python
 // implementation written from the document alone. Real processes, real files.
 
 import { test } from "node:test";
@@ -22,7 +22,8 @@ const PYTHON = "/usr/bin/python3";
 // dist/test/file-protocol/*.js → the .py sources, which tsc does not copy.
 const PY_DIR = fileURLToPath(new URL("../../../test/file-protocol/", import.meta.url));
 const FILE_LOCK_PY = join(PY_DIR, "file_lock.py");
-const CONTENDER_PY = join(PY_DIR, "contender.py");
+// The contender shared with the Python client tests, in its file-protocol mode.
+const CONTENDER_PY = fileURLToPath(new URL("../../../test/clients/contender.py", import.meta.url));
 
 const seconds = (s: number) => ({ seconds: Math.floor(s), nanos: Math.round((s - Math.floor(s)) * 1e9) });
 
@@ -207,8 +208,8 @@ test("python file-protocol contenders and service clients never overlap; tokens 
   try {
     const outs = [join(dir.path, "py-1.jsonl"), join(dir.path, "py-2.jsonl")];
     const python = Promise.all([
-      runPythonContender([lockDir, "shared", String(CYCLES), outs[0]!, marker], 60_000, children),
-      runPythonContender([lockDir, "shared", String(CYCLES), outs[1]!, marker], 60_000, children),
+      runPythonContender(["file", lockDir, "shared", String(CYCLES), outs[0]!, marker], 60_000, children),
+      runPythonContender(["file", lockDir, "shared", String(CYCLES), outs[1]!, marker], 60_000, children),
     ]);
     python.catch(() => {}); // awaited below
     // Start the service clients once Python holds the lock for the first time (python processes start
@@ -249,7 +250,7 @@ test("python file-protocol contenders and service clients never overlap; tokens 
       assert.ok(a.end <= b.start, `token ${a.fencing_token} (${a.who}) held until ${a.end}, token ${b.fencing_token} (${b.who}) from ${b.start}`);
     }
     // Both kinds of participant really got the lock from each other, not one after the other.
-    const kinds = byToken.map((r) => (r.who.startsWith("py-") ? "py" : "node"));
+    const kinds = byToken.map((r) => (r.who.startsWith("file-") ? "py" : "node"));
     const handovers = kinds.filter((kind, i) => i > 0 && kind !== kinds[i - 1]).length;
     t.diagnostic(`grant order: ${kinds.join(" ")}`);
     assert.ok(handovers >= 2, `only ${handovers} python<->service handovers in ${kinds.join(" ")}`);

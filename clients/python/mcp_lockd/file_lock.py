@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional
 
 from . import file_protocol as protocol
 from .errors import LeaseLostError, LockError
-from .lease import Lease, LockInfo
+from .lease import HoldsOneLease, Lease, LockInfo
 
 __all__ = ["FileLock", "FileLease", "FileLockClient"]
 
@@ -101,7 +101,7 @@ class FileLease(Lease):
             self.lost._mark("expired")
 
 
-class FileLock:
+class FileLock(HoldsOneLease):
     """`with FileLock(lock_dir, resource, ttl=30, wait=None) as lease:` acquires on entry, releases on exit.
 
     wait: None or 0 tries once; a number of seconds polls that long; math.inf waits without limit.
@@ -138,17 +138,6 @@ class FileLock:
             self.metadata,
         )
         return FileLease(grant)
-
-    def __enter__(self) -> FileLease:
-        if self.lease is not None and not self.lease.released:
-            raise RuntimeError(f'this FileLock already holds "{self.resource}"; it is not reentrant')
-        self.lease = self.acquire()
-        return self.lease
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        lease, self.lease = self.lease, None
-        if lease is not None:
-            lease.__exit__(exc_type, exc, tb)
 
 
 class FileLockClient:

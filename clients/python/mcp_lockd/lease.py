@@ -154,3 +154,25 @@ class Lease:
             self.resource,
             reason,
         )
+
+
+class HoldsOneLease:
+    """`with` support shared by FileLock and ServiceLock: acquire() on entry, the lease's own
+    exit (release, and LeaseLostError if it was lost meanwhile) on exit. Not reentrant."""
+
+    resource: str
+    lease: Optional[Lease]
+
+    def acquire(self) -> Lease:
+        raise NotImplementedError
+
+    def __enter__(self) -> Any:
+        if self.lease is not None and not self.lease.released:
+            raise RuntimeError(f'this {type(self).__name__} already holds "{self.resource}"; it is not reentrant')
+        self.lease = self.acquire()
+        return self.lease
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        lease, self.lease = self.lease, None
+        if lease is not None:
+            lease.__exit__(exc_type, exc, tb)

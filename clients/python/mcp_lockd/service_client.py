@@ -25,7 +25,7 @@ from ._gen import lock_pb2_grpc as pb_grpc
 from .channel_state import ChannelState
 from .errors import InvalidArgumentError, LeaseLostError, LockError, UnavailableError
 from .keepalive import KeepAliveSession
-from .lease import Lease, LockInfo, utc_from_seconds
+from .lease import HoldsOneLease, Lease, LockInfo, utc_from_seconds
 from .status_errors import error_from_rpc
 
 __all__ = ["LockClient", "ServiceLock", "ServiceLease", "DEFAULT_ADDRESS"]
@@ -155,7 +155,7 @@ class ServiceLease(Lease):
                 raise
 
 
-class ServiceLock:
+class ServiceLock(HoldsOneLease):
     """What LockClient.lock() returns (FileLock's counterpart): acquires on entry, releases on exit."""
 
     def __init__(self, client: "LockClient", resource: str, kwargs: Dict[str, Any]):
@@ -166,17 +166,6 @@ class ServiceLock:
 
     def acquire(self) -> ServiceLease:
         return self._client.acquire(self.resource, **self._kwargs)
-
-    def __enter__(self) -> ServiceLease:
-        if self.lease is not None and not self.lease.released:
-            raise RuntimeError(f'this lock already holds "{self.resource}"; it is not reentrant')
-        self.lease = self.acquire()
-        return self.lease
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        lease, self.lease = self.lease, None
-        if lease is not None:
-            lease.__exit__(exc_type, exc, tb)
 
 
 class LockClient:
