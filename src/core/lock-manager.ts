@@ -21,6 +21,9 @@ import { WaitQueue } from "./wait-queue.ts";
 import { Waiter } from "./waiter.ts";
 import type { LeaseStore } from "../store/lease-store.ts";
 
+/** Background horizon rewrites in flight at once (see startRefreshes). */
+const MAX_BACKGROUND_REFRESHES = 4;
+
 export interface AcquireInput {
   resource: string;
   holder?: string;
@@ -66,7 +69,10 @@ export class LockManager {
   /** sha256(lease id) → resource, for leases granted with an id. */
   private readonly resourceByHash = new Map<string, string>();
   private readonly pumping = new Set<string>();
-  private readonly refreshing = new Set<string>();
+  /** Resources whose horizon should be pushed out (→ lease id hash), in request order. */
+  private readonly refreshing = new Map<string, string>();
+  private readonly refreshStarted = new Set<string>();
+  private refreshesRunning = 0;
   private readonly pumpAgain = new Set<string>();
   private readonly safetyRescanMs: number;
   /** Whether every lease file has been read once, so `blockers` lists them all. */
@@ -181,11 +187,32 @@ export class LockManager {
    */
   private refreshHorizon(resource: string, hash: string): void {
     if (this.refreshing.has(resource) || this.store.refreshHorizon === undefined) return;
-    this.refreshing.add(resource);
-    void this.store
-      .refreshHorizon(resource, hash, this.now)
-      .catch((err: Error) => this.log(`pushing out the horizon of "${resource}" failed: ${err.message}`))
-      .finally(() => this.refreshing.delete(resource));
+    this.refreshing.set(resource, hash);
+    this.startRefreshes();
+  }
+
+  /**
+   * At most MAX_BACKGROUND_REFRESHES rewrites at a time, oldest request
+   * first: a burst of them (leases granted together fall due together) must
+   * not flood the disk that grants and releases wait for. A rewrite has a
+   * ttl of slack before any renewal needs it.
+   */
+  private startRefreshes(): void {
+    for (const [resource, hash] of this.refreshing) {
+      if (this.refreshesRunning >= MAX_BACKGROUND_REFRESHES || this.closed) return;
+      if (this.refreshStarted.has(resource)) continue;
+      this.refreshStarted.add(resource);
+      this.refreshesRunning++;
+      void this.store
+        .refreshHorizon!(resource, hash, this.now)
+        .catch((err: Error) => this.log(`pushing out the horizon of "${resource}" failed: ${err.message}`))
+        .finally(() => {
+          this.refreshesRunning--;
+          this.refreshStarted.delete(resource);
+          this.refreshing.delete(resource);
+          this.startRefreshes();
+        });
+    }
   }
 
   /** Runs inside the resource's mutex. */

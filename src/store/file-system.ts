@@ -101,14 +101,7 @@ export const threadPoolFileSystem: FileSystem = {
   },
   rename: (from, to) => fs.promises.rename(from, to),
   unlink: (path) => fs.promises.unlink(path),
-  syncDirectory: async (path) => {
-    const handle = await fs.promises.open(path, "r");
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-  },
+  syncDirectory: (path) => coalescedDirectorySync(path),
   mkdir: async (path) => {
     await fs.promises.mkdir(path, { recursive: true });
   },
@@ -123,6 +116,50 @@ export const threadPoolFileSystem: FileSystem = {
   },
   watch: (path, onEvent, onError) => nodeFileSystem.watch(path, onEvent, onError),
 };
+
+async function syncDirectoryOnce(path: string): Promise<void> {
+  const handle = await fs.promises.open(path, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+interface DirectorySync {
+  running: Promise<void>;
+  /** The fsync that starts when `running` ends, shared by everyone who asked meanwhile. */
+  next?: Promise<void>;
+}
+
+const directorySyncs = new Map<string, DirectorySync>();
+
+/**
+ * Group commit for directory fsyncs: a caller's rename is durable once an
+ * fsync of the dir that *started after* the rename has finished. While one
+ * runs, later callers share the single next one instead of queueing an fsync
+ * each, so concurrent background writes cost one directory fsync per batch.
+ */
+function coalescedDirectorySync(path: string): Promise<void> {
+  const current = directorySyncs.get(path);
+  if (current === undefined) return startDirectorySync(path);
+  // The running fsync may have started before our rename: wait for the next.
+  current.next ??= current.running.then(
+    () => startDirectorySync(path),
+    () => startDirectorySync(path),
+  );
+  return current.next;
+}
+
+function startDirectorySync(path: string): Promise<void> {
+  const entry: DirectorySync = { running: syncDirectoryOnce(path) };
+  directorySyncs.set(path, entry);
+  const forget = () => {
+    if (directorySyncs.get(path) === entry && entry.next === undefined) directorySyncs.delete(path);
+  };
+  entry.running.then(forget, forget);
+  return entry.running;
+}
 
 /** The identity of a file that does not exist. */
 export const ABSENT = "absent";

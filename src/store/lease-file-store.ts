@@ -225,9 +225,9 @@ export class LeaseFileStore implements LeaseStore {
    * from memory meanwhile. Does nothing if the file changed since our last
    * write (the next renewal then reads it) or is no longer due.
    */
-  refreshHorizon(resource: string, leaseIdHash: string, clock: Now): Promise<void> {
+  async refreshHorizon(resource: string, leaseIdHash: string, clock: Now): Promise<void> {
     const { fs, guardFs } = this.background;
-    return this.guarded(
+    await this.guardedIfFree(
       resource,
       async () => {
         const now = timeOf(clock);
@@ -429,6 +429,30 @@ export class LeaseFileStore implements LeaseStore {
       return await work();
     } finally {
       await unlock().catch((err: Error) => this.warn(`releasing guard ${this.layout.guardDir(resource)} failed: ${err.message}`));
+    }
+  }
+
+  /**
+   * Runs `work` under the guard if it can be taken at once, else does
+   * nothing (for background work that a later renewal simply tries again).
+   * The same directory as proper-lockfile's lock, made with one mkdir and
+   * removed with rmdir: held for milliseconds, it needs no mtime updates, and
+   * any other taker sees it as a live guard.
+   */
+  private async guardedIfFree(resource: string, work: () => Promise<void>, guardFs: GuardFileSystem): Promise<void> {
+    const guard = this.layout.guardDir(resource);
+    const call = (method: (path: string, done: (err: NodeJS.ErrnoException | null) => void) => void) =>
+      new Promise<void>((resolve, reject) => method(guard, (err) => (err ? reject(err) : resolve())));
+    try {
+      await call(guardFs.mkdir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "EEXIST") return;
+      throw toStoreError("taking the guard", guard, err);
+    }
+    try {
+      await work();
+    } finally {
+      await call(guardFs.rmdir).catch((err: Error) => this.warn(`releasing guard ${guard} failed: ${err.message}`));
     }
   }
 

@@ -250,6 +250,26 @@ test("a horizon falls due for a background rewrite once less than a ttl of headr
   }
 });
 
+test("a background rewrite does nothing while another writer holds the guard; a later one goes through", async () => {
+  const f = await fixture();
+  try {
+    const now = Date.now();
+    granted(await f.store.acquire("r", grant("mine"), now));
+    for (let at = 9_000; at <= 54_000; at += 9_000) assert.ok(await f.store.renew("r", hashLeaseId("mine"), now + at));
+    const path = join(f.dir, "r.lock");
+    const before = await readFile(path);
+    await mkdir(join(f.dir, "r.lock.guard"));
+    await f.store.refreshHorizon("r", hashLeaseId("mine"), now + 54_500);
+    assert.deepEqual(await readFile(path), before, "nothing written while the guard is taken");
+    await rmdir(join(f.dir, "r.lock.guard"));
+    await f.store.refreshHorizon("r", hashLeaseId("mine"), now + 55_000);
+    assert.equal((await assertValidLeaseFile(path)).renewed_at, new Date(now + 55_000).toISOString());
+    assert.deepEqual(await entries(f.dir), ["r.lock", "r.lock.fence"], "no guard or temp file left");
+  } finally {
+    await f.remove();
+  }
+});
+
 test("a background rewrite does nothing when the file changed since our write", async () => {
   const f = await fixture();
   try {
