@@ -5,14 +5,15 @@
 // same calls, in the same order, as LeaseFileStore makes them: guard
 // mkdir/rmdir around the grant (read, fence read, temp file + fsync, rename,
 // fsync of the dir) and around the release (read, unlink). `dir` defaults to
-// a fresh temp dir (so, usually, the same file system as the bench's).
+// a fresh temp dir (so, usually, the same file system as the bench's); ""
+// means the default too.
 // On a virtual disk the figure moves with the host's load: run it next to a
 // bench to tell a slow disk from a slow service.
 import * as fs from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-const dir = process.argv[2] ?? fs.mkdtempSync(join(tmpdir(), "mcp-lockd-fs-cycle-"));
+const dir = process.argv[2] || fs.mkdtempSync(join(tmpdir(), "mcp-lockd-fs-cycle-"));
 const cycles = Number(process.argv[3] ?? 500);
 fs.mkdirSync(dir, { recursive: true });
 const lease = join(dir, "r.lock");
@@ -67,4 +68,4 @@ console.log(
   `${dir}: per cycle ${per(all)} (${Math.round((cycles * 1000) / all)} cycles/s of file work alone): ` +
     `grant ${per(totals.grant)}, release ${per(totals.release)}, guards ${per(totals.guard)}`,
 );
-if (process.argv[2] === undefined) fs.rmSync(dir, { recursive: true, force: true });
+if (!process.argv[2]) fs.rmSync(dir, { recursive: true, force: true });

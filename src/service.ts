@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import { resolve } from "node:path";
 import { ShuttingDownError } from "./core/errors.ts";
 import { LockManager } from "./core/lock-manager.ts";
@@ -45,6 +46,9 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   const store = new LeaseFileStore({ dir: lockDir, onWarning: log, fs: options.fs });
   const manager = new LockManager({ store, log });
   const shutdown = new AbortController();
+  // Every call in flight listens for shutdown (and stops listening when it
+  // ends): many at once is normal, not a leak.
+  setMaxListeners(0, shutdown.signal);
   const readiness = new ReadinessGate(`loading lease files from ${lockDir}`);
 
   const grpc = await startGrpcServer(manager, { listen: options.grpcListen, shutdown, readiness, log });

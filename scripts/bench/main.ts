@@ -7,6 +7,7 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { performance } from "node:perf_hooks";
+import { measureDiskFloorMs } from "./disk-floor.ts";
 import { machineInfo } from "./machine.ts";
 import { metricCatalog } from "./metrics.ts";
 import { parseOptions, USAGE, UsageError, type Settings } from "./options.ts";
@@ -70,7 +71,10 @@ async function main(): Promise<void> {
   log(`${settings.mode} mode, ${settings.rounds} round(s), ${machine.cpus} × ${machine.model}, temp dir on ${machine.fs_type}`);
 
   await warmUpStarts(settings, etcd);
+  const diskFloorMs: Array<number | null> = [];
   for (let round = 0; round < settings.rounds; round++) {
+    diskFloorMs.push(measureDiskFloorMs(settings.mode === "quick" ? 100 : 500));
+    log(`round ${round + 1}/${settings.rounds}: disk floor ${diskFloorMs.at(-1) ?? "?"} ms per file-protocol cycle`);
     // Rotating the order (A B C, B C A, ...) keeps any drift of the machine from favouring one system.
     const runnable = systems.filter((system) => !system.unavailable);
     const order = runnable.map((_, i) => runnable[(i + round) % runnable.length]!);
@@ -92,11 +96,14 @@ async function main(): Promise<void> {
     await runStartup(settings, etcd, table, round, (message) => log(`  ${message}`));
   }
 
+  diskFloorMs.push(measureDiskFloorMs(settings.mode === "quick" ? 100 : 500));
   const seconds = Math.round((performance.now() - began) / 100) / 10;
   const preamble = [
     `mcp-lockd vs etcd ${machine.etcd_version ?? "(not run)"} vs proper-lockfile: ${settings.mode} mode, ${settings.rounds} round(s), ${seconds} s`,
     "",
     `Machine: ${machine.cpus} × ${machine.model}, ${machine.memory}, Linux ${machine.kernel}, Node ${machine.node}, temp dir on ${machine.fs_type}; ${machine.date}; commit ${machine.git_commit}.`,
+    "",
+    `Disk floor (scripts/measure-fs-cycle.mjs: the file protocol's calls for one acquire+release, no service), before each round and at the end: ${diskFloorMs.map((ms) => (ms === null ? "?" : `${ms} ms`)).join(", ")}.`,
   ];
   const suspect = windows.filter((w) => w.otherCpuPct > 25);
   if (suspect.length > 0) {
@@ -104,7 +111,7 @@ async function main(): Promise<void> {
   }
   process.stdout.write(markdownTable(table, preamble));
   const json = {
-    machine,
+    machine: { ...machine, disk_floor_ms: diskFloorMs },
     workloads: table.toJson(),
     ratio_orientation: "mcp-lockd/X > 1 means mcp-lockd is better: mcp-lockd÷X for higher-is-better rows, X÷mcp-lockd for lower-is-better rows, per round, then the median",
     seconds,

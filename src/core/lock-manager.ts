@@ -21,8 +21,12 @@ import { WaitQueue } from "./wait-queue.ts";
 import { Waiter } from "./waiter.ts";
 import type { LeaseStore } from "../store/lease-store.ts";
 
-/** Background horizon rewrites in flight at once (see startRefreshes). */
-const MAX_BACKGROUND_REFRESHES = 4;
+/**
+ * Background horizon rewrites in flight at once (see startRefreshes): enough
+ * to keep the thread pool busy and let concurrent rewrites share directory
+ * fsyncs, few enough that grants and releases are not starved of the disk.
+ */
+const MAX_BACKGROUND_REFRESHES = 16;
 
 export interface AcquireInput {
   resource: string;

@@ -37,9 +37,10 @@ export interface LeaseFileStoreOptions {
   dir: string;
   fs?: FileSystem;
   /**
-   * For background work nobody waits for (pushing out renewal horizons).
-   * Default: `fs` if one is given (tests inject faults into both), else the
-   * thread-pool implementation, so a background fsync never blocks a caller.
+   * For writes off the event loop: pushing out renewal horizons in the
+   * background, and renewals that must write. Default: `fs` if one is given
+   * (tests inject faults into both), else the thread-pool implementation, so
+   * such an fsync never blocks other callers.
    */
   backgroundFs?: FileSystem;
   /** Told when a guard is compromised (its directory removed or made stale under us). */
@@ -204,14 +205,22 @@ export class LeaseFileStore implements LeaseStore {
     const identity = await this.fs.identity(this.layout.leaseFile(resource)).catch(() => undefined);
     const extended = identity && this.promises.extend(resource, leaseIdHash, identity, timeOf(clock));
     if (extended) return extended;
-    return this.guarded(resource, async () => {
-      const now = timeOf(clock);
-      const current = await this.read(resource);
-      if (!isLiveLeaseOf(current, leaseIdHash, now)) return undefined;
-      const onDisk = { ...current.lease, expiresAt: horizonFor(now, current.lease.ttlMs) };
-      const written = await this.writeLease(resource, serializeLease(onDisk, now));
-      return this.promises.wrote(written, onDisk, now + current.lease.ttlMs);
-    });
+    // A renewal that must write does so on the thread pool: when the disk is
+    // slow (a burst of them after the background rewrites fell behind), the
+    // renewals that need no write keep being answered meanwhile.
+    const { fs, guardFs } = this.background;
+    return this.guarded(
+      resource,
+      async () => {
+        const now = timeOf(clock);
+        const current = await this.read(resource);
+        if (!isLiveLeaseOf(current, leaseIdHash, now)) return undefined;
+        const onDisk = { ...current.lease, expiresAt: horizonFor(now, current.lease.ttlMs) };
+        const written = await this.writeLease(resource, serializeLease(onDisk, now), fs);
+        return this.promises.wrote(written, onDisk, now + current.lease.ttlMs);
+      },
+      guardFs,
+    );
   }
 
   /** True when a renewal just found the lease's horizon due to be pushed out (see refreshHorizon). */
