@@ -24,8 +24,7 @@ def main(lock_dir, report_path):
         with FileLock(lock_dir, "example-file", ttl=10, wait=30) as lease:
             print(f"acquired {lease.resource} as {lease.holder}, fencing token {lease.fencing_token}")
             for step in range(1, 4):
-                if lease.lost.is_set():  # the same check as lease.check(), without raising
-                    raise LeaseLostError(f"lost {lease.resource}", lease.resource, lease.lost.reason)
+                lease.check()  # raises LeaseLostError once the lease is lost
                 append_report(report_path, lease, f"step {step}")
     except LeaseLostError as err:
         print(f"lost the lock, stopped: {err}", file=sys.stderr)

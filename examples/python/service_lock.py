@@ -37,7 +37,7 @@ def main(report_path):
         # While someone holds a lock, trying once fails with who holds it and until when.
         with client.lock("example-busy", ttl=10, holder="example-holder"):
             try:
-                with LockClient().lock("example-busy"):
+                with LockClient() as other, other.lock("example-busy"):
                     pass
             except ResourceBusyError as err:
                 until = err.expires_at.isoformat(timespec="milliseconds").replace("+00:00", "Z")

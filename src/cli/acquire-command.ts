@@ -1,7 +1,7 @@
 import { parseArgs } from "node:util";
 import { LockClient, type Lock } from "../client/index.ts";
 import { describeFailure, exitCodeFor } from "./client-failure.ts";
-import { defaultHolder, durationOption, resolveAddress, UsageError } from "./client-options.ts";
+import { defaultHolder, durationOption, resolveAddress, UsageError, DEFAULT_ADDRESS } from "./client-options.ts";
 import { processIo, type CommandIo } from "./command-io.ts";
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, exitCodeForSignal } from "./exit-codes.ts";
 import { acquireInterruptibly, catchSignals, INTERRUPT_SIGNALS, InterruptedError } from "./lock-waiting.ts";
@@ -30,7 +30,7 @@ renewed with \`mcp-lockd renew\`; end it with \`mcp-lockd release\`.
   --wait D      how long to wait in line (default: as long as the service
                 allows, 24h); 0 tries once and exits 75 if the resource is held
   --holder NAME shown to others (default USER@HOST pid PARENT_PID (mcp-lockd acquire))
-  --address     MCP_LOCKD_ADDRESS, else 127.0.0.1:50051
+  --address     MCP_LOCKD_ADDRESS, else ${DEFAULT_ADDRESS}
 Durations: 500ms, 30s, 5m, 1h, 1m30s; a bare number is seconds.
 
 In a script (eval of an empty output would succeed, so test acquire's status first):

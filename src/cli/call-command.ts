@@ -17,6 +17,8 @@ import { parseArgs } from "node:util";
 import { ReflectionClient, ReflectionError } from "../grpc/reflection-client.ts";
 import { EXIT_FAILURE, EXIT_USAGE } from "./exit-codes.ts";
 import { SERVE_DEFAULTS } from "./serve-options.ts";
+import { ERROR_CODE_KEY } from "../grpc/error-metadata.ts";
+import { UsageError } from "./client-options.ts";
 
 // `mcp-lockd call`: an example client that knows nothing of lock.proto. It
 // learns the services, methods and message types from the server's
@@ -44,11 +46,6 @@ Example:
 
 /** The server answered with an error (a gRPC status, or reflection's "not found"). */
 const EXIT_CALL_FAILED = EXIT_FAILURE;
-
-/** The input is wrong; said on stderr with the usage, exit 64. */
-class UsageError extends Error {
-  override name = "UsageError";
-}
 
 export interface CallIo {
   stdout: (text: string) => void;
@@ -179,7 +176,7 @@ function describeFailure(err: unknown, address: string): string {
   if (err instanceof ReflectionError) return `reflection: ${err.message}`;
   const e = err as Partial<ServiceError> & Error;
   if (typeof e.code === "number" && typeof e.details === "string") {
-    const errorCode = e.metadata?.get("mcp-lockd-error-code")[0];
+    const errorCode = e.metadata?.get(ERROR_CODE_KEY)[0];
     const detail = errorCode === undefined ? "" : ` [${String(errorCode)}]`;
     const hint = e.code === status.UNAVAILABLE && /connect|ECONNREFUSED|No connection/i.test(e.details) ? ` (is mcp-lockd serving on ${address}?)` : "";
     return `${status[e.code] ?? e.code}: ${e.details}${detail}${hint}`;

@@ -1,17 +1,19 @@
 import { hostname, userInfo } from "node:os";
+import { DEFAULT_ADDRESS } from "../client/lock-client.ts";
+import { MAX_HOLDER_BYTES } from "../core/limits.ts";
 import { DurationSyntaxError, parseDuration } from "./duration.ts";
 
 // What the client commands (run, status, acquire, release, renew) share:
 // where the service is, durations from flags, and the default holder name.
 
-export const DEFAULT_ADDRESS = "127.0.0.1:50051";
+export { DEFAULT_ADDRESS };
 
 /** Bad arguments: said on stderr with a pointer to --help, exit 64. */
 export class UsageError extends Error {
   override name = "UsageError";
 }
 
-/** --address, else MCP_LOCKD_ADDRESS, else 127.0.0.1:50051. */
+/** --address, else MCP_LOCKD_ADDRESS, else DEFAULT_ADDRESS. */
 export function resolveAddress(flag: string | undefined, env: NodeJS.ProcessEnv): string {
   const address = flag ?? (env.MCP_LOCKD_ADDRESS || undefined) ?? DEFAULT_ADDRESS;
   // HOST:PORT, [IPv6]:PORT, or a gRPC target with a scheme (unix:/path, dns:host:port).
@@ -32,7 +34,6 @@ export function durationOption(value: string | undefined, flag: string): number 
   }
 }
 
-const MAX_HOLDER_BYTES = 256;
 
 /**
  * The holder name others see when none is given: who and where, so that a

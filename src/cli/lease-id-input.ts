@@ -1,4 +1,5 @@
 import { UsageError } from "./client-options.ts";
+import { MAX_LEASE_ID_LENGTH } from "../core/limits.ts";
 
 // Where `release` and `renew` find the lease id: the argument, else
 // MCP_LOCKD_LEASE_ID, or stdin when the argument is "-". Arguments are
@@ -11,7 +12,7 @@ import { UsageError } from "./client-options.ts";
 
 // Lease ids are base64url (256 random bits make 43 characters); the service
 // refuses anything longer than 128.
-const LEASE_ID = /^[A-Za-z0-9_-]{1,128}$/;
+const LEASE_ID = new RegExp(`^[A-Za-z0-9_-]{1,${MAX_LEASE_ID_LENGTH}}$`);
 const MAX_STDIN_BYTES = 64 * 1024;
 
 export async function resolveLeaseId(

@@ -43,7 +43,6 @@ Lease files: <lock-dir>/<resource>.lock, protocol in docs/protocol.md.
 
 ${EXIT_CODES_HELP}`;
 
-export { EXIT_USAGE };
 
 /** The client commands, each with its usage and entry point. */
 const CLIENT_COMMANDS = new Map<string, { usage: string; run: (args: string[]) => Promise<number> }>([

@@ -1,9 +1,6 @@
-import { LockClient } from "../client/index.ts";
-import { describeFailure, exitCodeFor } from "./client-failure.ts";
 import { processIo, type CommandIo } from "./command-io.ts";
-import { EXIT_OK, EXIT_USAGE } from "./exit-codes.ts";
-import { resolveLeaseId } from "./lease-id-input.ts";
-import { parseLeaseCommandArgs, type LeaseCommandArgs } from "./release-command.ts";
+import { EXIT_OK } from "./exit-codes.ts";
+import { runLeaseCommand } from "./lease-command.ts";
 
 // `mcp-lockd renew`: extends a lease that `mcp-lockd acquire` printed to now +
 // its ttl, once (like one request of etcdctl's `lease keep-alive`). A script
@@ -21,28 +18,13 @@ A script renews every ttl/3 or so, for instance:
   while sleep 10; do mcp-lockd renew >/dev/null || break; done &
 `;
 
-export async function runRenewCommand(args: string[], io: CommandIo = processIo): Promise<number> {
-  let parsed: LeaseCommandArgs;
-  let leaseId: string;
-  try {
-    parsed = parseLeaseCommandArgs(args, io.env, true);
-    leaseId = await resolveLeaseId(parsed.leaseArgument, io.env, io.stdin);
-  } catch (err) {
-    io.stderr(`mcp-lockd renew: ${(err as Error).message}\n(mcp-lockd renew --help shows the usage)\n`);
-    return EXIT_USAGE;
-  }
-  const client = new LockClient({ address: parsed.address });
-  try {
+export function runRenewCommand(args: string[], io: CommandIo = processIo): Promise<number> {
+  return runLeaseCommand("renew", args, io, true, async (client, leaseId, parsed) => {
     const renewal = await client.renew(leaseId);
     const expiresAt = renewal.expiresAt.toISOString();
     await io.stdout(
       parsed.json ? `${JSON.stringify({ expires_at: expiresAt, ttl: renewal.ttl / 1000 })}\n` : `MCP_LOCKD_EXPIRES_AT=${expiresAt}\n`,
     );
     return EXIT_OK;
-  } catch (err) {
-    io.stderr(`mcp-lockd renew: ${describeFailure(err, parsed.address)}\n`);
-    return exitCodeFor(err);
-  } finally {
-    client.close();
-  }
+  });
 }

@@ -2,7 +2,7 @@ import { basename } from "node:path";
 import { parseArgs } from "node:util";
 import { LeaseLostError, LockClient, ResourceBusyError, type Lock } from "../client/index.ts";
 import { describeBusy, describeFailure, exitCodeFor } from "./client-failure.ts";
-import { defaultHolder, durationOption, resolveAddress, UsageError } from "./client-options.ts";
+import { defaultHolder, durationOption, resolveAddress, UsageError, DEFAULT_ADDRESS } from "./client-options.ts";
 import { SpawnError, SupervisedChild, type ChildExit } from "./child-supervisor.ts";
 import { processIo, type CommandIo } from "./command-io.ts";
 import { quoted, printable } from "./display-text.ts";
@@ -51,7 +51,7 @@ out to be gone when COMMAND finishes.
                 0 tries once and exits 75 if the resource is held
   --holder NAME shown to others (default USER@HOST pid PID (mcp-lockd run COMMAND))
   --grace D     SIGTERM to SIGKILL after a loss (default ${formatDuration(DEFAULT_GRACE_MS)}; 0 = SIGKILL at once)
-  --address     MCP_LOCKD_ADDRESS, else 127.0.0.1:50051
+  --address     MCP_LOCKD_ADDRESS, else ${DEFAULT_ADDRESS}
 Durations: 500ms, 30s, 5m, 1h, 1m30s; a bare number is seconds.
 COMMAND runs in its own process group and session (so that a loss stops
 everything it started): it has no controlling terminal, so programs that

@@ -1,4 +1,5 @@
 import { parseArgs } from "node:util";
+import { DEFAULT_ADDRESS } from "../client/lock-client.ts";
 
 export interface ServeOptions {
   lockDir: string;
@@ -8,7 +9,7 @@ export interface ServeOptions {
 
 export const SERVE_DEFAULTS = {
   lockDir: "./.mcp-gateway",
-  grpcListen: "127.0.0.1:50051",
+  grpcListen: DEFAULT_ADDRESS,
   httpListen: "127.0.0.1:8000",
 };
 

@@ -1,7 +1,7 @@
 import { parseArgs } from "node:util";
 import { LockClient } from "../client/index.ts";
 import { describeFailure, exitCodeFor } from "./client-failure.ts";
-import { resolveAddress, UsageError } from "./client-options.ts";
+import { resolveAddress, UsageError, DEFAULT_ADDRESS } from "./client-options.ts";
 import { processIo, type CommandIo } from "./command-io.ts";
 import { EXIT_OK, EXIT_USAGE } from "./exit-codes.ts";
 import { formatLockTable, lockToJson } from "./lock-table.ts";
@@ -16,7 +16,7 @@ resource, holder, held for, ttl, expires in, fencing token, waiters. With
 --json: {"locks": [...]} with the fields of GET /health/locks (resource,
 holder, acquired_at, ttl in seconds, expires_at, fencing_token, waiters,
 state, metadata). Locks held through the file protocol alone are listed too.
-  --address  MCP_LOCKD_ADDRESS, else 127.0.0.1:50051
+  --address  MCP_LOCKD_ADDRESS, else ${DEFAULT_ADDRESS}
 `;
 
 export async function runStatusCommand(args: string[], io: CommandIo = processIo): Promise<number> {

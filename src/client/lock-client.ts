@@ -7,12 +7,11 @@ import { InvalidArgumentError, LockClientError } from "./errors.ts";
 import { LeaseKeeper, type KeptLease } from "./lease-keeper.ts";
 import { Lock } from "./lock.ts";
 import { durationToMs, msToDuration, timestampToDate, toFencingToken } from "./proto-time.ts";
+import { MAX_WAIT_MS } from "../core/limits.ts";
 import { errorFromStatus, isServiceError } from "./status-errors.ts";
 import type { AcquireOptions, LockClientOptions, LockInfo, Renewal } from "./types.ts";
 
 export const DEFAULT_ADDRESS = "127.0.0.1:50051";
-/** The service's longest wait, used for `wait: Infinity`. */
-const MAX_WAIT_MS = 24 * 60 * 60 * 1000;
 /** Release and ListLocks answer at once; this only bounds an unresponsive peer. */
 const UNARY_DEADLINE_MS = 10_000;
 

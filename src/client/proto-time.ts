@@ -3,10 +3,7 @@ import type { Timestamp } from "../gen/google/protobuf/timestamp.ts";
 
 // Protobuf well-known types to and from the client's milliseconds and Dates.
 
-export function msToDuration(ms: number): Duration {
-  const seconds = Math.floor(ms / 1000);
-  return { seconds, nanos: Math.round((ms - seconds * 1000) * 1e6) };
-}
+export { msToDuration } from "../grpc/wire-time.ts";
 
 export function durationToMs(duration: Duration | undefined): number {
   return duration === undefined ? 0 : duration.seconds * 1000 + duration.nanos / 1e6;

@@ -75,8 +75,8 @@ export class LockManager {
   private readonly pumping = new Set<string>();
   /** Resources whose horizon should be pushed out (→ lease id hash), in request order. */
   private readonly refreshing = new Map<string, string>();
+  /** Those of them being rewritten now. */
   private readonly refreshStarted = new Set<string>();
-  private refreshesRunning = 0;
   private readonly pumpAgain = new Set<string>();
   private readonly safetyRescanMs: number;
   /** Whether every lease file has been read once, so `blockers` lists them all. */
@@ -152,16 +152,18 @@ export class LockManager {
    */
   async release(leaseId: string): Promise<void> {
     const { hash, resource } = this.lookup(leaseId);
-    const released = await this.mutex.run(resource, async () => {
+    const { released, handedOver } = await this.mutex.run(resource, async () => {
       const next = this.queues.get(resource)?.peek();
       if (next !== undefined && !next.tryOnce) return this.handOver(resource, hash, next);
       const done = await this.store.release(resource, hash, this.now);
       this.resourceByHash.delete(hash);
       this.observe(done ? { kind: "free", resource } : await this.store.read(resource, this.clock.now()));
-      return done;
+      return { released: done, handedOver: false };
     });
-    // Whatever the queue still holds (a failed hand-over, try-once callers) is served next.
-    setImmediate(() => this.pump(resource));
+    // Unless the lease went straight to the next waiter (the rest of the
+    // queue then waits for the new holder), whatever the queue holds (try-once
+    // callers, a waiter whose hand-over failed) is served next.
+    if (!handedOver) setImmediate(() => this.pump(resource));
     if (!released) throw new LeaseNotFoundError();
   }
 
@@ -178,7 +180,7 @@ export class LockManager {
       void this.expireIfDue(resource);
       throw new LeaseNotFoundError();
     }
-    if (this.store.horizonDue?.(resource, hash, this.clock.now())) this.refreshHorizon(resource, hash);
+    if (!this.refreshing.has(resource) && this.store.horizonDue?.(resource, hash, this.clock.now())) this.refreshHorizon(resource, hash);
     return renewed;
   }
 
@@ -203,15 +205,13 @@ export class LockManager {
    */
   private startRefreshes(): void {
     for (const [resource, hash] of this.refreshing) {
-      if (this.refreshesRunning >= MAX_BACKGROUND_REFRESHES || this.closed) return;
+      if (this.refreshStarted.size >= MAX_BACKGROUND_REFRESHES || this.closed) return;
       if (this.refreshStarted.has(resource)) continue;
       this.refreshStarted.add(resource);
-      this.refreshesRunning++;
       void this.store
         .refreshHorizon!(resource, hash, this.now)
         .catch((err: Error) => this.log(`pushing out the horizon of "${resource}" failed: ${err.message}`))
         .finally(() => {
-          this.refreshesRunning--;
           this.refreshStarted.delete(resource);
           this.refreshing.delete(resource);
           this.startRefreshes();
@@ -219,17 +219,18 @@ export class LockManager {
     }
   }
 
-  /** Runs inside the resource's mutex. */
-  private async handOver(resource: string, hash: string, next: Waiter): Promise<boolean> {
+  /** Runs inside the resource's mutex. `handedOver`: the next waiter holds the lease now. */
+  private async handOver(resource: string, hash: string, next: Waiter): Promise<{ released: boolean; handedOver: boolean }> {
     const outcome = await this.store.handOver(resource, hash, grantOf(next), this.now);
     this.resourceByHash.delete(hash);
     if (outcome.granted === undefined) {
       this.observe(outcome.released ? { kind: "free", resource } : await this.store.read(resource, this.clock.now()));
-      return outcome.released;
+      return { released: outcome.released, handedOver: false };
     }
     this.observe({ kind: "held", resource, lease: outcome.granted });
-    if (!next.grant(outcome.granted)) await this.undoGrant(resource, next);
-    return true;
+    if (next.grant(outcome.granted)) return { released: true, handedOver: true };
+    await this.undoGrant(resource, next);
+    return { released: true, handedOver: false };
   }
 
   /**

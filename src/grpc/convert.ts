@@ -3,6 +3,7 @@ import type { BlockingState, LeaseRecord } from "../core/lease.ts";
 import type { Duration } from "../gen/google/protobuf/duration.ts";
 import type { Timestamp } from "../gen/google/protobuf/timestamp.ts";
 import type { Lease } from "../gen/mcplockd/v1/lock.ts";
+import { msToDuration } from "./wire-time.ts";
 
 // Conversions between protobuf well-known types and the core's milliseconds.
 
@@ -14,10 +15,7 @@ export function durationToMs(duration: Duration | undefined, field: string): num
   return seconds * 1000 + nanos / 1e6;
 }
 
-export function msToDuration(ms: number): Duration {
-  const seconds = Math.floor(ms / 1000);
-  return { seconds, nanos: Math.round((ms - seconds * 1000) * 1e6) };
-}
+export { msToDuration };
 
 export function msToTimestamp(ms: number): Timestamp {
   return msToDuration(ms);

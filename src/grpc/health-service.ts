@@ -14,9 +14,9 @@ import type { ReadinessGate } from "./readiness-gate.ts";
 // health.proto from disk at run time and so breaks in a bundled executable.
 
 /** Check re-probes the lock dir at most this often; calls in between share the answer. */
-export const CHECK_PROBE_MAX_AGE_MS = 1_000;
+const CHECK_PROBE_MAX_AGE_MS = 1_000;
 /** While any Watch stream is open, the lock dir is re-probed this often and changes pushed. */
-export const WATCH_PROBE_INTERVAL_MS = 2_000;
+const WATCH_PROBE_INTERVAL_MS = 2_000;
 
 export interface HealthOptions {
   /** The services reported besides "" (the server as a whole). */
@@ -26,8 +26,6 @@ export interface HealthOptions {
   /** Throws when the lock dir cannot be written now. */
   probeWritable: () => Promise<void>;
   log?: (message: string) => void;
-  checkProbeMaxAgeMs?: number;
-  watchProbeIntervalMs?: number;
 }
 
 /**
@@ -42,13 +40,9 @@ export class ServingStatusMonitor {
   private readonly listeners = new Set<(status: ServingStatus) => void>();
   private timer: NodeJS.Timeout | undefined;
   private readonly log: (message: string) => void;
-  private readonly checkMaxAgeMs: number;
-  private readonly watchIntervalMs: number;
 
   constructor(private readonly options: HealthOptions) {
     this.log = options.log ?? (() => {});
-    this.checkMaxAgeMs = options.checkProbeMaxAgeMs ?? CHECK_PROBE_MAX_AGE_MS;
-    this.watchIntervalMs = options.watchProbeIntervalMs ?? WATCH_PROBE_INTERVAL_MS;
     this.lastStatus = this.current();
     // Probe as soon as the service is ready, so watchers hear SERVING at once.
     options.readiness.onOpen(() => void this.refresh(0));
@@ -63,7 +57,7 @@ export class ServingStatusMonitor {
   }
 
   /** The status after a probe no older than `maxAgeMs` (Check's default). */
-  async status(maxAgeMs = this.checkMaxAgeMs): Promise<ServingStatus> {
+  async status(maxAgeMs = CHECK_PROBE_MAX_AGE_MS): Promise<ServingStatus> {
     await this.refresh(maxAgeMs);
     return this.current();
   }
@@ -75,7 +69,7 @@ export class ServingStatusMonitor {
   subscribe(listener: (status: ServingStatus) => void): () => void {
     this.listeners.add(listener);
     if (this.timer === undefined && !this.options.shutdown.aborted) {
-      this.timer = setInterval(() => void this.refresh(this.watchIntervalMs / 2), this.watchIntervalMs);
+      this.timer = setInterval(() => void this.refresh(WATCH_PROBE_INTERVAL_MS / 2), WATCH_PROBE_INTERVAL_MS);
       this.timer.unref();
     }
     return () => {

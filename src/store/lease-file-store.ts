@@ -32,17 +32,16 @@ export const GUARD_UPDATE_MS = 5_000;
 // a crashed process is broken within one attempt instead of failing the caller.
 const GUARD_WAIT_MS = 15_000;
 const GUARD_BACKOFF = { firstMs: 2, factor: 1.3, maxMs: 100 };
+/** Own changes remembered for the watch's echo filter (see noteOwn). */
+const MAX_REMEMBERED_CHANGES = 100_000;
 
 export interface LeaseFileStoreOptions {
   dir: string;
-  fs?: FileSystem;
   /**
-   * For writes off the event loop: pushing out renewal horizons in the
-   * background, and renewals that must write. Default: `fs` if one is given
-   * (tests inject faults into both), else the thread-pool implementation, so
-   * such an fsync never blocks other callers.
+   * Injected by tests (faults); it then also serves the writes made off the
+   * event loop, which otherwise go through the thread pool (see background).
    */
-  backgroundFs?: FileSystem;
+  fs?: FileSystem;
   /** Told when a guard is compromised (its directory removed or made stale under us). */
   onWarning?: (message: string) => void;
   /** Fencing tokens reserved per fence-file write (see TokenReservations). */
@@ -66,9 +65,11 @@ export class LeaseFileStore implements LeaseStore {
     this.layout = new LockDirLayout(options.dir);
     this.location = options.dir;
     this.fs = options.fs ?? nodeFileSystem;
+    // Writes nobody on the event loop should wait for (horizon rewrites,
+    // renewals that must write, health probes) use the thread pool.
     this.background =
-      options.backgroundFs !== undefined || options.fs !== undefined
-        ? { fs: options.backgroundFs ?? this.fs, guardFs: guardFileSystem }
+      options.fs !== undefined
+        ? { fs: options.fs, guardFs: guardFileSystem }
         : { fs: threadPoolFileSystem, guardFs: threadPoolGuardFileSystem };
     this.warn = options.onWarning ?? (() => {});
     this.tokens = new TokenReservations(options.tokenBlockSize);
@@ -202,7 +203,7 @@ export class LeaseFileStore implements LeaseStore {
    * new horizon under the guard.
    */
   async renew(resource: string, leaseIdHash: string, clock: Now): Promise<LeaseRecord | undefined> {
-    const identity = await this.fs.identity(this.layout.leaseFile(resource)).catch(() => undefined);
+    const identity = await this.leaseFileIdentity(resource);
     const extended = identity && this.promises.extend(resource, leaseIdHash, identity, timeOf(clock));
     if (extended) return extended;
     // A renewal that must write does so on the thread pool: when the disk is
@@ -285,12 +286,12 @@ export class LeaseFileStore implements LeaseStore {
   async probeWritable(): Promise<void> {
     const path = join(this.layout.dir, `.health.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
     try {
-      await this.fs.writeNewFileSynced(path, "");
+      await this.background.fs.writeNewFileSynced(path, "");
     } catch (err) {
       throw toStoreError("probing that the lock dir is writable", path, err);
     }
     try {
-      await this.fs.unlink(path);
+      await this.background.fs.unlink(path);
     } catch (err) {
       throw toStoreError("removing the probe file", path, err);
     }
@@ -385,7 +386,7 @@ export class LeaseFileStore implements LeaseStore {
   private async writeLease(resource: string, text: string, fs = this.fs): Promise<string> {
     try {
       const identity = await this.writeAtomically(resource, this.layout.leaseFile(resource), text, fs);
-      this.ownChanges.set(resource, identity);
+      this.noteOwn(resource, identity);
       return identity;
     } catch (err) {
       await this.noteOwnChange(resource);
@@ -397,18 +398,30 @@ export class LeaseFileStore implements LeaseStore {
     this.promises.forget(resource);
     try {
       await this.remove(this.layout.leaseFile(resource));
-      this.ownChanges.set(resource, ABSENT);
+      this.noteOwn(resource, ABSENT);
     } catch (err) {
       await this.noteOwnChange(resource);
       throw err;
     }
   }
 
+  /** R.lock's identity (FileSystem.identity), or undefined when it cannot be read. */
+  private leaseFileIdentity(resource: string): Promise<string | undefined> {
+    return this.fs.identity(this.layout.leaseFile(resource)).catch(() => undefined);
+  }
+
+  private noteOwn(resource: string, identity: string): void {
+    // Forgetting is always safe (one needless re-read of an echo): bound memory
+    // for services that see ever new resource names.
+    if (this.ownChanges.size >= MAX_REMEMBERED_CHANGES && !this.ownChanges.has(resource)) this.ownChanges.clear();
+    this.ownChanges.set(resource, identity);
+  }
+
   /** Remembers what R.lock looks like after our own change (see watch). */
   private async noteOwnChange(resource: string): Promise<void> {
-    const identity = await this.fs.identity(this.layout.leaseFile(resource)).catch(() => undefined);
+    const identity = await this.leaseFileIdentity(resource);
     if (identity === undefined) this.ownChanges.delete(resource);
-    else this.ownChanges.set(resource, identity);
+    else this.noteOwn(resource, identity);
   }
 
   /**
@@ -419,8 +432,7 @@ export class LeaseFileStore implements LeaseStore {
   private async isOwnChange(resource: string): Promise<boolean> {
     const own = this.ownChanges.get(resource);
     if (own === undefined) return false;
-    const now = await this.fs.identity(this.layout.leaseFile(resource)).catch(() => undefined);
-    return now === own;
+    return (await this.leaseFileIdentity(resource)) === own;
   }
 
   private async remove(path: string): Promise<void> {

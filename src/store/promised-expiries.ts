@@ -2,7 +2,7 @@ import type { LeaseRecord } from "../core/lease.ts";
 import { MAX_TTL_MS } from "../core/limits.ts";
 
 /** The least headroom a horizon gives beyond the promise, whatever the ttl. */
-export const MIN_HORIZON_HEADROOM_MS = 60_000;
+const MIN_HORIZON_HEADROOM_MS = 60_000;
 
 /**
  * How far ahead a lease file's `expires_at` is written (docs/protocol.md,

@@ -5,7 +5,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { access, readFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { status } from "@grpc/grpc-js";
 import { makeTempDir } from "../helpers/temp-dir.ts";
@@ -14,6 +14,7 @@ import { TestLockClient, isServiceError } from "../helpers/lock-client.ts";
 import { assertValidLeaseFile } from "../helpers/lease-file-schema.ts";
 import { runProcess, type ProcessResult } from "../helpers/run-process.ts";
 import { waitFor } from "../helpers/wait.ts";
+import { exists } from "../helpers/fs.ts";
 import type { AcquireResponse } from "../../src/gen/mcplockd/v1/lock.ts";
 
 const PACKAGE_JSON = new URL("../../../package.json", import.meta.url);
@@ -62,13 +63,6 @@ async function serveWithEnv(env: NodeJS.ProcessEnv, cwd: string): Promise<{ chil
   } finally {
     clearTimeout(timer);
   }
-}
-
-function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
 }
 
 test("--help prints usage naming loopback defaults and exits 0", async () => {

@@ -9,10 +9,11 @@
 // with the latency from the loss to the command's end measured.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { access, readFile, rm, unlink } from "node:fs/promises";
+import { readFile, rm, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { startServiceFixture, type ServiceFixture } from "../helpers/service-process.ts";
 import { waitFor, withTimeout } from "../helpers/wait.ts";
+import { exists } from "../helpers/fs.ts";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { clientCliCommand, cliEnv, processExists, runClientCli, startClientCli } from "./client-cli.ts";
@@ -26,13 +27,6 @@ async function withService(fn: (fx: ServiceFixture) => Promise<void>): Promise<v
   } finally {
     await fx.close();
   }
-}
-
-async function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
 }
 
 async function waitersOn(fx: ServiceFixture, resource: string): Promise<number | undefined> {

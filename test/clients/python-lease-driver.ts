@@ -7,11 +7,11 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { PYTHON } from "../helpers/python.ts";
 import { withTimeout } from "../helpers/wait.ts";
 
-export const PYTHON = "/usr/bin/python3";
-// dist/test/clients/*.js → the repository root (the .py files are not copied to dist).
-export const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
+export { PYTHON };
+// dist/test/clients/*.js → the .py files in the repository (they are not copied to dist).
 export const DRIVER_PY = fileURLToPath(new URL("../../../test/clients/lease_driver.py", import.meta.url));
 export const PYTHON_PACKAGE_DIR = fileURLToPath(new URL("../../../clients/python/", import.meta.url));
 

@@ -7,9 +7,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { access } from "node:fs/promises";
 import { runProcess } from "../helpers/run-process.ts";
-import { PYTHON, PYTHON_PACKAGE_DIR } from "./python-lease-driver.ts";
-
-const INSTALL_HINT = "apt-get install -y python3-grpcio python3-grpc-tools";
+import { INSTALL_HINT, PYTHON } from "../helpers/python.ts";
+import { PYTHON_PACKAGE_DIR } from "./python-lease-driver.ts";
 
 test("clients/python unit tests pass under /usr/bin/python3 -m unittest", async (t) => {
   await access(PYTHON).catch(() => assert.fail(`${PYTHON} is missing; install python3 and then: ${INSTALL_HINT}`));

@@ -22,7 +22,7 @@ import { FaultyFileSystem } from "../helpers/faulty-file-system.ts";
 import { assertValidLeaseFile, assertValidLockDir } from "../helpers/lease-file-schema.ts";
 import { ManualClock, settle } from "../helpers/manual-clock.ts";
 import { makeTempDir } from "../helpers/temp-dir.ts";
-import { withTimeout } from "../helpers/wait.ts";
+import { waitFor, withTimeout } from "../helpers/wait.ts";
 
 /**
  * A pass-through LeaseStore that counts acquisitions the store answered with
@@ -172,15 +172,6 @@ function track<T>(promise: Promise<T>): Tracked<T> {
     },
   );
   return tracked;
-}
-
-/** Polls a condition (real time) until it holds; for background file I/O that has no event to await. */
-async function waitFor(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }
 
 /** Moves the manual clock in small steps (firing safety re-reads) until `done()`, within 5 s of real time. */
@@ -585,7 +576,7 @@ test("an expired lease with nobody waiting has its file removed at expiry", TEST
   const m = h.manager;
   const holder = await m.acquire({ resource: "r", ttlMs: 3_000 });
   await h.clock.advance(3_001);
-  await waitFor(async () => !(await exists(join(h.dir, "r.lock"))), "the expired lease file to be removed");
+  await waitFor(async () => !(await exists(join(h.dir, "r.lock"))), "the expired lease file to be removed", 5_000, 10);
   assert.deepEqual(await m.list(), []);
   await assert.rejects(m.renew(holder.leaseId), leaseNotFound);
   await fenceAtLeast(h.dir, "r", holder.lease.fencingToken, "the fence survives the expiry");
@@ -631,7 +622,7 @@ test("fencing tokens strictly increase across release, expiry and restarts; the 
   const b = await h.manager.acquire({ resource: "r", ttlMs: 5_000 });
   tokens.push(b.lease.fencingToken);
   await h.clock.advance(5_001);
-  await waitFor(async () => !(await exists(join(h.dir, "r.lock"))), "expiry of b");
+  await waitFor(async () => !(await exists(join(h.dir, "r.lock"))), "expiry of b", 5_000, 10);
   await fenceAtLeast(h.dir, "r", b.lease.fencingToken, "the fence survives expiry");
 
   const c = await h.manager.acquire({ resource: "r", ttlMs: 5_000 });
@@ -643,7 +634,7 @@ test("fencing tokens strictly increase across release, expiry and restarts; the 
   // The new manager learned c at start; it knows no promise, so it reclaims
   // c at the horizon in its file (ttl + 60 s after the grant).
   await h.clock.advance(65_001);
-  await waitFor(async () => !(await exists(join(h.dir, "r.lock"))), "expiry of c after the restart");
+  await waitFor(async () => !(await exists(join(h.dir, "r.lock"))), "expiry of c after the restart", 5_000, 10);
   assert.equal(await fenceToken(h.dir, "r"), fenceBeforeRestart1, "reclaiming c did not need to raise the fence");
 
   // After a restart the first grant is max(F, P) + 1: above the block the old manager reserved.
@@ -718,7 +709,7 @@ test("an expired lease file found at start is reclaimed", TEST_OPTIONS, async (t
   const live = await h.manager.acquire({ resource: "live", ttlMs: 60_000 });
   await h.restart();
   await h.clock.advance(0);
-  await waitFor(async () => !(await exists(join(h.dir, "old.lock"))), "the expired file to be reclaimed at start");
+  await waitFor(async () => !(await exists(join(h.dir, "old.lock"))), "the expired file to be reclaimed at start", 5_000, 10);
   assert.equal(await exists(join(h.dir, "live.lock")), true, "a live lease is kept");
   assert.deepEqual(
     (await h.manager.list()).map((l) => l.state.resource),
@@ -735,7 +726,7 @@ test("an old unreadable lease file found at start is reclaimed", TEST_OPTIONS, a
   await backdate(path, 3_600_000 + 60_000);
   await h.restart();
   await h.clock.advance(0);
-  await waitFor(async () => !(await exists(path)), "the old unreadable file to be reclaimed at start");
+  await waitFor(async () => !(await exists(path)), "the old unreadable file to be reclaimed at start", 5_000, 10);
   assert.equal((await h.manager.acquire({ resource: "r" })).lease.fencingToken, 1);
 });
 
@@ -783,7 +774,7 @@ test("a lease id never appears in any file in the lock dir, nor in logs or error
   await h.store.waitForBlocked(1);
   await h.manager.acquire({ resource: "a" }).catch((err: Error) => messages.push(err.message));
   await h.clock.advance(2_001);
-  await waitFor(async () => !(await exists(join(h.dir, "c.lock"))), "expiry of c");
+  await waitFor(async () => !(await exists(join(h.dir, "c.lock"))), "expiry of c", 5_000, 10);
   await h.manager.renew(ids[2]!).catch((err: Error) => messages.push(err.message));
   await h.restart();
   await assert.rejects(w.promise, ShuttingDownError);
@@ -881,7 +872,7 @@ test("a hand-edited expires_at far in the future is capped at mtime + 1 h", TEST
 
   // The manager reclaims it at the cap, not in 2100.
   await h.clock.advance(cap - h.clock.now() + 1);
-  await waitFor(async () => !(await exists(join(h.dir, "r.lock"))), "the capped lease to be reclaimed");
+  await waitFor(async () => !(await exists(join(h.dir, "r.lock"))), "the capped lease to be reclaimed", 5_000, 10);
   assert.equal((await h.manager.acquire({ resource: "r" })).lease.fencingToken, 42);
 });
 
@@ -928,7 +919,7 @@ test("a lease of another process the manager has seen is reclaimed at its expiry
   await writeExternalLease(h.dir, "r", { fencingToken: 7, acquiredAt: now, expiresAt: now + 5_000, ttl: 5 });
   await assert.rejects(h.manager.acquire({ resource: "r" }), busy('"python-client"'));
   await h.clock.advance(5_001);
-  await waitFor(async () => !(await exists(join(h.dir, "r.lock"))), "the external lease to be reclaimed");
+  await waitFor(async () => !(await exists(join(h.dir, "r.lock"))), "the external lease to be reclaimed", 5_000, 10);
   assert.equal(await fenceToken(h.dir, "r"), 7);
 });
 

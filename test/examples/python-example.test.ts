@@ -11,8 +11,8 @@ import { LockClient } from "../../src/index.ts";
 import { startServiceFixture } from "../helpers/service-process.ts";
 import { runProcess } from "../helpers/run-process.ts";
 import { makeTempDir } from "../helpers/temp-dir.ts";
+import { PYTHON } from "../helpers/python.ts";
 
-const PYTHON = "/usr/bin/python3";
 const REPO = fileURLToPath(new URL("../../../", import.meta.url));
 const EXAMPLES = join(REPO, "examples", "python");
 const PACKAGE = join(REPO, "clients", "python");

@@ -14,11 +14,13 @@ import { setTimeout as delay } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { status } from "@grpc/grpc-js";
 import { makeTempDir } from "../helpers/temp-dir.ts";
-import { startServiceFixture, startServiceProcess, type ServiceProcess } from "../helpers/service-process.ts";
+import { startServiceFixture, startServiceProcess } from "../helpers/service-process.ts";
 import { expectGrpcError, isServiceError, ms, TestLockClient } from "../helpers/lock-client.ts";
 import { assertValidLeaseFile, assertValidLockDir } from "../helpers/lease-file-schema.ts";
+import { fetchHealthLocks } from "../helpers/health-locks.ts";
+import { PYTHON } from "../helpers/python.ts";
+import { waitFor } from "../helpers/wait.ts";
 
-const PYTHON = "/usr/bin/python3";
 // dist/test/file-protocol/*.js → the .py sources, which tsc does not copy.
 const PY_DIR = fileURLToPath(new URL("../../../test/file-protocol/", import.meta.url));
 const FILE_LOCK_PY = join(PY_DIR, "file_lock.py");
@@ -163,21 +165,6 @@ async function nodeContender(
   }
 }
 
-/** Polls `condition` until it holds; fails after `timeoutMs`. For states that have no event to await. */
-async function until(what: string, condition: () => Promise<boolean>, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await delay(10);
-  }
-}
-
-async function healthLocks(service: ServiceProcess): Promise<Array<Record<string, unknown>>> {
-  const response = await fetch(`http://${service.httpAddress}/health/locks`);
-  assert.equal(response.status, 200);
-  return ((await response.json()) as { locks: Array<Record<string, unknown>> }).locks;
-}
-
 /** The value of `<dir>/<resource>.lock.fence` (0 when missing, as docs/protocol.md says). */
 async function fenceValue(dir: string, resource: string): Promise<number> {
   const text = await readFile(join(dir, `${resource}.lock.fence`), "utf8").catch((err: NodeJS.ErrnoException) => {
@@ -215,7 +202,7 @@ test("python file-protocol contenders and service clients never overlap; tokens 
     // Start the service clients once Python holds the lock for the first time (python processes start
     // slower than in-process clients, which could otherwise be done before Python begins).
     const fenceExists = async () => (await stat(join(lockDir, "shared.lock.fence")).catch(() => undefined)) !== undefined;
-    await Promise.race([until("the first python grant", fenceExists, 20_000), python]);
+    await Promise.race([waitFor(fenceExists, "the first python grant", 20_000, 10), python]);
     const [nodeA, nodeB] = await Promise.all([
       nodeContender(service.grpcAddress, "node-a", "shared", CYCLES, marker),
       nodeContender(service.grpcAddress, "node-b", "shared", CYCLES, marker),
@@ -298,7 +285,7 @@ test("a python-held lease blocks the service, shows in /health/locks, and its re
         await expectGrpcError(client.acquire({ resource: "handoff", holder: "svc-try-once" }), status.ABORTED, [`"${holder}"`]);
 
         // /health/locks and ListLocks show the Python holder.
-        const entry = (await healthLocks(service)).find((lock) => lock.resource === "handoff");
+        const entry = (await fetchHealthLocks(service)).find((lock) => lock.resource === "handoff");
         assert.ok(entry, "handoff missing from /health/locks");
         assert.equal(entry.holder, holder);
         assert.equal(entry.fencing_token, token);
@@ -318,7 +305,7 @@ test("a python-held lease blocks the service, shows in /health/locks, and its re
         { deadlineMs: 30_000 },
       );
       waiting.catch(() => {}); // awaited below; avoid an unhandled rejection if an assert fails first
-      await until("the service waiter to be queued", async () => (await client.listLocks("handoff")).locks[0]?.waiters === 1);
+      await waitFor(async () => (await client.listLocks("handoff")).locks[0]?.waiters === 1, "the service waiter to be queued", 5_000, 10);
       const releasedAt = Date.now();
       const released = await py.call({ op: "release", fencing_token: token });
       assert.deepEqual([released.ok, released.released], [true, true], JSON.stringify(released));

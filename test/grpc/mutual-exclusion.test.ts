@@ -2,10 +2,11 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { access, readFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { makeTempDir } from "../helpers/temp-dir.ts";
+import { exists } from "../helpers/fs.ts";
 import { startServiceProcess, type ServiceProcess } from "../helpers/service-process.ts";
 import { assertValidLockDir } from "../helpers/lease-file-schema.ts";
 import type { CycleRecord } from "./contention-worker.ts";
@@ -53,13 +54,6 @@ function spawnWorker(service: ServiceProcess, workDir: string, lockDir: string, 
   // A worker that fails before "ready" rejects this; the run reports it through exited.
   ready.catch(() => {});
   return { name, mode, child, exited, ready, output: () => `stdout:\n${stdout}\nstderr:\n${stderr}` };
-}
-
-async function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
 }
 
 async function readRecords(path: string): Promise<CycleRecord[]> {

@@ -10,12 +10,11 @@ import { makeTempDir } from "../helpers/temp-dir.ts";
 import { startServiceProcess } from "../helpers/service-process.ts";
 import { assertValidLockDir } from "../helpers/lease-file-schema.ts";
 import { runProcess, type ProcessResult } from "../helpers/run-process.ts";
+import { INSTALL_HINT, PYTHON } from "../helpers/python.ts";
 
-const PYTHON = "/usr/bin/python3";
 // dist/test/grpc/*.js → the repository root (proto/ and test/grpc/python_client.py are not in dist).
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 const CLIENT_PY = join(ROOT, "test", "grpc", "python_client.py");
-const INSTALL_HINT = "apt-get install -y python3-grpcio python3-grpc-tools";
 
 const describe = (r: ProcessResult) => `exit ${r.signal ?? r.code}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`;
 

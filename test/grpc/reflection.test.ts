@@ -21,9 +21,9 @@ import {
 import { runProcess, type ProcessResult } from "../helpers/run-process.ts";
 import { CLI_PATH, startServiceFixture, type ServiceFixture } from "../helpers/service-process.ts";
 import { makeTempDir } from "../helpers/temp-dir.ts";
+import { PYTHON } from "../helpers/python.ts";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
-const PYTHON = "/usr/bin/python3";
 const CLIENT_PY = join(ROOT, "test", "grpc", "reflection_client.py");
 const LOCK_FILE = "mcplockd/v1/lock.proto";
 const LOCK_IMPORTS = ["google/protobuf/duration.proto", "google/protobuf/timestamp.proto"];

@@ -2,13 +2,14 @@ import { test } from "node:test";
 import { fetchHealthLocks } from "../helpers/health-locks.ts";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { access, readFile, rename, writeFile } from "node:fs/promises";
+import { readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { status } from "@grpc/grpc-js";
 import { makeTempDir } from "../helpers/temp-dir.ts";
 import { startServiceProcess, type ServiceProcess } from "../helpers/service-process.ts";
-import { isServiceError, ms, TestLockClient } from "../helpers/lock-client.ts";
+import { expectGrpcError, isServiceError, ms, TestLockClient } from "../helpers/lock-client.ts";
+import { exists } from "../helpers/fs.ts";
+import { waitFor } from "../helpers/wait.ts";
 import { assertValidLeaseFile, assertValidLockDir } from "../helpers/lease-file-schema.ts";
 import type { Lease } from "../../src/gen/mcplockd/v1/lock.ts";
 
@@ -76,33 +77,6 @@ function leaseOf(response: { lease: Lease | undefined }): Lease {
   return response.lease;
 }
 
-async function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
-}
-
-/** Polls `condition` until it holds; fails with `what` after `timeoutMs`. */
-async function waitFor(what: string, condition: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) assert.fail(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
-async function rejectsWith(promise: Promise<unknown>, code: status, pattern?: RegExp): Promise<void> {
-  await assert.rejects(promise, (err: unknown) => {
-    assert.ok(isServiceError(err), `expected a gRPC error, got ${String(err)}`);
-    assert.equal(err.code, code, `expected status ${status[code]}, got ${status[err.code]}: ${err.details}`);
-    if (pattern) assert.match(err.details, pattern);
-    return true;
-  });
-}
-
-
-
 /**
  * Validates `<dir>/<resource>.lock` against the schema and checks that it is
  * still this lease's file, that its expires_at is the horizon of its last
@@ -149,7 +123,7 @@ test("SIGKILL while two leases are held and a third client waits: the leases sur
     // A third client queues for alpha; make sure it is waiting before the kill.
     const waiting = c.acquire({ resource: "alpha", holder: "holder-c", ttl: TTL_20S, waitTimeout: WAIT_30S });
     waiting.catch(() => {});
-    await waitFor("holder-c to wait for alpha", async () => (await a.listLocks("alpha")).locks[0]?.waiters === 1);
+    await waitFor(async () => (await a.listLocks("alpha")).locks[0]?.waiters === 1, "holder-c to wait for alpha", 10_000, 20);
     assert.equal(await assertValidLockDir(h.dir), 2);
 
     assert.equal(await first.stop("SIGKILL"), "SIGKILL");
@@ -170,8 +144,8 @@ test("SIGKILL while two leases are held and a third client waits: the leases sur
     const a2 = h.client(second);
     const b2 = h.client(second);
     // Still held: another holder is refused, naming the original holder.
-    await rejectsWith(intruder.acquire({ resource: "alpha", holder: "intruder" }), status.ABORTED, /"holder-a"/);
-    await rejectsWith(intruder.acquire({ resource: "beta", holder: "intruder" }), status.ABORTED, /"holder-b"/);
+    await expectGrpcError(intruder.acquire({ resource: "alpha", holder: "intruder" }), status.ABORTED, [/"holder-a"/]);
+    await expectGrpcError(intruder.acquire({ resource: "beta", holder: "intruder" }), status.ABORTED, [/"holder-b"/]);
     // The killed service's promises (acquired + ttl) died with it: the restarted
     // one holds the leases until the horizon in their files, acquired + ttl + 60 s.
     const listed = await fetchHealthLocks(second);
@@ -243,7 +217,7 @@ test("a lease whose horizon passed while the service was down is reclaimed at st
     assert.ok(await exists(leaseFile), "the lease file went away while no service was running");
 
     const second = await h.start();
-    await waitFor("the expired lease file to be removed", async () => !(await exists(leaseFile)));
+    await waitFor(async () => !(await exists(leaseFile)), "the expired lease file to be removed", 10_000, 20);
     const other = h.client(second);
     assert.deepEqual((await other.listLocks()).locks, []);
     assert.deepEqual((await fetchHealthLocks(second)).map((e) => e.resource), []);
@@ -252,7 +226,7 @@ test("a lease whose horizon passed while the service was down is reclaimed at st
     const ka = owner2.keepAlive();
     assert.equal((await ka.renew(short.leaseId)).expired, true);
     ka.end();
-    await rejectsWith(owner2.release(short.leaseId), status.NOT_FOUND);
+    await expectGrpcError(owner2.release(short.leaseId), status.NOT_FOUND);
 
     // Grantable at once (try once), with the next token of the restarted service: F + 1, above the
     // block the first service reserved (the reclaim did not need to raise the counter).
@@ -310,11 +284,11 @@ test("SIGTERM with a held lease: exit 0, the lease file stays, and the lease is 
     assert.equal(renewed.expired, false);
     const waiting = waiter.acquire({ resource: "graceful", holder: "holder-w", ttl: TTL_20S, waitTimeout: WAIT_30S });
     waiting.catch(() => {});
-    await waitFor("holder-w to wait for graceful", async () => (await holder.listLocks("graceful")).locks[0]?.waiters === 1);
+    await waitFor(async () => (await holder.listLocks("graceful")).locks[0]?.waiters === 1, "holder-w to wait for graceful", 10_000, 20);
 
     assert.equal(await first.stop("SIGTERM"), 0, `graceful stop did not exit 0:\n${first.stderr()}`);
     // The waiter is told to come back later, not granted; the keepalive stream ends.
-    await rejectsWith(waiting, status.UNAVAILABLE);
+    await expectGrpcError(waiting, status.UNAVAILABLE);
     await ka.ended;
     assert.equal(await assertValidLockDir(h.dir), 1);
     await assertLeaseFileOf(h.dir, lease, ms(renewed.expiresAt));
@@ -324,7 +298,7 @@ test("SIGTERM with a held lease: exit 0, the lease file stays, and the lease is 
     const second = await h.start();
     const other = h.client(second);
     const holder2 = h.client(second);
-    await rejectsWith(other.acquire({ resource: "graceful", holder: "other" }), status.ABORTED, /"holder-g"/);
+    await expectGrpcError(other.acquire({ resource: "graceful", holder: "other" }), status.ABORTED, [/"holder-g"/]);
     assert.deepEqual(
       (await fetchHealthLocks(second)).map((e) => [e.resource, e.holder, e.fencing_token]),
       [["graceful", "holder-g", lease.fencingToken]],

@@ -11,14 +11,13 @@ list, close), so a program can use either.
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 from typing import Any, Dict, List, Optional
 
 from . import file_protocol as protocol
 from .errors import LeaseLostError, LockError
-from .lease import HoldsOneLease, Lease, LockInfo
+from .lease import HoldsOneLease, Lease, LockInfo, default_holder, utc_from_seconds
 
 __all__ = ["FileLock", "FileLease", "FileLockClient"]
 
@@ -26,10 +25,6 @@ __all__ = ["FileLock", "FileLease", "FileLockClient"]
 # soon, doubling up to the cap, until the lease's deadline.
 RETRY_FIRST_S = 0.05
 RETRY_MAX_S = 1.0
-
-
-def default_holder() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class FileLease(Lease):
@@ -41,7 +36,7 @@ class FileLease(Lease):
             holder=grant.holder,
             fencing_token=grant.fencing_token,
             ttl=grant.ttl,
-            acquired_at=protocol.datetime_of_ms(grant.acquired_at),
+            acquired_at=utc_from_seconds(grant.acquired_at / 1000),
             metadata=grant.metadata,
         )
         self.lock_dir = grant.lock_dir
@@ -186,8 +181,8 @@ class FileLockClient:
                         resource=state.resource,
                         holder=d["holder"],
                         fencing_token=int(d["fencing_token"]),
-                        acquired_at=protocol.datetime_of_ms(acquired),
-                        expires_at=protocol.datetime_of_ms(state.blocked_until_ms or 0),
+                        acquired_at=utc_from_seconds(acquired / 1000),
+                        expires_at=utc_from_seconds((state.blocked_until_ms or 0) / 1000),
                         ttl=float(d["ttl"]),
                         waiters=0,
                         state="held",
@@ -201,8 +196,8 @@ class FileLockClient:
                         resource=state.resource,
                         holder="unknown",
                         fencing_token=0,
-                        acquired_at=protocol.datetime_of_ms(mtime),
-                        expires_at=protocol.datetime_of_ms(state.blocked_until_ms or 0),
+                        acquired_at=utc_from_seconds(mtime / 1000),
+                        expires_at=utc_from_seconds((state.blocked_until_ms or 0) / 1000),
                         ttl=((state.blocked_until_ms or 0) - mtime) / 1000,
                         waiters=0,
                         state="unreadable",

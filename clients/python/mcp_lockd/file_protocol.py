@@ -15,7 +15,6 @@ against the service by the tests. Section numbers refer to docs/protocol.md.
 from __future__ import annotations
 
 import calendar
-import datetime as _dt
 import errno
 import json
 import logging
@@ -39,6 +38,7 @@ from .errors import (
     ResourceBusyError,
     UnavailableError,
 )
+from .lease import utc_from_seconds
 
 __all__ = [
     "acquire",
@@ -129,10 +129,6 @@ class Grant:
         """The monotonic time at which the last confirmed write's expiry passes."""
         return self.confirmed_at_monotonic + self.confirmed_ttl_ms / 1000
 
-    def remaining_ms(self) -> float:
-        """How long the lease may still be used, by the monotonic clock."""
-        return (self.deadline_monotonic - time.monotonic()) * 1000
-
 
 # ---------------------------------------------------------------- names and paths
 
@@ -161,6 +157,17 @@ def _guard_path(lock_dir: str, resource: str) -> str:
 def _unavailable(what: str, path: str, err: OSError) -> UnavailableError:
     name = errno.errorcode.get(err.errno or 0, str(err.errno))
     return UnavailableError(f"{what} {path} failed: {name} ({err.strerror})")
+
+
+def _remove_lease_file(path: str) -> bool:
+    """Unlinks R.lock: True if removed, False if it was already gone (ENOENT)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    except OSError as err:
+        raise _unavailable("removing the lease file", path, err) from err
+    return True
 
 
 # ---------------------------------------------------------------- time
@@ -204,10 +211,6 @@ def parse_time(value: Any) -> Optional[float]:
         offset_s = sign * (oh * 3600 + om * 60)
     epoch_s = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)) - offset_s
     return epoch_s * 1000 + fraction * 1000
-
-
-def datetime_of_ms(ms: float) -> _dt.datetime:
-    return _dt.datetime.fromtimestamp(ms / 1000, tz=_dt.timezone.utc)
 
 
 # ---------------------------------------------------------------- parsing (section 2)
@@ -608,7 +611,7 @@ def busy_error(resource: str, state: State, waited_s: float) -> ResourceBusyErro
         f'resource "{resource}" is held by {who} until {format_time(until)} (waited {waited_s:.3f}s)',
         resource,
         holder,
-        None if until is None else datetime_of_ms(until),
+        None if until is None else utc_from_seconds(until / 1000),
     )
     error.state = state  # type: ignore[attr-defined]  # for tests and tools that want the details
     return error
@@ -694,14 +697,7 @@ def release(grant: Grant) -> bool:
         current = read_state(grant.lock_dir, grant.resource)
         if current.fencing_token != grant.fencing_token:
             return False  # someone else's (or unreadable, or gone): our lease had already ended
-        path = _lease_path(grant.lock_dir, grant.resource)
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            return False
-        except OSError as err:
-            raise _unavailable("removing the lease file", path, err) from err
-        return True
+        return _remove_lease_file(_lease_path(grant.lock_dir, grant.resource))
 
     released = _guarded(grant.lock_dir, grant.resource, work)
     grant.expires_at = min(grant.expires_at, now_ms())
@@ -725,13 +721,6 @@ def reclaim(lock_dir: str, resource: str) -> bool:
                 _fence_path(lock_dir, resource),
                 {"version": FILE_VERSION, "resource": resource, "fencing_token": current.fencing_token},
             )
-        path = _lease_path(lock_dir, resource)
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            return False
-        except OSError as err:
-            raise _unavailable("removing the lease file", path, err) from err
-        return True
+        return _remove_lease_file(_lease_path(lock_dir, resource))
 
     return _guarded(lock_dir, resource, work)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import os
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -27,6 +29,10 @@ SAFETY_MARGIN_S = 0.1
 
 def utc_from_seconds(seconds: float) -> _dt.datetime:
     return _dt.datetime.fromtimestamp(seconds, tz=_dt.timezone.utc)
+
+
+def default_holder() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass(frozen=True)

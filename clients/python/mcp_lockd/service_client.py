@@ -11,7 +11,6 @@ from __future__ import annotations
 import atexit
 import math
 import os
-import socket
 import threading
 import time
 import weakref
@@ -24,8 +23,9 @@ from ._gen import lock_pb2 as pb
 from ._gen import lock_pb2_grpc as pb_grpc
 from .channel_state import ChannelState
 from .errors import InvalidArgumentError, LeaseLostError, LockError, UnavailableError
+from .file_protocol import check_wait
 from .keepalive import KeepAliveSession
-from .lease import HoldsOneLease, Lease, LockInfo, utc_from_seconds
+from .lease import HoldsOneLease, Lease, LockInfo, default_holder, utc_from_seconds
 from .status_errors import error_from_rpc
 
 __all__ = ["LockClient", "ServiceLock", "ServiceLease", "DEFAULT_ADDRESS"]
@@ -81,10 +81,6 @@ def _duration(seconds: float) -> duration_pb2.Duration:
 
 def _seconds(message: Any) -> float:
     return message.seconds + message.nanos / 1e9
-
-
-def default_holder() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class ServiceLease(Lease):
@@ -251,11 +247,7 @@ class LockClient:
             raise LockError("the LockClient is closed")
         if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not math.isfinite(ttl) or ttl <= 0:
             raise InvalidArgumentError(f"ttl: {ttl!r} must be a positive number of seconds (1 to 3600)", "ttl")
-        if wait is not None and (
-            isinstance(wait, bool) or not isinstance(wait, (int, float)) or math.isnan(wait) or wait < 0
-        ):
-            raise InvalidArgumentError(f"wait: {wait!r} must be None or a number of seconds >= 0", "wait")
-        wait_s = 0.0 if wait is None else min(float(wait), MAX_WAIT_S)
+        wait_s = min(check_wait(wait), MAX_WAIT_S)
         holder_name = holder if holder is not None else (self.holder if self.holder is not None else default_holder())
         request = pb.AcquireRequest(
             resource=resource,
