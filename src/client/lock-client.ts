@@ -28,7 +28,8 @@ export class LockClient implements AsyncDisposable {
   #closing: Promise<void> | undefined;
 
   constructor(options: LockClientOptions = {}) {
-    this.address = options.address ?? process.env.MCP_LOCKD_ADDRESS ?? DEFAULT_ADDRESS;
+    // An empty MCP_LOCKD_ADDRESS counts as unset, as for the CLI.
+    this.address = options.address ?? (process.env.MCP_LOCKD_ADDRESS || undefined) ?? DEFAULT_ADDRESS;
     const initialDelayMs = options.reconnect?.initialDelayMs ?? 100;
     const maxDelayMs = Math.max(initialDelayMs, options.reconnect?.maxDelayMs ?? 2_000);
     this.#stub = new LockServiceClient(this.address, options.credentials ?? grpcCredentials.createInsecure(), {

@@ -301,3 +301,23 @@ test("detach hands a lease over: no more renewals, closing the client keeps it, 
   assert.equal(await other.release(leaseId), true, "the lease id still releases it");
   await (await other.acquire("detached")).release();
 });
+
+test("the address: the option, else MCP_LOCKD_ADDRESS, else 127.0.0.1:50051; an empty variable counts as unset", () => {
+  const saved = process.env.MCP_LOCKD_ADDRESS;
+  try {
+    process.env.MCP_LOCKD_ADDRESS = "";
+    const fallback = new LockClient();
+    assert.equal(fallback.address, "127.0.0.1:50051");
+    fallback.close();
+    process.env.MCP_LOCKD_ADDRESS = "127.0.0.1:7001";
+    const fromEnv = new LockClient();
+    assert.equal(fromEnv.address, "127.0.0.1:7001");
+    fromEnv.close();
+    const given = new LockClient({ address: "127.0.0.1:7002" });
+    assert.equal(given.address, "127.0.0.1:7002");
+    given.close();
+  } finally {
+    if (saved === undefined) delete process.env.MCP_LOCKD_ADDRESS;
+    else process.env.MCP_LOCKD_ADDRESS = saved;
+  }
+});
