@@ -21,9 +21,17 @@ fi
 lock_dir="${MCP_LOCKD_DIR:-./.mcp-gateway}"
 grpc_listen="${MCP_LOCKD_GRPC_LISTEN:-127.0.0.1:50051}"
 http_listen="${MCP_LOCKD_HTTP_LISTEN:-127.0.0.1:8000}"
+# Certificates and the auth file: their directories are watched for changes
+# (a rotation replaces the file by rename), so each directory is readable.
+config_files=()
+for name in MCP_LOCKD_CERT_FILE MCP_LOCKD_KEY_FILE MCP_LOCKD_TRUSTED_CA_FILE MCP_LOCKD_AUTH_FILE; do
+  if [[ -n "${!name:-}" ]]; then config_files+=("${!name}"); fi
+done
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
   case "${args[i]}" in
+    --cert-file | --key-file | --trusted-ca-file | --auth-file) config_files+=("${args[i + 1]:-}") ;;
+    --cert-file=* | --key-file=* | --trusted-ca-file=* | --auth-file=*) config_files+=("${args[i]#*=}") ;;
     --lock-dir) lock_dir="${args[i + 1]:-}" ;;
     --lock-dir=*) lock_dir="${args[i]#*=}" ;;
     --grpc-listen) grpc_listen="${args[i + 1]:-}" ;;
@@ -40,12 +48,15 @@ host_of() {
   if [[ "$host" == localhost ]]; then printf 'localhost,127.0.0.1,[::1]'; else printf '%s' "$host"; fi
 }
 
+config_dirs=""
+for file in "${config_files[@]}"; do config_dirs+=",$(dirname -- "$file")"; done
+
 if [[ -n "${MCP_LOCKD_DENO_FLAGS:-}" ]]; then
   # shellcheck disable=SC2206 # word splitting of the override is intended
   permissions=(${MCP_LOCKD_DENO_FLAGS})
 else
   permissions=(
-    "--allow-read=$lock_dir"
+    "--allow-read=$lock_dir$config_dirs"
     "--allow-write=$lock_dir"
     "--allow-net=$(host_of "$grpc_listen"),$(host_of "$http_listen")"
     --allow-env

@@ -1,6 +1,13 @@
 import { setMaxListeners } from "node:events";
 import { resolve } from "node:path";
+import type { SecureContextOptions } from "node:tls";
+import type { AccessPolicy } from "./auth/access-policy.ts";
+import { parseAuthFile } from "./auth/auth-file.ts";
+import { assertPlaintextAllowed } from "./config/listen-policy.ts";
+import { ReloadingFiles } from "./config/reloading-files.ts";
 import { ShuttingDownError } from "./core/errors.ts";
+import { ReloadableServerCredentials } from "./grpc/reloadable-server-credentials.ts";
+import { secureContextOf, tlsFilePaths, type TlsFiles } from "./tls/tls-settings.ts";
 import { LockManager } from "./core/lock-manager.ts";
 import { startGrpcServer, type RunningGrpcServer } from "./grpc/grpc-server.ts";
 import { ReadinessGate } from "./grpc/readiness-gate.ts";
@@ -20,12 +27,20 @@ export interface ServiceOptions {
   onGrpcListening?: (address: string) => void;
   /** The file operations of the lease store (tests inject faults and gates). */
   fs?: FileSystem;
+  /** Serve gRPC and HTTP over TLS (mutual TLS with clientCertAuth). */
+  tls?: TlsFiles;
+  /** Turns authorization on: principals, tokens and grants (docs/security.md). */
+  authFile?: string;
+  /** Allow plaintext on non-loopback addresses. */
+  insecureListen?: boolean;
 }
 
 export interface RunningService {
   grpcAddress: string;
   httpAddress: string;
   lockDir: string;
+  /** Re-reads the certificates and the auth file now (SIGHUP); a bad new version keeps the old one. */
+  reload(): Promise<void>;
   /** Graceful: stop accepting, end waits and streams, finish calls in flight. Lease files stay. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -42,7 +57,17 @@ export interface RunningService {
  */
 export async function startService(options: ServiceOptions): Promise<RunningService> {
   const log = options.log ?? (() => {});
+  assertPlaintextAllowed(
+    [
+      { flag: "--grpc-listen", address: options.grpcListen },
+      { flag: "--http-listen", address: options.httpListen },
+    ],
+    options.tls !== undefined,
+    options.insecureListen === true,
+  );
   const lockDir = resolve(options.lockDir);
+  // Read before anything binds: a bad certificate or auth file fails the start.
+  const security = await openSecurityFiles(options, log);
   const store = new LeaseFileStore({ dir: lockDir, onWarning: log, fs: options.fs });
   const manager = new LockManager({ store, log });
   const shutdown = new AbortController();
@@ -51,14 +76,26 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   setMaxListeners(0, shutdown.signal);
   const readiness = new ReadinessGate(`loading lease files from ${lockDir}`);
 
-  const grpc = await startGrpcServer(manager, { listen: options.grpcListen, shutdown, readiness, log });
+  const { tls, auth } = security;
+  const access = () => auth?.value;
+  let grpc: RunningGrpcServer;
+  try {
+    grpc = await startGrpcServer(manager, { listen: options.grpcListen, shutdown, readiness, log, credentials: tls?.credentials, access });
+  } catch (err) {
+    security.close();
+    throw err;
+  }
   let http: RunningHttpServer | undefined;
   try {
     log(`grpc listening on ${grpc.address}; loading lease files (health NOT_SERVING until done)`);
     options.onGrpcListening?.(grpc.address);
-    http = await startHttpServer(manager, options.httpListen);
+    const httpTls = tls && options.tls && { context: tls.files.value, requireClientCertificate: options.tls.clientCertAuth };
+    http = await startHttpServer(manager, options.httpListen, { tls: httpTls, access });
+    const started = http;
+    tls?.onChange((context) => started.updateTls(context));
     await manager.start();
   } catch (err) {
+    security.close();
     await abandon(grpc, http, manager, shutdown);
     throw err;
   }
@@ -70,8 +107,10 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     grpcAddress: grpc.address,
     httpAddress: running.address,
     lockDir,
+    reload: () => security.reload(),
     stop(graceMs = 5_000) {
       stopping ??= (async () => {
+        security.close();
         // Health turns NOT_SERVING and Watch streams end first, so balancers
         // stop sending before the listeners close.
         shutdown.abort(new ShuttingDownError()); // also ends KeepAlive and reflection streams
@@ -93,4 +132,62 @@ async function abandon(
   shutdown.abort(new ShuttingDownError());
   manager.close();
   await Promise.all([grpc.stop(0), http?.stop()]);
+}
+
+interface SecurityFiles {
+  tls?: {
+    files: ReloadingFiles<SecureContextOptions>;
+    credentials: ReloadableServerCredentials;
+    onChange(listener: (context: SecureContextOptions) => void): void;
+  };
+  auth?: ReloadingFiles<AccessPolicy>;
+  reload(): Promise<void>;
+  close(): void;
+}
+
+/** The certificates and the auth file, each reloaded when its files change. */
+async function openSecurityFiles(options: ServiceOptions, log: (message: string) => void): Promise<SecurityFiles> {
+  const listeners: Array<(context: SecureContextOptions) => void> = [];
+  const tlsFiles = options.tls;
+  let tls: SecurityFiles["tls"];
+  if (tlsFiles) {
+    let credentials: ReloadableServerCredentials | undefined;
+    const files = await ReloadingFiles.open(tlsFilePaths(tlsFiles), {
+      what: "TLS certificates",
+      parse: (contents) => secureContextOf(tlsFiles, contents),
+      onChange: (context) => {
+        credentials?.update(context);
+        for (const listener of listeners) listener(context);
+      },
+      log,
+    });
+    credentials = new ReloadableServerCredentials(files.value, tlsFiles.clientCertAuth);
+    tls = { files, credentials, onChange: (listener) => listeners.push(listener) };
+  }
+  let auth: ReloadingFiles<AccessPolicy> | undefined;
+  try {
+    auth =
+      options.authFile === undefined
+        ? undefined
+        : await ReloadingFiles.open([options.authFile], {
+            what: `auth file ${options.authFile}`,
+            parse: ([text]) => parseAuthFile(text!.toString("utf8")),
+            log,
+          });
+  } catch (err) {
+    tls?.files.close();
+    throw new Error(`--auth-file ${options.authFile}: ${(err as Error).message}`);
+  }
+  if (auth) log(`authorization on: ${auth.value.principals.length} principal(s) from ${options.authFile}`);
+  return {
+    tls,
+    auth,
+    reload: async () => {
+      await Promise.all([tls?.files.reload(), auth?.reload()]);
+    },
+    close: () => {
+      tls?.files.close();
+      auth?.close();
+    },
+  };
 }

@@ -13,6 +13,7 @@ import {
   MAX_LEASE_ID_LENGTH,
   validateHolder,
   validateMetadata,
+  validateReason,
   validateResource,
   validateTtl,
   validateWait,
@@ -46,6 +47,11 @@ export interface GrantedLease {
 export interface ListedLock {
   state: BlockingState;
   waiters: number;
+}
+
+export interface ForceReleased {
+  /** What held the resource and was removed; undefined when it was free. */
+  removed: BlockingState | undefined;
 }
 
 export interface LockManagerOptions {
@@ -249,6 +255,40 @@ export class LockManager {
       held.push({ state, waiters: this.queues.get(state.resource)?.size ?? 0 });
     }
     return held.sort((a, b) => (a.state.resource < b.state.resource ? -1 : a.state.resource > b.state.resource ? 1 : 0));
+  }
+
+  /**
+   * The resource a live lease id holds, or undefined: for edges that must
+   * check a caller's permission on it before a Release or a renewal.
+   */
+  resourceOfLease(leaseId: string): string | undefined {
+    if (leaseId.length === 0 || leaseId.length > MAX_LEASE_ID_LENGTH) return undefined;
+    return this.resourceByHash.get(hashLeaseId(leaseId));
+  }
+
+  /**
+   * An operator frees `resource` whoever holds it (a stuck holder, a file
+   * protocol lease, an unreadable file): its holder's next renewal finds the
+   * lease gone, and the next waiter is granted with a higher fencing token.
+   * `by` (the principal) and `reason` go to the log with the holder.
+   */
+  async forceRelease(resource: string, by: string, reason: string): Promise<ForceReleased> {
+    validateResource(resource);
+    validateReason(reason);
+    if (this.closed) throw new ShuttingDownError();
+    const forceRemove = this.store.forceRemove?.bind(this.store);
+    if (forceRemove === undefined) throw new Error("this lease store cannot force a release");
+    const removed = await this.mutex.run(resource, async () => {
+      const previous = await forceRemove(resource, this.now);
+      this.observe({ kind: "free", resource });
+      return previous;
+    });
+    if (removed !== undefined) {
+      const holder = removed.kind === "held" ? `"${removed.lease.holder}" (fencing token ${removed.lease.fencingToken})` : `an unreadable lease file (${removed.reason})`;
+      this.log(`force-release of "${resource}" by ${JSON.stringify(by)}: removed ${holder}; reason: ${JSON.stringify(reason)}`);
+      this.pump(resource);
+    }
+    return { removed };
   }
 
   /**

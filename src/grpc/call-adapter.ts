@@ -4,6 +4,7 @@ import type {
   ServerDuplexStream,
   ServerUnaryCall,
 } from "@grpc/grpc-js";
+import { presentedCredentials, type PresentedCredentials } from "../auth/access-policy.ts";
 import { WaitCancelledError, WaitDeadlineError, type LockError } from "../core/errors.ts";
 import { toServiceError } from "./status-map.ts";
 
@@ -14,6 +15,8 @@ import { toServiceError } from "./status-map.ts";
 export interface CallContext {
   /** Aborts when the client cancels or disconnects, the deadline passes, or the server shuts down. */
   signal: AbortSignal;
+  /** The bearer token and the verified client certificate's common name, when the call has them. */
+  presented: PresentedCredentials;
 }
 
 export type UnaryHandler<Req, Res> = (request: Req, context: CallContext) => Promise<Res>;
@@ -138,5 +141,14 @@ function contextOf(call: ServerUnaryCall<unknown, unknown> | ServerDuplexStream<
     call.removeListener("cancelled", onCancelled);
     shutdown.removeEventListener("abort", onShutdown);
   };
-  return { context: { signal: controller.signal }, dispose };
+  return { context: { signal: controller.signal, presented: presentedBy(call) }, dispose };
+}
+
+/**
+ * The call's credentials: `authorization: Bearer <token>` metadata, and the
+ * subject CN of a client certificate that the TLS handshake verified
+ * (grpc-js gives no certificate for an unverified peer).
+ */
+function presentedBy(call: ServerUnaryCall<unknown, unknown> | ServerDuplexStream<unknown, unknown>): PresentedCredentials {
+  return presentedCredentials(call.metadata.get("authorization")[0], call.getAuthContext?.().sslPeerCertificate?.subject?.CN);
 }

@@ -1,4 +1,5 @@
 import { Server, ServerCredentials } from "@grpc/grpc-js";
+import type { AccessPolicy } from "../auth/access-policy.ts";
 import type { LockManager } from "../core/lock-manager.ts";
 import { HealthService } from "../gen/grpc/health/v1/health.ts";
 import { ServerReflectionService } from "../gen/grpc/reflection/v1/reflection.ts";
@@ -31,6 +32,10 @@ export interface GrpcServerOptions {
   /** LockService calls are refused until it opens; health says NOT_SERVING until then. */
   readiness: ReadinessGate;
   log?: (message: string) => void;
+  /** TLS (or mutual TLS); plaintext when absent. */
+  credentials?: ServerCredentials;
+  /** The current access policy; authorization is off while it returns undefined. */
+  access?: () => AccessPolicy | undefined;
 }
 
 export interface RunningGrpcServer {
@@ -48,7 +53,7 @@ export interface RunningGrpcServer {
 export async function startGrpcServer(manager: LockManager, options: GrpcServerOptions): Promise<RunningGrpcServer> {
   const { listen, shutdown, readiness } = options;
   const server = new Server(SERVER_OPTIONS);
-  server.addService(LockServiceService, lockService(manager, shutdown.signal, readiness));
+  server.addService(LockServiceService, lockService(manager, shutdown.signal, { gate: readiness, access: options.access }));
 
   const healthOptions = {
     services: [LOCK_SERVICE_NAME],
@@ -66,7 +71,7 @@ export async function startGrpcServer(manager: LockManager, options: GrpcServerO
   server.addService(ServerReflectionAlphaService, reflection);
 
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(listen, ServerCredentials.createInsecure(), (err, boundPort) => (err ? reject(err) : resolve(boundPort))),
+    server.bindAsync(listen, options.credentials ?? ServerCredentials.createInsecure(), (err, boundPort) => (err ? reject(err) : resolve(boundPort))),
   );
   // Deno's node:http2 can crash on a client's GOAWAY after many streams on one
   // connection (see session-stream-limit.ts); 10 held in every run measured.

@@ -1,8 +1,12 @@
 import type { LockManager } from "../core/lock-manager.ts";
 import { LeaseNotFoundError } from "../core/errors.ts";
+import { validateResource } from "../core/limits.ts";
+import type { AccessPolicy, Action, Principal } from "../auth/access-policy.ts";
 import type {
   AcquireRequest,
   AcquireResponse,
+  ForceReleaseRequest,
+  ForceReleaseResponse,
   KeepAliveRequest,
   KeepAliveResponse,
   ListLocksRequest,
@@ -18,12 +22,48 @@ import { durationToMs, msToDuration, msToTimestamp, toListedLease, toProtoLease 
 /** Renewals one KeepAlive stream may have in progress at once; more wait in the stream (backpressure). */
 const KEEPALIVE_IN_FLIGHT_PER_STREAM = 64;
 
+/** Who the caller is when authorization is off: named in force-release logs. */
+const ANONYMOUS = "anonymous (no --auth-file)";
+
+export interface LockServiceOptions {
+  /** Refuses calls while it says so (the service is still loading lease files). */
+  gate?: CallGate;
+  /** The current access policy (it may be reloaded), or undefined when authorization is off. */
+  access?: () => AccessPolicy | undefined;
+}
+
 /**
- * mcplockd.v1.LockService: a thin adapter over the LockManager. Calls are
- * refused while `gate` says so (the service is still loading lease files).
+ * mcplockd.v1.LockService: a thin adapter over the LockManager. With an
+ * access policy, every call is authenticated and checked against the
+ * principal's grants before the manager sees it.
  */
-export function lockService(manager: LockManager, shutdown: AbortSignal, gate?: CallGate): LockServiceServer {
-  async function acquire(request: AcquireRequest, { signal }: CallContext): Promise<AcquireResponse> {
+export function lockService(manager: LockManager, shutdown: AbortSignal, options: LockServiceOptions = {}): LockServiceServer {
+  const { gate } = options;
+
+  /** The caller's principal and the policy, or undefined for both when authorization is off. */
+  function authenticate(context: CallContext): { policy: AccessPolicy; principal: Principal } | undefined {
+    const policy = options.access?.();
+    return policy && { policy, principal: policy.authenticate(context.presented) };
+  }
+
+  function authorize(context: CallContext, action: Action, resource: string): string {
+    const auth = authenticate(context);
+    auth?.policy.require(auth.principal, action, resource);
+    return auth?.principal.name ?? ANONYMOUS;
+  }
+
+  /** Release and renewals act on the resource the lease holds: the caller needs "lock" there. */
+  function authorizeLease(context: CallContext, leaseId: string): void {
+    const auth = authenticate(context);
+    if (!auth) return;
+    const resource = manager.resourceOfLease(leaseId);
+    if (resource === undefined) throw new LeaseNotFoundError();
+    auth.policy.require(auth.principal, "lock", resource);
+  }
+
+  async function acquire(request: AcquireRequest, context: CallContext): Promise<AcquireResponse> {
+    authorize(context, "lock", validateResource(request.resource));
+    const { signal } = context;
     const granted = await manager.acquire(
       {
         resource: request.resource,
@@ -42,7 +82,8 @@ export function lockService(manager: LockManager, shutdown: AbortSignal, gate?: 
     return { lease: toProtoLease(granted.lease, granted.leaseId) };
   }
 
-  async function release(request: ReleaseRequest): Promise<ReleaseResponse> {
+  async function release(request: ReleaseRequest, context: CallContext): Promise<ReleaseResponse> {
+    authorizeLease(context, request.leaseId);
     await manager.release(request.leaseId);
     return { released: true };
   }
@@ -50,24 +91,37 @@ export function lockService(manager: LockManager, shutdown: AbortSignal, gate?: 
   // Renewals on one stream run side by side and are answered as they finish
   // (each answer names its lease): one slow resource must not hold up the
   // other leases a client renews on the same stream.
-  function keepAlive(requests: AsyncIterable<KeepAliveRequest>): AsyncIterable<KeepAliveResponse> {
-    return mapUnordered(requests, KEEPALIVE_IN_FLIGHT_PER_STREAM, renew);
+  async function* keepAlive(requests: AsyncIterable<KeepAliveRequest>, context: CallContext): AsyncIterable<KeepAliveResponse> {
+    // Credentials are checked as the stream opens, so a caller without any
+    // learns it at once rather than at its first renewal.
+    authenticate(context);
+    yield* mapUnordered(requests, KEEPALIVE_IN_FLIGHT_PER_STREAM, (request) => renew(request, context));
   }
 
-  async function renew({ leaseId }: KeepAliveRequest): Promise<KeepAliveResponse> {
+  async function renew({ leaseId }: KeepAliveRequest, context: CallContext): Promise<KeepAliveResponse> {
     try {
+      authorizeLease(context, leaseId);
       const lease = await manager.renew(leaseId);
       return { leaseId, expiresAt: msToTimestamp(lease.expiresAt), ttl: msToDuration(lease.ttlMs), expired: false };
     } catch (err) {
-      // Lost leases are answered in-band; store failures end the stream.
+      // Lost leases are answered in-band; store failures and refusals end the stream.
       if (!(err instanceof LeaseNotFoundError)) throw err;
       return { leaseId, expiresAt: undefined, ttl: undefined, expired: true };
     }
   }
 
-  async function listLocks(request: ListLocksRequest): Promise<ListLocksResponse> {
+  async function listLocks(request: ListLocksRequest, context: CallContext): Promise<ListLocksResponse> {
+    const auth = authenticate(context);
+    auth?.policy.requireAny(auth.principal, "read");
     const locks = await manager.list(request.resourcePrefix);
-    return { locks: locks.map(({ state, waiters }) => toListedLease(state, waiters)) };
+    const readable = auth ? locks.filter(({ state }) => auth.policy.allows(auth.principal, "read", state.resource)) : locks;
+    return { locks: readable.map(({ state, waiters }) => toListedLease(state, waiters)) };
+  }
+
+  async function forceRelease(request: ForceReleaseRequest, context: CallContext): Promise<ForceReleaseResponse> {
+    const by = authorize(context, "admin", validateResource(request.resource));
+    const { removed } = await manager.forceRelease(request.resource, by, request.reason);
+    return { released: removed !== undefined, fencingToken: removed?.kind === "held" ? removed.lease.fencingToken : 0 };
   }
 
   return {
@@ -75,5 +129,6 @@ export function lockService(manager: LockManager, shutdown: AbortSignal, gate?: 
     release: unary(release, shutdown, gate),
     keepAlive: bidi(keepAlive, shutdown, gate),
     listLocks: unary(listLocks, shutdown, gate),
+    forceRelease: unary(forceRelease, shutdown, gate),
   };
 }

@@ -275,6 +275,19 @@ export class LeaseFileStore implements LeaseStore {
     });
   }
 
+  /** See LeaseStore.forceRemove: an operator's ForceRelease, for any holder. */
+  forceRemove(resource: string): Promise<BlockingState | undefined> {
+    return this.guarded(resource, async () => {
+      const current = await this.read(resource);
+      if (current.kind === "free") return undefined;
+      if (current.kind === "held" && current.lease.fencingToken > (await this.readFence(resource))) {
+        await this.writeAtomically(resource, this.layout.fenceFile(resource), serializeFence(resource, current.lease.fencingToken));
+      }
+      await this.removeLease(resource);
+      return current;
+    });
+  }
+
   /**
    * Creates, fsyncs and unlinks a probe file in the lock dir: the steps every
    * write of the protocol needs. Named like the protocol's temp files

@@ -65,4 +65,12 @@ export interface LeaseStore {
    * before it existed still compile: a store without it counts as writable.
    */
   probeWritable?(): Promise<void>;
+  /**
+   * Removes whatever holds the resource now (a live lease of anyone, an
+   * unreadable lease file), under the same exclusion as every other write,
+   * keeping the fencing counter at least as high as the removed lease's
+   * token. Returns what was removed; undefined when the resource was free.
+   * Optional: only stores that support operators' ForceRelease have it.
+   */
+  forceRemove?(resource: string, now: Now): Promise<BlockingState | undefined>;
 }

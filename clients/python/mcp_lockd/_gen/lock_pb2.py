@@ -21,7 +21,7 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='mcplockd/v1/lock.proto',
   package='mcplockd.v1',
   syntax='proto3',
-  serialized_pb=_b('\n\x16mcplockd/v1/lock.proto\x12\x0bmcplockd.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf9\x01\n\x0e\x41\x63quireRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x0e\n\x06holder\x18\x02 \x01(\t\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cwait_timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12;\n\x08metadata\x18\x05 \x03(\x0b\x32).mcplockd.v1.AcquireRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"4\n\x0f\x41\x63quireResponse\x12!\n\x05lease\x18\x01 \x01(\x0b\x32\x12.mcplockd.v1.Lease\"\"\n\x0eReleaseRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\"#\n\x0fReleaseResponse\x12\x10\n\x08released\x18\x01 \x01(\x08\"$\n\x10KeepAliveRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\"\x8e\x01\n\x11KeepAliveResponse\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0f\n\x07\x65xpired\x18\x04 \x01(\x08\"+\n\x10ListLocksRequest\x12\x17\n\x0fresource_prefix\x18\x01 \x01(\t\"6\n\x11ListLocksResponse\x12!\n\x05locks\x18\x01 \x03(\x0b\x32\x12.mcplockd.v1.Lease\"\xe0\x02\n\x05Lease\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x10\n\x08resource\x18\x02 \x01(\t\x12\x0e\n\x06holder\x18\x03 \x01(\t\x12\x15\n\rfencing_token\x18\x04 \x01(\x04\x12/\n\x0b\x61\x63quired_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x03ttl\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x32\n\x08metadata\x18\x08 \x03(\x0b\x32 .mcplockd.v1.Lease.MetadataEntry\x12\x0f\n\x07waiters\x18\t \x01(\r\x12\r\n\x05state\x18\n \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xb5\x02\n\x0bLockService\x12\x44\n\x07\x41\x63quire\x12\x1b.mcplockd.v1.AcquireRequest\x1a\x1c.mcplockd.v1.AcquireResponse\x12\x44\n\x07Release\x12\x1b.mcplockd.v1.ReleaseRequest\x1a\x1c.mcplockd.v1.ReleaseResponse\x12N\n\tKeepAlive\x12\x1d.mcplockd.v1.KeepAliveRequest\x1a\x1e.mcplockd.v1.KeepAliveResponse(\x01\x30\x01\x12J\n\tListLocks\x12\x1d.mcplockd.v1.ListLocksRequest\x1a\x1e.mcplockd.v1.ListLocksResponseb\x06proto3')
+  serialized_pb=_b('\n\x16mcplockd/v1/lock.proto\x12\x0bmcplockd.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf9\x01\n\x0e\x41\x63quireRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x0e\n\x06holder\x18\x02 \x01(\t\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cwait_timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12;\n\x08metadata\x18\x05 \x03(\x0b\x32).mcplockd.v1.AcquireRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"4\n\x0f\x41\x63quireResponse\x12!\n\x05lease\x18\x01 \x01(\x0b\x32\x12.mcplockd.v1.Lease\"\"\n\x0eReleaseRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\"#\n\x0fReleaseResponse\x12\x10\n\x08released\x18\x01 \x01(\x08\"$\n\x10KeepAliveRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\"\x8e\x01\n\x11KeepAliveResponse\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0f\n\x07\x65xpired\x18\x04 \x01(\x08\"+\n\x10ListLocksRequest\x12\x17\n\x0fresource_prefix\x18\x01 \x01(\t\"6\n\x11ListLocksResponse\x12!\n\x05locks\x18\x01 \x03(\x0b\x32\x12.mcplockd.v1.Lease\"7\n\x13\x46orceReleaseRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"?\n\x14\x46orceReleaseResponse\x12\x10\n\x08released\x18\x01 \x01(\x08\x12\x15\n\rfencing_token\x18\x02 \x01(\x04\"\xe0\x02\n\x05Lease\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x10\n\x08resource\x18\x02 \x01(\t\x12\x0e\n\x06holder\x18\x03 \x01(\t\x12\x15\n\rfencing_token\x18\x04 \x01(\x04\x12/\n\x0b\x61\x63quired_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x03ttl\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x32\n\x08metadata\x18\x08 \x03(\x0b\x32 .mcplockd.v1.Lease.MetadataEntry\x12\x0f\n\x07waiters\x18\t \x01(\r\x12\r\n\x05state\x18\n \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\x8a\x03\n\x0bLockService\x12\x44\n\x07\x41\x63quire\x12\x1b.mcplockd.v1.AcquireRequest\x1a\x1c.mcplockd.v1.AcquireResponse\x12\x44\n\x07Release\x12\x1b.mcplockd.v1.ReleaseRequest\x1a\x1c.mcplockd.v1.ReleaseResponse\x12N\n\tKeepAlive\x12\x1d.mcplockd.v1.KeepAliveRequest\x1a\x1e.mcplockd.v1.KeepAliveResponse(\x01\x30\x01\x12J\n\tListLocks\x12\x1d.mcplockd.v1.ListLocksRequest\x1a\x1e.mcplockd.v1.ListLocksResponse\x12S\n\x0c\x46orceRelease\x12 .mcplockd.v1.ForceReleaseRequest\x1a!.mcplockd.v1.ForceReleaseResponseb\x06proto3')
   ,
   dependencies=[google_dot_protobuf_dot_duration__pb2.DESCRIPTOR,google_dot_protobuf_dot_timestamp__pb2.DESCRIPTOR,])
 
@@ -362,6 +362,82 @@ _LISTLOCKSRESPONSE = _descriptor.Descriptor(
 )
 
 
+_FORCERELEASEREQUEST = _descriptor.Descriptor(
+  name='ForceReleaseRequest',
+  full_name='mcplockd.v1.ForceReleaseRequest',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='resource', full_name='mcplockd.v1.ForceReleaseRequest.resource', index=0,
+      number=1, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='reason', full_name='mcplockd.v1.ForceReleaseRequest.reason', index=1,
+      number=2, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=767,
+  serialized_end=822,
+)
+
+
+_FORCERELEASERESPONSE = _descriptor.Descriptor(
+  name='ForceReleaseResponse',
+  full_name='mcplockd.v1.ForceReleaseResponse',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='released', full_name='mcplockd.v1.ForceReleaseResponse.released', index=0,
+      number=1, type=8, cpp_type=7, label=1,
+      has_default_value=False, default_value=False,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='fencing_token', full_name='mcplockd.v1.ForceReleaseResponse.fencing_token', index=1,
+      number=2, type=4, cpp_type=4, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=824,
+  serialized_end=887,
+)
+
+
 _LEASE_METADATAENTRY = _descriptor.Descriptor(
   name='MetadataEntry',
   full_name='mcplockd.v1.Lease.MetadataEntry',
@@ -488,8 +564,8 @@ _LEASE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=768,
-  serialized_end=1120,
+  serialized_start=890,
+  serialized_end=1242,
 )
 
 _ACQUIREREQUEST_METADATAENTRY.containing_type = _ACQUIREREQUEST
@@ -513,6 +589,8 @@ DESCRIPTOR.message_types_by_name['KeepAliveRequest'] = _KEEPALIVEREQUEST
 DESCRIPTOR.message_types_by_name['KeepAliveResponse'] = _KEEPALIVERESPONSE
 DESCRIPTOR.message_types_by_name['ListLocksRequest'] = _LISTLOCKSREQUEST
 DESCRIPTOR.message_types_by_name['ListLocksResponse'] = _LISTLOCKSRESPONSE
+DESCRIPTOR.message_types_by_name['ForceReleaseRequest'] = _FORCERELEASEREQUEST
+DESCRIPTOR.message_types_by_name['ForceReleaseResponse'] = _FORCERELEASERESPONSE
 DESCRIPTOR.message_types_by_name['Lease'] = _LEASE
 _sym_db.RegisterFileDescriptor(DESCRIPTOR)
 
@@ -580,6 +658,20 @@ ListLocksResponse = _reflection.GeneratedProtocolMessageType('ListLocksResponse'
   ))
 _sym_db.RegisterMessage(ListLocksResponse)
 
+ForceReleaseRequest = _reflection.GeneratedProtocolMessageType('ForceReleaseRequest', (_message.Message,), dict(
+  DESCRIPTOR = _FORCERELEASEREQUEST,
+  __module__ = 'mcplockd.v1.lock_pb2'
+  # @@protoc_insertion_point(class_scope:mcplockd.v1.ForceReleaseRequest)
+  ))
+_sym_db.RegisterMessage(ForceReleaseRequest)
+
+ForceReleaseResponse = _reflection.GeneratedProtocolMessageType('ForceReleaseResponse', (_message.Message,), dict(
+  DESCRIPTOR = _FORCERELEASERESPONSE,
+  __module__ = 'mcplockd.v1.lock_pb2'
+  # @@protoc_insertion_point(class_scope:mcplockd.v1.ForceReleaseResponse)
+  ))
+_sym_db.RegisterMessage(ForceReleaseResponse)
+
 Lease = _reflection.GeneratedProtocolMessageType('Lease', (_message.Message,), dict(
 
   MetadataEntry = _reflection.GeneratedProtocolMessageType('MetadataEntry', (_message.Message,), dict(
@@ -607,8 +699,8 @@ _LOCKSERVICE = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=1123,
-  serialized_end=1432,
+  serialized_start=1245,
+  serialized_end=1639,
   methods=[
   _descriptor.MethodDescriptor(
     name='Acquire',
@@ -644,6 +736,15 @@ _LOCKSERVICE = _descriptor.ServiceDescriptor(
     containing_service=None,
     input_type=_LISTLOCKSREQUEST,
     output_type=_LISTLOCKSRESPONSE,
+    options=None,
+  ),
+  _descriptor.MethodDescriptor(
+    name='ForceRelease',
+    full_name='mcplockd.v1.LockService.ForceRelease',
+    index=4,
+    containing_service=None,
+    input_type=_FORCERELEASEREQUEST,
+    output_type=_FORCERELEASERESPONSE,
     options=None,
   ),
 ])

@@ -34,6 +34,11 @@ class LockServiceStub(object):
         request_serializer=mcplockd_dot_v1_dot_lock__pb2.ListLocksRequest.SerializeToString,
         response_deserializer=mcplockd_dot_v1_dot_lock__pb2.ListLocksResponse.FromString,
         )
+    self.ForceRelease = channel.unary_unary(
+        '/mcplockd.v1.LockService/ForceRelease',
+        request_serializer=mcplockd_dot_v1_dot_lock__pb2.ForceReleaseRequest.SerializeToString,
+        response_deserializer=mcplockd_dot_v1_dot_lock__pb2.ForceReleaseResponse.FromString,
+        )
 
 
 class LockServiceServicer(object):
@@ -79,6 +84,19 @@ class LockServiceServicer(object):
     context.set_details('Method not implemented!')
     raise NotImplementedError('Method not implemented!')
 
+  def ForceRelease(self, request, context):
+    """ForceRelease ends whatever lease holds `resource` now, for an operator
+    freeing a lock whose holder is stuck: the holder's next renewal answers
+    expired = true, and the next waiter is granted with a higher fencing
+    token. Works on leases taken through the file protocol too (the lease
+    file is removed under the guard). Needs the "admin" action when
+    authorization is on. The action is logged with the caller's principal,
+    the resource, the holder and the reason.
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
 
 def add_LockServiceServicer_to_server(servicer, server):
   rpc_method_handlers = {
@@ -101,6 +119,11 @@ def add_LockServiceServicer_to_server(servicer, server):
           servicer.ListLocks,
           request_deserializer=mcplockd_dot_v1_dot_lock__pb2.ListLocksRequest.FromString,
           response_serializer=mcplockd_dot_v1_dot_lock__pb2.ListLocksResponse.SerializeToString,
+      ),
+      'ForceRelease': grpc.unary_unary_rpc_method_handler(
+          servicer.ForceRelease,
+          request_deserializer=mcplockd_dot_v1_dot_lock__pb2.ForceReleaseRequest.FromString,
+          response_serializer=mcplockd_dot_v1_dot_lock__pb2.ForceReleaseResponse.SerializeToString,
       ),
   }
   generic_handler = grpc.method_handlers_generic_handler(

@@ -43,6 +43,12 @@ export const protobufFileName = "mcplockd/v1/lock.proto";
  *                     service is shutting down; safe to retry.
  *   INTERNAL          an unexpected file-system error; the message carries
  *                     the path and the errno.
+ *   UNAUTHENTICATED   authorization is on (serve --auth-file) and the call
+ *                     has no credentials, or unknown ones.
+ *   PERMISSION_DENIED the caller's principal may not do this; the message
+ *                     names the resource and the action.
+ *   RESOURCE_EXHAUSTED a limit of the service is reached (waiters, leases,
+ *                     streams); the message names the limit.
  *   CANCELLED / DEADLINE_EXCEEDED  the caller gave up while waiting.
  */
 
@@ -134,6 +140,26 @@ export interface ListLocksRequest {
 export interface ListLocksResponse {
   /** Held resources, sorted by name. lease_id is always empty here. */
   locks: Lease[];
+}
+
+export interface ForceReleaseRequest {
+  /** The resource to free (same rules as AcquireRequest.resource). */
+  resource: string;
+  /** Why, for the log: at most 1024 bytes of UTF-8, no control characters. */
+  reason: string;
+}
+
+export interface ForceReleaseResponse {
+  /**
+   * True when a lease (or an unreadable lease file) held the resource and
+   * was removed; false when the resource was free.
+   */
+  released: boolean;
+  /**
+   * The fencing token of the lease that was ended (0 when none was, or the
+   * lease file was unreadable).
+   */
+  fencingToken: number;
 }
 
 export interface Lease {
@@ -986,6 +1012,180 @@ export const ListLocksResponse: MessageFns<ListLocksResponse> = {
   },
 };
 
+function createBaseForceReleaseRequest(): ForceReleaseRequest {
+  return { resource: "", reason: "" };
+}
+
+export const ForceReleaseRequest: MessageFns<ForceReleaseRequest> = {
+  encode(message: ForceReleaseRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.resource !== "") {
+      writer.uint32(10).string(message.resource);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ForceReleaseRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseForceReleaseRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.resource = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ForceReleaseRequest {
+    return {
+      resource: isSet(object.resource) ? globalThis.String(object.resource) : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: ForceReleaseRequest): unknown {
+    const obj: any = {};
+    if (message.resource !== "") {
+      obj.resource = message.resource;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ForceReleaseRequest>, I>>(base?: I): ForceReleaseRequest {
+    return ForceReleaseRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ForceReleaseRequest>, I>>(object: I): ForceReleaseRequest {
+    const message = createBaseForceReleaseRequest();
+    message.resource = object.resource ?? "";
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseForceReleaseResponse(): ForceReleaseResponse {
+  return { released: false, fencingToken: 0 };
+}
+
+export const ForceReleaseResponse: MessageFns<ForceReleaseResponse> = {
+  encode(message: ForceReleaseResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.released !== false) {
+      writer.uint32(8).bool(message.released);
+    }
+    if (message.fencingToken !== 0) {
+      writer.uint32(16).uint64(message.fencingToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ForceReleaseResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseForceReleaseResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.released = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.fencingToken = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ForceReleaseResponse {
+    return {
+      released: isSet(object.released) ? globalThis.Boolean(object.released) : false,
+      fencingToken: isSet(object.fencingToken)
+        ? globalThis.Number(object.fencingToken)
+        : isSet(object.fencing_token)
+        ? globalThis.Number(object.fencing_token)
+        : 0,
+    };
+  },
+
+  toJSON(message: ForceReleaseResponse): unknown {
+    const obj: any = {};
+    if (message.released !== false) {
+      obj.released = message.released;
+    }
+    if (message.fencingToken !== 0) {
+      obj.fencingToken = Math.round(message.fencingToken);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ForceReleaseResponse>, I>>(base?: I): ForceReleaseResponse {
+    return ForceReleaseResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ForceReleaseResponse>, I>>(object: I): ForceReleaseResponse {
+    const message = createBaseForceReleaseResponse();
+    message.released = object.released ?? false;
+    message.fencingToken = object.fencingToken ?? 0;
+    return message;
+  },
+};
+
 function createBaseLease(): Lease {
   return {
     leaseId: "",
@@ -1404,6 +1604,25 @@ export const LockServiceService = {
     responseSerialize: (value: ListLocksResponse): Buffer => Buffer.from(ListLocksResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListLocksResponse => ListLocksResponse.decode(value),
   },
+  /**
+   * ForceRelease ends whatever lease holds `resource` now, for an operator
+   * freeing a lock whose holder is stuck: the holder's next renewal answers
+   * expired = true, and the next waiter is granted with a higher fencing
+   * token. Works on leases taken through the file protocol too (the lease
+   * file is removed under the guard). Needs the "admin" action when
+   * authorization is on. The action is logged with the caller's principal,
+   * the resource, the holder and the reason.
+   */
+  forceRelease: {
+    path: "/mcplockd.v1.LockService/ForceRelease" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ForceReleaseRequest): Buffer => Buffer.from(ForceReleaseRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ForceReleaseRequest => ForceReleaseRequest.decode(value),
+    responseSerialize: (value: ForceReleaseResponse): Buffer =>
+      Buffer.from(ForceReleaseResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ForceReleaseResponse => ForceReleaseResponse.decode(value),
+  },
 } as const;
 
 export interface LockServiceServer extends UntypedServiceImplementation {
@@ -1432,6 +1651,16 @@ export interface LockServiceServer extends UntypedServiceImplementation {
    * Lease ids are never included.
    */
   listLocks: handleUnaryCall<ListLocksRequest, ListLocksResponse>;
+  /**
+   * ForceRelease ends whatever lease holds `resource` now, for an operator
+   * freeing a lock whose holder is stuck: the holder's next renewal answers
+   * expired = true, and the next waiter is granted with a higher fencing
+   * token. Works on leases taken through the file protocol too (the lease
+   * file is removed under the guard). Needs the "admin" action when
+   * authorization is on. The action is logged with the caller's principal,
+   * the resource, the holder and the reason.
+   */
+  forceRelease: handleUnaryCall<ForceReleaseRequest, ForceReleaseResponse>;
 }
 
 export interface LockServiceClient extends Client {
@@ -1506,6 +1735,30 @@ export interface LockServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListLocksResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * ForceRelease ends whatever lease holds `resource` now, for an operator
+   * freeing a lock whose holder is stuck: the holder's next renewal answers
+   * expired = true, and the next waiter is granted with a higher fencing
+   * token. Works on leases taken through the file protocol too (the lease
+   * file is removed under the guard). Needs the "admin" action when
+   * authorization is on. The action is logged with the caller's principal,
+   * the resource, the holder and the reason.
+   */
+  forceRelease(
+    request: ForceReleaseRequest,
+    callback: (error: ServiceError | null, response: ForceReleaseResponse) => void,
+  ): ClientUnaryCall;
+  forceRelease(
+    request: ForceReleaseRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ForceReleaseResponse) => void,
+  ): ClientUnaryCall;
+  forceRelease(
+    request: ForceReleaseRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ForceReleaseResponse) => void,
   ): ClientUnaryCall;
 }
 
