@@ -13,12 +13,13 @@ import { VERSION } from "./version.ts";
 const HELP = `mcp-lockd ${VERSION}: named locks as leases, with fencing tokens, over gRPC and lease files
 
 Usage:
-  mcp-lockd serve [--lock-dir DIR] [--grpc-listen HOST:PORT] [--http-listen HOST:PORT]
+  mcp-lockd serve [--lock-dir DIR] [--grpc-listen HOST:PORT] [--http-listen HOST:PORT] [TLS and auth options]
   mcp-lockd run RESOURCE [--ttl D] [--wait D] [--holder NAME] [--grace D] -- COMMAND [ARGS...]
   mcp-lockd status [PREFIX] [--json]
   mcp-lockd acquire RESOURCE [--ttl D] [--wait D] [--holder NAME] [--json]
   mcp-lockd renew [LEASE_ID | -] [--json]
   mcp-lockd release [LEASE_ID | -]
+  mcp-lockd release --force RESOURCE --reason TEXT     (operators: frees a stuck lock)
   mcp-lockd call [--address HOST:PORT] list | describe [SYMBOL] | SERVICE/METHOD [JSON]
   mcp-lockd COMMAND --help | mcp-lockd --help | --version
 
@@ -26,10 +27,20 @@ serve options (flag, then environment variable, then default):
   --lock-dir DIR          MCP_LOCKD_DIR          ${SERVE_DEFAULTS.lockDir}
   --grpc-listen HOST:PORT MCP_LOCKD_GRPC_LISTEN  ${SERVE_DEFAULTS.grpcListen}
   --http-listen HOST:PORT MCP_LOCKD_HTTP_LISTEN  ${SERVE_DEFAULTS.httpListen}
-  Port 0 picks a free port. Listening beyond loopback must be asked for.
+  --cert-file F           MCP_LOCKD_CERT_FILE         serve gRPC and HTTP over TLS (with --key-file)
+  --key-file F            MCP_LOCKD_KEY_FILE
+  --trusted-ca-file F     MCP_LOCKD_TRUSTED_CA_FILE   CA of client certificates
+  --client-cert-auth      MCP_LOCKD_CLIENT_CERT_AUTH  mutual TLS: require a client certificate
+  --tls-min-version V     MCP_LOCKD_TLS_MIN_VERSION   1.2 (default) or 1.3
+  --auth-file F           MCP_LOCKD_AUTH_FILE         principals, tokens, grants (docs/security.md)
+  --insecure-listen       serve plaintext on a non-loopback address anyway
+  Port 0 picks a free port. A non-loopback address needs TLS or --insecure-listen.
+  Certificates and the auth file are re-read when they change, or on SIGHUP.
 
 Client commands (run, status, acquire, renew, release) talk to the service at
   --address HOST:PORT     MCP_LOCKD_ADDRESS      ${DEFAULT_ADDRESS}
+  --cacert F  --cert F  --key F  --token-file F   (MCP_LOCKD_CACERT, MCP_LOCKD_CERT,
+      MCP_LOCKD_KEY, MCP_LOCKD_TOKEN_FILE): TLS, a client certificate, a bearer token
 run: holds RESOURCE while COMMAND runs (renewing it), passes MCP_LOCKD_RESOURCE,
   MCP_LOCKD_FENCING_TOKEN and MCP_LOCKD_EXPIRES_AT, exits with COMMAND's code;
   if the lease is lost, COMMAND gets SIGTERM, then SIGKILL after --grace (5s).
@@ -118,5 +129,9 @@ async function serve(options: ReturnType<typeof parseServeOptions>): Promise<num
     };
     process.once("SIGTERM", onSignal);
     process.once("SIGINT", onSignal);
+    process.on("SIGHUP", () => {
+      log("SIGHUP: re-reading the certificates and the auth file");
+      void running.reload();
+    });
   });
 }

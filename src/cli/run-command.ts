@@ -2,7 +2,7 @@ import { basename } from "node:path";
 import { parseArgs } from "node:util";
 import { LeaseLostError, LockClient, ResourceBusyError, type Lock } from "../client/index.ts";
 import { describeBusy, describeFailure, exitCodeFor } from "./client-failure.ts";
-import { defaultHolder, durationOption, resolveAddress, UsageError, DEFAULT_ADDRESS } from "./client-options.ts";
+import { CONNECTION_FLAGS, defaultHolder, durationOption, resolveConnection, UsageError, DEFAULT_ADDRESS, type ClientConnection } from "./client-options.ts";
 import { SpawnError, SupervisedChild, type ChildExit } from "./child-supervisor.ts";
 import { processIo, type CommandIo } from "./command-io.ts";
 import { quoted, printable } from "./display-text.ts";
@@ -52,6 +52,7 @@ out to be gone when COMMAND finishes.
   --holder NAME shown to others (default USER@HOST pid PID (mcp-lockd run COMMAND))
   --grace D     SIGTERM to SIGKILL after a loss (default ${formatDuration(DEFAULT_GRACE_MS)}; 0 = SIGKILL at once)
   --address     MCP_LOCKD_ADDRESS, else ${DEFAULT_ADDRESS}
+  --cacert F, --cert F, --key F, --token-file F: TLS and credentials (MCP_LOCKD_CACERT, MCP_LOCKD_CERT, MCP_LOCKD_KEY, MCP_LOCKD_TOKEN_FILE)
 Durations: 500ms, 30s, 5m, 1h, 1m30s; a bare number is seconds.
 COMMAND runs in its own process group and session (so that a loss stops
 everything it started): it has no controlling terminal, so programs that
@@ -60,6 +61,7 @@ open /dev/tty to prompt cannot.
 
 export interface RunArgs {
   address: string;
+  connection: ClientConnection;
   resource: string;
   ttl: number | undefined;
   wait: number;
@@ -81,7 +83,7 @@ export function parseRunArgs(args: string[], env: NodeJS.ProcessEnv, pid = proce
       wait: { type: "string" },
       holder: { type: "string" },
       grace: { type: "string" },
-      address: { type: "string" },
+      ...CONNECTION_FLAGS,
     },
     strict: true,
     allowPositionals: true,
@@ -95,8 +97,10 @@ export function parseRunArgs(args: string[], env: NodeJS.ProcessEnv, pid = proce
   }
   const graceMs = durationOption(values.grace, "--grace") ?? DEFAULT_GRACE_MS;
   if (graceMs > MAX_GRACE_MS) throw new UsageError(`--grace ${values.grace}: at most 1h`);
+  const connection = resolveConnection(values, env);
   return {
-    address: resolveAddress(values.address, env),
+    address: connection.address,
+    connection,
     resource: positionals[0]!,
     ttl: durationOption(values.ttl, "--ttl"),
     wait: durationOption(values.wait, "--wait") ?? Number.POSITIVE_INFINITY,
@@ -120,7 +124,7 @@ export async function runRunCommand(args: string[], io: CommandIo = processIo): 
   }
   const say = (text: string) => io.stderr(`mcp-lockd run: ${text}\n`);
   const resource = quoted(parsed.resource);
-  const client = new LockClient({ address: parsed.address });
+  const client = new LockClient(parsed.connection);
 
   // One handler for run's whole life (see lock-waiting.ts): it ends the wait,
   // then is forwarded to the command while it runs, then is ignored while

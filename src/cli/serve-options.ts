@@ -1,16 +1,21 @@
 import { parseArgs } from "node:util";
 import { DEFAULT_ADDRESS } from "../client/lock-client.ts";
+import type { TlsFiles, TlsMinVersion } from "../tls/tls-settings.ts";
 
 export interface ServeOptions {
   lockDir: string;
   grpcListen: string;
   httpListen: string;
+  tls?: TlsFiles;
+  authFile?: string;
+  insecureListen: boolean;
 }
 
 export const SERVE_DEFAULTS = {
   lockDir: "./.mcp-gateway",
   grpcListen: DEFAULT_ADDRESS,
   httpListen: "127.0.0.1:8000",
+  tlsMinVersion: "1.2" as TlsMinVersion,
 };
 
 /** Flags win over environment variables, which win over the defaults. */
@@ -21,13 +26,44 @@ export function parseServeOptions(args: string[], env: NodeJS.ProcessEnv): Serve
       "lock-dir": { type: "string" },
       "grpc-listen": { type: "string" },
       "http-listen": { type: "string" },
+      "cert-file": { type: "string" },
+      "key-file": { type: "string" },
+      "trusted-ca-file": { type: "string" },
+      "client-cert-auth": { type: "boolean" },
+      "tls-min-version": { type: "string" },
+      "auth-file": { type: "string" },
+      "insecure-listen": { type: "boolean" },
     },
     strict: true,
     allowPositionals: false,
   });
+  const certFile = values["cert-file"] ?? (env.MCP_LOCKD_CERT_FILE || undefined);
+  const keyFile = values["key-file"] ?? (env.MCP_LOCKD_KEY_FILE || undefined);
+  const trustedCaFile = values["trusted-ca-file"] ?? (env.MCP_LOCKD_TRUSTED_CA_FILE || undefined);
+  const clientCertAuth = values["client-cert-auth"] ?? envFlag(env.MCP_LOCKD_CLIENT_CERT_AUTH, "MCP_LOCKD_CLIENT_CERT_AUTH");
+  const minVersion = values["tls-min-version"] ?? (env.MCP_LOCKD_TLS_MIN_VERSION || undefined) ?? SERVE_DEFAULTS.tlsMinVersion;
+  if (minVersion !== "1.2" && minVersion !== "1.3") throw new Error(`--tls-min-version ${JSON.stringify(minVersion)}: expected 1.2 or 1.3`);
+  if ((certFile === undefined) !== (keyFile === undefined)) throw new Error("--cert-file and --key-file go together");
+  if (certFile === undefined && (trustedCaFile !== undefined || clientCertAuth)) {
+    throw new Error("--trusted-ca-file and --client-cert-auth need TLS: give --cert-file and --key-file too");
+  }
+  if (clientCertAuth && trustedCaFile === undefined) throw new Error("--client-cert-auth needs --trusted-ca-file (the CA that signs client certificates)");
+  const authFile = values["auth-file"] ?? (env.MCP_LOCKD_AUTH_FILE || undefined);
   return {
     lockDir: values["lock-dir"] ?? env.MCP_LOCKD_DIR ?? SERVE_DEFAULTS.lockDir,
     grpcListen: values["grpc-listen"] ?? env.MCP_LOCKD_GRPC_LISTEN ?? SERVE_DEFAULTS.grpcListen,
     httpListen: values["http-listen"] ?? env.MCP_LOCKD_HTTP_LISTEN ?? SERVE_DEFAULTS.httpListen,
+    ...(certFile !== undefined && keyFile !== undefined
+      ? { tls: { certFile, keyFile, ...(trustedCaFile === undefined ? {} : { trustedCaFile }), clientCertAuth, minVersion } }
+      : {}),
+    ...(authFile === undefined ? {} : { authFile }),
+    insecureListen: values["insecure-listen"] ?? false,
   };
+}
+
+/** "1", "true", "yes" (any case) → true; "", "0", "false", "no" → false; anything else is an error. */
+function envFlag(value: string | undefined, name: string): boolean {
+  if (value === undefined || /^(|0|false|no)$/i.test(value)) return false;
+  if (/^(1|true|yes)$/i.test(value)) return true;
+  throw new Error(`${name}=${value}: expected 1, true, yes, 0, false or no`);
 }

@@ -75,6 +75,18 @@ export class InvalidArgumentError extends LockClientError {
   }
 }
 
+/**
+ * The service refused the caller: no or unknown credentials
+ * (UNAUTHENTICATED), or its principal may not do this (PERMISSION_DENIED;
+ * the message names the resource and the action).
+ */
+export class AccessDeniedError extends LockClientError {
+  constructor(message: string, code: status.UNAUTHENTICATED | status.PERMISSION_DENIED, options?: ErrorOptions) {
+    super(message, code, options);
+    this.name = "AccessDeniedError";
+  }
+}
+
 /** The service cannot be reached, is starting or shutting down, or its lock dir cannot be used. Retryable. */
 export class UnavailableError extends LockClientError {
   constructor(message: string, options?: ErrorOptions) {

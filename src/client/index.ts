@@ -2,6 +2,7 @@
 export { LockClient } from "./lock-client.ts";
 export { Lock } from "./lock.ts";
 export {
+  AccessDeniedError,
   InvalidArgumentError,
   LeaseLostError,
   LockClientError,
@@ -9,4 +10,4 @@ export {
   UnavailableError,
   type LeaseLossReason,
 } from "./errors.ts";
-export type { AcquireOptions, LockClientOptions, LockInfo, ReconnectOptions, Renewal } from "./types.ts";
+export type { AcquireOptions, ForceReleaseResult, LockClientOptions, LockClientTls, LockInfo, ReconnectOptions, Renewal } from "./types.ts";

@@ -1,6 +1,6 @@
 import { hostname } from "node:os";
 import { performance } from "node:perf_hooks";
-import { credentials as grpcCredentials, Metadata, status } from "@grpc/grpc-js";
+import { credentials as grpcCredentials, Metadata, status, type ChannelCredentials, type Interceptor, InterceptingCall } from "@grpc/grpc-js";
 import { LockServiceClient, type AcquireResponse, type Lease } from "../gen/mcplockd/v1/lock.ts";
 import { keepAliveDiagnostics, type KeepAliveDiagnostics } from "./diagnostics.ts";
 import { InvalidArgumentError, LockClientError } from "./errors.ts";
@@ -9,7 +9,7 @@ import { Lock } from "./lock.ts";
 import { durationToMs, msToDuration, timestampToDate, toFencingToken } from "./proto-time.ts";
 import { MAX_WAIT_MS } from "../core/limits.ts";
 import { errorFromStatus, isServiceError } from "./status-errors.ts";
-import type { AcquireOptions, LockClientOptions, LockInfo, Renewal } from "./types.ts";
+import type { AcquireOptions, ForceReleaseResult, LockClientOptions, LockClientTls, LockInfo, Renewal } from "./types.ts";
 
 export const DEFAULT_ADDRESS = "127.0.0.1:50051";
 /** Release and ListLocks answer at once; this only bounds an unresponsive peer. */
@@ -32,7 +32,8 @@ export class LockClient implements AsyncDisposable {
     this.address = options.address ?? (process.env.MCP_LOCKD_ADDRESS || undefined) ?? DEFAULT_ADDRESS;
     const initialDelayMs = options.reconnect?.initialDelayMs ?? 100;
     const maxDelayMs = Math.max(initialDelayMs, options.reconnect?.maxDelayMs ?? 2_000);
-    this.#stub = new LockServiceClient(this.address, options.credentials ?? grpcCredentials.createInsecure(), {
+    this.#stub = new LockServiceClient(this.address, options.credentials ?? channelCredentials(options.tls), {
+      ...(options.token === undefined ? {} : { interceptors: [bearerTokenInterceptor(options.token)] }),
       // grpc-js backs off reconnecting too (1 s growing to 120 s by default),
       // and fails calls fast meanwhile: keep its pace no slower than ours.
       "grpc.initial_reconnect_backoff_ms": initialDelayMs,
@@ -152,6 +153,21 @@ export class LockClient implements AsyncDisposable {
   }
 
   /**
+   * Operators: frees `resource` whoever holds it (needs the "admin" action
+   * when the service has --auth-file). The holder's next renewal finds its
+   * lease expired; the next waiter is granted with a higher fencing token.
+   */
+  async forceRelease(resource: string, reason: string): Promise<ForceReleaseResult> {
+    this.#assertOpen();
+    const response = await new Promise<{ released: boolean; fencingToken: number }>((resolve, reject) =>
+      this.#stub.forceRelease({ resource, reason }, new Metadata(), { deadline: deadline() }, (err, res) =>
+        err ? reject(errorFromStatus(err, resource)) : resolve(res),
+      ),
+    );
+    return { released: response.released, fencingToken: toFencingToken(response.fencingToken) };
+  }
+
+  /**
    * Releases a lease by id (for scripts that keep one): true when it was
    * live, false when the service no longer knows it (expired, released).
    * A Lock of this client with that id stops being renewed.
@@ -218,6 +234,28 @@ export class LockClient implements AsyncDisposable {
   #assertOpen(): void {
     if (this.#closed) throw closedError();
   }
+}
+
+function channelCredentials(tls: LockClientTls | undefined): ChannelCredentials {
+  if (tls === undefined) return grpcCredentials.createInsecure();
+  const pem = (value: string | Buffer | undefined) => (value === undefined ? null : Buffer.from(value));
+  return grpcCredentials.createSsl(pem(tls.ca), pem(tls.key), pem(tls.cert));
+}
+
+/**
+ * Adds the bearer token to every call. An interceptor rather than call
+ * credentials, which grpc-js refuses to combine with a plaintext channel
+ * (a service on loopback with --auth-file and no TLS).
+ */
+function bearerTokenInterceptor(token: string): Interceptor {
+  const value = `Bearer ${token}`;
+  return (options, nextCall) =>
+    new InterceptingCall(nextCall(options), {
+      start(metadata, listener, next) {
+        metadata.set("authorization", value);
+        next(metadata, listener);
+      },
+    });
 }
 
 function closedError(): LockClientError {

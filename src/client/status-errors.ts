@@ -1,5 +1,6 @@
 import { status, type Metadata, type ServiceError } from "@grpc/grpc-js";
 import {
+  AccessDeniedError,
   InvalidArgumentError,
   LeaseLostError,
   LockClientError,
@@ -27,6 +28,9 @@ export function errorFromStatus(err: ServiceError, resource?: string): LockClien
       return new InvalidArgumentError(message, firstString(err.metadata, FIELD_KEY) ?? /^([\w.[\]]+):/.exec(message)?.[1], options);
     case status.UNAVAILABLE:
       return new UnavailableError(message, options);
+    case status.UNAUTHENTICATED:
+    case status.PERMISSION_DENIED:
+      return new AccessDeniedError(message, err.code, options);
     case status.NOT_FOUND:
       return new LeaseLostError(resource, "expired", message, status.NOT_FOUND, options);
     default:

@@ -3,10 +3,27 @@ import type { ChannelCredentials } from "@grpc/grpc-js";
 export interface LockClientOptions {
   /** host:port of the service. Default: MCP_LOCKD_ADDRESS, else 127.0.0.1:50051. */
   address?: string;
-  /** Default: insecure (the service listens on loopback unless told otherwise). */
+  /** TLS to the service: PEM contents (not paths). `ca` trusts the service's certificate (default: the system's CAs); `cert` and `key` are this client's certificate for mutual TLS. */
+  tls?: LockClientTls;
+  /** A bearer token, sent as `authorization: Bearer <token>` on every call (services with --auth-file). */
+  token?: string;
+  /** Explicit channel credentials, instead of `tls`. Default: plaintext (the service listens on loopback unless told otherwise). */
   credentials?: ChannelCredentials;
   /** Backoff of the KeepAlive stream's reconnection (exponential, with jitter). */
   reconnect?: ReconnectOptions;
+}
+
+export interface LockClientTls {
+  ca?: string | Buffer;
+  cert?: string | Buffer;
+  key?: string | Buffer;
+}
+
+export interface ForceReleaseResult {
+  /** False when the resource was free. */
+  released: boolean;
+  /** The token of the lease that was ended; 0n when none was, or its file was unreadable. */
+  fencingToken: bigint;
 }
 
 export interface ReconnectOptions {
