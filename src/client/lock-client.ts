@@ -1,7 +1,8 @@
 import { hostname } from "node:os";
 import { performance } from "node:perf_hooks";
-import { credentials as grpcCredentials, Metadata, status, type ChannelCredentials, type Interceptor, InterceptingCall } from "@grpc/grpc-js";
+import { credentials as grpcCredentials, Metadata, status, type ChannelCredentials } from "@grpc/grpc-js";
 import { LockServiceClient, type AcquireResponse, type Lease } from "../gen/mcplockd/v1/lock.ts";
+import { bearerTokenInterceptor } from "./bearer-token.ts";
 import { keepAliveDiagnostics, type KeepAliveDiagnostics } from "./diagnostics.ts";
 import { InvalidArgumentError, LockClientError } from "./errors.ts";
 import { LeaseKeeper, type KeptLease } from "./lease-keeper.ts";
@@ -240,22 +241,6 @@ function channelCredentials(tls: LockClientTls | undefined): ChannelCredentials 
   if (tls === undefined) return grpcCredentials.createInsecure();
   const pem = (value: string | Buffer | undefined) => (value === undefined ? null : Buffer.from(value));
   return grpcCredentials.createSsl(pem(tls.ca), pem(tls.key), pem(tls.cert));
-}
-
-/**
- * Adds the bearer token to every call. An interceptor rather than call
- * credentials, which grpc-js refuses to combine with a plaintext channel
- * (a service on loopback with --auth-file and no TLS).
- */
-function bearerTokenInterceptor(token: string): Interceptor {
-  const value = `Bearer ${token}`;
-  return (options, nextCall) =>
-    new InterceptingCall(nextCall(options), {
-      start(metadata, listener, next) {
-        metadata.set("authorization", value);
-        next(metadata, listener);
-      },
-    });
 }
 
 function closedError(): LockClientError {
