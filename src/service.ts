@@ -6,6 +6,7 @@ import { parseAuthFile } from "./auth/auth-file.ts";
 import { assertPlaintextAllowed } from "./config/listen-policy.ts";
 import { ReloadingFiles } from "./config/reloading-files.ts";
 import { ShuttingDownError } from "./core/errors.ts";
+import { DEFAULT_SERVICE_LIMITS, type ServiceLimits } from "./core/service-limits.ts";
 import { ReloadableServerCredentials } from "./grpc/reloadable-server-credentials.ts";
 import { secureContextOf, tlsFilePaths, type TlsFiles } from "./tls/tls-settings.ts";
 import { LockManager } from "./core/lock-manager.ts";
@@ -33,6 +34,8 @@ export interface ServiceOptions {
   authFile?: string;
   /** Allow plaintext on non-loopback addresses. */
   insecureListen?: boolean;
+  /** Waiters, streams, connections: see ServiceLimits; defaults where absent. */
+  limits?: Partial<ServiceLimits>;
 }
 
 export interface RunningService {
@@ -69,7 +72,8 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   // Read before anything binds: a bad certificate or auth file fails the start.
   const security = await openSecurityFiles(options, log);
   const store = new LeaseFileStore({ dir: lockDir, onWarning: log, fs: options.fs });
-  const manager = new LockManager({ store, log });
+  const limits: ServiceLimits = { ...DEFAULT_SERVICE_LIMITS, ...options.limits };
+  const manager = new LockManager({ store, log, limits });
   const shutdown = new AbortController();
   // Every call in flight listens for shutdown (and stops listening when it
   // ends): many at once is normal, not a leak.
@@ -80,7 +84,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   const access = () => auth?.value;
   let grpc: RunningGrpcServer;
   try {
-    grpc = await startGrpcServer(manager, { listen: options.grpcListen, shutdown, readiness, log, credentials: tls?.credentials, access });
+    grpc = await startGrpcServer(manager, { listen: options.grpcListen, shutdown, readiness, log, credentials: tls?.credentials, access, limits });
   } catch (err) {
     security.close();
     throw err;

@@ -1,5 +1,6 @@
 import { parseArgs } from "node:util";
 import { DEFAULT_ADDRESS } from "../client/lock-client.ts";
+import { DEFAULT_SERVICE_LIMITS, type ServiceLimits } from "../core/service-limits.ts";
 import type { TlsFiles, TlsMinVersion } from "../tls/tls-settings.ts";
 
 export interface ServeOptions {
@@ -9,7 +10,16 @@ export interface ServeOptions {
   tls?: TlsFiles;
   authFile?: string;
   insecureListen: boolean;
+  limits: ServiceLimits;
 }
+
+/** The --max-* flags and the limit each sets. */
+const LIMIT_FLAGS: Record<string, keyof ServiceLimits> = {
+  "max-waiters-per-resource": "maxWaitersPerResource",
+  "max-waiters": "maxWaiters",
+  "max-keepalive-streams": "maxKeepAliveStreams",
+  "max-streams-per-connection": "maxStreamsPerConnection",
+};
 
 export const SERVE_DEFAULTS = {
   lockDir: "./.mcp-gateway",
@@ -33,6 +43,7 @@ export function parseServeOptions(args: string[], env: NodeJS.ProcessEnv): Serve
       "tls-min-version": { type: "string" },
       "auth-file": { type: "string" },
       "insecure-listen": { type: "boolean" },
+      ...Object.fromEntries(Object.keys(LIMIT_FLAGS).map((flag) => [flag, { type: "string" as const }])),
     },
     strict: true,
     allowPositionals: false,
@@ -57,8 +68,21 @@ export function parseServeOptions(args: string[], env: NodeJS.ProcessEnv): Serve
       ? { tls: { certFile, keyFile, ...(trustedCaFile === undefined ? {} : { trustedCaFile }), clientCertAuth, minVersion } }
       : {}),
     ...(authFile === undefined ? {} : { authFile }),
-    insecureListen: values["insecure-listen"] ?? false,
+    insecureListen: values["insecure-listen"] === true,
+    limits: parseLimits(values as Record<string, unknown>),
   };
+}
+
+function parseLimits(values: Record<string, unknown>): ServiceLimits {
+  const limits = { ...DEFAULT_SERVICE_LIMITS };
+  for (const [flag, key] of Object.entries(LIMIT_FLAGS)) {
+    const value = values[flag];
+    if (typeof value !== "string") continue;
+    const number = Number(value);
+    if (!/^\d+$/.test(value) || !Number.isSafeInteger(number) || number < 1) throw new Error(`--${flag} ${JSON.stringify(value)}: expected a whole number of at least 1`);
+    limits[key] = number;
+  }
+  return limits;
 }
 
 /** "1", "true", "yes" (any case) → true; "", "0", "false", "no" → false; anything else is an error. */

@@ -91,6 +91,20 @@ export function validateMetadata(metadata: Record<string, string>): Record<strin
   return { ...metadata };
 }
 
+/** Over-long ids are malformed, not merely unknown: refused rather than echoed back. */
+export function validateLeaseId(leaseId: string): string {
+  if (leaseId.length > MAX_LEASE_ID_LENGTH) {
+    throw new InvalidArgumentError("lease_id", `is ${leaseId.length} characters; the limit is ${MAX_LEASE_ID_LENGTH}`);
+  }
+  return leaseId;
+}
+
+/** A listing prefix is at most as long as a resource name; it may be empty or partial. */
+export function validateResourcePrefix(prefix: string): string {
+  if (prefix.length > 128) throw new InvalidArgumentError("resource_prefix", `is ${prefix.length} characters; the limit is 128`);
+  return prefix;
+}
+
 export function validateReason(reason: string): string {
   const bytes = Buffer.byteLength(reason, "utf8");
   if (bytes > MAX_REASON_BYTES) throw new InvalidArgumentError("reason", `is ${bytes} bytes; the limit is ${MAX_REASON_BYTES} bytes`);

@@ -1,6 +1,7 @@
 import { systemClock, type Clock, type TimerHandle } from "./clock.ts";
 import {
   LeaseNotFoundError,
+  LimitReachedError,
   ResourceBusyError,
   ShuttingDownError,
   WaitCancelledError,
@@ -18,6 +19,7 @@ import {
   validateTtl,
   validateWait,
 } from "./limits.ts";
+import { DEFAULT_SERVICE_LIMITS, type ServiceLimits } from "./service-limits.ts";
 import { WaitQueue } from "./wait-queue.ts";
 import { Waiter } from "./waiter.ts";
 import type { LeaseStore } from "../store/lease-store.ts";
@@ -60,6 +62,8 @@ export interface LockManagerOptions {
   log?: (message: string) => void;
   /** How often resources with waiters are re-read in case a watch event was lost. */
   safetyRescanMs?: number;
+  /** Waiters per resource and in total (the rest of ServiceLimits is the edges'). */
+  limits?: Pick<ServiceLimits, "maxWaitersPerResource" | "maxWaiters">;
 }
 
 /**
@@ -85,6 +89,9 @@ export class LockManager {
   private readonly refreshStarted = new Set<string>();
   private readonly pumpAgain = new Set<string>();
   private readonly safetyRescanMs: number;
+  private readonly limits: Pick<ServiceLimits, "maxWaitersPerResource" | "maxWaiters">;
+  /** Callers waiting (not try-once) in all queues. */
+  private waiting = 0;
   /** Whether every lease file has been read once, so `blockers` lists them all. */
   private loaded = false;
   private stopWatching: (() => void) | undefined;
@@ -98,6 +105,7 @@ export class LockManager {
     this.clock = options.clock ?? systemClock;
     this.log = options.log ?? (() => {});
     this.safetyRescanMs = options.safetyRescanMs ?? 2_000;
+    this.limits = options.limits ?? DEFAULT_SERVICE_LIMITS;
   }
 
   /** Loads every lease from the store: live ones stay held, expired ones are reclaimed. */
@@ -132,9 +140,14 @@ export class LockManager {
     if (tryOnce && queue.size > 0) {
       throw this.busyError(resource, queue.size, "callers are already waiting");
     }
+    if (!tryOnce) this.admitWaiter(resource, queue.size);
     const leaseId = newLeaseId();
     const waiter = new Waiter(hashLeaseId(leaseId), holder, ttlMs, metadata, tryOnce);
     queue.push(waiter);
+    if (!tryOnce) {
+      this.waiting++;
+      waiter.onSettle(() => this.waiting--);
+    }
     waiter.onSettle(() => this.leaveQueue(resource, waiter));
     if (!tryOnce) {
       const timer = this.clock.setTimer(waitMs, () =>
@@ -318,6 +331,17 @@ export class LockManager {
     const resource = this.resourceByHash.get(hash);
     if (resource === undefined) throw new LeaseNotFoundError();
     return { hash, resource };
+  }
+
+  /** RESOURCE_EXHAUSTED when one more waiter would pass a limit; try-once callers never wait. */
+  private admitWaiter(resource: string, queued: number): void {
+    const { maxWaitersPerResource, maxWaiters } = this.limits;
+    if (queued >= maxWaitersPerResource) {
+      throw new LimitReachedError("max-waiters-per-resource", maxWaitersPerResource, `${queued} callers already wait for resource "${resource}"`);
+    }
+    if (this.waiting >= maxWaiters) {
+      throw new LimitReachedError("max-waiters", maxWaiters, `${this.waiting} callers already wait for locks`);
+    }
   }
 
   private queueOf(resource: string): WaitQueue<Waiter> {

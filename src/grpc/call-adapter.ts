@@ -7,6 +7,7 @@ import type {
 import { presentedCredentials, type PresentedCredentials } from "../auth/access-policy.ts";
 import { WaitCancelledError, WaitDeadlineError, type LockError } from "../core/errors.ts";
 import { toServiceError } from "./status-map.ts";
+import { UndecodableRequest } from "./undecodable-request.ts";
 
 // Turns grpc-js's callback and event-emitter handlers into plain async
 // functions and async iterables with an AbortSignal (the nice-grpc style), so
@@ -31,6 +32,7 @@ export function unary<Req, Res>(handler: UnaryHandler<Req, Res>, shutdown: Abort
   return (call, callback) => {
     const refused = gate?.refusal();
     if (refused) return callback(toServiceError(refused));
+    if (call.request instanceof UndecodableRequest) return callback(toServiceError(call.request.error()));
     const context = contextOf(call, shutdown);
     handler(call.request, context.context).then(
       (response) => callback(null, response),
@@ -78,6 +80,11 @@ async function* untilAborted<Req>(call: ServerDuplexStream<Req, unknown>, signal
     wake = undefined;
   };
   const onData = (request: Req) => {
+    if (request instanceof UndecodableRequest) {
+      failure ??= request.error();
+      call.pause();
+      return notify();
+    }
     queued.push(request);
     if (queued.length >= 64) call.pause();
     notify();

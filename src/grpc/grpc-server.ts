@@ -1,6 +1,7 @@
 import { Server, ServerCredentials } from "@grpc/grpc-js";
 import type { AccessPolicy } from "../auth/access-policy.ts";
 import type { LockManager } from "../core/lock-manager.ts";
+import { DEFAULT_SERVICE_LIMITS, MAX_REQUEST_BYTES, type ServiceLimits } from "../core/service-limits.ts";
 import { HealthService } from "../gen/grpc/health/v1/health.ts";
 import { ServerReflectionService } from "../gen/grpc/reflection/v1/reflection.ts";
 import { ServerReflectionService as ServerReflectionAlphaService } from "../gen/grpc/reflection/v1alpha/reflection.ts";
@@ -8,6 +9,7 @@ import { LockServiceService } from "../gen/mcplockd/v1/lock.ts";
 import { healthService, ServingStatusMonitor } from "./health-service.ts";
 import { lockService } from "./lock-service.ts";
 import { retireConnectionsAfter } from "./session-stream-limit.ts";
+import { withTolerantDeserializers } from "./undecodable-request.ts";
 import type { ReadinessGate } from "./readiness-gate.ts";
 import { embeddedRegistry, ReflectionIndex, reflectionService } from "./reflection-service.ts";
 
@@ -36,6 +38,7 @@ export interface GrpcServerOptions {
   credentials?: ServerCredentials;
   /** The current access policy; authorization is off while it returns undefined. */
   access?: () => AccessPolicy | undefined;
+  limits?: ServiceLimits;
 }
 
 export interface RunningGrpcServer {
@@ -52,8 +55,17 @@ export interface RunningGrpcServer {
  */
 export async function startGrpcServer(manager: LockManager, options: GrpcServerOptions): Promise<RunningGrpcServer> {
   const { listen, shutdown, readiness } = options;
-  const server = new Server(SERVER_OPTIONS);
-  server.addService(LockServiceService, lockService(manager, shutdown.signal, { gate: readiness, access: options.access }));
+  const limits = options.limits ?? DEFAULT_SERVICE_LIMITS;
+  const server = new Server({
+    ...SERVER_OPTIONS,
+    // grpc-js checks the size before parsing and answers RESOURCE_EXHAUSTED.
+    "grpc.max_receive_message_length": MAX_REQUEST_BYTES,
+    "grpc.max_concurrent_streams": limits.maxStreamsPerConnection,
+  });
+  server.addService(
+    withTolerantDeserializers(LockServiceService),
+    lockService(manager, shutdown.signal, { gate: readiness, access: options.access, maxKeepAliveStreams: limits.maxKeepAliveStreams }),
+  );
 
   const healthOptions = {
     services: [LOCK_SERVICE_NAME],
@@ -66,9 +78,9 @@ export async function startGrpcServer(manager: LockManager, options: GrpcServerO
 
   const served = [LOCK_SERVICE_NAME, HEALTH_SERVICE_NAME, REFLECTION_SERVICE_NAME, REFLECTION_ALPHA_SERVICE_NAME];
   const reflection = reflectionService(new ReflectionIndex(embeddedRegistry(), served), shutdown.signal);
-  server.addService(ServerReflectionService, reflection);
+  server.addService(withTolerantDeserializers(ServerReflectionService), reflection);
   // The v1alpha messages are field for field the v1 ones: one implementation.
-  server.addService(ServerReflectionAlphaService, reflection);
+  server.addService(withTolerantDeserializers(ServerReflectionAlphaService), reflection);
 
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(listen, options.credentials ?? ServerCredentials.createInsecure(), (err, boundPort) => (err ? reject(err) : resolve(boundPort))),

@@ -1,6 +1,6 @@
 import type { LockManager } from "../core/lock-manager.ts";
-import { LeaseNotFoundError } from "../core/errors.ts";
-import { validateResource } from "../core/limits.ts";
+import { LeaseNotFoundError, LimitReachedError } from "../core/errors.ts";
+import { validateLeaseId, validateResource, validateResourcePrefix } from "../core/limits.ts";
 import type { AccessPolicy, Action, Principal } from "../auth/access-policy.ts";
 import type {
   AcquireRequest,
@@ -30,6 +30,8 @@ export interface LockServiceOptions {
   gate?: CallGate;
   /** The current access policy (it may be reloaded), or undefined when authorization is off. */
   access?: () => AccessPolicy | undefined;
+  /** KeepAlive streams open at once; more get RESOURCE_EXHAUSTED. Default: no limit. */
+  maxKeepAliveStreams?: number;
 }
 
 /**
@@ -39,6 +41,8 @@ export interface LockServiceOptions {
  */
 export function lockService(manager: LockManager, shutdown: AbortSignal, options: LockServiceOptions = {}): LockServiceServer {
   const { gate } = options;
+  const maxKeepAliveStreams = options.maxKeepAliveStreams ?? Number.POSITIVE_INFINITY;
+  let keepAliveStreams = 0;
 
   /** The caller's principal and the policy, or undefined for both when authorization is off. */
   function authenticate(context: CallContext): { policy: AccessPolicy; principal: Principal } | undefined {
@@ -83,7 +87,7 @@ export function lockService(manager: LockManager, shutdown: AbortSignal, options
   }
 
   async function release(request: ReleaseRequest, context: CallContext): Promise<ReleaseResponse> {
-    authorizeLease(context, request.leaseId);
+    authorizeLease(context, validateLeaseId(request.leaseId));
     await manager.release(request.leaseId);
     return { released: true };
   }
@@ -95,10 +99,19 @@ export function lockService(manager: LockManager, shutdown: AbortSignal, options
     // Credentials are checked as the stream opens, so a caller without any
     // learns it at once rather than at its first renewal.
     authenticate(context);
-    yield* mapUnordered(requests, KEEPALIVE_IN_FLIGHT_PER_STREAM, (request) => renew(request, context));
+    if (keepAliveStreams >= maxKeepAliveStreams) {
+      throw new LimitReachedError("max-keepalive-streams", maxKeepAliveStreams, `${keepAliveStreams} KeepAlive streams are open`);
+    }
+    keepAliveStreams++;
+    try {
+      yield* mapUnordered(requests, KEEPALIVE_IN_FLIGHT_PER_STREAM, (request) => renew(request, context));
+    } finally {
+      keepAliveStreams--;
+    }
   }
 
   async function renew({ leaseId }: KeepAliveRequest, context: CallContext): Promise<KeepAliveResponse> {
+    validateLeaseId(leaseId);
     try {
       authorizeLease(context, leaseId);
       const lease = await manager.renew(leaseId);
@@ -113,7 +126,7 @@ export function lockService(manager: LockManager, shutdown: AbortSignal, options
   async function listLocks(request: ListLocksRequest, context: CallContext): Promise<ListLocksResponse> {
     const auth = authenticate(context);
     auth?.policy.requireAny(auth.principal, "read");
-    const locks = await manager.list(request.resourcePrefix);
+    const locks = await manager.list(validateResourcePrefix(request.resourcePrefix));
     const readable = auth ? locks.filter(({ state }) => auth.policy.allows(auth.principal, "read", state.resource)) : locks;
     return { locks: readable.map(({ state, waiters }) => toListedLease(state, waiters)) };
   }
