@@ -1,3 +1,4 @@
+import { createPrivateKey, X509Certificate } from "node:crypto";
 import { createSecureContext, type SecureContextOptions } from "node:tls";
 
 // The serve side's TLS settings (--cert-file, --key-file, --trusted-ca-file,
@@ -21,10 +22,11 @@ export function tlsFilePaths(files: TlsFiles): string[] {
 }
 
 /**
- * Context options from the files' contents. Built once here with
- * createSecureContext so that a key that does not match its certificate, or
- * a file that is not PEM, is reported (and a reload rejected) at once rather
- * than on the next handshake.
+ * Context options from the files' contents, checked here so that a file
+ * that is not PEM, or a key that does not match its certificate, is
+ * reported (and a reload rejected) at once rather than on the next
+ * handshake. The checks are explicit: Deno's createSecureContext accepts
+ * anything.
  */
 export function secureContextOf(files: TlsFiles, [cert, key, ca]: Buffer[]): SecureContextOptions {
   const options: SecureContextOptions = {
@@ -33,10 +35,22 @@ export function secureContextOf(files: TlsFiles, [cert, key, ca]: Buffer[]): Sec
     ca,
     minVersion: files.minVersion === "1.3" ? "TLSv1.3" : "TLSv1.2",
   };
+  const certificate = parsePem(files.certFile, () => new X509Certificate(cert!));
+  const privateKey = parsePem(files.keyFile, () => createPrivateKey(key!));
+  if (!certificate.checkPrivateKey(privateKey)) throw new Error(`${files.keyFile} is not the key of the certificate in ${files.certFile}`);
+  if (ca) parsePem(files.trustedCaFile!, () => new X509Certificate(ca));
   try {
     createSecureContext(options);
   } catch (err) {
     throw new Error(`${files.certFile} / ${files.keyFile}${ca ? ` / ${files.trustedCaFile}` : ""}: ${(err as Error).message}`);
   }
   return options;
+}
+
+function parsePem<T>(file: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    throw new Error(`${file}: not a PEM certificate or key (${(err as Error).message})`);
+  }
 }

@@ -9,10 +9,10 @@ import { writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { status } from "@grpc/grpc-js";
-import { cliCommand, startServiceFixture, type ServiceFixture } from "../helpers/service-process.ts";
+import { startServiceFixture, type ServiceFixture } from "../helpers/service-process.ts";
+import { clientCliCommand, cliEnv, runClientCli } from "../cli/client-cli.ts";
 import { expectGrpcError } from "../helpers/lock-client.ts";
 import { exists } from "../helpers/fs.ts";
-import { runProcess } from "../helpers/run-process.ts";
 import { waitFor, withTimeout } from "../helpers/wait.ts";
 
 const seconds = (s: number) => ({ seconds: s, nanos: 0 });
@@ -28,8 +28,8 @@ describe("ForceRelease", () => {
 
   test("a holder under `mcp-lockd run` is stopped (exit 76) and the waiter is granted with a higher token", async () => {
     const { client, service } = fixture;
-    const env = { ...process.env, MCP_LOCKD_ADDRESS: service.grpcAddress };
-    const { command, args } = cliCommand(["run", "deploy", "--ttl", "3s", "--holder", "stuck-deploy", "--", "sleep", "60"]);
+    const env = cliEnv({ MCP_LOCKD_ADDRESS: service.grpcAddress });
+    const { command, args } = clientCliCommand(["run", "deploy", "--ttl", "3s", "--holder", "stuck-deploy", "--", "sleep", "60"]);
     const holder = spawn(command, args, { env, stdio: ["ignore", "ignore", "pipe"] });
     let holderStderr = "";
     holder.stderr!.setEncoding("utf8").on("data", (chunk: string) => (holderStderr += chunk));
@@ -39,7 +39,7 @@ describe("ForceRelease", () => {
       const held = (await client.listLocks()).locks[0]!;
       const waiting = client.acquire({ resource: "deploy", holder: "next", ttl: seconds(10), waitTimeout: seconds(30) });
 
-      const forced = await runProcess(...spread(cliCommand(["release", "--force", "deploy", "--reason", "deploy wedged on a lock"])), { env });
+      const forced = await runClientCli(["release", "--force", "deploy", "--reason", "deploy wedged on a lock"], { address: service.grpcAddress });
       assert.equal(forced.code, 0, forced.stderr);
       assert.match(forced.stdout, new RegExp(`released "deploy" \\(fencing token ${held.fencingToken}\\)`));
 
@@ -82,7 +82,3 @@ describe("ForceRelease", () => {
     await expectGrpcError(client.forceRelease("ok", "r".repeat(2000)), status.INVALID_ARGUMENT, [/\breason\b/, "1024"]);
   });
 });
-
-function spread({ command, args }: { command: string; args: string[] }): [string, string[]] {
-  return [command, args];
-}
