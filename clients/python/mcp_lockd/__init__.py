@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
+    AccessDeniedError,
     CorruptFenceError,
     GuardTimeoutError,
     InvalidArgumentError,
@@ -51,6 +52,7 @@ __all__ = [
     "UnavailableError",
     "GuardTimeoutError",
     "CorruptFenceError",
+    "AccessDeniedError",
 ]
 
 _GRPC_NAMES = ("LockClient", "ServiceLock", "ServiceLease")

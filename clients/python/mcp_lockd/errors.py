@@ -18,6 +18,7 @@ __all__ = [
     "UnavailableError",
     "GuardTimeoutError",
     "CorruptFenceError",
+    "AccessDeniedError",
 ]
 
 
@@ -75,6 +76,14 @@ class InvalidArgumentError(LockError, ValueError):
     def __init__(self, message: str, field: Optional[str] = None):
         super().__init__(message)
         self.field = field
+
+
+class AccessDeniedError(LockError):
+    """The service refused the caller (services with --auth-file): no or unknown credentials
+    (code UNAUTHENTICATED), or its principal may not do this (PERMISSION_DENIED; the message
+    names the resource and the action)."""
+
+    code = "PERMISSION_DENIED"
 
 
 class UnavailableError(LockError):

@@ -14,13 +14,14 @@ import os
 import threading
 import time
 import weakref
-from typing import Any, Callable, Dict, List, Optional, TypeVar
+from typing import Any, Callable, Dict, List, Optional, TypeVar, Union
 
 import grpc
 from google.protobuf import duration_pb2
 
 from ._gen import lock_pb2 as pb
 from ._gen import lock_pb2_grpc as pb_grpc
+from .bearer_token import BearerTokenInterceptor
 from .channel_state import ChannelState
 from .errors import InvalidArgumentError, LeaseLostError, LockError, UnavailableError
 from .file_protocol import check_wait
@@ -72,6 +73,20 @@ def _shut_down(session: KeepAliveSession, channel_state: ChannelState, channel: 
     session.close()
     channel_state.close()
     channel.close()
+
+
+def _tls_credentials(tls: Dict[str, Union[bytes, str]]) -> grpc.ChannelCredentials:
+    unknown = set(tls) - {"ca", "cert", "key"}
+    if unknown:
+        raise InvalidArgumentError(f"tls: unknown key(s) {sorted(unknown)}; expected ca, cert, key", "tls")
+    if ("cert" in tls) != ("key" in tls):
+        raise InvalidArgumentError("tls: cert and key go together (a client certificate and its key)", "tls")
+
+    def pem(name: str) -> Optional[bytes]:
+        value = tls.get(name)
+        return value.encode("ascii") if isinstance(value, str) else value
+
+    return grpc.ssl_channel_credentials(root_certificates=pem("ca"), private_key=pem("key"), certificate_chain=pem("cert"))
 
 
 def _duration(seconds: float) -> duration_pb2.Duration:
@@ -170,6 +185,9 @@ class LockClient:
     address: host:port; default MCP_LOCKD_ADDRESS, else 127.0.0.1:50051.
     timeout: seconds a call may take, on top of any waiting it asks for.
     connect_timeout: seconds a call waits for a connection before UnavailableError.
+    tls: {"ca": PEM, "cert": PEM, "key": PEM} (bytes or str; each optional): TLS to the service,
+        trusting `ca` (default: the system's CAs), with a client certificate for mutual TLS.
+    token: a bearer token sent on every call (services with --auth-file).
     All leases of a client are renewed over one KeepAlive stream by one daemon thread.
     """
 
@@ -181,6 +199,8 @@ class LockClient:
         timeout: float = DEFAULT_TIMEOUT_S,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
         credentials: Optional[grpc.ChannelCredentials] = None,
+        tls: Optional[Dict[str, Union[bytes, str]]] = None,
+        token: Optional[str] = None,
         reconnect_initial_delay: float = 0.1,
         reconnect_max_delay: float = 2.0,
     ):
@@ -188,11 +208,14 @@ class LockClient:
         self.holder = holder
         self.timeout = timeout
         self.connect_timeout = connect_timeout
+        if credentials is None and tls is not None:
+            credentials = _tls_credentials(tls)
         if credentials is None:
             self._channel = grpc.insecure_channel(self.address, options=_CHANNEL_OPTIONS)
         else:
             self._channel = grpc.secure_channel(self.address, credentials, options=_CHANNEL_OPTIONS)
-        self._stub = stub = pb_grpc.LockServiceStub(self._channel)
+        calls = self._channel if token is None else grpc.intercept_channel(self._channel, BearerTokenInterceptor(token))
+        self._stub = stub = pb_grpc.LockServiceStub(calls)
         self._channel_state = ChannelState(self._channel)
         # The session must not refer to the client, so that a client nobody refers to any more
         # (`LockClient(address).lock(...)` inline) is freed at once, closing its channel.

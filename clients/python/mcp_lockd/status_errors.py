@@ -8,7 +8,7 @@ from typing import Any, Optional, Tuple
 
 import grpc
 
-from .errors import InvalidArgumentError, LeaseLostError, LockError, ResourceBusyError, UnavailableError
+from .errors import AccessDeniedError, InvalidArgumentError, LeaseLostError, LockError, ResourceBusyError, UnavailableError
 
 # Trailing metadata the service sets (src/grpc/status-map.ts). The holder is UTF-8, hence "-bin".
 HOLDER_KEY = "mcp-lockd-holder-bin"
@@ -75,4 +75,6 @@ def error_from_rpc(err: grpc.RpcError, resource: Optional[str] = None) -> LockEr
         return UnavailableError(f"the service did not answer in time ({message})")
     if code == grpc.StatusCode.NOT_FOUND:
         return LeaseLostError(message, resource, "expired")
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        return AccessDeniedError(message, code=code.name)
     return LockError(message, code=code.name if code is not None else "UNKNOWN")
