@@ -24,6 +24,43 @@ export interface FileSystem {
   watch(path: string, onEvent: (filename: string | null) => void, onError: (err: Error) => void): FSWatcher;
 }
 
+/**
+ * A lease or fence path that is a symbolic link (never followed: it could
+ * point anywhere on the machine) or not a regular file (a directory, a
+ * FIFO). The store reports it as unreadable; nothing reads or writes through it.
+ */
+export class NotRegularFileError extends Error {
+  readonly code = "ENOTREGULAR";
+  constructor(
+    readonly path: string,
+    /** "a symbolic link", "a directory", "not a regular file". */
+    readonly what: string,
+    /** The path's own mtime (lstat), for how long it blocks the resource. */
+    readonly mtimeMs: number,
+  ) {
+    super(`${path} is ${what}`);
+    this.name = "NotRegularFileError";
+  }
+}
+
+// O_NOFOLLOW: a symlink fails with ELOOP instead of being followed.
+// O_NONBLOCK: opening a FIFO must not wait for a writer.
+const READ_FLAGS = fs.constants.O_RDONLY | (fs.constants.O_NOFOLLOW ?? 0) | (fs.constants.O_NONBLOCK ?? 0);
+
+function notRegular(path: string, stat: fs.BigIntStats): NotRegularFileError {
+  const what = stat.isSymbolicLink() ? "a symbolic link" : stat.isDirectory() ? "a directory" : "not a regular file";
+  return new NotRegularFileError(path, what, msOf(stat.mtimeNs));
+}
+
+/** ELOOP from O_NOFOLLOW: the path is a symlink; report it with the link's own mtime. */
+function rethrowOpenError(path: string, err: unknown): never {
+  if ((err as NodeJS.ErrnoException).code === "ELOOP") {
+    const stat = fs.lstatSync(path, { bigint: true, throwIfNoEntry: false });
+    if (stat?.isSymbolicLink()) throw notRegular(path, stat);
+  }
+  throw err;
+}
+
 // The default implementation makes synchronous calls behind the async
 // interface. Each call takes microseconds on a local disk (an fsync a fraction
 // of a millisecond), and measured here a synchronous durable write costs about
@@ -31,9 +68,15 @@ export interface FileSystem {
 // See docs/performance.md.
 export const nodeFileSystem: FileSystem = {
   readFileWithMtime: async (path) => {
-    const fd = fs.openSync(path, "r");
+    let fd: number;
+    try {
+      fd = fs.openSync(path, READ_FLAGS);
+    } catch (err) {
+      rethrowOpenError(path, err);
+    }
     try {
       const stat = fs.fstatSync(fd, { bigint: true });
+      if (!stat.isFile()) throw notRegular(path, stat);
       return { text: fs.readFileSync(fd, "utf8"), mtimeMs: msOf(stat.mtimeNs), identity: identityOf(stat) };
     } finally {
       fs.closeSync(fd);
@@ -81,9 +124,10 @@ export const nodeFileSystem: FileSystem = {
  */
 export const threadPoolFileSystem: FileSystem = {
   readFileWithMtime: async (path) => {
-    const handle = await fs.promises.open(path, "r");
+    const handle = await fs.promises.open(path, READ_FLAGS).catch((err: unknown) => rethrowOpenError(path, err));
     try {
       const stat = await handle.stat({ bigint: true });
+      if (!stat.isFile()) throw notRegular(path, stat);
       return { text: await handle.readFile("utf8"), mtimeMs: msOf(stat.mtimeNs), identity: identityOf(stat) };
     } finally {
       await handle.close();

@@ -9,6 +9,7 @@ import {
   ABSENT,
   guardFileSystem,
   nodeFileSystem,
+  NotRegularFileError,
   threadPoolFileSystem,
   threadPoolGuardFileSystem,
   type FileSystem,
@@ -92,6 +93,11 @@ export class LeaseFileStore implements LeaseStore {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") {
         this.promises.forget(resource);
         return { kind: "free", resource };
+      }
+      if (err instanceof NotRegularFileError) {
+        this.promises.forget(resource);
+        const reason = `the lease file is ${err.what}, which is never read or written through`;
+        return { kind: "unreadable", resource, modifiedAt: err.mtimeMs, blockedUntil: err.mtimeMs + MAX_TTL_MS, reason };
       }
       throw toStoreError("reading the lease file", path, err);
     }
