@@ -52,13 +52,21 @@ function notRegular(path: string, stat: fs.BigIntStats): NotRegularFileError {
   return new NotRegularFileError(path, what, msOf(stat.mtimeNs));
 }
 
-/** ELOOP from O_NOFOLLOW: the path is a symlink; report it with the link's own mtime. */
-function rethrowOpenError(path: string, err: unknown): never {
-  if ((err as NodeJS.ErrnoException).code === "ELOOP") {
-    const stat = fs.lstatSync(path, { bigint: true, throwIfNoEntry: false });
-    if (stat?.isSymbolicLink()) throw notRegular(path, stat);
-  }
-  throw err;
+/**
+ * The path's own stat, refusing anything but a regular file. Checked before
+ * opening as well as by O_NOFOLLOW: Deno 2.9 under --allow-read=DIR opens
+ * through a symlink despite O_NOFOLLOW (even to a target outside DIR).
+ */
+function regularFileBeforeOpen(path: string, stat: fs.BigIntStats): fs.BigIntStats {
+  if (!stat.isFile()) throw notRegular(path, stat);
+  return stat;
+}
+
+/** What was opened is the regular file lstat saw, not something swapped in since (or a link followed). */
+function assertOpenedRegular(path: string, before: fs.BigIntStats, opened: fs.BigIntStats): void {
+  if (opened.isFile() && opened.ino === before.ino && opened.dev === before.dev) return;
+  const now = fs.lstatSync(path, { bigint: true, throwIfNoEntry: false });
+  throw notRegular(path, now !== undefined && !now.isFile() ? now : opened);
 }
 
 // The default implementation makes synchronous calls behind the async
@@ -68,15 +76,11 @@ function rethrowOpenError(path: string, err: unknown): never {
 // See docs/performance.md.
 export const nodeFileSystem: FileSystem = {
   readFileWithMtime: async (path) => {
-    let fd: number;
-    try {
-      fd = fs.openSync(path, READ_FLAGS);
-    } catch (err) {
-      rethrowOpenError(path, err);
-    }
+    const before = regularFileBeforeOpen(path, fs.lstatSync(path, { bigint: true }));
+    const fd = fs.openSync(path, READ_FLAGS);
     try {
       const stat = fs.fstatSync(fd, { bigint: true });
-      if (!stat.isFile()) throw notRegular(path, stat);
+      assertOpenedRegular(path, before, stat);
       return { text: fs.readFileSync(fd, "utf8"), mtimeMs: msOf(stat.mtimeNs), identity: identityOf(stat) };
     } finally {
       fs.closeSync(fd);
@@ -124,10 +128,11 @@ export const nodeFileSystem: FileSystem = {
  */
 export const threadPoolFileSystem: FileSystem = {
   readFileWithMtime: async (path) => {
-    const handle = await fs.promises.open(path, READ_FLAGS).catch((err: unknown) => rethrowOpenError(path, err));
+    const before = regularFileBeforeOpen(path, await fs.promises.lstat(path, { bigint: true }));
+    const handle = await fs.promises.open(path, READ_FLAGS);
     try {
       const stat = await handle.stat({ bigint: true });
-      if (!stat.isFile()) throw notRegular(path, stat);
+      assertOpenedRegular(path, before, stat);
       return { text: await handle.readFile("utf8"), mtimeMs: msOf(stat.mtimeNs), identity: identityOf(stat) };
     } finally {
       await handle.close();
