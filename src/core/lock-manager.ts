@@ -160,7 +160,11 @@ export class LockManager {
       signal.addEventListener("abort", onAbort, { once: true });
       waiter.onSettle(() => signal.removeEventListener("abort", onAbort));
     }
-    this.pump(resource);
+    // Only a waiter at the head can be granted now (FIFO): one behind others
+    // is reached by the pump already draining, or by the release, expiry or
+    // watch event that frees the resource. Pumping for each arrival would
+    // re-try the blocked head (a guarded file read) once per waiter.
+    if (queue.peek() === waiter) this.pump(resource);
     return { leaseId, lease: await waiter.promise };
   }
 
