@@ -9,7 +9,7 @@ import { LockServiceService } from "../gen/mcplockd/v1/lock.ts";
 import { healthService, ServingStatusMonitor } from "./health-service.ts";
 import { lockService } from "./lock-service.ts";
 import { retireConnectionsAfter } from "./session-stream-limit.ts";
-import { withTolerantDeserializers } from "./undecodable-request.ts";
+import { refusingUndecodable, withTolerantDeserializers } from "./undecodable-request.ts";
 import type { ReadinessGate } from "./readiness-gate.ts";
 import { embeddedRegistry, ReflectionIndex, reflectionService } from "./reflection-service.ts";
 
@@ -74,7 +74,7 @@ export async function startGrpcServer(manager: LockManager, options: GrpcServerO
     probeWritable: () => manager.probeWritable(),
     log: options.log,
   };
-  server.addService(HealthService, healthService(new ServingStatusMonitor(healthOptions), healthOptions));
+  server.addService(withTolerantDeserializers(HealthService), refusingUndecodable(healthService(new ServingStatusMonitor(healthOptions), healthOptions)));
 
   const served = [LOCK_SERVICE_NAME, HEALTH_SERVICE_NAME, REFLECTION_SERVICE_NAME, REFLECTION_ALPHA_SERVICE_NAME];
   const reflection = reflectionService(new ReflectionIndex(embeddedRegistry(), served), shutdown.signal);

@@ -1,5 +1,6 @@
-import type { ServiceDefinition } from "@grpc/grpc-js";
+import type { ServiceDefinition, UntypedServiceImplementation } from "@grpc/grpc-js";
 import { InvalidArgumentError } from "../core/errors.ts";
+import { toServiceError } from "./status-map.ts";
 
 /**
  * What a request that is not valid protobuf for its method becomes. grpc-js
@@ -31,4 +32,23 @@ export function withTolerantDeserializers<S extends ServiceDefinition>(definitio
     };
   }
   return tolerant as S;
+}
+
+/**
+ * For handlers that do not go through call-adapter.ts (grpc.health.v1):
+ * unary and server-streaming calls whose request is an UndecodableRequest
+ * get INVALID_ARGUMENT before the handler sees them.
+ */
+export function refusingUndecodable<T extends UntypedServiceImplementation>(handlers: T): T {
+  const wrapped: Record<string, unknown> = {};
+  for (const [name, handler] of Object.entries(handlers)) {
+    wrapped[name] = (call: { request?: unknown; emit(event: string, error: unknown): boolean }, callback?: (error: unknown) => void) => {
+      if (call.request instanceof UndecodableRequest) {
+        const error = toServiceError(call.request.error());
+        return callback ? callback(error) : void call.emit("error", error);
+      }
+      return (handler as (call: unknown, callback?: unknown) => void)(call, callback);
+    };
+  }
+  return wrapped as T;
 }

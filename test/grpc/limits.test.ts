@@ -116,7 +116,7 @@ describe("malformed requests", () => {
   // Field 1, length-delimited, with a length longer than the message: no protobuf decoder accepts it.
   const UNDECODABLE = Buffer.from([0x0a, 0x7f, 0x41]);
 
-  test("undecodable protobuf is INVALID_ARGUMENT on every method, KeepAlive included", async () => {
+  test("undecodable protobuf is INVALID_ARGUMENT on every method: LockService, health, reflection", async () => {
     for (const method of METHODS) {
       const details = await expectGrpcError(
         new Promise((resolve, reject) =>
@@ -128,11 +128,26 @@ describe("malformed requests", () => {
       );
       assert.ok(!details.includes("Error deserializing"), method);
     }
-    const stream = raw.makeBidiStreamRequest("/mcplockd.v1.LockService/KeepAlive", identity, identity, new Metadata(), {});
-    const ended = new Promise<ServiceError>((resolve) => stream.on("error", resolve));
-    stream.on("data", () => {});
-    stream.write(UNDECODABLE);
-    assert.equal((await ended).code, status.INVALID_ARGUMENT);
+    for (const path of ["/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/List"]) {
+      await expectGrpcError(
+        new Promise((resolve, reject) =>
+          raw.makeUnaryRequest(path, identity, identity, UNDECODABLE, new Metadata(), {}, (err, res) => (err ? reject(err) : resolve(res))),
+        ),
+        status.INVALID_ARGUMENT,
+        [/\brequest\b/],
+        path,
+      );
+    }
+    const watch = raw.makeServerStreamRequest("/grpc.health.v1.Health/Watch", identity, identity, UNDECODABLE, new Metadata(), {});
+    watch.on("data", () => {});
+    assert.equal((await new Promise<ServiceError>((resolve) => watch.on("error", resolve))).code, status.INVALID_ARGUMENT, "Health/Watch");
+    for (const path of ["/mcplockd.v1.LockService/KeepAlive", "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"]) {
+      const stream = raw.makeBidiStreamRequest(path, identity, identity, new Metadata(), {});
+      const ended = new Promise<ServiceError>((resolve) => stream.on("error", resolve));
+      stream.on("data", () => {});
+      stream.write(UNDECODABLE);
+      assert.equal((await ended).code, status.INVALID_ARGUMENT, path);
+    }
     const { lease } = await client.acquire({ resource: "still-served", ttl: seconds(5) });
     await client.release(lease!.leaseId);
   });
