@@ -1,14 +1,10 @@
 import { setMaxListeners } from "node:events";
 import { resolve } from "node:path";
-import type { SecureContextOptions } from "node:tls";
-import type { AccessPolicy } from "./auth/access-policy.ts";
-import { parseAuthFile } from "./auth/auth-file.ts";
 import { assertPlaintextAllowed } from "./config/listen-policy.ts";
-import { ReloadingFiles } from "./config/reloading-files.ts";
+import { openSecurityFiles } from "./config/security-files.ts";
 import { ShuttingDownError } from "./core/errors.ts";
 import { DEFAULT_SERVICE_LIMITS, type ServiceLimits } from "./core/service-limits.ts";
-import { ReloadableServerCredentials } from "./grpc/reloadable-server-credentials.ts";
-import { secureContextOf, tlsFilePaths, type TlsFiles } from "./tls/tls-settings.ts";
+import type { TlsFiles } from "./tls/tls-settings.ts";
 import { LockManager } from "./core/lock-manager.ts";
 import { startGrpcServer, type RunningGrpcServer } from "./grpc/grpc-server.ts";
 import { ReadinessGate } from "./grpc/readiness-gate.ts";
@@ -70,7 +66,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   );
   const lockDir = resolve(options.lockDir);
   // Read before anything binds: a bad certificate or auth file fails the start.
-  const security = await openSecurityFiles(options, log);
+  const security = await openSecurityFiles(options.tls, options.authFile, log);
   const store = new LeaseFileStore({ dir: lockDir, onWarning: log, fs: options.fs });
   const limits: ServiceLimits = { ...DEFAULT_SERVICE_LIMITS, ...options.limits };
   const manager = new LockManager({ store, log, limits });
@@ -136,62 +132,4 @@ async function abandon(
   shutdown.abort(new ShuttingDownError());
   manager.close();
   await Promise.all([grpc.stop(0), http?.stop()]);
-}
-
-interface SecurityFiles {
-  tls?: {
-    files: ReloadingFiles<SecureContextOptions>;
-    credentials: ReloadableServerCredentials;
-    onChange(listener: (context: SecureContextOptions) => void): void;
-  };
-  auth?: ReloadingFiles<AccessPolicy>;
-  reload(): Promise<void>;
-  close(): void;
-}
-
-/** The certificates and the auth file, each reloaded when its files change. */
-async function openSecurityFiles(options: ServiceOptions, log: (message: string) => void): Promise<SecurityFiles> {
-  const listeners: Array<(context: SecureContextOptions) => void> = [];
-  const tlsFiles = options.tls;
-  let tls: SecurityFiles["tls"];
-  if (tlsFiles) {
-    let credentials: ReloadableServerCredentials | undefined;
-    const files = await ReloadingFiles.open(tlsFilePaths(tlsFiles), {
-      what: "TLS certificates",
-      parse: (contents) => secureContextOf(tlsFiles, contents),
-      onChange: (context) => {
-        credentials?.update(context);
-        for (const listener of listeners) listener(context);
-      },
-      log,
-    });
-    credentials = new ReloadableServerCredentials(files.value, tlsFiles.clientCertAuth);
-    tls = { files, credentials, onChange: (listener) => listeners.push(listener) };
-  }
-  let auth: ReloadingFiles<AccessPolicy> | undefined;
-  try {
-    auth =
-      options.authFile === undefined
-        ? undefined
-        : await ReloadingFiles.open([options.authFile], {
-            what: `auth file ${options.authFile}`,
-            parse: ([text]) => parseAuthFile(text!.toString("utf8")),
-            log,
-          });
-  } catch (err) {
-    tls?.files.close();
-    throw new Error(`--auth-file ${options.authFile}: ${(err as Error).message}`);
-  }
-  if (auth) log(`authorization on: ${auth.value.principals.length} principal(s) from ${options.authFile}`);
-  return {
-    tls,
-    auth,
-    reload: async () => {
-      await Promise.all([tls?.files.reload(), auth?.reload()]);
-    },
-    close: () => {
-      tls?.files.close();
-      auth?.close();
-    },
-  };
 }

@@ -73,6 +73,21 @@ function asksForHelp(args: string[]): boolean {
   return (end < 0 ? args : args.slice(0, end)).some((arg) => arg === "--help" || arg === "-h");
 }
 
+/**
+ * grpc-js passes the target's host as the TLS server name, and Node warns
+ * (DEP0123) on each TLS connection to an IP address such as 127.0.0.1:
+ * noise on every client command, about a library's choice. Only that one
+ * warning is dropped.
+ */
+function dropServerNameWarning(): void {
+  const emit = process.emitWarning;
+  process.emitWarning = function (this: unknown, warning: string | Error, ...rest: unknown[]) {
+    const code = typeof rest[0] === "object" ? (rest[0] as { code?: string } | null)?.code : rest[1];
+    if (code === "DEP0123") return;
+    return (emit as (...args: unknown[]) => void).call(process, warning, ...rest);
+  } as typeof process.emitWarning;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === "--help" || command === "-h" || command === "help") {
@@ -92,6 +107,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const client = command === undefined ? undefined : CLIENT_COMMANDS.get(command);
   if (client) {
+    dropServerNameWarning();
     if (asksForHelp(rest)) {
       process.stdout.write(client.usage);
       return 0;
