@@ -36,6 +36,7 @@ test("run: options before --, the command after it, defaults", () => {
   const parsed = parseRunArgs(["deploy", "--ttl", "10s", "--holder", "me", "--", "sh", "-c", "echo --ttl $1", "--help"], {}, 4242);
   assert.deepEqual(parsed, {
     address: "127.0.0.1:50051",
+    connection: { address: "127.0.0.1:50051" },
     resource: "deploy",
     ttl: 10_000,
     wait: Number.POSITIVE_INFINITY,
@@ -214,4 +215,24 @@ test("exit codes for signals are 128 + the platform's number", () => {
   assert.equal(exitCodeForSignal("SIGTERM"), 143);
   assert.equal(exitCodeForSignal("SIGHUP"), 129);
   assert.equal(exitCodeForSignal("SIGKILL"), 137);
+});
+
+test("connection flags: TLS files and a token file are read; bad combinations are usage errors", async () => {
+  const { mkdtemp, writeFile, rm } = await import("node:fs/promises");
+  const { join } = await import("node:path");
+  const { tmpdir } = await import("node:os");
+  const { resolveConnection } = await import("../../src/cli/client-options.ts");
+  const dir = await mkdtemp(join(tmpdir(), "mcp-lockd-conn-"));
+  try {
+    await writeFile(join(dir, "ca.pem"), "CA");
+    await writeFile(join(dir, "token"), "s3cret\n");
+    const connection = resolveConnection({ cacert: join(dir, "ca.pem") }, { MCP_LOCKD_TOKEN_FILE: join(dir, "token") });
+    assert.deepEqual(connection, { address: "127.0.0.1:50051", tls: { ca: Buffer.from("CA") }, token: "s3cret" });
+    assert.throws(() => resolveConnection({ cert: join(dir, "ca.pem") }, {}), /--cert and --key go together/);
+    assert.throws(() => resolveConnection({ "token-file": join(dir, "missing") }, {}), /--token-file .*missing: cannot read it \(ENOENT\)/);
+    await writeFile(join(dir, "empty"), "\n");
+    assert.throws(() => resolveConnection({ "token-file": join(dir, "empty") }, {}), UsageError);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
