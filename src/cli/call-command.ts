@@ -12,13 +12,14 @@ import {
   type FileRegistry,
   type JsonValue,
 } from "@bufbuild/protobuf";
-import { Client, credentials, Metadata, status, type ServiceError } from "@grpc/grpc-js";
+import { Client, Metadata, status, type ServiceError } from "@grpc/grpc-js";
+import { channelCredentials, tokenOptions, type ChannelSecurity } from "../client/channel.ts";
 import { parseArgs } from "node:util";
 import { ReflectionClient, ReflectionError } from "../grpc/reflection-client.ts";
 import { EXIT_FAILURE, EXIT_USAGE } from "./exit-codes.ts";
 import { SERVE_DEFAULTS } from "./serve-options.ts";
 import { ERROR_CODE_KEY } from "../grpc/error-metadata.ts";
-import { UsageError } from "./client-options.ts";
+import { CONNECTION_FLAGS, resolveConnection, UsageError } from "./client-options.ts";
 
 // `mcp-lockd call`: an example client that knows nothing of lock.proto. It
 // learns the services, methods and message types from the server's
@@ -39,6 +40,8 @@ export const CALL_USAGE = `Usage:
   --address  MCP_LOCKD_ADDRESS (as for the other client commands), else
              MCP_LOCKD_GRPC_LISTEN (where serve listens), else ${SERVE_DEFAULTS.grpcListen}
   --timeout  deadline of each call, in seconds (default 10)
+  --cacert F, --cert F --key F, --token-file F: TLS, a client certificate and a
+             bearer token, as for the other client commands
 
 Example:
   mcp-lockd call mcplockd.v1.LockService/ListLocks '{"resource_prefix": ""}'
@@ -68,7 +71,7 @@ export async function runCallCommand(args: string[], io: CallIo = processIo): Pr
     io.stderr(`mcp-lockd call: ${(err as Error).message}\n\n${CALL_USAGE}`);
     return EXIT_USAGE;
   }
-  const reflection = new ReflectionClient(parsed.address, parsed.timeoutMs);
+  const reflection = new ReflectionClient(parsed.address, parsed.timeoutMs, parsed.security);
   try {
     io.stdout(await run(parsed, reflection));
     return 0;
@@ -86,6 +89,7 @@ export async function runCallCommand(args: string[], io: CallIo = processIo): Pr
 
 interface CallArgs {
   address: string;
+  security: ChannelSecurity;
   timeoutMs: number;
   verb: string;
   operands: string[];
@@ -94,7 +98,7 @@ interface CallArgs {
 function parseCallArgs(args: string[], env: NodeJS.ProcessEnv): CallArgs {
   const { values, positionals } = parseArgs({
     args,
-    options: { address: { type: "string" }, timeout: { type: "string" } },
+    options: { ...CONNECTION_FLAGS, timeout: { type: "string" } },
     strict: true,
     allowPositionals: true,
   });
@@ -104,8 +108,11 @@ function parseCallArgs(args: string[], env: NodeJS.ProcessEnv): CallArgs {
   if (verb === undefined) throw new Error("say what to do: list, describe, or SERVICE/METHOD");
   const max = verb === "list" ? 0 : 1;
   if (operands.length > max) throw new Error(`too many arguments after ${verb}: ${operands.slice(max).join(" ")}`);
+  const address = values.address ?? (env.MCP_LOCKD_ADDRESS || undefined) ?? env.MCP_LOCKD_GRPC_LISTEN ?? SERVE_DEFAULTS.grpcListen;
+  const { tls, token } = resolveConnection({ ...values, address }, env);
   return {
-    address: values.address ?? (env.MCP_LOCKD_ADDRESS || undefined) ?? env.MCP_LOCKD_GRPC_LISTEN ?? SERVE_DEFAULTS.grpcListen,
+    address,
+    security: { tls, token },
     timeoutMs: timeout * 1000,
     verb,
     operands,
@@ -151,7 +158,7 @@ async function callUnary(args: CallArgs, registry: FileRegistry, method: DescMet
   } catch (err) {
     throw new UsageError(`the request is not a valid ${method.input.typeName}: ${(err as Error).message}`);
   }
-  const client = new Client(args.address, credentials.createInsecure());
+  const client = new Client(args.address, channelCredentials(args.security.tls), tokenOptions(args.security.token));
   try {
     const response = await new Promise<Buffer>((resolve, reject) =>
       client.makeUnaryRequest(

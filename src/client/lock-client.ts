@@ -1,8 +1,8 @@
 import { hostname } from "node:os";
 import { performance } from "node:perf_hooks";
-import { credentials as grpcCredentials, Metadata, status, type ChannelCredentials } from "@grpc/grpc-js";
+import { Metadata, status } from "@grpc/grpc-js";
 import { LockServiceClient, type AcquireResponse, type Lease } from "../gen/mcplockd/v1/lock.ts";
-import { bearerTokenInterceptor } from "./bearer-token.ts";
+import { channelCredentials, tokenOptions } from "./channel.ts";
 import { keepAliveDiagnostics, type KeepAliveDiagnostics } from "./diagnostics.ts";
 import { InvalidArgumentError, LockClientError } from "./errors.ts";
 import { LeaseKeeper, type KeptLease } from "./lease-keeper.ts";
@@ -10,7 +10,7 @@ import { Lock } from "./lock.ts";
 import { durationToMs, msToDuration, timestampToDate, toFencingToken } from "./proto-time.ts";
 import { MAX_WAIT_MS } from "../core/limits.ts";
 import { errorFromStatus, isServiceError } from "./status-errors.ts";
-import type { AcquireOptions, ForceReleaseResult, LockClientOptions, LockClientTls, LockInfo, Renewal } from "./types.ts";
+import type { AcquireOptions, ForceReleaseResult, LockClientOptions, LockInfo, Renewal } from "./types.ts";
 
 export const DEFAULT_ADDRESS = "127.0.0.1:50051";
 /** Release and ListLocks answer at once; this only bounds an unresponsive peer. */
@@ -34,7 +34,7 @@ export class LockClient implements AsyncDisposable {
     const initialDelayMs = options.reconnect?.initialDelayMs ?? 100;
     const maxDelayMs = Math.max(initialDelayMs, options.reconnect?.maxDelayMs ?? 2_000);
     this.#stub = new LockServiceClient(this.address, options.credentials ?? channelCredentials(options.tls), {
-      ...(options.token === undefined ? {} : { interceptors: [bearerTokenInterceptor(options.token)] }),
+      ...tokenOptions(options.token),
       // grpc-js backs off reconnecting too (1 s growing to 120 s by default),
       // and fails calls fast meanwhile: keep its pace no slower than ours.
       "grpc.initial_reconnect_backoff_ms": initialDelayMs,
@@ -235,12 +235,6 @@ export class LockClient implements AsyncDisposable {
   #assertOpen(): void {
     if (this.#closed) throw closedError();
   }
-}
-
-function channelCredentials(tls: LockClientTls | undefined): ChannelCredentials {
-  if (tls === undefined) return grpcCredentials.createInsecure();
-  const pem = (value: string | Buffer | undefined) => (value === undefined ? null : Buffer.from(value));
-  return grpcCredentials.createSsl(pem(tls.ca), pem(tls.key), pem(tls.cert));
 }
 
 function closedError(): LockClientError {

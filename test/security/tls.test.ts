@@ -14,6 +14,7 @@ import { makeTempDir } from "../helpers/temp-dir.ts";
 import { startServiceProcess, type ServiceProcess } from "../helpers/service-process.ts";
 import { TestCertificateAuthority, type CertificateFiles } from "../helpers/test-certificates.ts";
 import { runProcess } from "../helpers/run-process.ts";
+import { runClientCli } from "../cli/client-cli.ts";
 import { cliCommand } from "../helpers/service-process.ts";
 import { waitFor } from "../helpers/wait.ts";
 
@@ -91,6 +92,16 @@ describe("TLS and mutual TLS", () => {
       assert.deepEqual((JSON.parse(health.body) as { locks: Array<{ resource: string }> }).locks.map((l) => l.resource), ["tls-1"]);
     }
     assert.deepEqual(await locks.list(), []);
+    // The CLI, `call` (reflection) included, with the same files.
+    const tlsFlags = ["--cacert", ca.certFile, "--cert", client.certFile, "--key", client.keyFile];
+    const status = await runClientCli(["status", ...tlsFlags], { address: service.grpcAddress });
+    assert.equal(status.code, 0, status.stderr);
+    assert.equal(status.stderr, "", "no warning on stderr");
+    const call = await runClientCli(["call", ...tlsFlags, "grpc.health.v1.Health/Check", "{}"], { address: service.grpcAddress });
+    assert.equal(call.code, 0, call.stderr);
+    assert.match(call.stdout, /SERVING/);
+    const refused = await runClientCli(["status", "--cacert", ca.certFile], { address: service.grpcAddress });
+    assert.equal(refused.code, 69, "no client certificate: the handshake fails");
   });
 
   test("refused: plaintext, no client certificate, a certificate of another CA, a server not trusted, TLS 1.2", async () => {
