@@ -12,6 +12,7 @@ import { makeTempDir } from "../helpers/temp-dir.ts";
 const REPO = fileURLToPath(new URL("../../../", import.meta.url));
 
 const CLIENT_EXPORTS = [
+  "AccessDeniedError",
   "InvalidArgumentError",
   "LeaseLostError",
   "Lock",
