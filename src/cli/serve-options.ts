@@ -19,6 +19,7 @@ const LIMIT_FLAGS: Record<string, keyof ServiceLimits> = {
   "max-waiters": "maxWaiters",
   "max-keepalive-streams": "maxKeepAliveStreams",
   "max-streams-per-connection": "maxStreamsPerConnection",
+  "max-connections": "maxConnections",
 };
 
 export const SERVE_DEFAULTS = {

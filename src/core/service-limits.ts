@@ -11,6 +11,8 @@ export interface ServiceLimits {
   maxKeepAliveStreams: number;
   /** Concurrent HTTP/2 streams (calls) on one connection; more are refused by HTTP/2 itself. */
   maxStreamsPerConnection: number;
+  /** gRPC connections open at once; more are closed as they arrive. */
+  maxConnections: number;
 }
 
 /**
@@ -22,6 +24,7 @@ export const DEFAULT_SERVICE_LIMITS: ServiceLimits = {
   maxWaiters: 10_000,
   maxKeepAliveStreams: 10_000,
   maxStreamsPerConnection: 1_000,
+  maxConnections: 10_000,
 };
 
 /**

@@ -9,6 +9,7 @@ import { LockServiceService } from "../gen/mcplockd/v1/lock.ts";
 import { healthService, ServingStatusMonitor } from "./health-service.ts";
 import { lockService } from "./lock-service.ts";
 import { retireConnectionsAfter } from "./session-stream-limit.ts";
+import { capConnections } from "./connection-limit.ts";
 import { refusingUndecodable, withTolerantDeserializers } from "./undecodable-request.ts";
 import type { ReadinessGate } from "./readiness-gate.ts";
 import { embeddedRegistry, ReflectionIndex, reflectionService } from "./reflection-service.ts";
@@ -88,6 +89,7 @@ export async function startGrpcServer(manager: LockManager, options: GrpcServerO
   // Deno's node:http2 can crash on a client's GOAWAY after many streams on one
   // connection (see session-stream-limit.ts); 10 held in every run measured.
   if ("Deno" in globalThis) retireConnectionsAfter(server, 10);
+  if (!capConnections(server, limits.maxConnections)) options.log?.("cannot cap gRPC connections (grpc-js internals changed): --max-connections has no effect");
   const host = listen.slice(0, listen.lastIndexOf(":"));
   let stopping: Promise<void> | undefined;
   return {

@@ -4,6 +4,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Client, credentials, Metadata, status, type ServiceError } from "@grpc/grpc-js";
+import { LockServiceClient } from "../../src/gen/mcplockd/v1/lock.ts";
 import { makeTempDir } from "../helpers/temp-dir.ts";
 import { startServiceProcess, type ServiceProcess } from "../helpers/service-process.ts";
 import { expectGrpcError, TestLockClient } from "../helpers/lock-client.ts";
@@ -90,6 +91,34 @@ describe("limits", () => {
     await expectGrpcError(client.acquire({ resource: "big", metadata }), status.RESOURCE_EXHAUSTED, [/larger than max/i]);
     await assertServesOthers("after-big");
   });
+});
+
+test("connections in total: one over the limit is refused; the others carry on", async () => {
+  const temp = await makeTempDir();
+  const service = await startServiceProcess({ lockDir: temp.path, extraArgs: ["--max-connections", "2"] });
+  // Each on a connection of its own (grpc-js would share one among equal clients).
+  const own = () => new LockServiceClient(service.grpcAddress, credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1 });
+  const list = (client: LockServiceClient) =>
+    new Promise((resolve, reject) => client.listLocks({ resourcePrefix: "" }, new Metadata(), { deadline: Date.now() + 3_000 }, (err, res) => (err ? reject(err) : resolve(res))));
+  const [first, second, third] = [own(), own(), own()];
+  try {
+    await list(first);
+    await list(second);
+    await assert.rejects(list(third), (err: ServiceError) => err.code === status.UNAVAILABLE || err.code === status.DEADLINE_EXCEEDED);
+    await list(first);
+    first.close();
+    await waitFor(async () => {
+      const next = own();
+      const accepted = await list(next).then(() => true, () => false);
+      next.close();
+      return accepted;
+    }, "a connection to be accepted once one closed");
+  } finally {
+    second.close();
+    third.close();
+    await service.stop();
+    await temp.remove();
+  }
 });
 
 describe("malformed requests", () => {
