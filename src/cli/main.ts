@@ -36,7 +36,7 @@ serve options (flag, then environment variable, then default):
   --insecure-listen       serve plaintext on a non-loopback address anyway
   --max-waiters-per-resource N (1000)  --max-waiters N (10000)
   --max-keepalive-streams N (10000)    --max-streams-per-connection N (1000)
-  --max-connections N (10000, gRPC)
+  --max-connections N (10000, gRPC)   --max-leases-per-owner N (50000: per principal, else per connection)
                           over a limit, a call gets RESOURCE_EXHAUSTED naming it
   Port 0 picks a free port. A non-loopback address needs TLS or --insecure-listen.
   Certificates and the auth file are re-read when they change, or on SIGHUP.

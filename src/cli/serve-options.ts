@@ -20,6 +20,7 @@ const LIMIT_FLAGS: Record<string, keyof ServiceLimits> = {
   "max-keepalive-streams": "maxKeepAliveStreams",
   "max-streams-per-connection": "maxStreamsPerConnection",
   "max-connections": "maxConnections",
+  "max-leases-per-owner": "maxLeasesPerOwner",
 };
 
 export const SERVE_DEFAULTS = {

@@ -38,6 +38,8 @@ export interface AcquireInput {
   /** 0 or undefined: try once. */
   waitMs?: number;
   metadata?: Record<string, string>;
+  /** Who asks (a principal, or a connection), for the limit on leases per owner; unlimited when absent. */
+  owner?: string;
 }
 
 export interface GrantedLease {
@@ -63,7 +65,7 @@ export interface LockManagerOptions {
   /** How often resources with waiters are re-read in case a watch event was lost. */
   safetyRescanMs?: number;
   /** Waiters per resource and in total (the rest of ServiceLimits is the edges'). */
-  limits?: Pick<ServiceLimits, "maxWaitersPerResource" | "maxWaiters">;
+  limits?: Pick<ServiceLimits, "maxWaitersPerResource" | "maxWaiters" | "maxLeasesPerOwner">;
 }
 
 /**
@@ -89,9 +91,14 @@ export class LockManager {
   private readonly refreshStarted = new Set<string>();
   private readonly pumpAgain = new Set<string>();
   private readonly safetyRescanMs: number;
-  private readonly limits: Pick<ServiceLimits, "maxWaitersPerResource" | "maxWaiters">;
+  private readonly limits: Pick<ServiceLimits, "maxWaitersPerResource" | "maxWaiters" | "maxLeasesPerOwner">;
   /** Callers waiting (not try-once) in all queues. */
   private waiting = 0;
+  /** Lease id hashes of each owner's leases and pending acquires; pruned lazily (see admitOwner). */
+  private readonly hashesByOwner = new Map<string, Set<string>>();
+  /** Hashes of acquires not yet settled. */
+  private readonly pendingHashes = new Set<string>();
+  private ownerAdmissions = 0;
   /** Whether every lease file has been read once, so `blockers` lists them all. */
   private loaded = false;
   private stopWatching: (() => void) | undefined;
@@ -141,9 +148,15 @@ export class LockManager {
       throw this.busyError(resource, queue.size, "callers are already waiting");
     }
     if (!tryOnce) this.admitWaiter(resource, queue.size);
+    const owned = input.owner === undefined ? undefined : this.admitOwner(input.owner);
     const leaseId = newLeaseId();
     const waiter = new Waiter(hashLeaseId(leaseId), holder, ttlMs, metadata, tryOnce);
     queue.push(waiter);
+    if (owned) {
+      owned.add(waiter.leaseIdHash);
+      this.pendingHashes.add(waiter.leaseIdHash);
+      waiter.onSettle(() => this.pendingHashes.delete(waiter.leaseIdHash));
+    }
     if (!tryOnce) {
       this.waiting++;
       waiter.onSettle(() => this.waiting--);
@@ -346,6 +359,39 @@ export class LockManager {
     if (this.waiting >= maxWaiters) {
       throw new LimitReachedError("max-waiters", maxWaiters, `${this.waiting} callers already wait for locks`);
     }
+  }
+
+  /**
+   * The owner's set of hashes, once RESOURCE_EXHAUSTED is ruled out. Hashes
+   * of leases that ended (released, expired, lost, never granted) are pruned
+   * here rather than tracked on every path that ends a lease: what is live
+   * is what resourceByHash or a pending acquire still has.
+   */
+  private admitOwner(owner: string): Set<string> {
+    // Every so often, forget ended leases and owners (connections come and go).
+    if (++this.ownerAdmissions % 1024 === 0) {
+      for (const [name, hashes] of this.hashesByOwner) {
+        this.pruneEnded(hashes);
+        if (hashes.size === 0) this.hashesByOwner.delete(name);
+      }
+    }
+    let owned = this.hashesByOwner.get(owner);
+    if (!owned) {
+      owned = new Set();
+      this.hashesByOwner.set(owner, owned);
+    }
+    const { maxLeasesPerOwner } = this.limits;
+    if (owned.size >= maxLeasesPerOwner) {
+      this.pruneEnded(owned);
+      if (owned.size >= maxLeasesPerOwner) {
+        throw new LimitReachedError("max-leases-per-owner", maxLeasesPerOwner, `${owner} holds or waits for ${owned.size} leases`);
+      }
+    }
+    return owned;
+  }
+
+  private pruneEnded(hashes: Set<string>): void {
+    for (const hash of hashes) if (!this.resourceByHash.has(hash) && !this.pendingHashes.has(hash)) hashes.delete(hash);
   }
 
   private queueOf(resource: string): WaitQueue<Waiter> {

@@ -13,6 +13,8 @@ export interface ServiceLimits {
   maxStreamsPerConnection: number;
   /** gRPC connections open at once; more are closed as they arrive. */
   maxConnections: number;
+  /** Leases held plus waits pending of one principal (with --auth-file) or one connection (without). */
+  maxLeasesPerOwner: number;
 }
 
 /**
@@ -25,6 +27,8 @@ export const DEFAULT_SERVICE_LIMITS: ServiceLimits = {
   maxKeepAliveStreams: 10_000,
   maxStreamsPerConnection: 1_000,
   maxConnections: 10_000,
+  // Above the 10,000 leases one client keeps in the benchmark (docs/performance.md).
+  maxLeasesPerOwner: 50_000,
 };
 
 /**

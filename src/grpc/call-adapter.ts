@@ -18,6 +18,8 @@ export interface CallContext {
   signal: AbortSignal;
   /** The bearer token and the verified client certificate's common name, when the call has them. */
   presented: PresentedCredentials;
+  /** The client's address and port: one connection. */
+  peer: string;
 }
 
 export type UnaryHandler<Req, Res> = (request: Req, context: CallContext) => Promise<Res>;
@@ -148,7 +150,7 @@ function contextOf(call: ServerUnaryCall<unknown, unknown> | ServerDuplexStream<
     call.removeListener("cancelled", onCancelled);
     shutdown.removeEventListener("abort", onShutdown);
   };
-  return { context: { signal: controller.signal, presented: presentedBy(call) }, dispose };
+  return { context: { signal: controller.signal, presented: presentedBy(call), peer: call.getPeer() }, dispose };
 }
 
 /**

@@ -50,10 +50,11 @@ export function lockService(manager: LockManager, shutdown: AbortSignal, options
     return policy && { policy, principal: policy.authenticate(context.presented) };
   }
 
-  function authorize(context: CallContext, action: Action, resource: string): string {
+  /** The caller's principal's name (ANONYMOUS without authorization), once it may do `action` on `resource`. */
+  function authorize(context: CallContext, action: Action, resource: string): string | undefined {
     const auth = authenticate(context);
     auth?.policy.require(auth.principal, action, resource);
-    return auth?.principal.name ?? ANONYMOUS;
+    return auth?.principal.name;
   }
 
   /** Release and renewals act on the resource the lease holds: the caller needs "lock" there. */
@@ -66,7 +67,7 @@ export function lockService(manager: LockManager, shutdown: AbortSignal, options
   }
 
   async function acquire(request: AcquireRequest, context: CallContext): Promise<AcquireResponse> {
-    authorize(context, "lock", validateResource(request.resource));
+    const principal = authorize(context, "lock", validateResource(request.resource));
     const { signal } = context;
     const granted = await manager.acquire(
       {
@@ -75,6 +76,8 @@ export function lockService(manager: LockManager, shutdown: AbortSignal, options
         ttlMs: durationToMs(request.ttl, "ttl"),
         waitMs: durationToMs(request.waitTimeout, "wait_timeout"),
         metadata: request.metadata,
+        // Leases are limited per principal, or per connection without authorization.
+        owner: principal === undefined ? `connection ${context.peer}` : `principal "${principal}"`,
       },
       signal,
     );
@@ -132,7 +135,7 @@ export function lockService(manager: LockManager, shutdown: AbortSignal, options
   }
 
   async function forceRelease(request: ForceReleaseRequest, context: CallContext): Promise<ForceReleaseResponse> {
-    const by = authorize(context, "admin", validateResource(request.resource));
+    const by = authorize(context, "admin", validateResource(request.resource)) ?? ANONYMOUS;
     const { removed } = await manager.forceRelease(request.resource, by, request.reason);
     return { released: removed !== undefined, fencingToken: removed?.kind === "held" ? removed.lease.fencingToken : 0 };
   }

@@ -121,6 +121,28 @@ test("connections in total: one over the limit is refused; the others carry on",
   }
 });
 
+test("leases per connection (no --auth-file): the limit counts held and waiting; other connections are not affected", async () => {
+  const temp = await makeTempDir();
+  const service = await startServiceProcess({ lockDir: temp.path, extraArgs: ["--max-leases-per-owner", "2"] });
+  const own = () => new TestLockClient(service.grpcAddress, { channelOptions: { "grpc.use_local_subchannel_pool": 1 } });
+  const [a, b] = [own(), own()];
+  try {
+    const { lease: first } = await a.acquire({ resource: "x1", ttl: seconds(30) });
+    await a.acquire({ resource: "x2", ttl: seconds(30) });
+    await expectGrpcError(a.acquire({ resource: "x3", ttl: seconds(30) }), status.RESOURCE_EXHAUSTED, ["max-leases-per-owner (2)", "connection"]);
+    const { lease: other } = await b.acquire({ resource: "y1", ttl: seconds(30) });
+    assert.ok(other, "another connection is not affected");
+    await a.release(first!.leaseId);
+    const { lease: third } = await a.acquire({ resource: "x3", ttl: seconds(30) });
+    assert.ok(third, "a released lease no longer counts");
+  } finally {
+    a.close();
+    b.close();
+    await service.stop();
+    await temp.remove();
+  }
+});
+
 describe("malformed requests", () => {
   let temp: Awaited<ReturnType<typeof makeTempDir>>;
   let service: ServiceProcess;

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { credentials, Metadata, status, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
+import { credentials, Metadata, status, type ChannelOptions, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
 import { bearerTokenInterceptor } from "../../src/client/bearer-token.ts";
 import {
   LockServiceClient,
@@ -16,10 +16,10 @@ import {
 export class TestLockClient {
   readonly raw: LockServiceClient;
 
-  /** `token`: sent as a bearer token on every call. */
-  constructor(address: string, options: { token?: string } = {}) {
+  /** `token`: sent as a bearer token on every call; `channelOptions`: grpc-js channel options. */
+  constructor(address: string, options: { token?: string; channelOptions?: ChannelOptions } = {}) {
     const interceptors = options.token === undefined ? [] : [bearerTokenInterceptor(options.token)];
-    this.raw = new LockServiceClient(address, credentials.createInsecure(), { interceptors });
+    this.raw = new LockServiceClient(address, credentials.createInsecure(), { ...options.channelOptions, interceptors });
   }
 
   forceRelease(resource: string, reason: string): Promise<ForceReleaseResponse> {

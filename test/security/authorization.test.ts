@@ -54,7 +54,7 @@ describe("authorization with --auth-file", () => {
     temp = await makeTempDir();
     authPath = join(temp.path, "auth.json");
     await writeFile(authPath, authFile(CI_GRANTS));
-    service = await startServiceProcess({ lockDir: join(temp.path, "locks"), extraArgs: ["--auth-file", authPath] });
+    service = await startServiceProcess({ lockDir: join(temp.path, "locks"), extraArgs: ["--auth-file", authPath, "--max-leases-per-owner", "3"] });
   });
 
   after(async () => {
@@ -112,6 +112,22 @@ describe("authorization with --auth-file", () => {
     assert.equal(forced.released, true);
     assert.equal(forced.fencingToken, mine.fencingToken);
     assert.deepEqual(await admin.release(prod!.leaseId), { released: true });
+  });
+
+  test("leases are limited per principal, across its connections", async () => {
+    const a = new TestLockClient(service.grpcAddress, { token: TOKENS.locker, channelOptions: { "grpc.use_local_subchannel_pool": 1 } });
+    const b = new TestLockClient(service.grpcAddress, { token: TOKENS.locker, channelOptions: { "grpc.use_local_subchannel_pool": 1 } });
+    clients.push(a, b);
+    const leases = [
+      (await a.acquire({ resource: "x-p1", ttl: seconds(10) })).lease!,
+      (await a.acquire({ resource: "x-p2", ttl: seconds(10) })).lease!,
+      (await b.acquire({ resource: "x-p3", ttl: seconds(10) })).lease!,
+    ];
+    await expectGrpcError(b.acquire({ resource: "x-p4", ttl: seconds(10) }), status.RESOURCE_EXHAUSTED, ['principal "locker"', "max-leases-per-owner (3)"]);
+    const { lease: ci } = await as("ci").acquire({ resource: "ci-other", ttl: seconds(10) });
+    assert.ok(ci, "another principal is not affected");
+    for (const lease of leases) await a.release(lease.leaseId);
+    await as("ci").release(ci!.leaseId);
   });
 
   test("HTTP: /healthz open, /health/locks 401 without credentials, 403 without read, filtered with it", async () => {
