@@ -73,10 +73,12 @@ export async function startHttpServer(manager: LockManager, listen: string, opti
     );
   };
   const { tls } = options;
-  const server: Server = tls
-    ? createTlsServer({ ...tls.context, requestCert: tls.requireClientCertificate, rejectUnauthorized: tls.requireClientCertificate }, handle)
-    : createServer(handle);
   const limits = options.limits ?? DEFAULT_HTTP_LIMITS;
+  // Node checks the timeouts every 30 s by default: slow clients would linger that much longer.
+  const checking = { connectionsCheckingInterval: Math.min(1_000, limits.headersTimeoutMs) };
+  const server: Server = tls
+    ? createTlsServer({ ...tls.context, ...checking, requestCert: tls.requireClientCertificate, rejectUnauthorized: tls.requireClientCertificate }, handle)
+    : createServer(checking, handle);
   server.headersTimeout = limits.headersTimeoutMs;
   server.requestTimeout = limits.requestTimeoutMs;
   server.maxConnections = limits.maxConnections;
