@@ -205,6 +205,9 @@ export class LeaseFileStore implements LeaseStore {
    */
   private async writeGrant(hold: GuardHold, resource: string, grant: LeaseGrant, now: number, read: LeaseFileRead): Promise<LeaseRecord> {
     const fence = await this.io.fence.read(resource);
+    if (fence.kind === "file") {
+      this.warn(`${resource}: converting a version 1 fencing counter; a version 1 participant must not run beside this one (docs/protocol.md §9)`);
+    }
     // The counter moves first: if we stop before the lease file, the next
     // token is still higher than any token a holder ever saw.
     const fencingToken = await this.io.fence.advance(resource, fence, read.token);
