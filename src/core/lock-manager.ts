@@ -19,14 +19,7 @@ import {
 } from "./limits.ts";
 import { WaitQueue } from "./wait-queue.ts";
 import { Waiter } from "./waiter.ts";
-import type { LeaseStore } from "../store/lease-store.ts";
-
-/**
- * Background horizon rewrites in flight at once (see startRefreshes): enough
- * to keep the thread pool busy and let concurrent rewrites share directory
- * fsyncs, few enough that grants and releases are not starved of the disk.
- */
-const MAX_BACKGROUND_REFRESHES = 16;
+import type { LeaseStore } from "./lease-store.ts";
 
 export interface AcquireInput {
   resource: string;
@@ -73,10 +66,6 @@ export class LockManager {
   /** sha256(lease id) → resource, for leases granted with an id. */
   private readonly resourceByHash = new Map<string, string>();
   private readonly pumping = new Set<string>();
-  /** Resources whose horizon should be pushed out (→ lease id hash), in request order. */
-  private readonly refreshing = new Map<string, string>();
-  /** Those of them being rewritten now. */
-  private readonly refreshStarted = new Set<string>();
   private readonly pumpAgain = new Set<string>();
   private readonly safetyRescanMs: number;
   /** Whether every lease file has been read once, so `blockers` lists them all. */
@@ -84,8 +73,6 @@ export class LockManager {
   private stopWatching: (() => void) | undefined;
   private rescanTimer: TimerHandle | undefined;
   private closed = false;
-  /** The clock as the store reads it: after taking its guard (see LeaseStore). */
-  private readonly now = () => this.clock.now();
 
   constructor(options: LockManagerOptions) {
     this.store = options.store;
@@ -98,7 +85,7 @@ export class LockManager {
   async start(): Promise<void> {
     try {
       await this.store.open();
-      const states = await this.store.list(this.clock.now());
+      const states = await this.store.list();
       for (const state of states) this.observe(state);
       this.loaded = true;
       this.log(`loaded ${states.length} lease file(s) from ${this.store.location}`);
@@ -155,9 +142,9 @@ export class LockManager {
     const { released, handedOver } = await this.mutex.run(resource, async () => {
       const next = this.queues.get(resource)?.peek();
       if (next !== undefined && !next.tryOnce) return this.handOver(resource, hash, next);
-      const done = await this.store.release(resource, hash, this.now);
+      const done = await this.store.release(resource, hash);
       this.resourceByHash.delete(hash);
-      this.observe(done ? { kind: "free", resource } : await this.store.read(resource, this.clock.now()));
+      this.observe(done ? { kind: "free", resource } : await this.store.read(resource));
       return { released: done, handedOver: false };
     });
     // Unless the lease went straight to the next waiter (the rest of the
@@ -171,7 +158,7 @@ export class LockManager {
   async renew(leaseId: string): Promise<LeaseRecord> {
     const { hash, resource } = this.lookup(leaseId);
     const renewed = await this.mutex.run(resource, async () => {
-      const lease = await this.store.renew(resource, hash, this.now);
+      const lease = await this.store.renew(resource, hash);
       if (lease) this.observe({ kind: "held", resource, lease });
       else this.resourceByHash.delete(hash);
       return lease;
@@ -180,51 +167,15 @@ export class LockManager {
       void this.expireIfDue(resource);
       throw new LeaseNotFoundError();
     }
-    if (!this.refreshing.has(resource) && this.store.horizonDue?.(resource, hash, this.clock.now())) this.refreshHorizon(resource, hash);
     return renewed;
-  }
-
-  /**
-   * Pushes a lease's written expiry out in the background, at most once at a
-   * time per resource. Not in the resource's turn: the store's guard keeps it
-   * apart from every other write, and renewals keep being answered from the
-   * promise meanwhile instead of queueing behind a write. A failure only
-   * means a later renewal writes it itself (and reports its own error).
-   */
-  private refreshHorizon(resource: string, hash: string): void {
-    if (this.refreshing.has(resource) || this.store.refreshHorizon === undefined) return;
-    this.refreshing.set(resource, hash);
-    this.startRefreshes();
-  }
-
-  /**
-   * At most MAX_BACKGROUND_REFRESHES rewrites at a time, oldest request
-   * first: a burst of them (leases granted together fall due together) must
-   * not flood the disk that grants and releases wait for. A rewrite has a
-   * ttl of slack before any renewal needs it.
-   */
-  private startRefreshes(): void {
-    for (const [resource, hash] of this.refreshing) {
-      if (this.refreshStarted.size >= MAX_BACKGROUND_REFRESHES || this.closed) return;
-      if (this.refreshStarted.has(resource)) continue;
-      this.refreshStarted.add(resource);
-      void this.store
-        .refreshHorizon!(resource, hash, this.now)
-        .catch((err: Error) => this.log(`pushing out the horizon of "${resource}" failed: ${err.message}`))
-        .finally(() => {
-          this.refreshStarted.delete(resource);
-          this.refreshing.delete(resource);
-          this.startRefreshes();
-        });
-    }
   }
 
   /** Runs inside the resource's mutex. `handedOver`: the next waiter holds the lease now. */
   private async handOver(resource: string, hash: string, next: Waiter): Promise<{ released: boolean; handedOver: boolean }> {
-    const outcome = await this.store.handOver(resource, hash, grantOf(next), this.now);
+    const outcome = await this.store.handOver(resource, hash, grantOf(next));
     this.resourceByHash.delete(hash);
     if (outcome.granted === undefined) {
-      this.observe(outcome.released ? { kind: "free", resource } : await this.store.read(resource, this.clock.now()));
+      this.observe(outcome.released ? { kind: "free", resource } : await this.store.read(resource));
       return { released: outcome.released, handedOver: false };
     }
     this.observe({ kind: "held", resource, lease: outcome.granted });
@@ -256,7 +207,7 @@ export class LockManager {
    * health: a service whose every Acquire would fail is not serving.
    */
   async probeWritable(): Promise<void> {
-    await this.store.probeWritable?.();
+    await this.store.probeWritable();
   }
 
   /** Fails every waiter and stops timers. Lease files stay: leases outlive the service. */
@@ -264,6 +215,7 @@ export class LockManager {
     if (this.closed) return;
     this.closed = true;
     this.stopWatching?.();
+    void this.store.close().catch((err: Error) => this.log(`closing the store failed: ${err.message}`));
     this.rescanTimer?.cancel();
     for (const timer of this.expiryTimers.values()) timer.cancel();
     this.expiryTimers.clear();
@@ -324,7 +276,7 @@ export class LockManager {
         outcome = await this.mutex.run(resource, async () => {
           // Served meanwhile (a hand-over) or gone: nothing to write.
           if (waiter.settled) return undefined;
-          const result = await this.store.acquire(resource, grantOf(waiter), this.now);
+          const result = await this.store.acquire(resource, grantOf(waiter));
           this.observe("granted" in result ? { kind: "held", resource, lease: result.granted } : result.blocked);
           return result;
         });
@@ -349,7 +301,7 @@ export class LockManager {
    */
   private async undoGrant(resource: string, waiter: Waiter): Promise<void> {
     try {
-      await this.store.release(resource, waiter.leaseIdHash, this.now);
+      await this.store.release(resource, waiter.leaseIdHash);
       this.observe({ kind: "free", resource });
     } catch (err) {
       this.log(`undoing a grant to a departed waiter failed: ${(err as Error).message}`);
@@ -393,7 +345,7 @@ export class LockManager {
   /** Reclaims an expired lease (removing its file) and wakes the queue. */
   private async expireIfDue(resource: string): Promise<void> {
     try {
-      await this.resync(resource, () => this.store.reclaimIfExpired(resource, this.now));
+      await this.resync(resource, () => this.store.reclaimIfExpired(resource));
     } catch (err) {
       this.log(`reclaiming "${resource}" failed: ${(err as Error).message}; retrying in 1s`);
       this.armExpiry(resource, this.clock.now() + 1_000);
@@ -426,7 +378,7 @@ export class LockManager {
    */
   private async resyncAll(): Promise<void> {
     const known = [...this.queues.keys(), ...this.blockers.keys()];
-    const listed = await this.store.list(this.clock.now());
+    const listed = await this.store.list();
     const resources = new Set([...known, ...listed.map((state) => state.resource)]);
     await Promise.all([...resources].map((resource) => this.refresh(resource)));
     this.loaded = true;
@@ -434,7 +386,7 @@ export class LockManager {
 
   private async refresh(resource: string): Promise<void> {
     try {
-      await this.resync(resource, () => this.store.read(resource, this.now));
+      await this.resync(resource, () => this.store.read(resource));
     } catch (err) {
       this.log(`re-reading "${resource}" failed: ${(err as Error).message}`);
     }
