@@ -456,7 +456,7 @@ const unreadableContents: Array<[string, string | Buffer]> = [
   ["empty", ""],
   ["torn JSON", '{"version":1,"reso'],
   ["garbage bytes", Buffer.from([0x00, 0xff, 0xfe, 0x13, 0x37, 0x80, 0x0a])],
-  ["wrong version", validDocument("r", { version: 2 })],
+  ["wrong version", validDocument("r", { version: 3 })],
   ["wrong resource", validDocument("other")],
 ];
 
