@@ -101,24 +101,6 @@ export function parseFence(text: string, resource: string): number | string {
   return token;
 }
 
-/**
- * The `fencing_token` of any JSON object text, valid lease file or not, when
- * it is an integer >= 1 (up to 2^53 - 1): a file that parses but is otherwise
- * invalid still counts for the next token (docs/protocol.md section 6), so
- * a token can never be issued twice because its file was damaged.
- */
-export function fencingTokenOf(text: string): number | undefined {
-  let document: unknown;
-  try {
-    document = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  if (typeof document !== "object" || document === null || Array.isArray(document)) return undefined;
-  const token = (document as Record<string, unknown>).fencing_token;
-  return isPositiveInteger(token) ? (token as number) : undefined;
-}
-
 const DATE_TIME_RULE = "is not a date-time YYYY-MM-DDTHH:MM:SS[.fraction of 1-9 digits] then Z or ±HH:MM, in calendar ranges";
 
 // RFC 3339 section 5.6 with its ranges made exact: 'T' and 'Z' in either case
@@ -175,4 +157,18 @@ function parseMetadata(value: unknown): Record<string, string> | undefined {
   if (entries.some(([, v]) => typeof v !== "string")) return undefined;
   // fromEntries defines own properties: a key "__proto__" stays a key.
   return Object.fromEntries(entries) as Record<string, string>;
+}
+
+/**
+ * The `fencing_token` of a lease file's text if it is an integer >= 1,
+ * whether or not the file is otherwise valid: a token that may have been
+ * issued counts for the next one (docs/protocol.md §5, step 4).
+ */
+export function tokenOfAnyLeaseText(text: string): number | undefined {
+  try {
+    const token = (JSON.parse(text) as { fencing_token?: unknown } | null)?.fencing_token;
+    return typeof token === "number" && Number.isSafeInteger(token) && token >= 1 ? token : undefined;
+  } catch {
+    return undefined;
+  }
 }
