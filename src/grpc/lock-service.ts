@@ -56,8 +56,8 @@ export function lockService(manager: LockManager, shutdown: AbortSignal, gate?: 
   }
 
   // Every request is answered in-band and never ends the stream: one lease's
-  // failure (its file replaced by a directory, made unreadable...) is that
-  // lease's answer, and the other leases on the stream go on being renewed.
+  // store failure (EACCES, EIO, a stray file at its guard...) is that lease's
+  // answer, and the other leases on the stream go on being renewed.
   async function renew({ leaseId }: KeepAliveRequest): Promise<KeepAliveResponse> {
     try {
       const lease = await manager.renew(leaseId);

@@ -1,14 +1,16 @@
 // One lease's file-system error must not end a KeepAlive stream that renews
-// other leases (issue 14): the failing lease gets its own answer (an in-band
-// `error`, or `expired` once its file is gone) and the others go on, on the
-// same stream. Real gRPC against the service as a child process (directory in
-// place of a lease file), in-process with an injected file system (EACCES,
-// which root cannot get from chmod 000), and through the TypeScript and
-// Python clients, which treat such an answer as a failed try of that lease.
+// other leases (issue 14): the failing lease gets its own answer and the
+// others go on, on the same stream. A lease file replaced by a directory is
+// no longer a valid lease: that lease answers `expired`. A store failure that
+// may pass (a stray file where the guard directory goes, EACCES) answers an
+// in-band `error`: the lease was not renewed but is not known lost, and the
+// TypeScript and Python clients retry it sooner, losing it only at its
+// confirmed expiry. Real gRPC against the service as a child process, and
+// in-process with an injected file system for EACCES (root ignores chmod 000).
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdir, rename, rm, symlink } from "node:fs/promises";
+import { mkdir, rm, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { status } from "@grpc/grpc-js";
 import { LeaseLostError, LockClient } from "../../src/index.ts";
@@ -25,21 +27,19 @@ import { PythonLeaseDriver } from "../clients/python-lease-driver.ts";
 const seconds = (s: number) => ({ seconds: s, nanos: 0 });
 
 /**
- * Puts a directory where a lease file was, as in the issue's report, in one
- * atomic step: a symbolic link to a directory renamed over the file (a
- * directory cannot be renamed over a file, and with an unlink then a mkdir
- * the service may read the name in between, find it absent and rightly
- * answer `expired`). Reading the lease file then fails with EISDIR.
+ * Makes the next renewal of `resource` that must take the guard fail, until
+ * undone: a regular file where the guard directory goes (which no participant
+ * removes: it is reported), and the lease file touched so the renewal cannot
+ * be served from the service's last write. The lease file itself stays valid.
  */
-async function replaceByDirectory(path: string): Promise<void> {
-  await mkdir(`${path}.dir`);
-  await symlink(`${path}.dir`, `${path}.link`);
-  await rename(`${path}.link`, path);
+async function blockGuard(lockDir: string, resource: string): Promise<void> {
+  await writeFile(join(lockDir, `${resource}.lock.guard`), "");
+  const later = new Date(Date.now() + 60_000);
+  await utimes(join(lockDir, `${resource}.lock`), later, later);
 }
 
-async function removeReplacement(path: string): Promise<void> {
-  await rm(path, { force: true });
-  await rm(`${path}.dir`, { recursive: true, force: true });
+async function unblockGuard(lockDir: string, resource: string): Promise<void> {
+  await rm(join(lockDir, `${resource}.lock.guard`), { force: true });
 }
 
 function assertRenewed(answer: KeepAliveResponse, leaseId: string, what: string): void {
@@ -49,46 +49,54 @@ function assertRenewed(answer: KeepAliveResponse, leaseId: string, what: string)
   assert.ok(ms(answer.ttl) > 0 && answer.expiresAt !== undefined, what);
 }
 
-test("a lease file replaced by a directory: that lease gets an INTERNAL error answer, the other lease on the stream keeps renewing", { timeout: 60_000 }, async () => {
+test("one stream, two leases: a lease file replaced by a directory answers expired, a blocked guard answers an error; the other lease keeps renewing", { timeout: 60_000 }, async () => {
   const fixture = await startServiceFixture();
-  const path = join(fixture.lockDir, "broken.lock");
   const stream = fixture.client.keepAlive();
   try {
     const broken = (await fixture.client.acquire({ resource: "broken", holder: "h", ttl: seconds(30) })).lease!;
+    const blocked = (await fixture.client.acquire({ resource: "blocked", holder: "h", ttl: seconds(30) })).lease!;
     const healthy = (await fixture.client.acquire({ resource: "healthy", holder: "h", ttl: seconds(30) })).lease!;
-    assertRenewed(await stream.renew(broken.leaseId), broken.leaseId, "the first renewal, before the fault");
+    assertRenewed(await stream.renew(broken.leaseId), broken.leaseId, "the first renewal, before the faults");
 
-    await replaceByDirectory(path);
-    // Requests on one stream are served side by side: send both, match the answers by lease id.
-    const answers = await withTimeout(Promise.all([stream.renew(broken.leaseId), stream.renew(healthy.leaseId)]), 10_000, "both answers");
-    const failed = answers.find((a) => a.leaseId === broken.leaseId);
-    const renewed = answers.find((a) => a.leaseId === healthy.leaseId);
-    assert.ok(failed && renewed, `one answer per lease: ${JSON.stringify(answers)}`);
+    // As in the issue's report: the lease file replaced by a directory.
+    const path = join(fixture.lockDir, "broken.lock");
+    await rm(path);
+    await mkdir(path);
+    await blockGuard(fixture.lockDir, "blocked");
+    // Requests on one stream are served side by side: send all three, match the answers by lease id.
+    const answers = await withTimeout(
+      Promise.all([stream.renew(broken.leaseId), stream.renew(blocked.leaseId), stream.renew(healthy.leaseId)]),
+      10_000,
+      "all three answers",
+    );
+    const answerOf = (leaseId: string) => {
+      const answer = answers.find((a) => a.leaseId === leaseId);
+      assert.ok(answer, `one answer per lease: ${JSON.stringify(answers)}`);
+      return answer;
+    };
+    const gone = answerOf(broken.leaseId);
+    assert.equal(gone.expired, true, "a directory is no lease: that lease is lost");
+    assert.equal(gone.error, undefined);
+    const failed = answerOf(blocked.leaseId);
     assert.equal(failed.expired, false, "not known lost: the error says why it was not renewed");
     assert.equal(failed.expiresAt, undefined);
     assert.equal(failed.ttl, undefined);
     assert.equal(failed.error?.code, status.INTERNAL, failed.error?.message);
-    assert.match(failed.error?.message ?? "", /EISDIR/);
-    assert.ok(failed.error?.message.includes(path), `the message names the path: ${failed.error?.message}`);
-    assert.ok(!failed.error?.message.includes(broken.leaseId), "never the lease id");
-    assertRenewed(renewed, healthy.leaseId, "the healthy lease on the same stream");
+    assert.ok(failed.error?.message.includes(join(fixture.lockDir, "blocked.lock.guard")), `the message names the path: ${failed.error?.message}`);
+    assert.ok(!failed.error?.message.includes(blocked.leaseId), "never the lease id");
+    assertRenewed(answerOf(healthy.leaseId), healthy.leaseId, "the healthy lease on the same stream");
 
-    // The stream is still open: both leases are answered again on it.
-    const again = await withTimeout(Promise.all([stream.renew(healthy.leaseId), stream.renew(broken.leaseId)]), 10_000, "the second round");
-    assertRenewed(again.find((a) => a.leaseId === healthy.leaseId)!, healthy.leaseId, "the healthy lease, second round");
-    assert.equal(again.find((a) => a.leaseId === broken.leaseId)?.error?.code, status.INTERNAL);
-
-    // Once the directory is gone the lease file is gone: that lease is lost, in-band too.
-    await removeReplacement(path);
-    const gone = await withTimeout(stream.renew(broken.leaseId), 10_000, "the renewal after the directory went");
-    assert.equal(gone.expired, true);
-    assert.equal(gone.error, undefined);
-    assertRenewed(await stream.renew(healthy.leaseId), healthy.leaseId, "the healthy lease after the other was lost");
+    // The stream is still open: the blocked lease fails again, then renews once the stray file is gone.
+    assert.equal((await stream.renew(blocked.leaseId)).error?.code, status.INTERNAL);
+    await unblockGuard(fixture.lockDir, "blocked");
+    assertRenewed(await withTimeout(stream.renew(blocked.leaseId), 10_000, "the retry"), blocked.leaseId, "the retry once the guard is free");
+    assertRenewed(await stream.renew(healthy.leaseId), healthy.leaseId, "the healthy lease, last");
     const ended = await Promise.race([stream.ended.then(() => "ended"), Promise.resolve("open")]);
     assert.equal(ended, "open", "the stream never ended");
   } finally {
     stream.end();
-    await removeReplacement(path);
+    await rm(join(fixture.lockDir, "broken.lock"), { recursive: true, force: true });
+    await unblockGuard(fixture.lockDir, "blocked");
     await fixture.close();
   }
 });
@@ -124,51 +132,58 @@ test("EACCES reading one lease's file (injected): UNAVAILABLE for that lease onl
   }
 });
 
-test("TypeScript client: a failing lease is retried and lost at its confirmed expiry, naming the failure; the other lease stays held", { timeout: 30_000 }, async () => {
+test("TypeScript client: a lease whose renewals fail is retried sooner, recovers when the fault goes, and is lost at its confirmed expiry when it stays; the other lease is untouched", { timeout: 30_000 }, async () => {
   const fixture = await startServiceFixture();
   const client = new LockClient({ address: fixture.service.grpcAddress });
-  const path = join(fixture.lockDir, "ts-broken.lock");
   try {
     const diagnostics = client[keepAliveDiagnostics];
-    const broken = await client.acquire("ts-broken", { ttl: 2_000 });
+    const blocked = await client.acquire("ts-blocked", { ttl: 2_000 });
     const healthy = await client.acquire("ts-healthy", { ttl: 2_000 });
     const lost = new Promise<{ reason: unknown; at: number }>((resolve) =>
-      broken.signal.addEventListener("abort", () => resolve({ reason: broken.signal.reason, at: performance.now() }), { once: true }),
+      blocked.signal.addEventListener("abort", () => resolve({ reason: blocked.signal.reason, at: performance.now() }), { once: true }),
     );
-    const firstFailure = new Promise<{ at: number; code: number; message: string }>((resolve) =>
-      diagnostics.on("renewal-failed", (event: { at: number; resource: string; code: number; message: string }) => {
-        if (event.resource === "ts-broken") resolve(event);
-      }),
-    );
-    // Renewals of ts-healthy, by the time they were confirmed.
-    const healthyRenewals: number[] = [];
-    diagnostics.on("renewed", (event: { at: number; resource: string }) => {
-      if (event.resource === "ts-healthy") healthyRenewals.push(event.at);
-    });
+    const nextEvent = <T extends { resource: string }>(name: string, resource: string) =>
+      new Promise<T>((resolve) => {
+        const listener = (event: T) => {
+          if (event.resource !== resource) return;
+          diagnostics.off(name, listener);
+          resolve(event);
+        };
+        diagnostics.on(name, listener);
+      });
+    type Failure = { at: number; resource: string; code: number; message: string };
 
-    await replaceByDirectory(path);
-    const failure = await withTimeout(firstFailure, 5_000, "a failed renewal of ts-broken");
-    assert.equal(failure.code, status.INTERNAL);
-    assert.match(failure.message, /EISDIR/);
+    // A fault that passes: failed tries, then renewed again, never lost.
+    let failure = nextEvent<Failure>("renewal-failed", "ts-blocked");
+    await blockGuard(fixture.lockDir, "ts-blocked");
+    const first = await withTimeout(failure, 5_000, "a failed renewal of ts-blocked");
+    assert.equal(first.code, status.INTERNAL);
+    assert.match(first.message, /ts-blocked\.lock\.guard is not a directory/);
+    const recovered = nextEvent("renewed", "ts-blocked");
+    await unblockGuard(fixture.lockDir, "ts-blocked");
+    await withTimeout(recovered, 2_000, "ts-blocked to renew once the fault is gone");
+    assert.equal(blocked.signal.aborted, false);
 
-    const { reason, at } = await withTimeout(lost, 5_000, "ts-broken to be lost");
+    // A fault that stays: lost at the confirmed expiry, naming the failure.
+    const failedBefore = diagnostics.stats.renewalsFailed;
+    failure = nextEvent<Failure>("renewal-failed", "ts-blocked");
+    await blockGuard(fixture.lockDir, "ts-blocked");
+    const second = await withTimeout(failure, 5_000, "ts-blocked to fail again");
+    const { reason, at } = await withTimeout(lost, 5_000, "ts-blocked to be lost");
     assert.ok(reason instanceof LeaseLostError, String(reason));
     assert.equal(reason.reason, "unconfirmed", "lost at its confirmed expiry, not at the first failed try");
-    assert.match(reason.message, /the last renewal failed: .*EISDIR/);
-    assert.ok(at > failure.at, "not lost at the failure itself");
+    assert.match(reason.message, /the last renewal failed: .*is not a directory/);
+    assert.ok(at > second.at, "not lost at the failure itself");
     // Retried at a tenth of the ttl rather than a third: several tries before the expiry.
-    assert.ok(diagnostics.stats.renewalsFailed >= 3, `renewals failed: ${diagnostics.stats.renewalsFailed}`);
-    assert.ok(healthyRenewals.some((t) => t > failure.at), "ts-healthy renewed after the failure");
-    const renewedAfterLoss = new Promise<void>((resolve) =>
-      diagnostics.on("renewed", (event: { resource: string }) => event.resource === "ts-healthy" && resolve()),
-    );
-    await withTimeout(renewedAfterLoss, 3_000, "ts-healthy to renew after ts-broken was lost");
+    const tries = diagnostics.stats.renewalsFailed - failedBefore;
+    assert.ok(tries >= 3, `failed tries before the loss: ${tries}`);
+    await withTimeout(nextEvent("renewed", "ts-healthy"), 3_000, "ts-healthy to renew after ts-blocked was lost");
     assert.equal(healthy.signal.aborted, false);
     assert.equal(diagnostics.stats.streamsOpened, 1, "one stream throughout: it never broke");
     await healthy.release();
   } finally {
     await client[Symbol.asyncDispose]();
-    await removeReplacement(path);
+    await unblockGuard(fixture.lockDir, "ts-blocked");
     await fixture.close();
   }
 });
@@ -176,12 +191,11 @@ test("TypeScript client: a failing lease is retried and lost at its confirmed ex
 test("Python client: a failing lease is retried and lost at its confirmed expiry; the other lease stays held", { timeout: 40_000 }, async () => {
   const fixture = await startServiceFixture();
   const py = await PythonLeaseDriver.start("grpc", fixture.service.grpcAddress);
-  const path = join(fixture.lockDir, "py-broken.lock");
   try {
     await py.ok({ op: "lock", id: "broken", resource: "py-broken", ttl: 2 });
     await py.ok({ op: "lock", id: "healthy", resource: "py-healthy", ttl: 2 });
     const before = await py.ok({ op: "state", id: "healthy" });
-    await replaceByDirectory(path);
+    await blockGuard(fixture.lockDir, "py-broken");
     const lost = await withTimeout(py.lost("broken"), 10_000, "py-broken to be lost");
     assert.equal(lost.reason, "unconfirmed", "lost when its confirmed expiry passed, not at the first failed try");
     const after = await py.ok({ op: "state", id: "healthy" });
@@ -189,11 +203,11 @@ test("Python client: a failing lease is retried and lost at its confirmed expiry
     assert.ok((after.renewals_failed ?? 0) >= 3, `retried sooner than ttl/3: ${after.renewals_failed} failed renewals`);
     assert.ok((after.renewals_confirmed ?? 0) > (before.renewals_confirmed ?? 0), "py-healthy kept renewing");
     assert.equal(after.streams_opened, 1, "one stream throughout: it never broke");
-    assert.match(py.stderr(), /renewing the lease on "py-broken" failed \(INTERNAL\), retrying: .*EISDIR/);
+    assert.match(py.stderr(), /renewing the lease on "py-broken" failed \(INTERNAL\), retrying: .*py-broken\.lock\.guard is not a directory/);
     await py.ok({ op: "release", id: "healthy" });
   } finally {
     await py.close();
-    await removeReplacement(path);
+    await unblockGuard(fixture.lockDir, "py-broken");
     await fixture.close();
   }
 });

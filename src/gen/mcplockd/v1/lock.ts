@@ -126,8 +126,10 @@ export interface KeepAliveResponse {
   expired: boolean;
   /**
    * Set when this renewal failed for another reason: the service could not
-   * read or write this lease's file (permissions, a full disk, something
-   * other than a lease file in its place). expires_at and ttl are then unset
+   * read or write this lease's file (permissions, a full disk, a stray file
+   * where its guard directory goes). A lease file replaced by something that
+   * is not a valid lease (a directory) answers expired instead. When error is
+   * set, expires_at and ttl are unset
    * and expired is false: the lease was not renewed but is not known to be
    * lost. It stays held until the expiry of its last successful renewal;
    * renew again (sooner than usual) and stop using the resource when that
