@@ -137,7 +137,7 @@ export function parseTime(value: unknown, rounding: "up" | "down"): number | und
 }
 
 /** A time as the protocol writes it: UTC, `Z`, milliseconds (a fraction of one rounded as asked). */
-export function formatTime(ms: number, rounding: "up" | "down"): string {
+function formatTime(ms: number, rounding: "up" | "down"): string {
   return new Date(rounding === "up" ? Math.ceil(ms) : Math.floor(ms)).toISOString();
 }
 
