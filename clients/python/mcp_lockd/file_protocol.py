@@ -63,6 +63,8 @@ FENCE_SUFFIX = ".lock.fence"
 GUARD_SUFFIX = ".lock.guard"
 # Section 2.
 FILE_VERSION = 1
+# Lease files of version 2 (docs/protocol.md) have the same fields: read both.
+READABLE_LEASE_VERSIONS = (1, 2)
 MAX_TTL_MS = 3_600_000
 MAX_HOLDER_BYTES = 256
 MAX_METADATA_ENTRIES = 32
@@ -230,7 +232,7 @@ def _why_invalid(document: Any, resource: str) -> Optional[str]:
     if not isinstance(document, dict):
         return "not a JSON object"
     d = document
-    if not (_is_number(d.get("version")) and d["version"] == FILE_VERSION):
+    if not (_is_number(d.get("version")) and d["version"] in READABLE_LEASE_VERSIONS):
         return f"unsupported version {d.get('version')!r}"
     if d.get("resource") != resource:
         return f"resource {d.get('resource')!r} does not match the file name"
