@@ -41,7 +41,7 @@ class FileLockTest(unittest.TestCase):
             self.assertEqual(lease.fencing_token, 1)
             self.assertEqual((lease.resource, lease.holder, lease.ttl), ("gateway", "unit", 30.0))
             doc = read_json(self.path("gateway.lock"))
-            self.assertEqual(doc["version"], 1)
+            self.assertEqual(doc["version"], 2)
             self.assertEqual(doc["resource"], "gateway")
             self.assertEqual(doc["holder"], "unit")
             self.assertEqual(doc["fencing_token"], 1)
@@ -55,13 +55,15 @@ class FileLockTest(unittest.TestCase):
             self.assertAlmostEqual(lease.expires_at.timestamp() * 1000, expires, delta=1)
             self.assertFalse(lease.lost.is_set())
             self.assertGreater(lease.remaining(), 29)
-            # No temp file is left behind.
+            # No temp file is left behind; the counter is a directory naming the last token.
             self.assertEqual(sorted(os.listdir(self.dir)), ["gateway.lock", "gateway.lock.fence"])
+            self.assertEqual(os.listdir(self.path("gateway.lock.fence")), ["1"])
         self.assertFalse(os.path.exists(self.path("gateway.lock")))
         self.assertTrue(lease.released)
-        self.assertEqual(read_json(self.path("gateway.lock.fence")), {"version": 1, "resource": "gateway", "fencing_token": 1})
+        self.assertEqual(os.listdir(self.path("gateway.lock.fence")), ["1"])
         with FileLock(self.dir, "gateway") as again:
             self.assertEqual(again.fencing_token, 2)
+            self.assertEqual(os.listdir(self.path("gateway.lock.fence")), ["2"])
 
     def test_busy_names_the_holder_and_its_expiry(self):
         with FileLock(self.dir, "busy", ttl=30, holder="first") as held:
