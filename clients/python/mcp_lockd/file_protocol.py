@@ -1033,7 +1033,12 @@ def renew(grant: Grant, give_up_at: Optional[float] = None) -> Grant:
         grant.confirmed_ttl_ms = ttl_ms
         return grant
 
-    return _guarded(grant.lock_dir, grant.resource, "the renewal", work, give_up_at=give_up_at)
+    try:
+        return _guarded(grant.lock_dir, grant.resource, "the renewal", work, give_up_at=give_up_at)
+    except GuardTimeoutError:
+        if give_up_at is not None and time.monotonic() >= give_up_at:
+            raise lost("was not renewed before its expiry (the guard stayed taken)", "unconfirmed") from None
+        raise
 
 
 def release(grant: Grant) -> bool:
