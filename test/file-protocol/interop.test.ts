@@ -62,6 +62,7 @@ interface PyReply {
   lease?: PyLease;
   released?: boolean;
   state?: PyState;
+  fence?: { kind: "absent" | "file" | "dir"; value: number };
   started: number;
   finished: number;
 }
@@ -275,6 +276,8 @@ test("a python-held lease blocks the service, shows in /health/locks, and its re
       assert.equal(token, fenceBefore + 1);
       assert.ok(token > lastServiceToken, `python token ${token} is not above the service's ${lastServiceToken}`);
       assert.equal(await fenceValue(dir, "handoff"), token);
+      const pyFence = await py.call({ op: "fence", resource: "handoff" });
+      assert.deepEqual(pyFence.fence, { kind: "dir", value: token });
 
       if (round === 1) {
         // The Python-written file is a valid lease file without a lease id.
