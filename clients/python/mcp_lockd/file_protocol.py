@@ -112,8 +112,8 @@ RFC3339 = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?"
     r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
-# The fencing counter: the name of the one file in R.lock.fence/ (decimal, no leading zeros).
-TOKEN_NAME = re.compile(r"[1-9][0-9]{0,15}")
+# The fencing counter: the name of the one file in R.lock.fence/ (decimal, no leading zeros; 0: none yet).
+TOKEN_NAME = re.compile(r"0|[1-9][0-9]{0,15}")
 # Section 3: every participant MUST use the same numbers.
 GUARD_STALE_MS = 10_000
 GUARD_FIRST_DELAY_S = 0.002
@@ -447,16 +447,20 @@ def read_state(lock_dir: str, resource: str, now: Optional[float] = None) -> Sta
     return classify(b"".join(chunks), resource, st.st_mtime_ns / 1e6, now, Identity.of(st))
 
 
-def list_states(lock_dir: str) -> List[State]:
-    """The state of every lease file in `lock_dir` that blocks its resource, sorted by resource."""
+def _lock_dir_entries(lock_dir: str) -> List[str]:
+    """The names in the lock dir, sorted; none when it does not exist yet."""
     try:
-        entries = os.listdir(lock_dir)
+        return sorted(os.listdir(lock_dir))
     except FileNotFoundError:
         return []
     except OSError as err:
         raise _unavailable("listing the lock dir", lock_dir, err) from err
+
+
+def list_states(lock_dir: str) -> List[State]:
+    """The state of every lease file in `lock_dir` that blocks its resource, sorted by resource."""
     states = []
-    for entry in sorted(entries):
+    for entry in _lock_dir_entries(lock_dir):
         resource = entry[: -len(LEASE_SUFFIX)] if entry.endswith(LEASE_SUFFIX) else ""
         if RESOURCE_PATTERN.fullmatch(resource):
             state = read_state(lock_dir, resource)
@@ -754,7 +758,11 @@ def _set_fence(guard: _Guard, lock_dir: str, resource: str, fence: Fence, token:
     try:
         try:
             os.mkdir(temp, 0o755)
-            os.close(os.open(os.path.join(temp, str(token)), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644))
+            fd = os.open(os.path.join(temp, str(token)), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             _fsync_dir(temp)
         except OSError as err:
             raise _unavailable("preparing the fencing counter", temp, err) from err
@@ -1086,15 +1094,9 @@ def sweep_temp_files(lock_dir: str, max_age_s: float = TEMP_MAX_AGE_S) -> List[s
     paused that long whose temp file goes just fails its commit."""
     if max_age_s < TEMP_MAX_AGE_S:
         raise InvalidArgumentError(f"max_age_s: {max_age_s!r}; temp files younger than {TEMP_MAX_AGE_S} s stay", "max_age_s")
-    try:
-        entries = os.listdir(lock_dir)
-    except FileNotFoundError:
-        return []
-    except OSError as err:
-        raise _unavailable("listing the lock dir", lock_dir, err) from err
     removed = []
     cutoff_ns = time.time_ns() - int(max_age_s * 1e9)
-    for name in sorted(entries):
+    for name in _lock_dir_entries(lock_dir):
         if not TEMP_PATTERN.fullmatch(name):
             continue
         path = os.path.join(lock_dir, name)

@@ -31,6 +31,19 @@ def lease_document(resource, **fields):
     return document
 
 
+def once_at(step, action):
+    """A file_protocol._test_hook that calls action(token) the first time `step` is reached;
+    `hook.fired` lists the tokens it was called with."""
+
+    def hook(at, resource, token):
+        if at == step and not hook.fired:
+            hook.fired.append(token)
+            action(token)
+
+    hook.fired = []
+    return hook
+
+
 class LockDirTest(unittest.TestCase):
     """A fresh lock dir per test, with helpers to make its files by hand."""
 

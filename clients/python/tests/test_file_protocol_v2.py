@@ -2,7 +2,6 @@
 the commit rule, temp files. The pause scenarios are in test_pauses.py."""
 
 import json
-import math
 import os
 import threading
 import time
@@ -12,7 +11,7 @@ from unittest import mock
 from mcp_lockd import CorruptFenceError, GuardTimeoutError, InvalidArgumentError, LeaseLostError, UnavailableError
 from mcp_lockd import file_protocol as fp
 
-from .helpers import ISO, LockDirTest, lease_document
+from .helpers import LockDirTest, lease_document, once_at
 
 
 def classify(document, resource="r", mtime_ago_ms=0):
@@ -220,14 +219,8 @@ class TokensTest(LockDirTest):
 
     def test_a_writer_with_a_stale_view_of_the_counter_starts_over(self):
         self.make_fence_dir("r", 1)
-        moved = []
-
-        def hook(step, resource, token):
-            if step == "check" and not moved:
-                # Another writer (ignoring our guard) issues 2 between our read and our rename.
-                os.rename(self.path("r.lock.fence/1"), self.path("r.lock.fence/2"))
-                moved.append(True)
-
+        # Another writer (ignoring our guard) issues 2 between our read and our rename.
+        hook = once_at("check", lambda _: os.rename(self.path("r.lock.fence/1"), self.path("r.lock.fence/2")))
         with mock.patch.object(fp, "_test_hook", hook):
             grant = self.acquire()
         self.assertEqual(grant.fencing_token, 3)
@@ -236,30 +229,18 @@ class TokensTest(LockDirTest):
 
     def test_a_grant_whose_token_was_overtaken_before_the_commit_starts_over(self):
         self.make_fence_dir("r", 1)
-        seen = []
-
-        def hook(step, resource, token):
-            if step == "issued" and not seen:
-                seen.append(token)
-                os.rename(self.path(f"r.lock.fence/{token}"), self.path(f"r.lock.fence/{token + 1}"))
-
+        hook = once_at("issued", lambda token: os.rename(self.path(f"r.lock.fence/{token}"), self.path(f"r.lock.fence/{token + 1}")))
         with mock.patch.object(fp, "_test_hook", hook):
             grant = self.acquire()
-        self.assertEqual(seen, [2])
+        self.assertEqual(hook.fired, [2])
         self.assertEqual(grant.fencing_token, 4)  # 2 burnt, 3 issued by the other writer
         self.assertEqual(self.lease("r")["fencing_token"], 4)
 
 
 class CommitRuleTest(LockDirTest):
     def test_a_free_resource_is_taken_with_link_and_never_replaces_a_lease_that_appeared(self):
-        appeared = []
-
-        def hook(step, resource, token):
-            if step == "commit" and not appeared:
-                # After our last check: someone else's lease file appears.
-                self.write_lease("r", lease_document("r", holder="other", fencing_token=50))
-                appeared.append(token)
-
+        # After our last check: someone else's lease file appears.
+        hook = once_at("commit", lambda _: self.write_lease("r", lease_document("r", holder="other", fencing_token=50)))
         with mock.patch.object(fp, "_test_hook", hook):
             outcome = fp.try_acquire(self.dir, "r", "unit", 30, {})
         self.assertIsInstance(outcome, fp.State)
@@ -271,13 +252,7 @@ class CommitRuleTest(LockDirTest):
     def test_a_lease_file_changed_since_it_was_read_is_not_replaced(self):
         self.make_fence_dir("r", 7)
         self.write_expired("r", 7)
-        changed = []
-
-        def hook(step, resource, token):
-            if step == "check" and not changed:
-                self.write_lease("r", lease_document("r", holder="renewed-meanwhile", fencing_token=7))
-                changed.append(True)
-
+        hook = once_at("check", lambda _: self.write_lease("r", lease_document("r", holder="renewed-meanwhile", fencing_token=7)))
         with mock.patch.object(fp, "_test_hook", hook):
             outcome = fp.try_acquire(self.dir, "r", "unit", 30, {})
         self.assertEqual((outcome.kind, outcome.holder), ("held", "renewed-meanwhile"))
@@ -365,14 +340,12 @@ class CommitRuleTest(LockDirTest):
     def test_a_writer_whose_temp_file_was_swept_just_fails_its_commit(self):
         swept = []
 
-        def hook(step, resource, token):
-            if step == "commit" and not swept:
-                for name in os.listdir(self.dir):
-                    if fp.TEMP_PATTERN.fullmatch(name):
-                        os.unlink(self.path(name))
-                        swept.append(name)
+        def sweep(_):
+            swept.extend(n for n in os.listdir(self.dir) if fp.TEMP_PATTERN.fullmatch(n))
+            for name in swept:
+                os.unlink(self.path(name))
 
-        with mock.patch.object(fp, "_test_hook", hook):
+        with mock.patch.object(fp, "_test_hook", once_at("commit", sweep)):
             grant = fp.acquire(self.dir, "r", "unit", 30)
         self.assertEqual(len(swept), 1)
         self.assertEqual(grant.fencing_token, 2)  # 1 was burnt by the failed commit
