@@ -7,6 +7,7 @@ import { ReadinessGate } from "./grpc/readiness-gate.ts";
 import { startHttpServer, type RunningHttpServer } from "./http/health-server.ts";
 import type { FileSystem } from "./store/file-system.ts";
 import { LeaseFileStore } from "./store/lease-file-store.ts";
+import { stopHookFromEnv } from "./store/stop-hook.ts";
 
 export interface ServiceOptions {
   lockDir: string;
@@ -43,7 +44,7 @@ export interface RunningService {
 export async function startService(options: ServiceOptions): Promise<RunningService> {
   const log = options.log ?? (() => {});
   const lockDir = resolve(options.lockDir);
-  const store = new LeaseFileStore({ dir: lockDir, onWarning: log, fs: options.fs });
+  const store = new LeaseFileStore({ dir: lockDir, onWarning: log, fs: options.fs, pauseHook: stopHookFromEnv(process.env) });
   const manager = new LockManager({ store, log });
   const shutdown = new AbortController();
   // Every call in flight listens for shutdown (and stops listening when it

@@ -112,3 +112,17 @@ function parseMetadata(value: unknown): Record<string, string> | undefined {
   }
   return out;
 }
+
+/**
+ * The `fencing_token` of a lease file's text if it is an integer >= 1,
+ * whether or not the file is otherwise valid: a token that may have been
+ * issued counts for the next one (docs/protocol.md §5, step 4).
+ */
+export function tokenOfAnyLeaseText(text: string): number | undefined {
+  try {
+    const token = (JSON.parse(text) as { fencing_token?: unknown } | null)?.fencing_token;
+    return typeof token === "number" && Number.isSafeInteger(token) && token >= 1 ? token : undefined;
+  } catch {
+    return undefined;
+  }
+}
