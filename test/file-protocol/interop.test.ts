@@ -17,6 +17,7 @@ import { makeTempDir } from "../helpers/temp-dir.ts";
 import { startServiceFixture, startServiceProcess } from "../helpers/service-process.ts";
 import { expectGrpcError, isServiceError, ms, TestLockClient } from "../helpers/lock-client.ts";
 import { assertValidLeaseFile, assertValidLockDir } from "../helpers/lease-file-schema.ts";
+import { readFenceToken } from "../helpers/fence.ts";
 import { fetchHealthLocks } from "../helpers/health-locks.ts";
 import { PYTHON } from "../helpers/python.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -166,24 +167,6 @@ async function nodeContender(
   }
 }
 
-/**
- * The last token issued for `resource`: the name of the one file in the version-2 counter directory
- * `<dir>/<resource>.lock.fence/` (0 when missing, as docs/protocol.md says).
- */
-async function fenceValue(dir: string, resource: string): Promise<number> {
-  const path = join(dir, `${resource}.lock.fence`);
-  const info = await lstat(path).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === "ENOENT") return undefined;
-    throw err;
-  });
-  if (info === undefined) return 0;
-  assert.ok(info.isDirectory(), `${path} is not a version-2 counter directory`);
-  const names = await readdir(path);
-  assert.equal(names.length, 1, `${path} holds ${names.join(", ")}`);
-  assert.match(names[0]!, /^[1-9][0-9]*$/);
-  return Number(names[0]);
-}
-
 async function assertPythonWorks(): Promise<void> {
   await stat(PYTHON).catch(() => assert.fail(`${PYTHON} is needed by the file-protocol interop tests`));
 }
@@ -249,7 +232,7 @@ test("python file-protocol contenders and service clients never overlap; tokens 
     assert.ok(handovers >= 2, `only ${handovers} python<->service handovers in ${kinds.join(" ")}`);
 
     // The counter bounds every token issued, and nothing is left held.
-    const fence = await fenceValue(lockDir, "shared");
+    const fence = await readFenceToken(lockDir, "shared");
     assert.ok(fence >= byToken.at(-1)!.fencing_token, `fence ${fence}, tokens up to ${byToken.at(-1)!.fencing_token}`);
     assert.equal(await assertValidLockDir(lockDir), 0);
   } finally {
@@ -268,14 +251,15 @@ test("a python-held lease blocks the service, shows in /health/locks, and its re
     let lastServiceToken = 0;
     for (let round = 1; round <= 3; round++) {
       const holder = `py-holder-${round}`;
-      const fenceBefore = await fenceValue(dir, "handoff");
+      const fenceBefore = await readFenceToken(dir, "handoff");
       const held = await py.call({ op: "acquire", resource: "handoff", holder, ttl: 30, metadata: { round: String(round) } });
       assert.ok(held.ok && held.lease, JSON.stringify(held));
       const token = held.lease.fencing_token;
       // Python issues max(F, P) + 1 (no lease file is left) by renaming the counter to it.
       assert.equal(token, fenceBefore + 1);
       assert.ok(token > lastServiceToken, `python token ${token} is not above the service's ${lastServiceToken}`);
-      assert.equal(await fenceValue(dir, "handoff"), token);
+      assert.equal(await readFenceToken(dir, "handoff"), token);
+      assert.ok((await lstat(join(dir, "handoff.lock.fence"))).isDirectory());
       const pyFence = await py.call({ op: "fence", resource: "handoff" });
       assert.deepEqual(pyFence.fence, { kind: "dir", value: token });
 
@@ -323,7 +307,7 @@ test("a python-held lease blocks the service, shows in /health/locks, and its re
       assert.equal(lease.holder, `svc-waiter-${round}`);
       // No reservations (version 2): the service's token is the next one.
       assert.equal(lease.fencingToken, token + 1);
-      assert.ok((await fenceValue(dir, "handoff")) >= lease.fencingToken);
+      assert.ok((await readFenceToken(dir, "handoff")) >= lease.fencingToken);
       lastServiceToken = lease.fencingToken;
       assert.deepEqual(await client.release(lease.leaseId), { released: true });
     }
@@ -360,7 +344,7 @@ test("a service-held lease makes a python acquire time out busy; python gets it 
     assert.match(document.lease_id_sha256 as string, /^[0-9a-f]{64}$/);
 
     // Python waits (polling) while the service client releases.
-    const fenceBefore = await fenceValue(dir, "reverse");
+    const fenceBefore = await readFenceToken(dir, "reverse");
     assert.ok(fenceBefore >= lease.fencingToken, `fence ${fenceBefore} is below the service's token ${lease.fencingToken}`);
     const pending = py.call({ op: "acquire", resource: "reverse", holder: "py-waiter", ttl: 10, wait_timeout: 10 });
     assert.deepEqual(await client.release(lease.leaseId), { released: true });
@@ -629,7 +613,8 @@ test("python and the service classify hand-made lease files, counters and guards
     for (const base of [serviceDir, pythonDir]) {
       await assert.rejects(stat(join(base, "case-stale-guard.lock.guard")), { code: "ENOENT" });
       assert.equal(await readFile(join(base, "case-corrupt-fence.lock.fence"), "utf8"), "{\"version\":1,\"resource\":");
-      assert.equal(await fenceValue(base, "case-expired"), 8);
+      assert.ok((await lstat(join(base, "case-expired.lock.fence"))).isDirectory());
+      assert.equal(await readFenceToken(base, "case-expired"), 8);
       assert.deepEqual(await readdir(join(base, "case-fence-dir-two-files.lock.fence")), ["4", "5"]);
     }
   });
