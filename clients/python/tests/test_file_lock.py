@@ -3,8 +3,6 @@
 import datetime as dt
 import json
 import os
-import shutil
-import tempfile
 import threading
 import time
 import unittest
@@ -22,20 +20,15 @@ from mcp_lockd import (
 from mcp_lockd import file_protocol
 from mcp_lockd.lease import SAFETY_MARGIN_S
 
+from .helpers import LockDirTest
+
 
 def read_json(path):
     with open(path, encoding="utf-8") as f:
         return json.load(f)
 
 
-class FileLockTest(unittest.TestCase):
-    def setUp(self):
-        self.dir = tempfile.mkdtemp(prefix="mcp-lockd-py-")
-        self.addCleanup(shutil.rmtree, self.dir, ignore_errors=True)
-
-    def path(self, name):
-        return os.path.join(self.dir, name)
-
+class FileLockTest(LockDirTest):
     def test_acquire_writes_a_valid_lease_file_and_release_removes_it(self):
         with FileLock(self.dir, "gateway", ttl=30, holder="unit", metadata={"k": "v"}) as lease:
             self.assertEqual(lease.fencing_token, 1)
