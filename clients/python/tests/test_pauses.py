@@ -28,7 +28,7 @@ from .helpers import LockDirTest
 
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # clients/python
 STALL_S = fp.COMMIT_BUDGET_S + 1  # how far A's monotonic clock jumps while it is stopped
-SHORT_TTL = 0.2  # A's own lease, for the paths where B may take it only once it has expired
+SHORT_TTL = 0.4  # A's own lease, for the paths where B may take it only once it has expired
 
 
 class Stall:
