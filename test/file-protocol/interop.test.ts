@@ -9,7 +9,6 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { lstat, mkdir, open, readdir, readFile, rename, stat, unlink, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { setTimeout as delay } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { status } from "@grpc/grpc-js";
@@ -20,12 +19,11 @@ import { assertValidLeaseFile, assertValidLockDir } from "../helpers/lease-file-
 import { readFenceToken } from "../helpers/fence.ts";
 import { fetchHealthLocks } from "../helpers/health-locks.ts";
 import { PYTHON } from "../helpers/python.ts";
+import { PyDriver } from "../helpers/python-file-driver.ts";
 import { waitFor } from "../helpers/wait.ts";
 
-// dist/test/file-protocol/*.js → the .py sources, which tsc does not copy.
-const PY_DIR = fileURLToPath(new URL("../../../test/file-protocol/", import.meta.url));
-const FILE_LOCK_PY = join(PY_DIR, "file_lock.py");
-// The contender shared with the Python client tests, in its file-protocol mode.
+// The contender shared with the Python client tests, in its file-protocol mode (dist/test/file-protocol/*.js
+// → the .py source, which tsc does not copy).
 const CONTENDER_PY = fileURLToPath(new URL("../../../test/clients/contender.py", import.meta.url));
 
 const seconds = (s: number) => ({ seconds: Math.floor(s), nanos: Math.round((s - Math.floor(s)) * 1e9) });
@@ -38,78 +36,6 @@ interface HoldRecord {
   start: number;
   end: number;
   violation?: string;
-}
-
-interface PyLease {
-  resource: string;
-  holder: string;
-  fencing_token: number;
-  acquired_at: number;
-  expires_at: number;
-}
-
-interface PyState {
-  kind: "free" | "held" | "expired" | "unreadable" | "old-unreadable";
-  holder: string | null;
-  fencing_token: number | null;
-  blocked_until: number | null;
-  reason: string | null;
-}
-
-interface PyReply {
-  ok: boolean;
-  error?: string;
-  message?: string;
-  lease?: PyLease;
-  released?: boolean;
-  state?: PyState;
-  fence?: { kind: "absent" | "file" | "dir"; value: number };
-  started: number;
-  finished: number;
-}
-
-/** file_lock.py run as a driver: one JSON command per line in, one reply per line out. */
-class PyDriver {
-  private readonly pending: Array<{ resolve: (reply: PyReply) => void; reject: (err: Error) => void }> = [];
-  private stderr = "";
-  private readonly exited: Promise<unknown>;
-
-  private constructor(readonly child: ChildProcess) {
-    child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (this.stderr += chunk));
-    createInterface({ input: child.stdout! }).on("line", (line) => {
-      const next = this.pending.shift();
-      if (!next) return;
-      try {
-        next.resolve(JSON.parse(line) as PyReply);
-      } catch (err) {
-        next.reject(new Error(`file_lock.py answered ${JSON.stringify(line)}: ${(err as Error).message}`));
-      }
-    });
-    this.exited = once(child, "exit").then(([code, signal]) => {
-      for (const waiter of this.pending.splice(0)) {
-        waiter.reject(new Error(`file_lock.py exited (${signal ?? code}) with a command pending:\n${this.stderr}`));
-      }
-    });
-  }
-
-  static start(lockDir: string): PyDriver {
-    return new PyDriver(spawn(PYTHON, [FILE_LOCK_PY, lockDir], { stdio: ["pipe", "pipe", "pipe"] }));
-  }
-
-  call(command: Record<string, unknown>): Promise<PyReply> {
-    return new Promise((resolve, reject) => {
-      this.pending.push({ resolve, reject });
-      this.child.stdin!.write(JSON.stringify(command) + "\n");
-    });
-  }
-
-  async close(): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
-    this.child.stdin!.end();
-    const timer = setTimeout(() => this.child.kill("SIGKILL"), 5_000);
-    await this.exited;
-    clearTimeout(timer);
-  }
 }
 
 /** Runs contender.py to completion; kills it if it outlives `timeoutMs`. */
