@@ -367,8 +367,8 @@ const CASES: Case[] = [
   { name: "empty-old", lease: () => "", mtimeAgo: 3_601, fence: fenceText(5), expect: { outcome: "granted", token: 6 } },
   { name: "not-json", lease: () => "{\"version\": 1, \"resou", expect: { outcome: "busy", holder: "unknown", kind: "unreadable" } },
   {
-    name: "version-3-expired",
-    lease: (r, now) => leaseText(r, { version: 3, expires_at: iso(now - 1_000) }),
+    name: "version-2-expired",
+    lease: (r, now) => leaseText(r, { version: 2, expires_at: iso(now - 1_000) }),
     fence: fenceText(7),
     expect: { outcome: "granted", token: 8 },
   },
