@@ -100,6 +100,17 @@ const scenarios: Scenario[] = [
     stalls: grantStalls({ name: "after the last check (rename)", method: "rename", file: "r.lock", window: true }),
   },
   {
+    path: "grant converting a version 1 counter (1000)",
+    async prepare(b) {
+      await writeFile(join(b.location, "r.lock.fence"), JSON.stringify({ version: 1, resource: "r", fencing_token: 1000 }));
+    },
+    runA: async (a) => grantedOf(await a.acquire("r", grantFor("a"))),
+    stalls: [
+      { name: "version 1 counter moved aside (before the new counter is in place)", method: "rename", file: "r.lock.fence" },
+      { name: "after the last check (link)", method: "link", file: "r.lock" },
+    ],
+  },
+  {
     path: "hand-over",
     async prepare(b) {
       await b.acquire("r", grantFor("releaser"));
@@ -198,6 +209,7 @@ for (const scenario of scenarios) {
 
         // Tokens: unique, increasing in the order issued, above everything before.
         assert.ok(bGrant.fencingToken > tokensBefore, `B's token ${bGrant.fencingToken} above ${tokensBefore}`);
+        assert.ok(bGrant.fencingToken > 1000 || !scenario.path.includes("version 1"), "never below the version 1 counter");
         if (aGrant !== undefined) {
           assert.notEqual(aGrant.fencingToken, bGrant.fencingToken, "a token issued twice");
           assert.ok(aGrant.fencingToken > tokensBefore);

@@ -94,6 +94,8 @@ RESOURCE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 LEASE_SUFFIX = ".lock"
 FENCE_SUFFIX = ".lock.fence"
 GUARD_SUFFIX = ".lock.guard"
+# Where a conversion moves a version-1 counter file (section 9); never removed.
+RETIRED_FENCE_SUFFIX = ".v1"
 # Temp files and dirs: `.R.<pid>.<random>.tmp`; the service's writability probe is `..probe.<pid>.<random>.tmp`.
 TEMP_PATTERN = re.compile(r"\.(?:[A-Za-z0-9][A-Za-z0-9._-]{0,127}|\.probe)\.[0-9]+\.[A-Za-z0-9]+\.tmp")
 TEMP_MAX_AGE_S = 60.0
@@ -178,7 +180,8 @@ class State:
 @dataclass(frozen=True)
 class Fence:
     """The fencing counter of a resource as read: `kind` "absent" (0), "file" (a version-1 counter
-    file, to be converted) or "dir" (version 2); `value` the last token issued."""
+    file, to be converted), "retired" (a version-1 counter a conversion moved aside to R.lock.fence.v1
+    and did not finish: its value is a floor) or "dir" (version 2); `value` the last token issued."""
 
     kind: str
     value: int
@@ -502,13 +505,15 @@ def _read_v1_counter(path: str, resource: str) -> Fence:
 
 
 def read_fence(lock_dir: str, resource: str) -> Fence:
-    """The fencing counter of R: the directory R.lock.fence/<N>, a version-1 counter file, or absent."""
+    """The fencing counter of R: the directory R.lock.fence/<N>, a version-1 counter file, or absent
+    (then a version-1 counter moved aside by an unfinished conversion, if any, names the floor)."""
     path = _fence_path(lock_dir, resource)
     for attempt in range(3):
         try:
             st = os.lstat(path)
         except FileNotFoundError:
-            return Fence("absent", 0)
+            retired = _read_v1_counter(path + RETIRED_FENCE_SUFFIX, resource)
+            return Fence("retired", retired.value) if retired.kind == "file" else Fence("absent", 0)
         except OSError as err:
             raise _unavailable("reading the fencing counter", path, err) from err
         if stat_module.S_ISREG(st.st_mode):
@@ -772,9 +777,12 @@ def _set_fence(guard: _Guard, lock_dir: str, resource: str, fence: Fence, token:
             # then finds a directory, EISDIR, and stops with an error instead of issuing tokens beside us.)
             if _identity(path) != fence.identity:
                 raise _StartOver("the version-1 fencing counter changed since it was read")
+            # Moved aside, never removed: a writer paused between this and the rename below leaves
+            # the counter absent, and whoever finds it absent reads this file's value as its floor.
+            # A directory (someone converted it meanwhile) cannot replace the moved file: ENOTDIR.
             try:
-                os.unlink(path)
-            except (FileNotFoundError, IsADirectoryError, PermissionError) as err:
+                os.rename(path, path + RETIRED_FENCE_SUFFIX)
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as err:
                 raise _StartOver("someone else converted the version-1 fencing counter") from err
             except OSError as err:
                 raise _unavailable("converting the fencing counter", path, err) from err

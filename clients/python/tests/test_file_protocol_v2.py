@@ -150,6 +150,15 @@ class TokensTest(LockDirTest):
         self.assertEqual(self.fence("r"), ["1001"])
         self.assert_no_junk()
 
+    def test_a_conversion_stopped_after_moving_the_version_1_counter_aside_leaves_its_floor(self):
+        # A converter paused between moving R.lock.fence to R.lock.fence.v1 and renaming its new
+        # counter into place leaves no counter: the next writer reads the moved file as its floor.
+        self.write_v1_fence("r", 1000)
+        os.rename(self.path("r.lock.fence"), self.path("r.lock.fence.v1"))
+        self.assertEqual(fp.read_fence(self.dir, "r").kind, "retired")
+        self.assertEqual(self.acquire().fencing_token, 1001)
+        self.assertEqual(self.fence("r"), ["1001"])
+
     def test_a_reservation_of_a_version_1_service_is_not_reused(self):
         # The v1 service reserved up to 1000 and had issued 2; its lease has expired.
         self.write_v1_fence("r", 1000)
