@@ -231,7 +231,8 @@ export class LeaseFileStore implements LeaseStore {
     }
     // The counter moves first: if we stop before the lease file, the next
     // token is still higher than any token a holder ever saw.
-    const fencingToken = await this.io.fence.advance(resource, fence, read.token);
+    // commitLease fsyncs the lock dir before the grant is answered.
+    const fencingToken = await this.io.fence.advance(resource, fence, read.token, { lockDirSyncFollows: true });
     const onDisk: LeaseRecord = {
       resource,
       holder: grant.holder,
@@ -333,7 +334,7 @@ export class LeaseFileStore implements LeaseStore {
       // Keep the counter >= the token being forgotten (it already is, unless
       // the files were edited or restored by hand).
       const fence = await this.io.fence.read(resource);
-      if (read.token > fence.token) await this.io.fence.advance(resource, fence, read.token, true);
+      if (read.token > fence.token) await this.io.fence.advance(resource, fence, read.token, { exact: true });
       await this.removeLease(hold, resource, read.identity, this.io);
       return { kind: "free", resource };
     });
