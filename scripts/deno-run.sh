@@ -9,7 +9,8 @@
 #
 # `mcp` (the MCP server on stdio) gets less: no files at all, the network to
 # the service's address only (--address, else MCP_LOCKD_ADDRESS, else
-# 127.0.0.1:50051), the environment, and the host name (in holder names).
+# 127.0.0.1:50051), the environment, and the host name and user (uid, for
+# the user name when USER is unset): the default holder name says who and where.
 #
 # Deno is the npm package `deno`; its binary is exec'ed directly (not through
 # `npx deno` or the package's bin.cjs fallback, which run it as a child and do
@@ -66,7 +67,7 @@ elif [[ "${1:-}" == mcp ]]; then
   permissions=(
     "--allow-net=$net"
     --allow-env
-    --allow-sys=hostname
+    --allow-sys=hostname,uid
   )
 else
   permissions=(

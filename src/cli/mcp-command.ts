@@ -1,5 +1,5 @@
 import { parseArgs } from "node:util";
-import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
+import { StdioServerTransport } from "../mcp/sdk.ts";
 import { LockClient } from "../client/index.ts";
 import { createLockMcpServer } from "../mcp/lock-mcp-server.ts";
 import { PollingLockChangeSource } from "../mcp/lock-change-source.ts";

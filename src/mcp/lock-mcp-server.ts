@@ -1,4 +1,4 @@
-import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import { McpServer } from "./sdk.ts";
 import type { LockClient } from "../client/index.ts";
 import { VERSION } from "../cli/version.ts";
 import type { LockChangeSource } from "./lock-change-source.ts";

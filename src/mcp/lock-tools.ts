@@ -1,6 +1,6 @@
 import { Buffer } from "node:buffer";
-import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
-import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import type { McpServer } from "./sdk.ts";
+import type { CallToolResult } from "./sdk.ts";
 import type { LockClient } from "../client/index.ts";
 import { describeFailure } from "../cli/client-failure.ts";
 import { quoted } from "../cli/display-text.ts";

@@ -1,5 +1,5 @@
-import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
-import { ErrorCode, McpError, SubscribeRequestSchema, UnsubscribeRequestSchema } from "@modelcontextprotocol/sdk/types.js";
+import type { McpServer } from "./sdk.ts";
+import { ErrorCode, McpError, SubscribeRequestSchema, UnsubscribeRequestSchema } from "./sdk.ts";
 import type { LockChangeSource } from "./lock-change-source.ts";
 import { listEntries, type LockToolsContext } from "./lock-tools.ts";
 
