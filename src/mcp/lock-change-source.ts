@@ -1,4 +1,5 @@
 import type { LockInfo } from "../client/index.ts";
+import { systemClock, type Clock, type TimerHandle } from "../core/clock.ts";
 
 // Where `locks://status` subscribers learn that the set of locks changed.
 // Today a PollingLockChangeSource lists the locks; once the service has a
@@ -31,7 +32,8 @@ export class PollingLockChangeSource implements LockChangeSource {
   readonly #list: () => Promise<LockInfo[]>;
   readonly #intervalMs: number;
   readonly #listeners = new Set<() => void>();
-  #timer: NodeJS.Timeout | undefined;
+  readonly #clock: Clock;
+  #timer: TimerHandle | undefined;
   #last: string | undefined;
   /** The poll in flight, if any. */
   #polling: Promise<void> | undefined;
@@ -39,8 +41,9 @@ export class PollingLockChangeSource implements LockChangeSource {
   #baseline: Promise<void> = Promise.resolve();
   #closed = false;
 
-  constructor(list: () => Promise<LockInfo[]>, options: { intervalMs?: number } = {}) {
+  constructor(list: () => Promise<LockInfo[]>, options: { intervalMs?: number; clock?: Clock } = {}) {
     this.#list = list;
+    this.#clock = options.clock ?? systemClock;
     this.#intervalMs = Math.max(MIN_POLL_INTERVAL_MS, options.intervalMs ?? MIN_POLL_INTERVAL_MS);
   }
 
@@ -70,7 +73,7 @@ export class PollingLockChangeSource implements LockChangeSource {
   }
 
   #stop(): void {
-    clearTimeout(this.#timer);
+    this.#timer?.cancel();
     this.#timer = undefined;
   }
 
@@ -97,7 +100,7 @@ export class PollingLockChangeSource implements LockChangeSource {
       this.#polling = undefined;
       settled();
       if (this.#listeners.size > 0 && !this.#closed && this.#timer === undefined) {
-        this.#timer = setTimeout(() => void this.#poll(), this.#intervalMs).unref();
+        this.#timer = this.#clock.setTimer(this.#intervalMs, () => void this.#poll());
       }
     }
   }
