@@ -6,21 +6,31 @@
 // waiting, seen by gRPC clients); closing a session releases its locks at
 // once; SIGKILL of a session frees them after the ttl; a lost lease is
 // reported (logging notification, then the next tool result); bad input is a
-// tool error naming the field; locks://status subscriptions notify changes.
+// tool error naming the field; locks://status subscriptions notify changes;
+// a file-protocol process (Python FileLock) and `mcp-lockd run` are seen and
+// respected both ways.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
 import { unlink } from "node:fs/promises";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import type { Progress } from "@modelcontextprotocol/sdk/types.js";
+import { startClientCli } from "../cli/client-cli.ts";
+import { PYTHON } from "../helpers/python.ts";
 import { startServiceFixture, type ServiceFixture } from "../helpers/service-process.ts";
 import { waitFor, withTimeout } from "../helpers/wait.ts";
 import { openMcpSession, textOf, type McpSession } from "./mcp-session.ts";
 
 let fx: ServiceFixture;
 const sessions: McpSession[] = [];
+/** One session for the tests that need no session of their own (each spawn costs a process start). */
+let shared: McpSession;
 
 before(async () => {
   fx = await startServiceFixture();
+  shared = await open("shared-agent");
 });
 
 after(async () => {
@@ -74,7 +84,7 @@ function progressWatcher() {
 }
 
 test("tools are listed with input and output schemas, descriptions and annotations; locks://status is a subscribable resource", async () => {
-  const session = await open("schema-check");
+  const session = shared;
   const { tools } = await session.client.listTools();
   assert.deepEqual(tools.map((tool) => tool.name).sort(), ["lock_acquire", "lock_release", "lock_status"]);
   const byName = new Map(tools.map((tool) => [tool.name, tool]));
@@ -168,7 +178,7 @@ test("two sessions contend: busy error naming the holder, then FIFO hand-over wi
 });
 
 test("bad input is a tool error naming the field; the session keeps serving", async () => {
-  const session = await open("bad-input");
+  const session = shared;
   const badName = await session.call("lock_acquire", { resource: "../etc/passwd" });
   assert.equal(badName.isError, true);
   assert.match(textOf(badName), /resource/);
@@ -233,7 +243,7 @@ test("a lost lease is reported at once (logging notification) and in the next to
 });
 
 test("locks://status: read as JSON; a subscriber is notified when the set of locks changes", async () => {
-  const session = await open("watcher");
+  const session = shared;
   await session.client.subscribeResource({ uri: "locks://status" });
   const update = session.nextResourceUpdate();
   const taken = await fx.client.acquire({ resource: "watched", holder: "grpc-client" });
@@ -250,4 +260,63 @@ test("locks://status: read as JSON; a subscriber is notified when the set of loc
   await session.client.unsubscribeResource({ uri: "locks://status" });
   await assert.rejects(session.client.subscribeResource({ uri: "locks://other" }), /only locks:\/\/status/);
   await waitFor(async () => (await listed("watched")) === undefined, "watched released");
+});
+
+const PYTHON_PACKAGE_DIR = fileURLToPath(new URL("../../../clients/python/", import.meta.url));
+
+test("locks of a file-protocol process and of `mcp-lockd run` are seen and respected both ways", async (t) => {
+  const session = shared;
+  // A Python process holding the lock through the lease file alone (no service).
+  const python = spawn(
+    PYTHON,
+    [
+      "-c",
+      "import sys\nfrom mcp_lockd import FileLock\n" +
+        "with FileLock(sys.argv[1], 'shared', ttl=30, holder='python-file-lock') as lease:\n" +
+        "    print('held', lease.fencing_token, flush=True)\n    sys.stdin.read()\n",
+      fx.lockDir,
+    ],
+    { env: { ...process.env, PYTHONPATH: PYTHON_PACKAGE_DIR }, stdio: ["pipe", "pipe", "inherit"] },
+  );
+  const pythonExited = once(python, "exit");
+  t.after(() => python.kill("SIGKILL"));
+  let output = "";
+  const held = await withTimeout(
+    new Promise<RegExpExecArray>((resolve) =>
+      python.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
+        output += chunk;
+        const match = /^held (\d+)\n/m.exec(output);
+        if (match) resolve(match);
+      }),
+    ),
+    10_000,
+    "the Python FileLock to hold the lock",
+  );
+  const fileToken = Number(held[1]);
+  await waitFor(async () => (await listed("shared"))?.holder === "python-file-lock", "the service to see the lease file");
+  const busy = await session.call("lock_acquire", { resource: "shared" });
+  assert.equal(busy.isError, true);
+  assert.match(textOf(busy), /held by "python-file-lock"/);
+  const entry = (structured(await session.call("lock_status", { prefix: "shared" })).locks as Array<Record<string, unknown>>)[0]!;
+  assert.equal(entry.holder, "python-file-lock");
+  assert.equal(entry.fencing_token, fileToken);
+
+  // The MCP session waits; the Python process releases (deletes its file); the session gets it.
+  const waiting = session.call("lock_acquire", { resource: "shared", wait_seconds: 20 });
+  await waitFor(async () => (await listed("shared"))?.waiters === 1, "the session to wait");
+  python.stdin!.end();
+  const grant = structured(await waiting);
+  assert.ok((grant.fencing_token as number) > fileToken);
+  assert.deepEqual(await withTimeout(pythonExited, 10_000, "the Python process to exit"), [0, null]);
+
+  // `mcp-lockd run` waits for the session's lock, then runs with a higher token.
+  const run = startClientCli(["run", "shared", "--wait", "20s", "--", "/bin/sh", "-c", "echo token=$MCP_LOCKD_FENCING_TOKEN"], {
+    address: fx.service.grpcAddress,
+  });
+  t.after(() => run.kill("SIGKILL"));
+  await run.waitForStderr(/waiting for "shared": held by "[^"]*mcp shared-agent"/);
+  assert.equal(structured(await session.call("lock_release", { resource: "shared" })).released, true);
+  const [, runToken] = await run.waitForStdout(/token=(\d+)/);
+  assert.ok(Number(runToken) > (grant.fencing_token as number));
+  assert.equal((await run.exited).code, 0);
 });
