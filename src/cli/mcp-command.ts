@@ -5,6 +5,7 @@ import { createLockMcpServer } from "../mcp/lock-mcp-server.ts";
 import { PollingLockChangeSource } from "../mcp/lock-change-source.ts";
 import { DEFAULT_ADDRESS, defaultHolder, resolveAddress, UsageError } from "./client-options.ts";
 import { processIo, type CommandIo } from "./command-io.ts";
+import { validateHolder } from "../core/limits.ts";
 import { EXIT_OK, EXIT_USAGE } from "./exit-codes.ts";
 import { INTERRUPT_SIGNALS, catchSignals } from "./lock-waiting.ts";
 
@@ -42,7 +43,7 @@ export async function runMcpCommand(args: string[], io: CommandIo = processIo): 
     });
     if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
     address = resolveAddress(values.address, io.env);
-    holderFlag = values.holder;
+    holderFlag = values.holder === undefined ? undefined : holderOption(values.holder);
   } catch (err) {
     io.stderr(`mcp-lockd mcp: ${(err as Error).message}\n(mcp-lockd mcp --help shows the usage)\n`);
     return EXIT_USAGE;
@@ -86,4 +87,14 @@ export async function runMcpCommand(args: string[], io: CommandIo = processIo): 
     stopCatching();
   }
   return EXIT_OK;
+}
+
+/** --holder, checked now against the service's limits: every lock_acquire would fail on it otherwise. */
+function holderOption(holder: string): string {
+  try {
+    validateHolder(holder);
+  } catch (err) {
+    throw new UsageError(`--${(err as Error).message}`);
+  }
+  return holder;
 }

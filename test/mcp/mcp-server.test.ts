@@ -17,7 +17,7 @@ import { unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Progress } from "@modelcontextprotocol/sdk/types.js";
-import { startClientCli } from "../cli/client-cli.ts";
+import { runClientCli, startClientCli } from "../cli/client-cli.ts";
 import { PYTHON } from "../helpers/python.ts";
 import { startServiceFixture, type ServiceFixture } from "../helpers/service-process.ts";
 import { waitFor, withTimeout } from "../helpers/wait.ts";
@@ -319,4 +319,14 @@ test("locks of a file-protocol process and of `mcp-lockd run` are seen and respe
   const [, runToken] = await run.waitForStdout(/token=(\d+)/);
   assert.ok(Number(runToken) > (grant.fencing_token as number));
   assert.equal((await run.exited).code, 0);
+});
+
+test("bad options are usage errors (exit 64) before any MCP traffic", async () => {
+  const long = await runClientCli(["mcp", "--holder", "x".repeat(300)], { address: fx.service.grpcAddress });
+  assert.equal(long.code, 64);
+  assert.match(long.stderr, /--holder: is 300 bytes; the limit is 256 bytes/);
+  assert.equal(long.stdout, "", "nothing on stdout, which belongs to MCP");
+  const address = await runClientCli(["mcp", "--address", "not an address"]);
+  assert.equal(address.code, 64);
+  assert.match(address.stderr, /--address "not an address": expected HOST:PORT/);
 });
