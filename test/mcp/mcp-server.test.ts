@@ -330,3 +330,26 @@ test("bad options are usage errors (exit 64) before any MCP traffic", async () =
   assert.equal(address.code, 64);
   assert.match(address.stderr, /--address "not an address": expected HOST:PORT/);
 });
+
+test("cancelling a waiting lock_acquire (notifications/cancelled) leaves the queue at once", async () => {
+  const holder = await fx.client.acquire({ resource: "cancel-me", holder: "grpc-holder" });
+  const cancel = new AbortController();
+  const waiting = shared.client.callTool({ name: "lock_acquire", arguments: { resource: "cancel-me", wait_seconds: 60 } }, undefined, {
+    signal: cancel.signal,
+  });
+  await waitFor(async () => (await listed("cancel-me"))?.waiters === 1, "the session to wait");
+  cancel.abort(new Error("the user changed their mind"));
+  await assert.rejects(waiting, /changed their mind/);
+  await waitFor(async () => (await listed("cancel-me"))?.waiters === 0, "the session to leave the queue");
+  await fx.client.release(holder.lease!.leaseId);
+  assert.equal(await listed("cancel-me"), undefined, "not granted to the cancelled call");
+});
+
+test("with the service unreachable, tool calls fail saying so and the session keeps serving", async () => {
+  const session = await open("no-service", ["--address", "127.0.0.1:1"]);
+  const result = await session.call("lock_acquire", { resource: "anything" });
+  assert.equal(result.isError, true);
+  assert.match(textOf(result), /is mcp-lockd serving on 127\.0\.0\.1:1\?/);
+  const status = await session.call("lock_status", {});
+  assert.equal(status.isError, true);
+});
