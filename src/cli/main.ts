@@ -3,7 +3,7 @@ import { ACQUIRE_USAGE, runAcquireCommand } from "./acquire-command.ts";
 import { CALL_USAGE, runCallCommand } from "./call-command.ts";
 import { DEFAULT_ADDRESS } from "./client-options.ts";
 import { EXIT_CODES_HELP, EXIT_USAGE } from "./exit-codes.ts";
-import { MCP_USAGE, runMcpCommand } from "./mcp-command.ts";
+import { MCP_USAGE } from "./mcp-usage.ts";
 import { RELEASE_USAGE, runReleaseCommand } from "./release-command.ts";
 import { RENEW_USAGE, runRenewCommand } from "./renew-command.ts";
 import { RUN_USAGE, runRunCommand } from "./run-command.ts";
@@ -54,7 +54,8 @@ const CLIENT_COMMANDS = new Map<string, { usage: string; run: (args: string[]) =
   ["acquire", { usage: ACQUIRE_USAGE, run: runAcquireCommand }],
   ["renew", { usage: RENEW_USAGE, run: runRenewCommand }],
   ["release", { usage: RELEASE_USAGE, run: runReleaseCommand }],
-  ["mcp", { usage: MCP_USAGE, run: runMcpCommand }],
+  // Loaded when used: the MCP SDK is a large import that no other command needs.
+  ["mcp", { usage: MCP_USAGE, run: async (args) => (await import("./mcp-command.ts")).runMcpCommand(args) }],
 ]);
 
 /** --help among the command's own arguments; for `run`, only before "--" (after it they are COMMAND's). */

@@ -3,7 +3,7 @@ import { StdioServerTransport } from "../mcp/sdk.ts";
 import { LockClient } from "../client/index.ts";
 import { createLockMcpServer } from "../mcp/lock-mcp-server.ts";
 import { PollingLockChangeSource } from "../mcp/lock-change-source.ts";
-import { DEFAULT_ADDRESS, defaultHolder, resolveAddress, UsageError } from "./client-options.ts";
+import { defaultHolder, resolveAddress, UsageError } from "./client-options.ts";
 import { processIo, type CommandIo } from "./command-io.ts";
 import { validateHolder } from "../core/limits.ts";
 import { EXIT_OK, EXIT_USAGE } from "./exit-codes.ts";
@@ -14,22 +14,6 @@ import { INTERRUPT_SIGNALS, catchSignals } from "./lock-waiting.ts";
 // as it lives and released when it ends: stdin closes, the client
 // disconnects, or SIGINT/SIGTERM/SIGHUP. A killed process's leases expire
 // after their ttl. Stdout carries MCP messages only; diagnostics go to stderr.
-
-export const MCP_USAGE = `Usage:
-  mcp-lockd mcp [--address HOST:PORT] [--holder NAME]
-
-Runs a Model Context Protocol server on stdin/stdout for one MCP client (an
-agent, an IDE, an MCP gateway). Configure it as
-  {"mcpServers": {"locks": {"command": "mcp-lockd", "args": ["mcp"]}}}
-Tools: lock_acquire {resource, ttl_seconds?, wait_seconds?, purpose?},
-lock_release {resource}, lock_status {prefix?}; resource locks://status
-(JSON, subscribable). Leases are kept alive while the session lives and
-released when it ends (stdin closes); if the process is killed they expire
-after their ttl. See docs/mcp.md.
-  --address  MCP_LOCKD_ADDRESS, else ${DEFAULT_ADDRESS}
-  --holder   the name others see (default: user@host pid N mcp CLIENT, CLIENT
-             being the name the MCP client gives in initialize)
-`;
 
 export async function runMcpCommand(args: string[], io: CommandIo = processIo): Promise<number> {
   let address: string;
