@@ -113,7 +113,7 @@ test("tools are listed with input and output schemas, descriptions and annotatio
 });
 
 test("two sessions contend: busy error naming the holder, then FIFO hand-over with higher tokens, seen over gRPC", async () => {
-  const a = await open("agent-a");
+  const a = shared;
   const b = await open("agent-b");
   const c = await open("agent-c", ["--holder", "agent C (explicit)"]);
 
@@ -122,7 +122,7 @@ test("two sessions contend: busy error naming the holder, then FIFO hand-over wi
   const grantA = structured(first);
   const holderA = grantA.holder as string;
   // The default holder says who: the MCP client's name, the host, the pid.
-  assert.match(holderA, new RegExp(`pid ${a.pid} mcp agent-a$`));
+  assert.match(holderA, new RegExp(`pid ${a.pid} mcp shared-agent$`));
   assert.equal(grantA.already_held, false);
   const lease = await listed("deploy");
   assert.equal(lease?.holder, holderA);
@@ -142,7 +142,7 @@ test("two sessions contend: busy error naming the holder, then FIFO hand-over wi
   // B waits first, then C; each reports progress naming the holder.
   const progressB = progressWatcher();
   const waitB = b.call("lock_acquire", { resource: "deploy", wait_seconds: 20 }, progressB.onprogress);
-  await progressB.next(/held by "[^"]*agent-a" .*1 waiting/);
+  await progressB.next(/held by "[^"]*shared-agent" .*1 waiting/);
   const progressC = progressWatcher();
   const waitC = c.call("lock_acquire", { resource: "deploy", wait_seconds: 20 }, progressC.onprogress);
   await progressC.next(/2 waiting/);
