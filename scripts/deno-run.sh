@@ -11,6 +11,8 @@
 # the service's address only (--address, else MCP_LOCKD_ADDRESS, else
 # 127.0.0.1:50051), the environment, and the host name and user (uid, for
 # the user name when USER is unset): the default holder name says who and where.
+# For an address that is not HOST:PORT (unix:/path, dns:...), override with
+# MCP_LOCKD_DENO_FLAGS.
 #
 # Deno is the npm package `deno`; its binary is exec'ed directly (not through
 # `npx deno` or the package's bin.cjs fallback, which run it as a child and do
