@@ -40,12 +40,19 @@ export class SessionLocks {
 
   /** The lock this session holds on `resource`, if any. */
   held(resource: string): Lock | undefined {
-    return this.#held.get(resource);
+    const lock = this.#held.get(resource);
+    // A lock whose release failed is no longer renewed: past its last
+    // confirmed expiry it is gone. (A kept lock is signalled lost before that.)
+    if (lock !== undefined && lock.expiresAt.getTime() <= Date.now()) {
+      this.#held.delete(resource);
+      return undefined;
+    }
+    return lock;
   }
 
   /** Whether this session holds `resource` under this fencing token. */
   holds(resource: string, fencingToken: bigint): boolean {
-    return this.#held.get(resource)?.fencingToken === fencingToken;
+    return this.held(resource)?.fencingToken === fencingToken;
   }
 
   /** Acquires `resource` for this session; the lease is kept alive until released, lost or the session ends. */
@@ -84,10 +91,11 @@ export class SessionLocks {
   /**
    * Releases this session's lock on `resource`: true if it held one (now
    * released), false if it held none. Rejects (UnavailableError) when a live
-   * lease could not be released; it then expires by its ttl.
+   * lease could not be released: it is no longer renewed and expires by its
+   * ttl, and stays this session's until then, so that the release can be retried.
    */
   async release(resource: string): Promise<boolean> {
-    const lock = this.#held.get(resource);
+    const lock = this.held(resource);
     if (lock === undefined) return false;
     await lock.release();
     if (this.#held.get(resource) === lock) this.#held.delete(resource);
