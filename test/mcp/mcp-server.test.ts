@@ -8,7 +8,9 @@
 // reported (logging notification, then the next tool result); bad input is a
 // tool error naming the field; locks://status subscriptions notify changes;
 // a file-protocol process (Python FileLock) and `mcp-lockd run` are seen and
-// respected both ways.
+// respected both ways; bad options exit 64; a cancelled wait leaves the
+// queue; an unreachable service is a tool error. (Under Deno, `mcp-lockd run`
+// and the option checks use Node, as in test/cli.)
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
