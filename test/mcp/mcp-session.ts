@@ -30,10 +30,17 @@ export interface McpSession {
   close(): Promise<void>;
 }
 
-export async function openMcpSession(address: string, clientName: string, extraArgs: string[] = []): Promise<McpSession> {
-  const { command, args } = cliCommand(["mcp", "--address", address, ...extraArgs]);
+/** Starts `mcp-lockd mcp --address ADDRESS ...extraArgs`; `binary` runs that executable (from `cwd`) instead. */
+export async function openMcpSession(
+  address: string,
+  clientName: string,
+  extraArgs: string[] = [],
+  options: { binary?: string; cwd?: string } = {},
+): Promise<McpSession> {
+  const mcpArgs = ["mcp", "--address", address, ...extraArgs];
+  const { command, args } = options.binary ? cliCommand(mcpArgs, "binary", options.binary) : cliCommand(mcpArgs);
   const env = cliEnv() as Record<string, string>;
-  const transport = new StdioClientTransport({ command, args, env, stderr: "pipe" });
+  const transport = new StdioClientTransport({ command, args, env, stderr: "pipe", cwd: options.cwd });
   let stderr = "";
   (transport.stderr as Readable).setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
   const client = new Client({ name: clientName, version: "1.0.0" });
