@@ -9,12 +9,13 @@ import type { AcquireOutcome, HandOverOutcome, LeaseStore } from "../core/lease-
 import { CommitConflictError } from "./commit-conflict.ts";
 import { FenceCounter } from "./fence-counter.ts";
 import { ABSENT, nodeFileSystem, threadPoolFileSystem, type FileSystem } from "./file-system.ts";
-import { Guard, type GuardHold, type PauseHook } from "./guard.ts";
+import { Guard, type GuardHold } from "./guard.ts";
 import { HorizonRewrites } from "./horizon-rewrites.ts";
 import { parseLease, serializeLease, tokenOfAnyLeaseText } from "./lease-file-format.ts";
 import { LockDirLayout } from "./lock-dir-layout.ts";
 import { horizonFor, PromisedExpiries } from "./promised-expiries.ts";
 import { toStoreError } from "./store-error.ts";
+import type { PauseHook } from "./stop-hook.ts";
 import { TempFileSweeper } from "./temp-file-sweeper.ts";
 
 export { GUARD_STALE_MS, COMMIT_DEADLINE_MS } from "./guard.ts";
