@@ -23,7 +23,7 @@ export class ChaosChild {
     this.child.stderr!.pipe(stderr);
     this.exited = new Promise((resolve) => {
       this.child.once("exit", (code, signal) => {
-        onExit(this, code, signal, this.expectExit || (code === 0 && this.expectExit));
+        onExit(this, code, signal, this.expectExit);
         resolve({ code, signal });
       });
     });

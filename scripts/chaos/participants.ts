@@ -61,7 +61,8 @@ export function spawnParticipant(slot: ParticipantSlot, ctx: SpawnContext): void
       targetPid: child.pid,
       code,
       signal,
-      expected: expected && (signal === "SIGKILL" || code === 0),
+      // SIGTERM kills a process that has not yet set up its handler (just restarted): harmless.
+      expected: expected && (signal === "SIGKILL" || signal === "SIGTERM" || code === 0),
       stderrTail: expected && code === 0 ? undefined : child.stderrTail(),
     });
     if (!expected && ctx.active() && slot.child === child) spawnParticipant(slot, ctx);
