@@ -49,6 +49,8 @@ export interface CheckInput {
 
 export interface CheckReport {
   grants: number;
+  /** Per participant kind: grants, and acquisitions that ended in an error (not busy). */
+  byKind: Partial<Record<ParticipantKind, { grants: number; errors: number }>>;
   writes: { accepted: number; refused: number };
   /** Holds that overlapped another hold of the same resource (distinct tokens: fencing resolved them). */
   overlapsResolvedByFencing: number;
@@ -56,6 +58,8 @@ export interface CheckReport {
   waits: number;
   /** Stops (and kills) that lasted longer than the guard's staleness. */
   longStops: number;
+  /** Stops armed on a temp file that caught their target creating one (inside the guard). */
+  stopsInsideGuard: number;
   faults: Partial<Record<FaultKind, number>>;
   counts: Record<ViolationKind, number>;
   violations: Violation[];
@@ -119,9 +123,11 @@ export function checkHistories(input: CheckInput): CheckReport {
   const fileFaults: Array<Window & { resource: string; fault: FaultKind }> = [];
   const participantFaultWindows: Window[] = [];
   let serviceDownSince: number | undefined;
+  let stopsInsideGuard = 0;
   for (const e of injector) {
     if (e.ev === "fault") {
       faults[e.fault] = (faults[e.fault] ?? 0) + 1;
+      if (e.detail?.startsWith("stopped as it created a temp file")) stopsInsideGuard += 1;
       const window = { from: e.mono, to: e.endMono ?? e.mono };
       if (e.fault === "stop-service" || e.fault === "kill-service") serviceDown.push(window);
       if (e.fault.startsWith("stop-") && e.targetPid !== undefined) {
@@ -394,13 +400,21 @@ export function checkHistories(input: CheckInput): CheckReport {
 
   const counts = Object.fromEntries(VIOLATION_KINDS.map((k) => [k, 0])) as Record<ViolationKind, number>;
   for (const v of violations) counts[v.kind] += 1;
+  const byKind: CheckReport["byKind"] = {};
+  for (const attempt of attempts) {
+    const entry = (byKind[attempt.kind] ??= { grants: 0, errors: 0 });
+    if (attempt.outcome === "granted") entry.grants += 1;
+    if (attempt.outcome === "error") entry.errors += 1;
+  }
   return {
     grants: holds.length,
+    byKind,
     writes: { accepted, refused },
     overlapsResolvedByFencing: resolved,
     lostLeases: { total: lostTotal, excused: lostExcused },
     waits,
     longStops: longStops.filter((w) => w.to - w.from > params.guardStaleMs).length,
+    stopsInsideGuard,
     faults,
     counts,
     violations,

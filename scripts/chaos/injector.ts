@@ -1,5 +1,5 @@
 import { watch } from "node:fs";
-import { readdir, stat, truncate, unlink } from "node:fs/promises";
+import { open, readdir, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import type { FaultKind, HistoryWriter } from "./history.ts";
 import { mono } from "./history.ts";
@@ -10,9 +10,12 @@ import type { ServiceControl } from "./service-control.ts";
 
 /** How long each kind of stop lasts: short ones, and the long ones past the guard's staleness (and every ttl). */
 export const LONG_STOP_MS = { min: 10_500, max: 12_000 };
-const SHORT_STOP_MS = { min: 100, max: 5_000 };
-/** A long stop waits this long at most for its target to create a temp file (inside the guard). */
-const ARM_MS = 3_000;
+/** Up to 7 s: past the commit window (5 s) of protocol v2 but not the guard's staleness. */
+const SHORT_STOP_MS = { min: 100, max: 7_000 };
+/** An armed stop waits this long at most for its target to create a temp file (inside the guard). */
+const ARM_MS = 8_000;
+/** The share of random stops of the service and of file-protocol processes that are armed. */
+const ARMED_SHARE = 0.5;
 /** Time between two random faults. */
 const FAULT_GAP_MS = { min: 300, max: 1_500 };
 
@@ -87,13 +90,13 @@ export class Injector {
       case "kill-service":
         return this.killService();
       case "stop-service":
-        return this.stop("service", random.between(SHORT_STOP_MS.min, SHORT_STOP_MS.max)) ?? Promise.resolve();
+        return this.stop("service", random.between(SHORT_STOP_MS.min, SHORT_STOP_MS.max), random.next() < ARMED_SHARE) ?? Promise.resolve();
       case "kill-client":
         return this.killClient();
       case "stop-client":
         return this.stop("client", random.between(SHORT_STOP_MS.min, SHORT_STOP_MS.max)) ?? Promise.resolve();
       case "stop-file-participant":
-        return this.stop("file", random.between(SHORT_STOP_MS.min, SHORT_STOP_MS.max)) ?? Promise.resolve();
+        return this.stop("file", random.between(SHORT_STOP_MS.min, SHORT_STOP_MS.max), random.next() < ARMED_SHARE) ?? Promise.resolve();
       case "delete-lease-file":
         return this.deleteLeaseFile();
       case "truncate-lease-file":
@@ -213,13 +216,20 @@ export class Injector {
     if (!resource) return;
     const path = join(this.ctx.lockDir, `${resource}.lock`);
     const from = mono();
+    // Through one descriptor, so the file cut is the file later removed: a
+    // writer may rename a new lease over the path at any moment.
     let ino: number;
     try {
-      const before = await stat(path);
-      await truncate(path, this.ctx.random.int(0, Math.floor(before.size / 2)));
-      ino = before.ino;
+      const handle = await open(path, "r+");
+      try {
+        const before = await handle.stat();
+        await handle.truncate(this.ctx.random.int(0, Math.floor(before.size / 2)));
+        ino = before.ino;
+      } finally {
+        await handle.close();
+      }
     } catch {
-      return;
+      return; // released meanwhile
     }
     await sleep(this.ctx.random.between(1_000, 3_000), this.ctx.ending);
     const after = await stat(path).catch(() => undefined);
@@ -243,7 +253,7 @@ export class Injector {
 export function planLongStops(random: Random, durationMs: number): Array<{ atMs: number; target: "service" | "file" | "client" }> {
   const targets = ["service", "file", "client"] as const;
   const rounds = Math.max(1, Math.floor(durationMs / 30_000));
-  const latest = Math.max(1_000, durationMs - LONG_STOP_MS.max - 500);
+  const latest = Math.max(1_000, durationMs - LONG_STOP_MS.max - ARM_MS - 500);
   const plan = [];
   for (let r = 0; r < rounds; r++) {
     for (const target of targets) {

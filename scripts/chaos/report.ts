@@ -10,11 +10,13 @@ export function formatReport(result: CampaignResult): string {
   lines.push(`chaos: seed ${result.seed}, ${result.durationMs / 1000} s of faults (replay: npm run chaos -- --seed ${result.seed} --duration ${result.durationMs / 1000}s)`);
   lines.push(`file protocol written by the store: ${result.fenceDirectories ? "version 2 (fence directories)" : "version 1 (fence files)"}`);
   const faults = Object.entries(report.faults).map(([kind, n]) => `${kind} ${n}`);
-  lines.push(`faults injected: ${faults.length === 0 ? "none" : faults.join(", ")} (total ${Object.values(report.faults).reduce((a, b) => a + (b ?? 0), 0)}; ${report.longStops} stops past the guard's staleness)`);
+  lines.push(`faults injected: ${faults.length === 0 ? "none" : faults.join(", ")} (total ${Object.values(report.faults).reduce((a, b) => a + (b ?? 0), 0)}; ${report.longStops} stops past the guard's staleness, ${report.stopsInsideGuard} stops as the target created a temp file)`);
   lines.push(
     `checked: ${report.grants} grants, ${report.writes.accepted + report.writes.refused} fenced writes (${report.writes.refused} refused), ` +
       `${report.overlapsResolvedByFencing} overlaps resolved by fencing, ${report.lostLeases.total} leases lost by the store's word (${report.lostLeases.excused} explained by a fault), ${report.waits} waits`,
   );
+  const kinds = Object.entries(report.byKind).map(([kind, n]) => `${kind} ${n.grants} grants / ${n.errors} errors`);
+  lines.push(`per participant kind: ${kinds.join(", ")}`);
   lines.push(`violations: ${VIOLATION_KINDS.map((k) => `${k} ${report.counts[k]}`).join(", ")}`);
   for (const kind of VIOLATION_KINDS) {
     const found = report.violations.filter((v) => v.kind === kind);

@@ -43,7 +43,7 @@ test(
     const result = await runCampaign({
       durationMs: DURATION_MS,
       seed: SEED,
-      grpc: 2,
+      grpc: 3,
       python: 1,
       store: 2,
       resources: 2,
