@@ -16,6 +16,17 @@ const SHORT_STOP_MS = { min: 100, max: 7_000 };
 const ARM_MS = 8_000;
 /** The share of random stops of the service and of file-protocol processes that are armed. */
 const ARMED_SHARE = 0.5;
+/** The longest a random fault keeps its target busy (an armed stop: arming, then the stop), and a margin. */
+const RESERVE_MS = ARM_MS + SHORT_STOP_MS.max + 1_000;
+const TARGET_OF: Record<FaultKind, "service" | "client" | "file" | "lock-dir"> = {
+  "kill-service": "service",
+  "stop-service": "service",
+  "kill-client": "client",
+  "stop-client": "client",
+  "stop-file-participant": "file",
+  "delete-lease-file": "lock-dir",
+  "truncate-lease-file": "lock-dir",
+};
 /** Time between two random faults. */
 const FAULT_GAP_MS = { min: 300, max: 1_500 };
 
@@ -71,7 +82,9 @@ export class Injector {
       await sleep(random.between(FAULT_GAP_MS.min, FAULT_GAP_MS.max), ending);
       if (ending.aborted) break;
       const kind = random.weighted(WEIGHTS);
-      this.launch(this.inject(kind));
+      // A target whose planned long stop is near gets no random fault now, so it is free then.
+      const reserved = longStops.some((stop) => stop.target === TARGET_OF[kind] && stop.atMs - (mono() - startedAt) < RESERVE_MS);
+      if (!reserved) this.launch(this.inject(kind));
     }
     await Promise.all(this.running);
   }
@@ -249,17 +262,18 @@ export class Injector {
   }
 }
 
-/** One long stop each of the service, a file-protocol process and a client per ~30 s of run, at random times. */
+/**
+ * One long stop each of the service, a file-protocol process and a client per
+ * ~30 s of run, early in each round (the random faults resume once they run),
+ * so each ends within the run even when armed.
+ */
 export function planLongStops(random: Random, durationMs: number): Array<{ atMs: number; target: "service" | "file" | "client" }> {
   const targets = ["service", "file", "client"] as const;
   const rounds = Math.max(1, Math.floor(durationMs / 30_000));
-  const latest = Math.max(1_000, durationMs - LONG_STOP_MS.max - ARM_MS - 500);
+  const slot = durationMs / rounds;
   const plan = [];
   for (let r = 0; r < rounds; r++) {
-    for (const target of targets) {
-      const slot = latest / rounds;
-      plan.push({ atMs: Math.min(latest, r * slot + random.between(500, Math.max(600, slot))), target });
-    }
+    for (const target of targets) plan.push({ atMs: r * slot + random.between(1_000, 5_000), target });
   }
   return plan.sort((a, b) => a.atMs - b.atMs);
 }

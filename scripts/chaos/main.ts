@@ -47,7 +47,7 @@ function parse(argv: string[]): (CampaignOptions & { json: boolean }) | string {
       }
     }
     if (options.ttlMs < 1_000 || options.ttlMs > 60_000) throw new Error("--ttl: expected 1s to 60s");
-    if (options.durationMs < 5_000) throw new Error("--duration: expected at least 5s");
+    if (options.durationMs < 30_000) throw new Error("--duration: expected at least 30s (room for the long stops)");
     if (options.grpc + options.python + options.store < 2) throw new Error("at least two participants are needed to contend");
   } catch (err) {
     return `${(err as Error).message}\n\n${USAGE}`;
