@@ -245,20 +245,7 @@ export function checkHistories(input: CheckInput): CheckReport {
       attempts.push({ who, pid, kind, resource: begun.resource, start: begun.mono, end: death, waitMs: begun.waitMs, outcome: "unanswered", ttlMs: begun.ttlMs });
     }
   }
-  // A lease whose holder was killed or lost it without being told by the store can outlive
-  // the holder's belief: until the service's promise, or the horizon in its file when the
-  // service restarted meanwhile (docs/protocol.md, "The renewal horizon").
-  for (const hold of holds) {
-    if (hold.releaseEnd !== undefined && hold.kind !== "grpc") continue;
-    if (hold.lost?.reason === "expired") {
-      hold.leaseEnd = Math.min(hold.leaseEnd, Math.max(hold.lost.at, hold.beliefEnd));
-      continue;
-    }
-    if (hold.releaseEnd !== undefined && !hold.lost) continue;
-    const restarted = serviceDown.some((w) => w.from >= hold.requestStart && w.from <= hold.deadline + params.ttlMs);
-    const extra = hold.kind === "grpc" && restarted ? HORIZON_EXTRA(params.ttlMs) : params.ttlMs;
-    hold.leaseEnd = Math.max(hold.leaseEnd, hold.deadline + extra);
-  }
+  for (const hold of holds) hold.leaseEnd = blockingEnd(hold, serviceDown, params.ttlMs);
 
   const byResource = groupBy(holds, (h) => h.resource);
 
@@ -419,6 +406,25 @@ export function checkHistories(input: CheckInput): CheckReport {
     counts,
     violations,
   };
+}
+
+/**
+ * Until when a hold's lease could keep others out (for the stuck-waiter
+ * check). Released, or taken away by the store: until then. Otherwise (its
+ * holder killed, timed out, or still holding at the end) it can outlive the
+ * holder's belief: by up to a ttl (the service's promise trails the client's
+ * view), and for a lease the service granted, until the horizon in its file
+ * when the service restarted meanwhile (docs/protocol.md, "The renewal
+ * horizon").
+ */
+function blockingEnd(hold: Hold, serviceDown: Window[], ttlMs: number): number {
+  if (hold.lost?.reason === "expired") return Math.min(hold.leaseEnd, Math.max(hold.lost.at, hold.beliefEnd));
+  // A file-protocol holder's release removes its file whatever it believed; a service client's only
+  // while the service still counts it live.
+  if (hold.releaseEnd !== undefined && (hold.kind !== "grpc" || !hold.lost)) return hold.releaseEnd;
+  const restarted = serviceDown.some((w) => w.from >= hold.requestStart && w.from <= hold.deadline + ttlMs);
+  const extra = hold.kind === "grpc" && restarted ? HORIZON_EXTRA(ttlMs) : ttlMs;
+  return Math.max(hold.leaseEnd, hold.deadline + extra);
 }
 
 function isInjectorEvent(e: HistoryEvent): boolean {

@@ -1,6 +1,8 @@
 // A participant that holds locks through the service, with the project's
 // TypeScript LockClient (auto-renewal over KeepAlive, the loss signal).
-import { LeaseLostError, LockClient, ResourceBusyError, UnavailableError, LockClientError } from "../../src/client/index.ts";
+import { performance } from "node:perf_hooks";
+import { keepAliveDiagnostics } from "../../src/client/diagnostics.ts";
+import { LeaseLostError, LockClient, LockClientError, ResourceBusyError } from "../../src/client/index.ts";
 import { HistoryWriter, mono, type LossReason } from "./history.ts";
 import { configFromArgv } from "./participant-config.ts";
 import { recordCrashes, runParticipant, type Holding, type Participant } from "./participant-loop.ts";
@@ -14,6 +16,11 @@ const client = new LockClient({ address: config.address, reconnect: { initialDel
 
 /** A wall-clock instant on the mono scale (the wall clock does not jump here). */
 const monoOf = (date: Date) => mono() + (date.getTime() - Date.now());
+/** performance.now() is monotonic too: the same clock from another origin. */
+const perfToMono = mono() - performance.now();
+/** Confirmed renewals, told by the client's KeepAlive diagnostics (one lease at a time per participant). */
+let onRenewed: ((deadline: number) => void) | undefined;
+client[keepAliveDiagnostics].on("renewed", (renewal: { sentAt: number; ttl: number }) => onRenewed?.(perfToMono + renewal.sentAt + renewal.ttl));
 
 const participant: Participant = {
   async acquire(resource, waitMs, ttlMs, signal): Promise<Holding> {
@@ -29,21 +36,16 @@ const participant: Participant = {
     };
     if (lock.signal.aborted) onLost();
     else lock.signal.addEventListener("abort", onLost, { once: true });
-    let lastExpiry = lock.expiresAt.getTime();
-    const renewals = setInterval(() => {
-      // The Lock's confirmed expiry moves with each confirmed renewal.
-      if (lock.expiresAt.getTime() !== lastExpiry && lost === undefined) {
-        lastExpiry = lock.expiresAt.getTime();
-        history.record({ ev: "renewed", resource, token, deadline: monoOf(lock.expiresAt) });
-      }
-    }, 20);
+    onRenewed = (deadline) => {
+      if (lost === undefined) history.record({ ev: "renewed", resource, token, deadline });
+    };
     return {
       token,
       deadline: () => monoOf(lock.expiresAt),
       lostReason: () => lost,
       async release() {
         releasing = true;
-        clearInterval(renewals);
+        onRenewed = undefined;
         const wasLost = lost !== undefined;
         await lock.release();
         return !wasLost;
@@ -53,7 +55,7 @@ const participant: Participant = {
   classify(err) {
     if (err instanceof ResourceBusyError) return "busy";
     // The service killed or stopped, a stream cut: what the injector causes.
-    if (err instanceof UnavailableError || err instanceof LeaseLostError || err instanceof LockClientError) return "error";
+    if (err instanceof LockClientError) return "error";
     return "crash";
   },
   async close() {
