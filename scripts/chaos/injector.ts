@@ -12,8 +12,9 @@ import type { ServiceControl } from "./service-control.ts";
 export const LONG_STOP_MS = { min: 10_500, max: 12_000 };
 /** Up to 7 s: past the commit window (5 s) of protocol v2 but not the guard's staleness. */
 const SHORT_STOP_MS = { min: 100, max: 7_000 };
-/** An armed stop waits this long at most for its target to create a temp file (inside the guard). */
-const ARM_MS = 8_000;
+/** An armed stop waits this long at most for its target to create a temp file (inside the guard); planned long stops longer. */
+const ARM_MS = 3_000;
+const ARM_PLANNED_MS = 8_000;
 /** The share of random stops of the service and of file-protocol processes that are armed. */
 const ARMED_SHARE = 0.5;
 /** The longest a random fault keeps its target busy (an armed stop: arming, then the stop), and a margin. */
@@ -72,7 +73,7 @@ export class Injector {
     while (!ending.aborted) {
       const due = longStops[0];
       if (due && mono() - startedAt >= due.atMs) {
-        const stop = this.stop(due.target, random.between(LONG_STOP_MS.min, LONG_STOP_MS.max), true);
+        const stop = this.stop(due.target, random.between(LONG_STOP_MS.min, LONG_STOP_MS.max), true, ARM_PLANNED_MS);
         // A target under another fault gets its long stop a moment later.
         if (stop) {
           longStops.shift();
@@ -137,7 +138,7 @@ export class Injector {
    * through a watch of the lock dir, and stops it right then: inside the
    * guard, between its checks and its commit, as in issue 14.
    */
-  private stop(target: "service" | "client" | "file", ms: number, armed = false): Promise<void> | undefined {
+  private stop(target: "service" | "client" | "file", ms: number, armed = false, armMs = ARM_MS): Promise<void> | undefined {
     const { history, ending } = this.ctx;
     let child: ChaosChild | undefined;
     let release: () => void;
@@ -160,25 +161,25 @@ export class Injector {
       name = slot.name;
     }
     const stopped = child;
-    return (armed && target !== "client" ? this.tempFileOf(stopped.pid) : Promise.resolve(false)).then(async (atTempFile) => {
+    return (armed && target !== "client" ? this.tempFileOf(stopped.pid, armMs) : Promise.resolve(false)).then(async (atTempFile) => {
       const from = mono();
       stopped.stop();
       await sleep(ms, ending);
       stopped.cont();
       release();
-      const detail = armed ? (atTempFile ? "stopped as it created a temp file" : `no temp file within ${ARM_MS} ms: stopped anyway`) : undefined;
+      const detail = armed ? (atTempFile ? "stopped as it created a temp file" : `no temp file within ${armMs} ms: stopped anyway`) : undefined;
       history.record({ ev: "fault", fault, target: name, targetPid: stopped.pid, endMono: mono(), detail }, from);
     });
   }
 
-  /** Resolves true when `pid` creates a temp file in the lock dir, false after ARM_MS (or at the end). */
-  private tempFileOf(pid: number): Promise<boolean> {
+  /** Resolves true when `pid` creates a temp file in the lock dir, false after `armMs` (or at the end). */
+  private tempFileOf(pid: number, armMs: number): Promise<boolean> {
     return new Promise((resolve) => {
       const marker = `.${pid}.`;
       const watcher = watch(this.ctx.lockDir, (_event, filename) => {
         if (filename?.startsWith(".") && filename.includes(marker)) done(true);
       });
-      const timer = setTimeout(() => done(false), ARM_MS);
+      const timer = setTimeout(() => done(false), armMs);
       const onEnd = () => done(false);
       this.ctx.ending.addEventListener("abort", onEnd, { once: true });
       const ending = this.ctx.ending;
