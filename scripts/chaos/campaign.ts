@@ -39,8 +39,12 @@ export const DEFAULT_CAMPAIGN: Omit<CampaignOptions, "seed"> = {
   keep: false,
 };
 
-/** Temp files older than this at the end are junk (docs/protocol.md: anyone MAY remove them then). */
-const TEMP_FILE_MAX_AGE_MS = 60_000;
+/**
+ * Temp files older than this at the end are junk: anyone MAY remove them once
+ * a minute old, and the service sweeps them at start and every 60 s (file
+ * protocol version 2), so one can outlive its minute by up to another minute.
+ */
+const TEMP_FILE_MAX_AGE_MS = 120_000;
 
 export interface CampaignResult {
   seed: number;
