@@ -10,7 +10,7 @@ import { HistoryWriter, readHistories, type ParticipantKind } from "./history.ts
 import { Injector } from "./injector.ts";
 import { PYTHON, spawnParticipant, type ParticipantSlot } from "./participants.ts";
 import { Random } from "./random.ts";
-import { ServiceControl } from "./service-control.ts";
+import { ServiceControl, type ServiceRuntime } from "./service-control.ts";
 
 export interface CampaignOptions {
   durationMs: number;
@@ -22,6 +22,8 @@ export interface CampaignOptions {
   ttlMs: number;
   /** Longest wait of one acquisition. */
   maxWaitMs: number;
+  /** What runs the service. */
+  runtime: ServiceRuntime;
   /** Keep the temp dir (histories, logs, lock dir) even when the run is clean. */
   keep: boolean;
   /** Progress lines go here (stderr by default). */
@@ -36,6 +38,7 @@ export const DEFAULT_CAMPAIGN: Omit<CampaignOptions, "seed"> = {
   resources: 3,
   ttlMs: 3_000,
   maxWaitMs: 6_000,
+  runtime: "node",
   keep: false,
 };
 
@@ -79,10 +82,10 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
   const random = new Random(options.seed);
   const history = new HistoryWriter(join(historyDir, "injector.jsonl"), "injector");
   const resources = Array.from({ length: options.resources }, (_, i) => `r${i}`);
-  const service = new ServiceControl(lockDir, historyDir, history);
+  const service = new ServiceControl(lockDir, historyDir, history, options.runtime);
   let active = true;
   history.record({ ev: "campaign", phase: "start", seed: options.seed });
-  log(`chaos: seed ${options.seed}, ${options.durationMs / 1000} s, ${options.grpc} gRPC + ${options.python} Python + ${options.store} LeaseFileStore participants on ${resources.length} resources; dir ${root}`);
+  log(`chaos: seed ${options.seed}, ${options.durationMs / 1000} s, ${options.grpc} gRPC + ${options.python} Python + ${options.store} LeaseFileStore participants on ${resources.length} resources, the service under ${options.runtime}; dir ${root}`);
   await service.start();
 
   const slots: ParticipantSlot[] = [];

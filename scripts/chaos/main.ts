@@ -4,9 +4,10 @@
 import { parseDuration } from "../../src/cli/duration.ts";
 import { DEFAULT_CAMPAIGN, randomSeed, runCampaign, type CampaignOptions } from "./campaign.ts";
 import { formatReport } from "./report.ts";
+import { SERVICE_RUNTIMES, type ServiceRuntime } from "./service-control.ts";
 
 const USAGE = `usage: npm run chaos -- [--duration D] [--seed N] [--grpc N] [--python N] [--store N]
-                       [--resources N] [--ttl D] [--max-wait D] [--keep] [--json]
+                       [--resources N] [--ttl D] [--max-wait D] [--runtime R] [--keep] [--json]
 
   --duration D   how long faults are injected (default 60s); a quiet period follows
   --seed N       the seed of every random choice (default: a new one, printed)
@@ -16,6 +17,8 @@ const USAGE = `usage: npm run chaos -- [--duration D] [--seed N] [--grpc N] [--p
   --resources N  resources they contend on, 1 to 8 (default ${DEFAULT_CAMPAIGN.resources})
   --ttl D        every lease's ttl (default ${DEFAULT_CAMPAIGN.ttlMs / 1000}s)
   --max-wait D   longest wait of one acquisition (default ${DEFAULT_CAMPAIGN.maxWaitMs / 1000}s)
+  --runtime R    what runs the service: node (default), binary (dist/mcp-lockd,
+                 from npm run build:binary) or deno
   --keep         keep the temp dir (histories, logs, lock dir); it is always kept when the run is not clean
   --json         print the result as JSON instead of the table
 `;
@@ -40,6 +43,12 @@ function parse(argv: string[]): (CampaignOptions & { json: boolean }) | string {
         case "--resources": options.resources = count(value(), flag, 1, 8); break;
         case "--ttl": options.ttlMs = parseDuration(value() ?? "", flag); break;
         case "--max-wait": options.maxWaitMs = parseDuration(value() ?? "", flag); break;
+        case "--runtime": {
+          const runtime = value() as ServiceRuntime;
+          if (!SERVICE_RUNTIMES.includes(runtime)) throw new Error(`--runtime: expected one of ${SERVICE_RUNTIMES.join(", ")}`);
+          options.runtime = runtime;
+          break;
+        }
         case "--keep": options.keep = true; break;
         case "--json": options.json = true; break;
         case "--help": case "-h": return USAGE;

@@ -3,7 +3,22 @@ import { fileURLToPath } from "node:url";
 import { ChaosChild } from "./child-process.ts";
 import { mono, type HistoryWriter } from "./history.ts";
 
-const CLI_PATH = fileURLToPath(new URL("../../../bin/mcp-lockd.js", import.meta.url));
+/** What runs the service: Node on bin/mcp-lockd.js, the single executable (npm run build:binary), or Deno on src/. */
+export type ServiceRuntime = "node" | "binary" | "deno";
+export const SERVICE_RUNTIMES: readonly ServiceRuntime[] = ["node", "binary", "deno"];
+
+/** The command line of `mcp-lockd` under `runtime` (as test/helpers/service-process.ts runs it). */
+export function serviceCommand(runtime: ServiceRuntime): { command: string; args: string[] } {
+  switch (runtime) {
+    case "node":
+      return { command: process.execPath, args: [fileURLToPath(new URL("../../../bin/mcp-lockd.js", import.meta.url))] };
+    case "binary":
+      return { command: fileURLToPath(new URL("../../mcp-lockd", import.meta.url)), args: [] };
+    case "deno":
+      // The script execs Deno, so the injector's signals reach the service itself.
+      return { command: fileURLToPath(new URL("../../../scripts/deno-run.sh", import.meta.url)), args: [] };
+  }
+}
 const SERVE_TIMEOUT_MS = 20_000;
 
 /**
@@ -22,8 +37,7 @@ export class ServiceControl {
     private readonly lockDir: string,
     private readonly logDir: string,
     private readonly history: HistoryWriter,
-    private readonly command: string = process.execPath,
-    private readonly commandArgs: string[] = [CLI_PATH],
+    private readonly runtime: ServiceRuntime = "node",
   ) {}
 
   /** Starts it and resolves once it serves (mono time of that moment). */
@@ -41,8 +55,9 @@ export class ServiceControl {
 
   private startOnce(): Promise<number> {
     this.starts += 1;
-    const args = [...this.commandArgs, "serve", "--lock-dir", this.lockDir, "--grpc-listen", this.address, "--http-listen", "127.0.0.1:0"];
-    const child = new ChaosChild(this.command, args, join(this.logDir, `service.${this.starts}.stderr`), (c, code, signal, expected) => {
+    const { command, args: prefix } = serviceCommand(this.runtime);
+    const args = [...prefix, "serve", "--lock-dir", this.lockDir, "--grpc-listen", this.address, "--http-listen", "127.0.0.1:0"];
+    const child = new ChaosChild(command, args, join(this.logDir, `service.${this.starts}.stderr`), (c, code, signal, expected) => {
       this.history.record({ ev: "service-exit", servicePid: c.pid, code, signal, expected, stderrTail: expected ? undefined : c.stderrTail() });
       if (!expected && !this.ending && this.current === c) void this.start().catch(() => {});
     });

@@ -1,7 +1,8 @@
 // The short form of `npm run chaos` for CI: ~35 s of faults with a fixed
 // seed, including SIGSTOPs past the guard's 10 s staleness of the service and
 // of a file-protocol process (armed on their temp files, so they land inside
-// the guard), and a campaign that must come out clean.
+// the guard), and a campaign that must come out clean. The service runs under
+// MCP_LOCKD_TEST_RUNTIME (node by default; binary and deno work too, by hand).
 //
 // File protocol version 1 (fence FILES with token reservations) is what issue
 // 14 fixes: against it the campaign may find the very violations the issue
@@ -15,6 +16,7 @@ import { hashLeaseId } from "../../src/core/lease-id.ts";
 import { LeaseFileStore } from "../../src/store/lease-file-store.ts";
 import { runCampaign } from "../../scripts/chaos/campaign.ts";
 import { formatReport } from "../../scripts/chaos/report.ts";
+import { testRuntime } from "../helpers/service-process.ts";
 import { makeTempDir } from "../helpers/temp-dir.ts";
 
 const SEED = 1405;
@@ -49,6 +51,7 @@ test(
       resources: 2,
       ttlMs: 3_000,
       maxWaitMs: 5_000,
+      runtime: testRuntime(),
       keep: false,
       log: (line) => lines.push(line),
     });
