@@ -121,7 +121,8 @@ export function checkHistories(input: CheckInput): CheckReport {
   const serviceDown: Window[] = [];
   const longStops: Array<Window & { pid?: number }> = [];
   const fileFaults: Array<Window & { resource: string; fault: FaultKind }> = [];
-  const participantFaultWindows: Window[] = [];
+  /** Stops of file-protocol processes: they may hold a guard meanwhile (gRPC clients never touch files). */
+  const writerStops: Array<Window & { pid: number }> = [];
   let serviceDownSince: number | undefined;
   let stopsInsideGuard = 0;
   for (const e of injector) {
@@ -138,7 +139,7 @@ export function checkHistories(input: CheckInput): CheckReport {
       if ((e.fault.startsWith("stop-") || e.fault.startsWith("kill-")) && window.to - window.from >= params.commitWindowMs) {
         longStops.push({ ...window, pid: e.targetPid });
       }
-      if (e.fault === "stop-client" || e.fault === "stop-file-participant" || e.fault === "kill-client") participantFaultWindows.push(window);
+      if (e.fault === "stop-file-participant" && e.targetPid !== undefined) writerStops.push({ ...window, pid: e.targetPid });
       if (e.fault === "kill-client" && e.targetPid !== undefined) setEarliest(deathByPid, e.targetPid, e.mono);
       if ((e.fault === "delete-lease-file" || e.fault === "truncate-lease-file") && e.resource !== undefined) {
         fileFaults.push({ ...window, resource: e.resource, fault: e.fault });
@@ -318,6 +319,21 @@ export function checkHistories(input: CheckInput): CheckReport {
   }
 
   // --- stuck waiters: waits that ran out (or were never answered) while the resource was free
+  // A stopped file-protocol process can only hold the guard of the resource it was working on
+  // (waiting for, or holding: renewing, releasing); until stale, it blocks that one.
+  const guardBlocks = new Map<string, Window[]>();
+  for (const stop of writerStops) {
+    const busyWith = [
+      ...attempts.filter((a) => a.pid === stop.pid && a.start <= stop.from && a.end >= stop.from).map((a) => a.resource),
+      ...holds.filter((h) => h.pid === stop.pid && h.receipt <= stop.from && (h.releaseEnd ?? Infinity) >= stop.from).map((h) => h.resource),
+    ];
+    for (const resource of new Set(busyWith)) {
+      const list = guardBlocks.get(resource) ?? [];
+      list.push({ from: stop.from, to: stop.to + params.guardStaleMs });
+      guardBlocks.set(resource, list);
+    }
+  }
+  const serviceBlocks = serviceDown.map((w) => ({ from: w.from, to: w.to + params.guardStaleMs }));
   let waits = 0;
   for (const attempt of attempts) {
     if (attempt.waitMs === 0 && attempt.outcome === "busy") continue;
@@ -329,15 +345,16 @@ export function checkHistories(input: CheckInput): CheckReport {
       if (hold.pid === attempt.pid && hold.receipt >= attempt.end) continue;
       cover.push({ from: hold.receipt, to: hold.leaseEnd });
     }
-    for (const w of serviceDown) cover.push({ from: w.from, to: w.to + params.guardStaleMs });
-    for (const w of participantFaultWindows) cover.push({ from: w.from, to: w.to + params.guardStaleMs });
+    // The service stopped or down may have held any guard.
+    cover.push(...serviceBlocks, ...(guardBlocks.get(attempt.resource) ?? []));
     for (const f of fileFaults) if (f.resource === attempt.resource && f.fault === "truncate-lease-file") cover.push(f);
     // Grants that may have been made for a caller that never learnt of them (killed, or the
-    // service killed before answering) block until the promise or the horizon.
+    // service killed before answering) block until the promise, or the horizon after a restart.
     for (const other of attempts) {
       if (other.resource !== attempt.resource || other === attempt || other.kind !== "grpc") continue;
       if (other.outcome === "error" || other.outcome === "unanswered" || other.outcome === "aborted") {
-        cover.push({ from: other.start, to: other.end + HORIZON_EXTRA(other.ttlMs) });
+        const restarted = serviceDown.some((w) => overlaps(w, { from: other.start, to: other.end + 1 }));
+        cover.push({ from: other.start, to: other.end + (restarted ? HORIZON_EXTRA(other.ttlMs) : other.ttlMs + 1_000) });
       }
     }
     if (attempt.outcome === "busy" || attempt.outcome === "unanswered") {
@@ -352,10 +369,7 @@ export function checkHistories(input: CheckInput): CheckReport {
     }
     if (attempt.outcome !== "unanswered") {
       // Time the waiter could not be answered in: its own stops, the service's, guards left by stopped writers.
-      const delays = [
-        ...ownStops,
-        ...[...serviceDown, ...participantFaultWindows].map((w) => ({ from: w.from, to: w.to + params.guardStaleMs })),
-      ];
+      const delays = [...ownStops, ...serviceBlocks, ...(guardBlocks.get(attempt.resource) ?? [])];
       const excused = span.to - span.from - uncoveredMs(span, delays);
       const overdue = span.to - span.from - attempt.waitMs - excused;
       if (overdue > params.stuckSlackMs + 2_000) {

@@ -168,6 +168,19 @@ test("a waiter whose wait ran out while the resource was free is stuck; one behi
   assert.deepEqual(stopped.violations, []);
 });
 
+test("a stopped file-protocol writer explains waits only on the resource it was working on", () => {
+  const holder = new Script("h", 101).hold("r0", 1, 0, 10, 1_000);
+  const writer = new Script("w", 104, "python-file").waitInVain("r1", 0, 5_000);
+  const stop = injector(100, { ev: "fault", fault: "stop-file-participant", target: "py1", targetPid: 104, endMono: 4_000 });
+  // It may have held r1's guard while stopped (then until stale): a wait on r1 is explained...
+  const onR1 = new Script("a", 102, "node-store").waitInVain("r1", 200, 8_000);
+  assert.equal(check([holder, writer, onR1], { injected: [stop] }).counts["stuck-waiter"], 0);
+  // ...one on r0, free after h's release, is not. Nor does a stopped gRPC client hold any guard.
+  const onR0 = new Script("b", 103, "node-store").waitInVain("r0", 200, 8_000);
+  const clientStop = injector(100, { ev: "fault", fault: "stop-client", target: "grpc1", targetPid: 105, endMono: 7_000 });
+  only(check([holder, writer, onR0], { injected: [stop, clientStop] }), "stuck-waiter");
+});
+
 test("an answer long after the wait ran out is a stuck waiter", () => {
   const slow = new Script("w", 102).waitInVain("r0", 0, 20_000, 1_000);
   const holder = new Script("h", 101).hold("r0", 1, 0, 5, 25_000);
