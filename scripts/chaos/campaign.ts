@@ -109,46 +109,59 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
   };
   for (const slot of slots) spawnParticipant(slot, spawnContext);
 
-  const ending = new AbortController();
-  const injector = new Injector({
-    random,
-    history,
-    service,
-    slots,
-    lockDir,
-    resources,
-    restart: (slot) => {
-      if (active) spawnParticipant(slot, spawnContext);
-    },
-    ending: ending.signal,
-  });
-  const injecting = injector.run(options.durationMs);
-  await new Promise((resolve) => setTimeout(resolve, options.durationMs));
-  ending.abort();
-  await injecting;
-
-  // --- the quiet period
-  history.record({ ev: "campaign", phase: "quiet", seed: options.seed });
-  log("chaos: quiet period");
-  active = false;
   const crashes: string[] = [];
-  const children = slots.flatMap((s) => (s.child?.running ? [{ slot: s, child: s.child }] : []));
-  for (const { child } of children) child.terminate();
-  const finishMs = options.maxWaitMs + 20_000;
-  await Promise.all(
-    children.map(async ({ slot, child }) => {
-      const timer = setTimeout(() => {
-        crashes.push(`participant ${slot.name}.${slot.incarnation} did not finish within ${finishMs} ms of SIGTERM:\n${child.stderrTail()}`);
-        child.kill();
-      }, finishMs);
-      await child.exited;
-      clearTimeout(timer);
-    }),
-  );
-  await sweep(service.address, resources);
-  const junk = await findJunk(lockDir);
-  const fenceDirectories = await fencesAreDirectories(lockDir, resources);
-  if (!(await service.shutdown())) crashes.push("the service did not exit 0 on SIGTERM at the end");
+  let junk: string[] = [];
+  let fenceDirectories = false;
+  try {
+    const ending = new AbortController();
+    const injector = new Injector({
+      random,
+      history,
+      service,
+      slots,
+      lockDir,
+      resources,
+      restart: (slot) => {
+        if (active) spawnParticipant(slot, spawnContext);
+      },
+      ending: ending.signal,
+    });
+    const injecting = injector.run(options.durationMs);
+    await new Promise((resolve) => setTimeout(resolve, options.durationMs));
+    ending.abort();
+    await injecting;
+
+    // --- the quiet period
+    history.record({ ev: "campaign", phase: "quiet", seed: options.seed });
+    log("chaos: quiet period");
+    active = false;
+    const children = slots.flatMap((s) => (s.child?.running ? [{ slot: s, child: s.child }] : []));
+    for (const { child } of children) child.terminate();
+    const finishMs = options.maxWaitMs + 20_000;
+    await Promise.all(
+      children.map(async ({ slot, child }) => {
+        const timer = setTimeout(() => {
+          crashes.push(`participant ${slot.name}.${slot.incarnation} did not finish within ${finishMs} ms of SIGTERM:\n${child.stderrTail()}`);
+          child.kill();
+        }, finishMs);
+        await child.exited;
+        clearTimeout(timer);
+      }),
+    );
+    try {
+      await sweep(service.address, resources);
+    } catch (err) {
+      crashes.push(`the final try of every resource through the service failed: ${(err as Error).message}`);
+    }
+    junk = await findJunk(lockDir);
+    fenceDirectories = await fencesAreDirectories(lockDir, resources);
+    if (!(await service.shutdown())) crashes.push("the service did not exit 0 on SIGTERM at the end");
+  } finally {
+    // Also when the campaign itself failed: leave no process behind.
+    active = false;
+    for (const slot of slots) if (slot.child?.running) slot.child.kill();
+    if (service.current?.running) await service.shutdown(0);
+  }
   history.record({ ev: "campaign", phase: "end", seed: options.seed });
 
   crashes.push(...(await serviceStackTraces(historyDir)));
@@ -160,7 +173,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
     events: readHistories(historyDir),
     fencedLogs,
     junk,
-    serviceStackTraces: crashes,
+    crashes,
     params: { ...DEFAULT_CHECK_PARAMS, ttlMs: options.ttlMs },
   });
   const clean = report.violations.length === 0;
@@ -221,7 +234,7 @@ async function serviceStackTraces(historyDir: string): Promise<string[]> {
     const text = await readFile(join(historyDir, name), "utf8");
     const lines = text.split("\n");
     const first = lines.findIndex((line) => /^\s+at .+:\d+:\d+\)?$/.test(line));
-    if (first >= 0) traces.push(`${name}: ${lines.slice(Math.max(0, first - 3), first + 5).join("\n")}`);
+    if (first >= 0) traces.push(`the service printed a stack trace (${name}): ${lines.slice(Math.max(0, first - 3), first + 5).join("\n")}`);
   }
   return traces;
 }

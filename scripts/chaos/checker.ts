@@ -42,8 +42,8 @@ export interface CheckInput {
   fencedLogs: Map<string, string>;
   /** What the campaign found left in the lock dir after its quiet period. */
   junk: string[];
-  /** Stack traces the service printed. */
-  serviceStackTraces: string[];
+  /** Crashes the campaign itself saw: service stack traces, no clean exit at the end, a participant that would not stop. */
+  crashes: string[];
   params: CheckParams;
 }
 
@@ -160,7 +160,7 @@ export function checkHistories(input: CheckInput): CheckReport {
     }
   }
   if (serviceDownSince !== undefined) serviceDown.push({ from: serviceDownSince, to: lastMono });
-  for (const trace of input.serviceStackTraces) violations.push({ kind: "crash", detail: `the service printed a stack trace: ${trace}` });
+  for (const crash of input.crashes) violations.push({ kind: "crash", detail: crash });
 
   // --- holds and attempts, per participant process
   const holds: Hold[] = [];

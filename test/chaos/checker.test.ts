@@ -59,7 +59,7 @@ function check(scripts: Script[], extra: Partial<CheckInput> & { injected?: Hist
     events,
     fencedLogs: extra.fencedLogs ?? writes,
     junk: extra.junk ?? [],
-    serviceStackTraces: extra.serviceStackTraces ?? [],
+    crashes: extra.crashes ?? [],
     params: { ...DEFAULT_CHECK_PARAMS, ttlMs: TTL },
   });
 }
@@ -196,7 +196,7 @@ test("crashes: an unexpected service exit, a participant's stack trace or exit, 
       injector(30, { ev: "service-exit", servicePid: 6, code: null, signal: "SIGKILL", expected: true }),
       injector(40, { ev: "participant-exit", participant: "c.1", targetPid: 103, code: null, signal: "SIGKILL", expected: true }),
     ],
-    serviceStackTraces: ["service.1.stderr: Error: x\n    at y (z.js:1:1)"],
+    crashes: ["the service printed a stack trace (service.1.stderr): Error: x\n    at y (z.js:1:1)"],
   });
   only(report, "crash", 4);
 });
