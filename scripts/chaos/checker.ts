@@ -56,7 +56,7 @@ export interface CheckReport {
   overlapsResolvedByFencing: number;
   lostLeases: { total: number; excused: number };
   waits: number;
-  /** Stops (and kills) that lasted longer than the guard's staleness. */
+  /** Stops that lasted longer than the guard's staleness. */
   longStops: number;
   /** Stops armed on a temp file that caught their target creating one (inside the guard). */
   stopsInsideGuard: number;
@@ -136,7 +136,8 @@ export function checkHistories(input: CheckInput): CheckReport {
         list.push(window);
         stopsByPid.set(e.targetPid, list);
       }
-      if ((e.fault.startsWith("stop-") || e.fault.startsWith("kill-")) && window.to - window.from >= params.commitWindowMs) {
+      // (A killed writer commits nothing late: only stops count.)
+      if (e.fault.startsWith("stop-") && window.to - window.from >= params.commitWindowMs) {
         longStops.push({ ...window, pid: e.targetPid });
       }
       if (e.fault === "stop-file-participant" && e.targetPid !== undefined) writerStops.push({ ...window, pid: e.targetPid });
