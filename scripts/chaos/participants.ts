@@ -1,5 +1,6 @@
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { REPO_ROOT } from "../bench/paths.ts";
 import { ChaosChild } from "./child-process.ts";
 import type { HistoryWriter, ParticipantKind } from "./history.ts";
 import type { ParticipantConfig } from "./participant-config.ts";
@@ -9,8 +10,8 @@ export const PYTHON = "/usr/bin/python3";
 const SCRIPTS: Record<ParticipantKind, { command: string; script: string }> = {
   grpc: { command: process.execPath, script: fileURLToPath(new URL("./grpc-participant.js", import.meta.url)) },
   "node-store": { command: process.execPath, script: fileURLToPath(new URL("./store-participant.js", import.meta.url)) },
-  // The Python source is not compiled: from dist/scripts/chaos back to scripts/chaos.
-  "python-file": { command: PYTHON, script: fileURLToPath(new URL("../../../scripts/chaos/python_participant.py", import.meta.url)) },
+  // The Python source is not compiled: it stays in scripts/chaos.
+  "python-file": { command: PYTHON, script: join(REPO_ROOT, "scripts", "chaos", "python_participant.py") },
 };
 
 /** One participant "seat": the process in it is replaced when the injector kills it. */

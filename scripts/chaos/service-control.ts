@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { BINARY_PATH, CLI_PATH, REPO_ROOT } from "../bench/paths.ts";
 import { ChaosChild } from "./child-process.ts";
 import { mono, type HistoryWriter } from "./history.ts";
 
@@ -11,12 +11,12 @@ export const SERVICE_RUNTIMES: readonly ServiceRuntime[] = ["node", "binary", "d
 export function serviceCommand(runtime: ServiceRuntime): { command: string; args: string[] } {
   switch (runtime) {
     case "node":
-      return { command: process.execPath, args: [fileURLToPath(new URL("../../../bin/mcp-lockd.js", import.meta.url))] };
+      return { command: process.execPath, args: [CLI_PATH] };
     case "binary":
-      return { command: fileURLToPath(new URL("../../mcp-lockd", import.meta.url)), args: [] };
+      return { command: BINARY_PATH, args: [] };
     case "deno":
       // The script execs Deno, so the injector's signals reach the service itself.
-      return { command: fileURLToPath(new URL("../../../scripts/deno-run.sh", import.meta.url)), args: [] };
+      return { command: join(REPO_ROOT, "scripts", "deno-run.sh"), args: [] };
   }
 }
 const SERVE_TIMEOUT_MS = 20_000;

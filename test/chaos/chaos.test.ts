@@ -61,6 +61,7 @@ test(
     // The scenario set ran: long stops of the service and of a file-protocol process, and the rest.
     assert.ok(result.report.longStops >= 2, `expected at least two stops past the guard's staleness:\n${report}`);
     assert.ok((faults["stop-service"] ?? 0) >= 1 && (faults["stop-file-participant"] ?? 0) >= 1, report);
+    assert.ok(result.report.stopsInsideGuard >= 1, `no stop caught a writer inside the guard:\n${report}`);
     assert.ok(result.report.grants >= 10, `too few grants to mean anything:\n${report}`);
     assert.ok(result.report.writes.accepted > 0, report);
     assert.equal(result.clean, true, report);
