@@ -7,6 +7,7 @@ import { StoreError } from "../../src/core/errors.ts";
 import { hashLeaseId } from "../../src/core/lease-id.ts";
 import { LeaseFileStore } from "../../src/store/lease-file-store.ts";
 import { HistoryWriter, mono, type LossReason } from "./history.ts";
+import { storeCalls } from "./store-calls.ts";
 import { configFromArgv } from "./participant-config.ts";
 import { recordCrashes, runParticipant, type Holding, type Participant } from "./participant-loop.ts";
 
@@ -15,31 +16,21 @@ const history = new HistoryWriter(config.historyFile, config.name);
 recordCrashes(history);
 history.record({ ev: "start", kind: "node-store" });
 
-const store = new LeaseFileStore({ dir: config.lockDir, onWarning: (message) => process.stderr.write(`warning: ${message}\n`) });
+const store = storeCalls(new LeaseFileStore({ dir: config.lockDir, onWarning: (message) => process.stderr.write(`warning: ${message}\n`) }));
 await store.open();
 
 class Busy extends Error {}
-
-/** Reads the wall clock for the store, noting on the mono scale when it did (the lease's time runs from there). */
-function clock(): { now: () => number; readAt: () => number } {
-  let at = mono();
-  return {
-    now: () => {
-      at = mono();
-      return Date.now();
-    },
-    readAt: () => at,
-  };
-}
 
 const participant: Participant = {
   async acquire(resource, waitMs, ttlMs, signal): Promise<Holding> {
     const leaseIdHash = hashLeaseId(randomBytes(32).toString("base64url"));
     const giveUpAt = mono() + waitMs;
     for (;;) {
-      const c = clock();
-      const outcome = await store.acquire(resource, { holder: config.name, ttlMs, metadata: {}, leaseIdHash }, c.now);
-      if ("granted" in outcome) return hold(resource, outcome.granted.fencingToken, leaseIdHash, c.readAt() + ttlMs, ttlMs);
+      // The lease's time runs from when the store read the clock, under the guard: counting from
+      // before the call is never later than that (as the gRPC client counts from sending).
+      const before = mono();
+      const outcome = await store.acquire(resource, { holder: config.name, ttlMs, metadata: {}, leaseIdHash }, Date.now);
+      if ("granted" in outcome) return hold(resource, outcome.granted.fencingToken, leaseIdHash, before + ttlMs, ttlMs);
       if (mono() >= giveUpAt || signal.aborted) throw new Busy(`${resource} is held`);
       await sleep(5 + Math.random() * 15); // the protocol's polling, with jitter
     }
@@ -66,12 +57,12 @@ function hold(resource: string, token: number, leaseIdHash: string, firstDeadlin
   const renewOnce = async () => {
     // Past our own deadline we may already count as gone: write nothing.
     if (mono() >= deadline) return markLost("unconfirmed");
-    const c = clock();
+    const before = mono();
     try {
-      const renewed = await store.renew(resource, leaseIdHash, c.now);
+      const renewed = await store.renew(resource, leaseIdHash, Date.now);
       if (stopped) return;
       if (renewed === undefined) return markLost("expired");
-      deadline = c.readAt() + ttlMs;
+      deadline = before + ttlMs;
       history.record({ ev: "renewed", resource, token, deadline });
     } catch {
       // The guard stayed busy (someone stopped inside it): try again next time.

@@ -16,6 +16,7 @@ import { hashLeaseId } from "../../src/core/lease-id.ts";
 import { LeaseFileStore } from "../../src/store/lease-file-store.ts";
 import { runCampaign } from "../../scripts/chaos/campaign.ts";
 import { formatReport } from "../../scripts/chaos/report.ts";
+import { storeCalls } from "../../scripts/chaos/store-calls.ts";
 import { testRuntime } from "../helpers/service-process.ts";
 import { makeTempDir } from "../helpers/temp-dir.ts";
 
@@ -26,7 +27,7 @@ const DURATION_MS = 35_000;
 async function storeWritesVersion2(): Promise<boolean> {
   const dir = await makeTempDir("chaos-probe-");
   try {
-    const store = new LeaseFileStore({ dir: dir.path });
+    const store = storeCalls(new LeaseFileStore({ dir: dir.path }));
     await store.open();
     await store.acquire("probe", { holder: "probe", ttlMs: 1_000, metadata: {}, leaseIdHash: hashLeaseId("probe") }, Date.now);
     return (await stat(join(dir.path, "probe.lock.fence"))).isDirectory();
