@@ -50,6 +50,7 @@ export const DEFAULT_CAMPAIGN: Omit<CampaignOptions, "seed"> = {
 const TEMP_FILE_MAX_AGE_MS = 120_000;
 
 export interface CampaignResult {
+  options: Omit<CampaignOptions, "log">;
   seed: number;
   durationMs: number;
   report: CheckReport;
@@ -179,7 +180,8 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
   const clean = report.violations.length === 0;
   const keep = options.keep || !clean;
   if (!keep) await rm(root, { recursive: true, force: true });
-  return { seed: options.seed, durationMs: options.durationMs, report, clean, keptDir: keep ? root : undefined, fenceDirectories };
+  const { log: _log, ...shown } = options;
+  return { options: shown, seed: options.seed, durationMs: options.durationMs, report, clean, keptDir: keep ? root : undefined, fenceDirectories };
 }
 
 /**

@@ -1,4 +1,4 @@
-import type { CampaignResult } from "./campaign.ts";
+import { DEFAULT_CAMPAIGN, type CampaignResult } from "./campaign.ts";
 import { VIOLATION_KINDS } from "./checker.ts";
 
 const SHOWN_PER_KIND = 10;
@@ -7,7 +7,7 @@ const SHOWN_PER_KIND = 10;
 export function formatReport(result: CampaignResult): string {
   const { report } = result;
   const lines: string[] = [];
-  lines.push(`chaos: seed ${result.seed}, ${result.durationMs / 1000} s of faults (replay: npm run chaos -- --seed ${result.seed} --duration ${result.durationMs / 1000}s)`);
+  lines.push(`chaos: seed ${result.seed}, ${result.durationMs / 1000} s of faults (replay: ${replayCommand(result)})`);
   lines.push(`file protocol written by the store: ${result.fenceDirectories ? "version 2 (fence directories)" : "version 1 (fence files)"}`);
   const faults = Object.entries(report.faults).map(([kind, n]) => `${kind} ${n}`);
   lines.push(`faults injected: ${faults.length === 0 ? "none" : faults.join(", ")} (total ${Object.values(report.faults).reduce((a, b) => a + (b ?? 0), 0)}; ${report.longStops} stops past the guard's staleness, ${report.stopsInsideGuard} stops as the target created a temp file)`);
@@ -26,4 +26,15 @@ export function formatReport(result: CampaignResult): string {
   if (result.keptDir) lines.push(`histories, logs and the lock dir kept in ${result.keptDir}`);
   lines.push(result.clean ? "CLEAN" : "VIOLATIONS FOUND");
   return lines.join("\n") + "\n";
+}
+
+/** The command line that runs the same campaign again (options that differ from the defaults). */
+export function replayCommand({ options }: CampaignResult): string {
+  const args = [`--seed ${options.seed}`, `--duration ${options.durationMs / 1000}s`];
+  const counts = ["grpc", "python", "store", "resources"] as const;
+  for (const key of counts) if (options[key] !== DEFAULT_CAMPAIGN[key]) args.push(`--${key} ${options[key]}`);
+  if (options.ttlMs !== DEFAULT_CAMPAIGN.ttlMs) args.push(`--ttl ${options.ttlMs / 1000}s`);
+  if (options.maxWaitMs !== DEFAULT_CAMPAIGN.maxWaitMs) args.push(`--max-wait ${options.maxWaitMs / 1000}s`);
+  if (options.runtime !== DEFAULT_CAMPAIGN.runtime) args.push(`--runtime ${options.runtime}`);
+  return `npm run chaos -- ${args.join(" ")}`;
 }

@@ -59,6 +59,8 @@ test(
     const report = formatReport(result);
     process.stdout.write(report);
     const { faults } = result.report;
+    // The report says how to run this campaign again.
+    assert.match(report, /replay: npm run chaos -- --seed 1405 --duration 35s --python 1 --resources 2 --max-wait 5s\)/);
     // The scenario set ran: long stops of the service and of a file-protocol process, and the rest.
     assert.ok(result.report.longStops >= 2, `expected at least two stops past the guard's staleness:\n${report}`);
     assert.ok((faults["stop-service"] ?? 0) >= 1 && (faults["stop-file-participant"] ?? 0) >= 1, report);
