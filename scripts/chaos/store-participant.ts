@@ -7,7 +7,6 @@ import { StoreError } from "../../src/core/errors.ts";
 import { hashLeaseId } from "../../src/core/lease-id.ts";
 import { LeaseFileStore } from "../../src/store/lease-file-store.ts";
 import { HistoryWriter, mono, type LossReason } from "./history.ts";
-import { storeCalls } from "./store-calls.ts";
 import { configFromArgv } from "./participant-config.ts";
 import { recordCrashes, runParticipant, type Holding, type Participant } from "./participant-loop.ts";
 
@@ -16,7 +15,7 @@ const history = new HistoryWriter(config.historyFile, config.name);
 recordCrashes(history);
 history.record({ ev: "start", kind: "node-store" });
 
-const store = storeCalls(new LeaseFileStore({ dir: config.lockDir, onWarning: (message) => process.stderr.write(`warning: ${message}\n`) }));
+const store = new LeaseFileStore({ dir: config.lockDir, onWarning: (message) => process.stderr.write(`warning: ${message}\n`) });
 await store.open();
 
 class Busy extends Error {}
@@ -29,7 +28,7 @@ const participant: Participant = {
       // The lease's time runs from when the store read the clock, under the guard: counting from
       // before the call is never later than that (as the gRPC client counts from sending).
       const before = mono();
-      const outcome = await store.acquire(resource, { holder: config.name, ttlMs, metadata: {}, leaseIdHash }, Date.now);
+      const outcome = await store.acquire(resource, { holder: config.name, ttlMs, metadata: {}, leaseIdHash });
       if ("granted" in outcome) return hold(resource, outcome.granted.fencingToken, leaseIdHash, before + ttlMs, ttlMs);
       if (mono() >= giveUpAt || signal.aborted) throw new Busy(`${resource} is held`);
       await sleep(5 + Math.random() * 15); // the protocol's polling, with jitter
@@ -59,7 +58,7 @@ function hold(resource: string, token: number, leaseIdHash: string, firstDeadlin
     if (mono() >= deadline) return markLost("unconfirmed");
     const before = mono();
     try {
-      const renewed = await store.renew(resource, leaseIdHash, Date.now);
+      const renewed = await store.renew(resource, leaseIdHash);
       if (stopped) return;
       if (renewed === undefined) return markLost("expired");
       deadline = before + ttlMs;
@@ -79,7 +78,7 @@ function hold(resource: string, token: number, leaseIdHash: string, firstDeadlin
       clearInterval(timer);
       await renewing;
       stopped = true;
-      return (await store.release(resource, leaseIdHash, Date.now)) && lost === undefined;
+      return (await store.release(resource, leaseIdHash)) && lost === undefined;
     },
   };
 }
