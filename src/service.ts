@@ -2,6 +2,7 @@ import { setMaxListeners } from "node:events";
 import { resolve } from "node:path";
 import { assertPlaintextAllowed } from "./config/listen-policy.ts";
 import { openSecurityFiles } from "./config/security-files.ts";
+import { systemClock } from "./core/clock.ts";
 import { ShuttingDownError } from "./core/errors.ts";
 import { DEFAULT_SERVICE_LIMITS, type ServiceLimits } from "./core/service-limits.ts";
 import type { TlsFiles } from "./tls/tls-settings.ts";
@@ -11,6 +12,7 @@ import { ReadinessGate } from "./grpc/readiness-gate.ts";
 import { startHttpServer, type RunningHttpServer } from "./http/health-server.ts";
 import type { FileSystem } from "./store/file-system.ts";
 import { LeaseFileStore } from "./store/lease-file-store.ts";
+import { stopHookFromEnv } from "./store/stop-hook.ts";
 
 export interface ServiceOptions {
   lockDir: string;
@@ -67,9 +69,9 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   const lockDir = resolve(options.lockDir);
   // Read before anything binds: a bad certificate or auth file fails the start.
   const security = await openSecurityFiles(options.tls, options.authFile, log);
-  const store = new LeaseFileStore({ dir: lockDir, onWarning: log, fs: options.fs });
+  const store = new LeaseFileStore({ dir: lockDir, onWarning: log, fs: options.fs, pauseHook: stopHookFromEnv(process.env), clock: systemClock });
   const limits: ServiceLimits = { ...DEFAULT_SERVICE_LIMITS, ...options.limits };
-  const manager = new LockManager({ store, log, limits });
+  const manager = new LockManager({ store, log, clock: systemClock, limits });
   const shutdown = new AbortController();
   // Every call in flight listens for shutdown (and stops listening when it
   // ends): many at once is normal, not a leak.

@@ -18,6 +18,7 @@ import type {
 import { bidi, unary, type CallContext, type CallGate } from "./call-adapter.ts";
 import { mapUnordered } from "./map-unordered.ts";
 import { durationToMs, msToDuration, msToTimestamp, toListedLease, toProtoLease } from "./convert.ts";
+import { toServiceError } from "./status-map.ts";
 
 /** Renewals one KeepAlive stream may have in progress at once; more wait in the stream (backpressure). */
 const KEEPALIVE_IN_FLIGHT_PER_STREAM = 64;
@@ -113,16 +114,21 @@ export function lockService(manager: LockManager, shutdown: AbortSignal, options
     }
   }
 
+  // Every request is answered in-band and never ends the stream: one lease's
+  // store failure (EACCES, EIO, a stray file at its guard...) or refusal
+  // (PERMISSION_DENIED) is that lease's answer, and the other leases on the
+  // stream go on being renewed. An over-long lease id is malformed input: it
+  // ends the stream with INVALID_ARGUMENT rather than being echoed back.
   async function renew({ leaseId }: KeepAliveRequest, context: CallContext): Promise<KeepAliveResponse> {
     validateLeaseId(leaseId);
     try {
       authorizeLease(context, leaseId);
       const lease = await manager.renew(leaseId);
-      return { leaseId, expiresAt: msToTimestamp(lease.expiresAt), ttl: msToDuration(lease.ttlMs), expired: false };
+      return { leaseId, expiresAt: msToTimestamp(lease.expiresAt), ttl: msToDuration(lease.ttlMs), expired: false, error: undefined };
     } catch (err) {
-      // Lost leases are answered in-band; store failures and refusals end the stream.
-      if (!(err instanceof LeaseNotFoundError)) throw err;
-      return { leaseId, expiresAt: undefined, ttl: undefined, expired: true };
+      if (err instanceof LeaseNotFoundError) return { leaseId, expiresAt: undefined, ttl: undefined, expired: true, error: undefined };
+      const { code, details } = toServiceError(err);
+      return { leaseId, expiresAt: undefined, ttl: undefined, expired: false, error: { code: code!, message: details ?? "" } };
     }
   }
 

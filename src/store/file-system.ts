@@ -1,5 +1,5 @@
 import * as fs from "node:fs";
-import type { FSWatcher, Stats } from "node:fs";
+import type { FSWatcher } from "node:fs";
 
 /**
  * The file operations LeaseFileStore uses, injectable so tests can make any of
@@ -14,7 +14,15 @@ export interface FileSystem {
    */
   writeNewFileSynced(path: string, data: string): Promise<string>;
   rename(from: string, to: string): Promise<void>;
+  /** A second name for a file; fails with EEXIST instead of replacing `to` (the protocol's create-if-free). */
+  link(from: string, to: string): Promise<void>;
   unlink(path: string): Promise<void>;
+  /** Creates one directory, not its parents; EEXIST if anything is at `path` (the guard's mutual exclusion). */
+  makeDirectory(path: string): Promise<void>;
+  /** rmdir: fails with ENOTEMPTY rather than removing what is inside. */
+  removeDirectory(path: string): Promise<void>;
+  /** What is at `path` itself (lstat: a symlink is reported as "other", never followed). */
+  inspect(path: string): Promise<PathInfo>;
   /** fsync of a directory, so a rename or unlink in it survives a crash. */
   syncDirectory(path: string): Promise<void>;
   mkdir(path: string): Promise<void>;
@@ -24,49 +32,41 @@ export interface FileSystem {
   watch(path: string, onEvent: (filename: string | null) => void, onError: (err: Error) => void): FSWatcher;
 }
 
-/**
- * A lease or fence path that is a symbolic link (never followed: it could
- * point anywhere on the machine) or not a regular file (a directory, a
- * FIFO). The store reports it as unreadable; nothing reads or writes through it.
- */
-export class NotRegularFileError extends Error {
-  readonly code = "ENOTREGULAR";
-  constructor(
-    readonly path: string,
-    /** "a symbolic link", "a directory", "not a regular file". */
-    readonly what: string,
-    /** The path's own mtime (lstat), for how long it blocks the resource. */
-    readonly mtimeMs: number,
-  ) {
-    super(`${path} is ${what}`);
-    this.name = "NotRegularFileError";
-  }
+export interface PathInfo {
+  kind: "file" | "directory" | "other" | "absent";
+  /** Modification time in ms (0 when absent). */
+  mtimeMs: number;
 }
 
-// O_NOFOLLOW: a symlink fails with ELOOP instead of being followed.
+// A symbolic link in the lock dir is never followed (ELOOP), and what is not a
+// regular file is never read as a lease (EISDIR, ENOTREG): nothing outside the
+// lock dir can leak into a listing or pass for a lease.
 // O_NONBLOCK: opening a FIFO must not wait for a writer.
-const READ_FLAGS = fs.constants.O_RDONLY | (fs.constants.O_NOFOLLOW ?? 0) | (fs.constants.O_NONBLOCK ?? 0);
-
-function notRegular(path: string, stat: fs.BigIntStats): NotRegularFileError {
-  const what = stat.isSymbolicLink() ? "a symbolic link" : stat.isDirectory() ? "a directory" : "not a regular file";
-  return new NotRegularFileError(path, what, msOf(stat.mtimeNs));
-}
+const READ_NO_FOLLOW = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK;
 
 /**
- * The path's own stat, refusing anything but a regular file. Checked before
- * opening as well as by O_NOFOLLOW: Deno 2.9 under --allow-read=DIR opens
- * through a symlink despite O_NOFOLLOW (even to a target outside DIR).
+ * What was opened is the regular file lstat saw before: Deno 2.9 under
+ * --allow-read=DIR ignores O_NOFOLLOW and opens through a symlink (even to a
+ * target outside DIR), so the path itself is checked first, and anything
+ * swapped in between is refused.
  */
-function regularFileBeforeOpen(path: string, stat: fs.BigIntStats): fs.BigIntStats {
-  if (!stat.isFile()) throw notRegular(path, stat);
-  return stat;
+function sameFile(opened: fs.BigIntStats, before: fs.BigIntStats, path: string): fs.BigIntStats {
+  if (opened.ino === before.ino && opened.dev === before.dev) return opened;
+  throw Object.assign(new Error(`ENOTREG: ${path} changed while it was opened`), { code: "ENOTREG", path });
 }
 
-/** What was opened is the regular file lstat saw, not something swapped in since (or a link followed). */
-function assertOpenedRegular(path: string, before: fs.BigIntStats, opened: fs.BigIntStats): void {
-  if (opened.isFile() && opened.ino === before.ino && opened.dev === before.dev) return;
-  const now = fs.lstatSync(path, { bigint: true, throwIfNoEntry: false });
-  throw notRegular(path, now !== undefined && !now.isFile() ? now : opened);
+function regularFile(stat: fs.BigIntStats, path: string): fs.BigIntStats {
+  if (stat.isFile()) return stat;
+  const code = stat.isDirectory() ? "EISDIR" : "ENOTREG";
+  throw Object.assign(new Error(`${code}: not a regular file, open '${path}'`), { code, path });
+}
+
+const ABSENT_PATH: PathInfo = { kind: "absent", mtimeMs: 0 };
+
+function pathInfoOf(stat: fs.BigIntStats | undefined): PathInfo {
+  if (stat === undefined) return ABSENT_PATH;
+  const kind = stat.isFile() ? "file" : stat.isDirectory() ? "directory" : "other";
+  return { kind, mtimeMs: msOf(stat.mtimeNs) };
 }
 
 // The default implementation makes synchronous calls behind the async
@@ -76,11 +76,10 @@ function assertOpenedRegular(path: string, before: fs.BigIntStats, opened: fs.Bi
 // See docs/performance.md.
 export const nodeFileSystem: FileSystem = {
   readFileWithMtime: async (path) => {
-    const before = regularFileBeforeOpen(path, fs.lstatSync(path, { bigint: true }));
-    const fd = fs.openSync(path, READ_FLAGS);
+    const before = regularFile(fs.lstatSync(path, { bigint: true }), path);
+    const fd = fs.openSync(path, READ_NO_FOLLOW);
     try {
-      const stat = fs.fstatSync(fd, { bigint: true });
-      assertOpenedRegular(path, before, stat);
+      const stat = sameFile(regularFile(fs.fstatSync(fd, { bigint: true }), path), before, path);
       return { text: fs.readFileSync(fd, "utf8"), mtimeMs: msOf(stat.mtimeNs), identity: identityOf(stat) };
     } finally {
       fs.closeSync(fd);
@@ -97,7 +96,11 @@ export const nodeFileSystem: FileSystem = {
     }
   },
   rename: async (from, to) => fs.renameSync(from, to),
+  link: async (from, to) => fs.linkSync(from, to),
   unlink: async (path) => fs.unlinkSync(path),
+  makeDirectory: async (path) => fs.mkdirSync(path),
+  removeDirectory: async (path) => fs.rmdirSync(path),
+  inspect: async (path) => pathInfoOf(fs.lstatSync(path, { bigint: true, throwIfNoEntry: false })),
   syncDirectory: async (path) => {
     const fd = fs.openSync(path, "r");
     try {
@@ -128,11 +131,10 @@ export const nodeFileSystem: FileSystem = {
  */
 export const threadPoolFileSystem: FileSystem = {
   readFileWithMtime: async (path) => {
-    const before = regularFileBeforeOpen(path, await fs.promises.lstat(path, { bigint: true }));
-    const handle = await fs.promises.open(path, READ_FLAGS);
+    const before = regularFile(await fs.promises.lstat(path, { bigint: true }), path);
+    const handle = await fs.promises.open(path, READ_NO_FOLLOW);
     try {
-      const stat = await handle.stat({ bigint: true });
-      assertOpenedRegular(path, before, stat);
+      const stat = sameFile(regularFile(await handle.stat({ bigint: true }), path), before, path);
       return { text: await handle.readFile("utf8"), mtimeMs: msOf(stat.mtimeNs), identity: identityOf(stat) };
     } finally {
       await handle.close();
@@ -149,7 +151,20 @@ export const threadPoolFileSystem: FileSystem = {
     }
   },
   rename: (from, to) => fs.promises.rename(from, to),
+  link: (from, to) => fs.promises.link(from, to),
   unlink: (path) => fs.promises.unlink(path),
+  makeDirectory: async (path) => {
+    await fs.promises.mkdir(path);
+  },
+  removeDirectory: (path) => fs.promises.rmdir(path),
+  inspect: async (path) => {
+    try {
+      return pathInfoOf(await fs.promises.lstat(path, { bigint: true }));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return ABSENT_PATH;
+      throw err;
+    }
+  },
   syncDirectory: (path) => coalescedDirectorySync(path),
   mkdir: async (path) => {
     await fs.promises.mkdir(path, { recursive: true });
@@ -221,43 +236,3 @@ function msOf(ns: bigint): number {
 function identityOf(stat: fs.BigIntStats): string {
   return `${stat.ino}:${stat.mtimeNs}:${stat.size}`;
 }
-
-type Callback<T = void> = (err: NodeJS.ErrnoException | null, value?: T) => void;
-
-/** Runs a synchronous call and reports it Node-callback style on the next tick. */
-function viaCallback<T>(work: () => T, callback: Callback<T>): void {
-  let value: T;
-  try {
-    value = work();
-  } catch (err) {
-    process.nextTick(callback, err as NodeJS.ErrnoException);
-    return;
-  }
-  process.nextTick(callback, null, value);
-}
-
-export type GuardFileSystem = typeof guardFileSystem;
-
-/** The guard's file calls on the thread pool, for background work (see threadPoolFileSystem). */
-export const threadPoolGuardFileSystem: GuardFileSystem = {
-  mkdir: (path, callback) => fs.mkdir(path, (err) => callback(err)),
-  rmdir: (path, callback) => fs.rmdir(path, (err) => callback(err)),
-  rmdirSync: (path) => fs.rmdirSync(path),
-  stat: (path, callback) => fs.stat(path, callback),
-  utimes: (path, atime, mtime, callback) => fs.utimes(path, atime, mtime, (err) => callback(err)),
-  realpath: (path, callback) => fs.realpath(path, callback),
-};
-
-/**
- * The callback-style fs that proper-lockfile calls for the guard directory
- * (mkdir, stat, rmdir, utimes), backed by synchronous calls for the same reason.
- */
-export const guardFileSystem = {
-  mkdir: (path: string, callback: Callback) => viaCallback(() => void fs.mkdirSync(path), callback),
-  rmdir: (path: string, callback: Callback) => viaCallback(() => fs.rmdirSync(path), callback),
-  rmdirSync: (path: string) => fs.rmdirSync(path),
-  stat: (path: string, callback: Callback<Stats>) => viaCallback(() => fs.statSync(path), callback),
-  utimes: (path: string, atime: Date, mtime: Date, callback: Callback) =>
-    viaCallback(() => fs.utimesSync(path, atime, mtime), callback),
-  realpath: (path: string, callback: Callback<string>) => viaCallback(() => fs.realpathSync(path), callback),
-};

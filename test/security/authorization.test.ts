@@ -96,8 +96,11 @@ describe("authorization with --auth-file", () => {
     await expectGrpcError(ci.release(prod!.leaseId), status.PERMISSION_DENIED, ['"prod"', "lock"]);
     const stream = ci.keepAlive();
     assert.equal((await stream.renew(mine.leaseId)).expired, false, "ci renews its own lease");
-    stream.call.write({ leaseId: prod!.leaseId });
-    assert.equal((await stream.ended)?.code, status.PERMISSION_DENIED, "renewing admin's lease ends the stream");
+    const refused = await stream.renew(prod!.leaseId);
+    assert.equal(refused.error?.code, status.PERMISSION_DENIED, "renewing admin's lease is refused in-band");
+    assert.match(refused.error!.message, /"prod"/);
+    assert.equal((await stream.renew(mine.leaseId)).expired, false, "the stream carries on for ci's own lease");
+    stream.end();
     await expectGrpcError(ci.forceRelease("ci-build", "mine"), status.PERMISSION_DENIED, ["admin", '"ci-build"']);
     // read-only and lock-only principals.
     const reader = as("reader");
