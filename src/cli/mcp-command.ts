@@ -3,7 +3,7 @@ import { StdioServerTransport } from "../mcp/sdk.ts";
 import { LockClient } from "../client/index.ts";
 import { createLockMcpServer } from "../mcp/lock-mcp-server.ts";
 import { PollingLockChangeSource } from "../mcp/lock-change-source.ts";
-import { defaultHolder, resolveAddress, UsageError } from "./client-options.ts";
+import { CONNECTION_FLAGS, defaultHolder, resolveConnection, UsageError, type ClientConnection } from "./client-options.ts";
 import { processIo, type CommandIo } from "./command-io.ts";
 import { validateHolder } from "../core/limits.ts";
 import { EXIT_OK, EXIT_USAGE } from "./exit-codes.ts";
@@ -16,24 +16,25 @@ import { INTERRUPT_SIGNALS, catchSignals } from "./lock-waiting.ts";
 // after their ttl. Stdout carries MCP messages only; diagnostics go to stderr.
 
 export async function runMcpCommand(args: string[], io: CommandIo = processIo): Promise<number> {
-  let address: string;
+  let connection: ClientConnection;
   let holderFlag: string | undefined;
   try {
     const { values, positionals } = parseArgs({
       args,
-      options: { address: { type: "string" }, holder: { type: "string" } },
+      options: { ...CONNECTION_FLAGS, holder: { type: "string" } },
       strict: true,
       allowPositionals: true,
     });
     if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
-    address = resolveAddress(values.address, io.env);
+    connection = resolveConnection(values, io.env);
     holderFlag = values.holder === undefined ? undefined : holderOption(values.holder);
   } catch (err) {
     io.stderr(`mcp-lockd mcp: ${(err as Error).message}\n(mcp-lockd mcp --help shows the usage)\n`);
     return EXIT_USAGE;
   }
 
-  const client = new LockClient({ address });
+  const client = new LockClient(connection);
+  const { address } = connection;
   const mcp = createLockMcpServer({
     client,
     address,

@@ -16,6 +16,8 @@ lock_release {resource}, lock_status {prefix?}; resource locks://status
 released when it ends (stdin closes); if the process is killed they expire
 after their ttl. See docs/mcp.md.
   --address  MCP_LOCKD_ADDRESS, else ${DEFAULT_ADDRESS}
+  --cacert F, --cert F --key F, --token-file F: TLS, a client certificate, a bearer
+             token (MCP_LOCKD_CACERT, MCP_LOCKD_CERT, MCP_LOCKD_KEY, MCP_LOCKD_TOKEN_FILE)
   --holder   the name others see (default: user@host pid N mcp CLIENT, CLIENT
              being the name the MCP client gives in initialize)
 `;
