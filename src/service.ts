@@ -20,6 +20,8 @@ export interface ServiceOptions {
   onGrpcListening?: (address: string) => void;
   /** The file operations of the lease store (tests inject faults and gates). */
   fs?: FileSystem;
+  /** Events a Watch stream may fall behind by before it is ended with RESOURCE_EXHAUSTED. */
+  watchQueueLimit?: number;
 }
 
 export interface RunningService {
@@ -51,7 +53,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   setMaxListeners(0, shutdown.signal);
   const readiness = new ReadinessGate(`loading lease files from ${lockDir}`);
 
-  const grpc = await startGrpcServer(manager, { listen: options.grpcListen, shutdown, readiness, log });
+  const grpc = await startGrpcServer(manager, { listen: options.grpcListen, shutdown, readiness, log, watchQueueLimit: options.watchQueueLimit });
   let http: RunningHttpServer | undefined;
   try {
     log(`grpc listening on ${grpc.address}; loading lease files (health NOT_SERVING until done)`);

@@ -7,6 +7,7 @@ export {
   LockClientError,
   ResourceBusyError,
   UnavailableError,
+  WatcherTooSlowError,
   type LeaseLossReason,
 } from "./errors.ts";
-export type { AcquireOptions, LockClientOptions, LockInfo, ReconnectOptions, Renewal } from "./types.ts";
+export type { AcquireOptions, LockClientOptions, LockEventInfo, LockInfo, ReconnectOptions, Renewal, WatchOptions } from "./types.ts";

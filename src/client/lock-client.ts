@@ -5,11 +5,12 @@ import { LockServiceClient, type AcquireResponse, type Lease } from "../gen/mcpl
 import { keepAliveDiagnostics, type KeepAliveDiagnostics } from "./diagnostics.ts";
 import { InvalidArgumentError, LockClientError } from "./errors.ts";
 import { LeaseKeeper, type KeptLease } from "./lease-keeper.ts";
+import { watchEvents } from "./lock-watch.ts";
 import { Lock } from "./lock.ts";
 import { durationToMs, msToDuration, timestampToDate, toFencingToken } from "./proto-time.ts";
 import { MAX_WAIT_MS } from "../core/limits.ts";
 import { errorFromStatus, isServiceError } from "./status-errors.ts";
-import type { AcquireOptions, LockClientOptions, LockInfo, Renewal } from "./types.ts";
+import type { AcquireOptions, LockClientOptions, LockEventInfo, LockInfo, Renewal, WatchOptions } from "./types.ts";
 
 export const DEFAULT_ADDRESS = "127.0.0.1:50051";
 /** Release and ListLocks answer at once; this only bounds an unresponsive peer. */
@@ -26,6 +27,8 @@ export class LockClient implements AsyncDisposable {
   readonly #keeper: LeaseKeeper;
   #closed = false;
   #closing: Promise<void> | undefined;
+  /** Open watches, ended by close(). */
+  readonly #watches = new Set<AbortController>();
 
   constructor(options: LockClientOptions = {}) {
     // An empty MCP_LOCKD_ADDRESS counts as unset, as for the CLI.
@@ -152,6 +155,30 @@ export class LockClient implements AsyncDisposable {
   }
 
   /**
+   * What happens to the resources starting with `resourcePrefix`: first one
+   * "HELD" event per held resource and "SNAPSHOT_COMPLETE", then every
+   * change as it happens (ACQUIRED, RELEASED, EXPIRED, HANDED_OVER,
+   * WAITERS_CHANGED, RENEWED...). Break out of the loop, or abort
+   * `options.signal`, to stop. Throws UnavailableError when the service
+   * goes away and WatcherTooSlowError when this reader fell too far behind;
+   * a new watch then starts again from a fresh snapshot.
+   */
+  async *watch(resourcePrefix = "", options: WatchOptions = {}): AsyncGenerator<LockEventInfo> {
+    this.#assertOpen();
+    const controller = new AbortController();
+    const onAbort = () => controller.abort();
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    if (options.signal?.aborted) controller.abort();
+    this.#watches.add(controller);
+    try {
+      yield* watchEvents(this.#stub, resourcePrefix, { signal: controller.signal });
+    } finally {
+      this.#watches.delete(controller);
+      options.signal?.removeEventListener("abort", onAbort);
+    }
+  }
+
+  /**
    * Releases a lease by id (for scripts that keep one): true when it was
    * live, false when the service no longer knows it (expired, released).
    * A Lock of this client with that id stops being renewed.
@@ -204,6 +231,7 @@ export class LockClient implements AsyncDisposable {
   #shutdown(): Promise<void> {
     if (this.#closing) return this.#closing;
     this.#closed = true;
+    for (const watch of this.#watches) watch.abort();
     const held = this.#keeper.close();
     const releases = held.map(
       (leaseId) =>

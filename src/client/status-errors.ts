@@ -5,6 +5,7 @@ import {
   LockClientError,
   ResourceBusyError,
   UnavailableError,
+  WatcherTooSlowError,
 } from "./errors.ts";
 import { EXPIRES_AT_KEY, FIELD_KEY, HOLDER_KEY } from "../grpc/error-metadata.ts";
 
@@ -27,6 +28,8 @@ export function errorFromStatus(err: ServiceError, resource?: string): LockClien
       return new InvalidArgumentError(message, firstString(err.metadata, FIELD_KEY) ?? /^([\w.[\]]+):/.exec(message)?.[1], options);
     case status.UNAVAILABLE:
       return new UnavailableError(message, options);
+    case status.RESOURCE_EXHAUSTED:
+      return new WatcherTooSlowError(message, options);
     case status.NOT_FOUND:
       return new LeaseLostError(resource, "expired", message, status.NOT_FOUND, options);
     default:

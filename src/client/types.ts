@@ -54,3 +54,46 @@ export interface Renewal {
   /** ms */
   ttl: number;
 }
+
+/**
+ * What LockClient.watch() yields. A watch opens with one "HELD" event per
+ * held resource and one "SNAPSHOT_COMPLETE", then the changes in order.
+ * Lease ids never appear.
+ */
+export interface LockEventInfo {
+  type:
+    | "HELD"
+    | "SNAPSHOT_COMPLETE"
+    | "ACQUIRED"
+    | "RELEASED"
+    | "EXPIRED"
+    | "HANDED_OVER"
+    | "FORCE_RELEASED"
+    | "WAITERS_CHANGED"
+    | "RENEWED"
+    | "UNKNOWN";
+  /** "" for SNAPSHOT_COMPLETE. */
+  resource: string;
+  /** "held", "unreadable", or "free" (after RELEASED, EXPIRED). */
+  state: string;
+  /** "" when free. */
+  holder: string;
+  /** 0n when there is no readable lease. */
+  fencingToken: bigint;
+  /** On the service's clock; undefined when free. */
+  acquiredAt: Date | undefined;
+  expiresAt: Date | undefined;
+  /** ms; undefined when free. */
+  ttl: number | undefined;
+  waiters: number;
+  /** When the service saw it. */
+  time: Date;
+  /** HANDED_OVER: who held it before. */
+  previousHolder?: string;
+  previousFencingToken?: bigint;
+}
+
+export interface WatchOptions {
+  /** Aborting ends the iteration (without an error). */
+  signal?: AbortSignal;
+}

@@ -10,7 +10,8 @@ export type LockErrorCode =
   | "WAIT_CANCELLED"
   | "WAIT_DEADLINE_EXCEEDED"
   | "SHUTTING_DOWN"
-  | "STARTING";
+  | "STARTING"
+  | "WATCHER_TOO_SLOW";
 
 export abstract class LockError extends Error {
   abstract readonly code: LockErrorCode;
@@ -111,5 +112,14 @@ export class ServiceStartingError extends LockError {
   constructor(what: string) {
     super(`mcp-lockd is starting (${what}); retry shortly`);
     this.name = "ServiceStartingError";
+  }
+}
+
+/** A watcher read too slowly: more events were queued for it than the limit. */
+export class WatcherTooSlowError extends LockError {
+  readonly code = "WATCHER_TOO_SLOW";
+  constructor(limit: number) {
+    super(`the watcher fell behind: more than ${limit} events were queued for it; open a new Watch (it starts with a fresh snapshot)`);
+    this.name = "WatcherTooSlowError";
   }
 }

@@ -9,6 +9,7 @@ import {
 import { blockedUntil, holderOf, type BlockingState, type LeaseGrant, type LeaseRecord, type ResourceState } from "./lease.ts";
 import { hashLeaseId, newLeaseId } from "./lease-id.ts";
 import { KeyedMutex } from "./keyed-mutex.ts";
+import { describeState, transitionEvents, type LockEvent, type LockEventListener } from "./lock-events.ts";
 import {
   MAX_LEASE_ID_LENGTH,
   validateHolder,
@@ -86,6 +87,9 @@ export class LockManager {
   private closed = false;
   /** The clock as the store reads it: after taking its guard (see LeaseStore). */
   private readonly now = () => this.clock.now();
+  private readonly eventListeners = new Set<LockEventListener>();
+  /** The waiter count last announced per resource (absent: 0). */
+  private readonly announcedWaiters = new Map<string, number>();
 
   constructor(options: LockManagerOptions) {
     this.store = options.store;
@@ -129,6 +133,7 @@ export class LockManager {
     const leaseId = newLeaseId();
     const waiter = new Waiter(hashLeaseId(leaseId), holder, ttlMs, metadata, tryOnce);
     queue.push(waiter);
+    this.announceWaiters(resource);
     waiter.onSettle(() => this.leaveQueue(resource, waiter));
     if (!tryOnce) {
       const timer = this.clock.setTimer(waitMs, () =>
@@ -294,6 +299,7 @@ export class LockManager {
     if (!queue) return;
     queue.remove(waiter);
     if (queue.size === 0 && !this.pumping.has(resource)) this.queues.delete(resource);
+    this.announceWaiters(resource);
   }
 
   /**
@@ -371,11 +377,92 @@ export class LockManager {
       this.blockers.delete(resource);
       this.expiryTimers.get(resource)?.cancel();
       this.expiryTimers.delete(resource);
+      this.announceChange(previous, state);
       return;
     }
     this.blockers.set(resource, state);
     if (currentHash !== undefined) this.resourceByHash.set(currentHash, resource);
     this.armExpiry(resource, blockedUntil(state));
+    this.announceChange(previous, state);
+  }
+
+  /**
+   * Calls `listener` with every lock event from now on, synchronously and in
+   * the order they happen (so it must be quick). Returns the unsubscriber.
+   */
+  subscribe(listener: LockEventListener): () => void {
+    this.eventListeners.add(listener);
+    return () => this.eventListeners.delete(listener);
+  }
+
+  /**
+   * The resources held now (prefix-filtered, name order) as HELD events. Taken
+   * in the same turn as subscribe(), it is exactly the state the events
+   * that follow start from.
+   */
+  snapshot(prefix = ""): LockEvent[] {
+    const now = this.clock.now();
+    const held: LockEvent[] = [];
+    for (const state of this.blockers.values()) {
+      if (!state.resource.startsWith(prefix) || blockedUntil(state) <= now) continue;
+      const waiters = this.waitingFor(state.resource);
+      held.push({ type: "HELD", resource: state.resource, ...describeState(state), waiters, time: now });
+    }
+    return held.sort((a, b) => (a.resource < b.resource ? -1 : a.resource > b.resource ? 1 : 0));
+  }
+
+  /** Waiters of all resources, for metrics. */
+  waiterCount(): number {
+    let total = 0;
+    for (const count of this.announcedWaiters.values()) total += count;
+    return total;
+  }
+
+  /**
+   * Callers waiting for `resource`, not counting one being granted right now
+   * (the head of the queue while the resource is free, or once its lease is
+   * written): an uncontended acquire never shows as a waiter.
+   */
+  private waitingFor(resource: string): number {
+    const queue = this.queues.get(resource);
+    if (queue === undefined || queue.size === 0) return 0;
+    const blocker = this.blockers.get(resource);
+    if (blocker === undefined) return queue.size - 1;
+    const grantedToHead = blocker.kind === "held" && blocker.lease.leaseIdHash === queue.peek()?.leaseIdHash;
+    return grantedToHead ? queue.size - 1 : queue.size;
+  }
+
+  private announceChange(previous: BlockingState | undefined, state: ResourceState): void {
+    const waiters = this.noteWaiters(state.resource);
+    if (this.eventListeners.size === 0) return;
+    for (const event of transitionEvents(previous, state, this.clock.now(), waiters)) this.emit(event);
+  }
+
+  /** WAITERS_CHANGED when the count differs from the one last announced. */
+  private announceWaiters(resource: string): void {
+    const before = this.announcedWaiters.get(resource) ?? 0;
+    const waiters = this.noteWaiters(resource);
+    if (waiters === before || this.eventListeners.size === 0) return;
+    const blocker = this.blockers.get(resource);
+    const holding = blocker ? describeState(blocker) : { state: "free" as const, holder: "", fencingToken: 0 };
+    this.emit({ type: "WAITERS_CHANGED", resource, ...holding, waiters, time: this.clock.now() });
+  }
+
+  private noteWaiters(resource: string): number {
+    const waiters = this.waitingFor(resource);
+    if (waiters === 0) this.announcedWaiters.delete(resource);
+    else this.announcedWaiters.set(resource, waiters);
+    return waiters;
+  }
+
+  private emit(event: LockEvent): void {
+    for (const listener of this.eventListeners) {
+      try {
+        listener(event);
+      } catch (err) {
+        this.log(`a lock event listener failed: ${(err as Error).message}`);
+      }
+    }
   }
 
   private armExpiry(resource: string, at: number): void {

@@ -31,6 +31,8 @@ export interface GrpcServerOptions {
   /** LockService calls are refused until it opens; health says NOT_SERVING until then. */
   readiness: ReadinessGate;
   log?: (message: string) => void;
+  /** Events a Watch stream may fall behind by before it is ended (default WATCH_QUEUE_LIMIT). */
+  watchQueueLimit?: number;
 }
 
 export interface RunningGrpcServer {
@@ -48,7 +50,7 @@ export interface RunningGrpcServer {
 export async function startGrpcServer(manager: LockManager, options: GrpcServerOptions): Promise<RunningGrpcServer> {
   const { listen, shutdown, readiness } = options;
   const server = new Server(SERVER_OPTIONS);
-  server.addService(LockServiceService, lockService(manager, shutdown.signal, readiness));
+  server.addService(LockServiceService, lockService(manager, shutdown.signal, readiness, options.watchQueueLimit));
 
   const healthOptions = {
     services: [LOCK_SERVICE_NAME],

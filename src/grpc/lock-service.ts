@@ -13,6 +13,7 @@ import type {
 } from "../gen/mcplockd/v1/lock.ts";
 import { bidi, unary, type CallContext, type CallGate } from "./call-adapter.ts";
 import { mapUnordered } from "./map-unordered.ts";
+import { watchHandler } from "./watch-stream.ts";
 import { durationToMs, msToDuration, msToTimestamp, toListedLease, toProtoLease } from "./convert.ts";
 
 /** Renewals one KeepAlive stream may have in progress at once; more wait in the stream (backpressure). */
@@ -22,7 +23,7 @@ const KEEPALIVE_IN_FLIGHT_PER_STREAM = 64;
  * mcplockd.v1.LockService: a thin adapter over the LockManager. Calls are
  * refused while `gate` says so (the service is still loading lease files).
  */
-export function lockService(manager: LockManager, shutdown: AbortSignal, gate?: CallGate): LockServiceServer {
+export function lockService(manager: LockManager, shutdown: AbortSignal, gate?: CallGate, watchQueueLimit?: number): LockServiceServer {
   async function acquire(request: AcquireRequest, { signal }: CallContext): Promise<AcquireResponse> {
     const granted = await manager.acquire(
       {
@@ -75,5 +76,6 @@ export function lockService(manager: LockManager, shutdown: AbortSignal, gate?: 
     release: unary(release, shutdown, gate),
     keepAlive: bidi(keepAlive, shutdown, gate),
     listLocks: unary(listLocks, shutdown, gate),
+    watch: watchHandler(manager, { shutdown, gate, queueLimit: watchQueueLimit }),
   };
 }

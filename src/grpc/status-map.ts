@@ -13,6 +13,7 @@ export const STATUS_OF: Record<LockErrorCode, status> = {
   WAIT_DEADLINE_EXCEEDED: status.DEADLINE_EXCEEDED,
   SHUTTING_DOWN: status.UNAVAILABLE,
   STARTING: status.UNAVAILABLE,
+  WATCHER_TOO_SLOW: status.RESOURCE_EXHAUSTED,
 };
 
 export function toServiceError(err: unknown): Partial<ServiceError> {
