@@ -9,13 +9,15 @@ import { RUN_USAGE, runRunCommand } from "./run-command.ts";
 import { parseServeOptions, SERVE_DEFAULTS } from "./serve-options.ts";
 import { runStatusCommand, STATUS_USAGE } from "./status-command.ts";
 import { VERSION } from "./version.ts";
+import { runWaitCommand, WAIT_USAGE } from "./wait-command.ts";
 
 const HELP = `mcp-lockd ${VERSION}: named locks as leases, with fencing tokens, over gRPC and lease files
 
 Usage:
   mcp-lockd serve [--lock-dir DIR] [--grpc-listen HOST:PORT] [--http-listen HOST:PORT]
   mcp-lockd run RESOURCE [--ttl D] [--wait D] [--holder NAME] [--grace D] -- COMMAND [ARGS...]
-  mcp-lockd status [PREFIX] [--json]
+  mcp-lockd status [PREFIX] [--json] [--watch]
+  mcp-lockd wait RESOURCE --until free|held [--timeout D]
   mcp-lockd acquire RESOURCE [--ttl D] [--wait D] [--holder NAME] [--json]
   mcp-lockd renew [LEASE_ID | -] [--json]
   mcp-lockd release [LEASE_ID | -]
@@ -28,7 +30,7 @@ serve options (flag, then environment variable, then default):
   --http-listen HOST:PORT MCP_LOCKD_HTTP_LISTEN  ${SERVE_DEFAULTS.httpListen}
   Port 0 picks a free port. Listening beyond loopback must be asked for.
 
-Client commands (run, status, acquire, renew, release) talk to the service at
+Client commands (run, status, wait, acquire, renew, release) talk to the service at
   --address HOST:PORT     MCP_LOCKD_ADDRESS      ${DEFAULT_ADDRESS}
 run: holds RESOURCE while COMMAND runs (renewing it), passes MCP_LOCKD_RESOURCE,
   MCP_LOCKD_FENCING_TOKEN and MCP_LOCKD_EXPIRES_AT, exits with COMMAND's code;
@@ -51,6 +53,7 @@ const CLIENT_COMMANDS = new Map<string, { usage: string; run: (args: string[]) =
   ["acquire", { usage: ACQUIRE_USAGE, run: runAcquireCommand }],
   ["renew", { usage: RENEW_USAGE, run: runRenewCommand }],
   ["release", { usage: RELEASE_USAGE, run: runReleaseCommand }],
+  ["wait", { usage: WAIT_USAGE, run: runWaitCommand }],
 ]);
 
 /** --help among the command's own arguments; for `run`, only before "--" (after it they are COMMAND's). */
