@@ -7,12 +7,21 @@ import { ReadinessGate } from "./grpc/readiness-gate.ts";
 import { startHttpServer, type RunningHttpServer } from "./http/health-server.ts";
 import type { FileSystem } from "./store/file-system.ts";
 import { LeaseFileStore } from "./store/lease-file-store.ts";
+import { VERSION } from "./cli/version.ts";
+import { grpcMetricsInterceptor } from "./metrics/grpc-metrics-interceptor.ts";
+import { instrumentStore } from "./metrics/instrumented-store.ts";
+import { ServiceMetrics } from "./metrics/service-metrics.ts";
+import { runtimeName } from "./runtime-name.ts";
+import { logLockEvents, logRejectedCalls, rejectedCallInterceptor } from "./log/lock-event-log.ts";
+import type { Logger } from "./log/logger.ts";
 
 export interface ServiceOptions {
   lockDir: string;
   grpcListen: string;
   httpListen: string;
+  /** Plain messages, at info; `logger` (levels, fields) takes precedence. */
   log?: (message: string) => void;
+  logger?: Logger;
   /**
    * Called once the gRPC server is bound, before the lease files are loaded:
    * from then on health answers (NOT_SERVING) and lock calls get UNAVAILABLE.
@@ -22,6 +31,8 @@ export interface ServiceOptions {
   fs?: FileSystem;
   /** Events a Watch stream may fall behind by before it is ended with RESOURCE_EXHAUSTED. */
   watchQueueLimit?: number;
+  /** Prometheus metrics on GET /metrics (default true). */
+  metrics?: boolean;
 }
 
 export interface RunningService {
@@ -43,22 +54,37 @@ export interface RunningService {
  * held one.
  */
 export async function startService(options: ServiceOptions): Promise<RunningService> {
-  const log = options.log ?? (() => {});
+  const { logger } = options;
+  const log = logger ? (message: string) => logger.info(message) : (options.log ?? (() => {}));
+  const warn = logger ? (message: string) => logger.warn(message) : log;
   const lockDir = resolve(options.lockDir);
-  const store = new LeaseFileStore({ dir: lockDir, onWarning: log, fs: options.fs });
+  const fileStore = new LeaseFileStore({ dir: lockDir, onWarning: warn, fs: options.fs });
+  const metrics = options.metrics === false ? undefined : new ServiceMetrics({ version: VERSION, runtime: runtimeName(), store: "file" });
+  const store = metrics ? instrumentStore(fileStore, metrics) : fileStore;
   const manager = new LockManager({ store, log });
+  metrics?.attach(manager);
+  if (logger) logLockEvents(manager, logger);
+  const onRejected = logger ? logRejectedCalls(logger) : undefined;
+  const interceptors = metrics ? [grpcMetricsInterceptor(metrics, onRejected)] : onRejected ? [rejectedCallInterceptor(onRejected)] : [];
   const shutdown = new AbortController();
   // Every call in flight listens for shutdown (and stops listening when it
   // ends): many at once is normal, not a leak.
   setMaxListeners(0, shutdown.signal);
   const readiness = new ReadinessGate(`loading lease files from ${lockDir}`);
 
-  const grpc = await startGrpcServer(manager, { listen: options.grpcListen, shutdown, readiness, log, watchQueueLimit: options.watchQueueLimit });
+  const grpc = await startGrpcServer(manager, {
+    listen: options.grpcListen,
+    shutdown,
+    readiness,
+    log,
+    watchQueueLimit: options.watchQueueLimit,
+    interceptors,
+  });
   let http: RunningHttpServer | undefined;
   try {
     log(`grpc listening on ${grpc.address}; loading lease files (health NOT_SERVING until done)`);
     options.onGrpcListening?.(grpc.address);
-    http = await startHttpServer(manager, options.httpListen);
+    http = await startHttpServer(manager, options.httpListen, { metrics });
     await manager.start();
   } catch (err) {
     await abandon(grpc, http, manager, shutdown);

@@ -9,12 +9,14 @@ import { RUN_USAGE, runRunCommand } from "./run-command.ts";
 import { parseServeOptions, SERVE_DEFAULTS } from "./serve-options.ts";
 import { runStatusCommand, STATUS_USAGE } from "./status-command.ts";
 import { VERSION } from "./version.ts";
+import { createLogger } from "../log/logger.ts";
 import { runWaitCommand, WAIT_USAGE } from "./wait-command.ts";
 
 const HELP = `mcp-lockd ${VERSION}: named locks as leases, with fencing tokens, over gRPC and lease files
 
 Usage:
   mcp-lockd serve [--lock-dir DIR] [--grpc-listen HOST:PORT] [--http-listen HOST:PORT]
+                  [--metrics on|off] [--log-format text|json] [--log-level LEVEL]
   mcp-lockd run RESOURCE [--ttl D] [--wait D] [--holder NAME] [--grace D] -- COMMAND [ARGS...]
   mcp-lockd status [PREFIX] [--json] [--watch]
   mcp-lockd wait RESOURCE --until free|held [--timeout D]
@@ -28,6 +30,9 @@ serve options (flag, then environment variable, then default):
   --lock-dir DIR          MCP_LOCKD_DIR          ${SERVE_DEFAULTS.lockDir}
   --grpc-listen HOST:PORT MCP_LOCKD_GRPC_LISTEN  ${SERVE_DEFAULTS.grpcListen}
   --http-listen HOST:PORT MCP_LOCKD_HTTP_LISTEN  ${SERVE_DEFAULTS.httpListen}
+  --metrics on|off        MCP_LOCKD_METRICS      ${SERVE_DEFAULTS.metrics} (GET /metrics, Prometheus)
+  --log-format text|json  MCP_LOCKD_LOG_FORMAT   text on a terminal, else json
+  --log-level LEVEL       MCP_LOCKD_LOG_LEVEL    ${SERVE_DEFAULTS.logLevel} (error, warn, info, debug)
   Port 0 picks a free port. Listening beyond loopback must be asked for.
 
 Client commands (run, status, wait, acquire, renew, release) talk to the service at
@@ -40,7 +45,8 @@ acquire prints the lease id (a capability: keep it out of logs) for scripts
 Durations: 500ms, 30s, 5m, 1h, 1m30s; a bare number is seconds.
 call: a client that learns the API through gRPC reflection (mcp-lockd call --help).
 gRPC also serves grpc.health.v1.Health and server reflection (v1, v1alpha).
-HTTP: GET /health/locks lists holders; GET /healthz answers liveness.
+HTTP: GET /health/locks lists holders; GET /healthz answers liveness;
+  GET /metrics (Prometheus); GET / a live web view of the locks.
 Lease files: <lock-dir>/<resource>.lock, protocol in docs/protocol.md.
 
 ${EXIT_CODES_HELP}`;
@@ -102,14 +108,16 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 async function serve(options: ReturnType<typeof parseServeOptions>): Promise<number> {
-  const log = (message: string) => process.stderr.write(`${new Date().toISOString()} mcp-lockd: ${message}\n`);
+  const logger = createLogger({ format: options.logFormat ?? (process.stderr.isTTY ? "text" : "json"), level: options.logLevel });
+  const log = (message: string) => logger.info(message);
   let service;
   try {
-    service = await startService({ ...options, log });
+    service = await startService({ ...options, logger });
   } catch (err) {
-    log(`cannot start: ${(err as Error).message}`);
+    logger.error(`cannot start: ${(err as Error).message}`);
     return 1;
   }
+  logger.info("serving", { grpc: service.grpcAddress, http: service.httpAddress, lock_dir: service.lockDir, version: VERSION });
   process.stdout.write(
     `mcp-lockd serving grpc=${service.grpcAddress} http=${service.httpAddress} lock-dir=${service.lockDir}\n`,
   );

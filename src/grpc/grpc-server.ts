@@ -1,4 +1,4 @@
-import { Server, ServerCredentials } from "@grpc/grpc-js";
+import { Server, ServerCredentials, type ServerInterceptor } from "@grpc/grpc-js";
 import type { LockManager } from "../core/lock-manager.ts";
 import { HealthService } from "../gen/grpc/health/v1/health.ts";
 import { ServerReflectionService } from "../gen/grpc/reflection/v1/reflection.ts";
@@ -33,6 +33,8 @@ export interface GrpcServerOptions {
   log?: (message: string) => void;
   /** Events a Watch stream may fall behind by before it is ended (default WATCH_QUEUE_LIMIT). */
   watchQueueLimit?: number;
+  /** Around every call (metrics). */
+  interceptors?: ServerInterceptor[];
 }
 
 export interface RunningGrpcServer {
@@ -49,7 +51,7 @@ export interface RunningGrpcServer {
  */
 export async function startGrpcServer(manager: LockManager, options: GrpcServerOptions): Promise<RunningGrpcServer> {
   const { listen, shutdown, readiness } = options;
-  const server = new Server(SERVER_OPTIONS);
+  const server = new Server({ ...SERVER_OPTIONS, interceptors: options.interceptors ?? [] });
   server.addService(LockServiceService, lockService(manager, shutdown.signal, readiness, options.watchQueueLimit));
 
   const healthOptions = {

@@ -3,6 +3,7 @@ import type { AddressInfo } from "node:net";
 import type { LockManager } from "../core/lock-manager.ts";
 import type { BlockingState } from "../core/lease.ts";
 import type { HealthLockEntry } from "./health-lock-entry.ts";
+import type { ServiceMetrics } from "../metrics/service-metrics.ts";
 
 export type { HealthLockEntry };
 
@@ -39,10 +40,15 @@ export interface RunningHttpServer {
   stop(): Promise<void>;
 }
 
-/** The HTTP shim: GET /health/locks and GET /healthz, read-only. */
-export async function startHttpServer(manager: LockManager, listen: string): Promise<RunningHttpServer> {
+export interface HttpServerOptions {
+  /** Serves GET /metrics when given. */
+  metrics?: ServiceMetrics;
+}
+
+/** The HTTP shim: GET /health/locks, GET /healthz and GET /metrics, read-only. */
+export async function startHttpServer(manager: LockManager, listen: string, options: HttpServerOptions = {}): Promise<RunningHttpServer> {
   const server = createServer((request, response) => {
-    void route(manager, request, response).catch((err: Error) =>
+    void route(manager, request, response, options).catch((err: Error) =>
       sendJson(response, 503, { error: "lock dir unavailable", detail: err.message }),
     );
   });
@@ -68,8 +74,14 @@ export async function startHttpServer(manager: LockManager, listen: string): Pro
   };
 }
 
-async function route(manager: LockManager, request: IncomingMessage, response: ServerResponse): Promise<void> {
+async function route(manager: LockManager, request: IncomingMessage, response: ServerResponse, options: HttpServerOptions): Promise<void> {
   const path = new URL(request.url ?? "/", "http://localhost").pathname;
+  if (path === "/metrics" && options.metrics && (request.method === "GET" || request.method === "HEAD")) {
+    const { contentType, body } = await options.metrics.render();
+    response.writeHead(200, { "content-type": contentType, "cache-control": "no-store" });
+    response.end(request.method === "HEAD" ? undefined : body);
+    return;
+  }
   const routes: Record<string, () => Promise<unknown>> = {
     "/health/locks": async () => ({
       locks: (await manager.list()).map(({ state, waiters }) => toHealthEntry(state, waiters)),
