@@ -4,6 +4,8 @@ import type { LockManager } from "../core/lock-manager.ts";
 import type { BlockingState } from "../core/lease.ts";
 import type { HealthLockEntry } from "./health-lock-entry.ts";
 import type { ServiceMetrics } from "../metrics/service-metrics.ts";
+import { serveEventStream, StoreHealthFeed } from "./event-stream.ts";
+import { WEB_VIEW_HTML } from "./web-view-page.ts";
 
 export type { HealthLockEntry };
 
@@ -45,10 +47,24 @@ export interface HttpServerOptions {
   metrics?: ServiceMetrics;
 }
 
-/** The HTTP shim: GET /health/locks, GET /healthz and GET /metrics, read-only. */
+/** What the routes share: the manager, the options, and the server's own lifetime. */
+interface HttpContext {
+  manager: LockManager;
+  options: HttpServerOptions;
+  /** Aborted by stop(): ends the event streams, which would otherwise hold the server open. */
+  stopping: AbortSignal;
+  storeHealth: StoreHealthFeed;
+}
+
+/**
+ * The HTTP shim, read-only: GET /health/locks, /healthz, /metrics, and the
+ * web view (GET / and its event stream, GET /events).
+ */
 export async function startHttpServer(manager: LockManager, listen: string, options: HttpServerOptions = {}): Promise<RunningHttpServer> {
+  const stopping = new AbortController();
+  const context: HttpContext = { manager, options, stopping: stopping.signal, storeHealth: new StoreHealthFeed(() => manager.probeWritable()) };
   const server = createServer((request, response) => {
-    void route(manager, request, response, options).catch((err: Error) =>
+    void route(context, request, response).catch((err: Error) =>
       sendJson(response, 503, { error: "lock dir unavailable", detail: err.message }),
     );
   });
@@ -61,25 +77,50 @@ export async function startHttpServer(manager: LockManager, listen: string, opti
     });
   });
   const bound = server.address() as AddressInfo;
-  let stopping: Promise<void> | undefined;
+  let closing: Promise<void> | undefined;
   return {
     address: `${host.includes(":") ? `[${host}]` : host}:${bound.port}`,
     stop() {
-      stopping ??= new Promise<void>((resolve) => {
+      stopping.abort();
+      closing ??= new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeIdleConnections();
       });
-      return stopping;
+      return closing;
     },
   };
 }
 
-async function route(manager: LockManager, request: IncomingMessage, response: ServerResponse, options: HttpServerOptions): Promise<void> {
-  const path = new URL(request.url ?? "/", "http://localhost").pathname;
-  if (path === "/metrics" && options.metrics && (request.method === "GET" || request.method === "HEAD")) {
+async function route(context: HttpContext, request: IncomingMessage, response: ServerResponse): Promise<void> {
+  const { manager, options } = context;
+  const url = new URL(request.url ?? "/", "http://localhost");
+  const path = url.pathname;
+  const reading = request.method === "GET" || request.method === "HEAD";
+  if (path === "/metrics" && options.metrics && reading) {
     const { contentType, body } = await options.metrics.render();
     response.writeHead(200, { "content-type": contentType, "cache-control": "no-store" });
     response.end(request.method === "HEAD" ? undefined : body);
+    return;
+  }
+  if (path === "/" && reading) {
+    response.writeHead(200, {
+      "content-type": "text/html; charset=utf-8",
+      "cache-control": "no-store",
+      // Everything the page needs is inline and same-origin.
+      "content-security-policy": "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'",
+      "x-content-type-options": "nosniff",
+    });
+    response.end(request.method === "HEAD" ? undefined : WEB_VIEW_HTML);
+    return;
+  }
+  if (path === "/events" && reading) {
+    // The page's check whether it may connect (it asks for a token if not).
+    if (url.searchParams.has("probe")) {
+      response.writeHead(204, { "cache-control": "no-store" });
+      response.end();
+      return;
+    }
+    serveEventStream(manager, context.storeHealth, request, response, context.stopping);
     return;
   }
   const routes: Record<string, () => Promise<unknown>> = {
