@@ -24,9 +24,11 @@ from .errors import (
     LockError,
     ResourceBusyError,
     UnavailableError,
+    WatcherTooSlowError,
 )
 from .file_lock import FileLease, FileLock, FileLockClient
 from .lease import Lease, LockInfo
+from .lock_event import LockEvent
 from .lost_event import LostEvent
 
 if TYPE_CHECKING:
@@ -43,12 +45,14 @@ __all__ = [
     "FileLease",
     "Lease",
     "LockInfo",
+    "LockEvent",
     "LostEvent",
     "LockError",
     "ResourceBusyError",
     "LeaseLostError",
     "InvalidArgumentError",
     "UnavailableError",
+    "WatcherTooSlowError",
     "GuardTimeoutError",
     "CorruptFenceError",
 ]
