@@ -151,6 +151,19 @@ export class ServiceMetrics {
       },
     });
     new Gauge({
+      name: "mcplockd_oldest_lease_age_seconds",
+      help: "How long the longest-held lease held now has been held (0 when none): a stuck holder that keeps renewing shows here.",
+      registers: [this.registry],
+      collect() {
+        const now = Date.now();
+        let oldest = 0;
+        for (const event of manager.snapshot()) {
+          if (event.state === "held" && event.acquiredAt !== undefined) oldest = Math.max(oldest, now - event.acquiredAt);
+        }
+        this.set(oldest / 1000);
+      },
+    });
+    new Gauge({
       name: "mcplockd_waiters",
       help: "Acquire calls waiting in a queue now, over all resources.",
       registers: [this.registry],

@@ -65,6 +65,7 @@ describe("GET /metrics", () => {
       ["mcplockd_store_errors_total", "counter"],
       ["mcplockd_leases_active", "gauge"],
       ["mcplockd_waiters", "gauge"],
+      ["mcplockd_oldest_lease_age_seconds", "gauge"],
       ["mcplockd_keepalive_streams", "gauge"],
       ["mcplockd_unreadable_lease_files", "gauge"],
       ["mcplockd_store_up", "gauge"],
@@ -99,6 +100,8 @@ describe("GET /metrics", () => {
     await waitFor(async () => valueOf((await scrape()).samples, "mcplockd_waiters") === 1, "mcplockd_waiters to be 1");
     const middle = (await scrape()).samples;
     assert.equal(valueOf(middle, "mcplockd_leases_active"), valueOf(before, "mcplockd_leases_active") + 1);
+    const oldest = valueOf(middle, "mcplockd_oldest_lease_age_seconds");
+    assert.ok(oldest > 0 && oldest < 60, `the oldest lease is ${oldest} s old`);
 
     const keepAlive = raw.keepAlive();
     assert.equal((await keepAlive.renew(a.leaseId)).expired, false);
