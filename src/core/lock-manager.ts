@@ -88,6 +88,8 @@ export class LockManager {
   /** The clock as the store reads it: after taking its guard (see LeaseStore). */
   private readonly now = () => this.clock.now();
   private readonly eventListeners = new Set<LockEventListener>();
+  /** Listeners that want RENEWED events (one per renewal: the hot path of KeepAlive). */
+  private renewalListeners = 0;
   /** The waiter count last announced per resource (absent: 0). */
   private readonly announcedWaiters = new Map<string, number>();
 
@@ -390,9 +392,20 @@ export class LockManager {
    * Calls `listener` with every lock event from now on, synchronously and in
    * the order they happen (so it must be quick). Returns the unsubscriber.
    */
-  subscribe(listener: LockEventListener): () => void {
-    this.eventListeners.add(listener);
-    return () => this.eventListeners.delete(listener);
+  subscribe(listener: LockEventListener, options: { renewals?: boolean } = {}): () => void {
+    // Each subscription its own entry, so the same function may subscribe twice.
+    const entry: LockEventListener = (event) => {
+      if (event.type !== "RENEWED" || options.renewals !== false) listener(event);
+    };
+    this.eventListeners.add(entry);
+    if (options.renewals !== false) this.renewalListeners++;
+    let subscribed = true;
+    return () => {
+      if (!subscribed) return;
+      subscribed = false;
+      this.eventListeners.delete(entry);
+      if (options.renewals !== false) this.renewalListeners--;
+    };
   }
 
   /**
@@ -435,6 +448,9 @@ export class LockManager {
   private announceChange(previous: BlockingState | undefined, state: ResourceState): void {
     const waiters = this.noteWaiters(state.resource);
     if (this.eventListeners.size === 0) return;
+    // A renewal nobody listens for: skip building its event.
+    const renewal = previous?.kind === "held" && state.kind === "held" && previous.lease.fencingToken === state.lease.fencingToken;
+    if (renewal && this.renewalListeners === 0) return;
     for (const event of transitionEvents(previous, state, this.clock.now(), waiters)) this.emit(event);
   }
 

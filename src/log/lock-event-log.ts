@@ -11,8 +11,8 @@ import type { Logger, LogLevel } from "./logger.ts";
 /** Logs the manager's lock events at debug (nothing is subscribed below debug). */
 export function logLockEvents(manager: LockManager, logger: Logger): () => void {
   if (!logger.enabled("debug")) return () => {};
+  // Renewals are left out: one per lease every ttl/3, too many to be useful.
   return manager.subscribe((event: LockEvent) => {
-    if (event.type === "RENEWED") return; // one per renewal: too many to be useful
     const ended = event.type === "RELEASED" || event.type === "EXPIRED" || event.type === "FORCE_RELEASED";
     const heldSince = event.type === "HANDED_OVER" ? event.previous?.acquiredAt : ended ? event.acquiredAt : undefined;
     logger.debug(`lock ${event.type.toLowerCase()}`, {
@@ -26,7 +26,7 @@ export function logLockEvents(manager: LockManager, logger: Logger): () => void 
       previous_holder: event.previous?.holder,
       previous_fencing_token: event.previous?.fencingToken,
     });
-  });
+  }, { renewals: false });
 }
 
 /** Routine outcomes of a lock's life: not worth more than debug. */

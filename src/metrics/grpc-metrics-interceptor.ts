@@ -1,6 +1,7 @@
 import { performance } from "node:perf_hooks";
 import { ServerInterceptingCall, status, type ServerInterceptor } from "@grpc/grpc-js";
 import type { AcquireRequest, KeepAliveResponse } from "../gen/mcplockd/v1/lock.ts";
+import type { CounterSeries } from "./hot-metrics.ts";
 import type { ServiceMetrics } from "./service-metrics.ts";
 
 // One server interceptor records the gRPC server metrics of every service
@@ -58,13 +59,24 @@ export function grpcMetricsInterceptor(metrics: ServiceMetrics, onRejected?: Rej
       service,
       method,
       labels,
-      started: metrics.grpcStarted.labels(labels),
-      received: metrics.grpcReceived.labels(labels),
-      sent: metrics.grpcSent.labels(labels),
+      started: metrics.grpcStarted.for(labels),
+      received: metrics.grpcReceived.for(labels),
+      sent: metrics.grpcSent.for(labels),
+      /** By status code. */
+      handled: new Map<number, CounterSeries>(),
     };
   };
-  const renewed = metrics.keepAliveTotal.labels("renewed");
-  const expired = metrics.keepAliveTotal.labels("expired");
+  const renewed = metrics.keepAliveTotal.for({ result: "renewed" });
+  const expired = metrics.keepAliveTotal.for({ result: "expired" });
+  const keepAliveError = metrics.keepAliveTotal.for({ result: "error" });
+  const acquires = new Map<string, CounterSeries>();
+  const acquireWaits = { try: metrics.acquireWaitSeconds.for({ mode: "try" }), wait: metrics.acquireWaitSeconds.for({ mode: "wait" }) };
+  const releases = new Map<string, CounterSeries>();
+  const cached = <K>(map: Map<K, CounterSeries>, key: K, make: () => CounterSeries) => {
+    let series = map.get(key);
+    if (series === undefined) map.set(key, (series = make()));
+    return series;
+  };
 
   return (descriptor, call) => {
     const type = descriptor.requestStream
@@ -72,7 +84,7 @@ export function grpcMetricsInterceptor(metrics: ServiceMetrics, onRejected?: Rej
       : descriptor.responseStream ? "server_stream" : "unary";
     let m = perMethod.get(descriptor.path);
     if (m === undefined) perMethod.set(descriptor.path, (m = methodMetrics(descriptor.path, type)));
-    const { service, method, labels } = m;
+    const { service, method, labels, handled } = m;
     const lockCall = service === LOCK_SERVICE;
     const keepAlive = lockCall && method === "KeepAlive";
     const startedAt = performance.now();
@@ -85,17 +97,19 @@ export function grpcMetricsInterceptor(metrics: ServiceMetrics, onRejected?: Rej
       if (finished) return;
       finished = true;
       const codeName = CODE_NAMES[code] ?? String(code);
-      metrics.grpcHandled.inc({ ...labels, grpc_code: codeName });
+      cached(handled, code, () => metrics.grpcHandled.for({ ...labels, grpc_code: codeName })).inc();
       if (keepAlive) {
         metrics.keepAliveStreams.dec();
-        if (code !== status.OK && code !== status.CANCELLED) metrics.keepAliveTotal.inc({ result: "error" });
+        if (code !== status.OK && code !== status.CANCELLED) keepAliveError.inc();
       } else if (lockCall && method === "Acquire") {
         const waitTimeout = (firstRequest as AcquireRequest | undefined)?.waitTimeout;
         const mode = waitTimeout !== undefined && (waitTimeout.seconds > 0 || waitTimeout.nanos > 0) ? "wait" : "try";
-        metrics.acquireTotal.inc({ mode, result: ACQUIRE_RESULTS[code] ?? "error" });
-        metrics.acquireWaitSeconds.observe({ mode }, (performance.now() - startedAt) / 1000);
+        const result = ACQUIRE_RESULTS[code] ?? "error";
+        cached(acquires, `${mode} ${result}`, () => metrics.acquireTotal.for({ mode, result })).inc();
+        acquireWaits[mode].observe((performance.now() - startedAt) / 1000);
       } else if (lockCall && method === "Release") {
-        metrics.releaseTotal.inc({ result: RELEASE_RESULTS[code] ?? "error" });
+        const result = RELEASE_RESULTS[code] ?? "error";
+        cached(releases, result, () => metrics.releaseTotal.for({ result })).inc();
       }
       if (code !== status.OK) onRejected?.(`${service}/${method}`, code, codeName, details);
     };

@@ -12,18 +12,19 @@ const TIMED_OPS = new Set(["read", "list", "acquire", "renew", "release", "handO
  */
 export function instrumentStore(store: LeaseStore, metrics: ServiceMetrics): LeaseStore {
   const wrapped = new Map<string, (...args: unknown[]) => Promise<unknown>>();
+  const handoffLatency = metrics.handoffLatencySeconds.for({});
   const wrap = (op: string, method: (...args: unknown[]) => Promise<unknown>) => {
-    const duration = metrics.storeOpDurationSeconds.labels(op);
+    const duration = metrics.storeOpDurationSeconds.for({ op });
     return async (...args: unknown[]) => {
       const startedAt = performance.now();
       try {
         const result = await method.apply(store, args);
         if (op === "handOver" && (result as HandOverOutcome).granted !== undefined) {
-          metrics.handoffLatencySeconds.observe((performance.now() - startedAt) / 1000);
+          handoffLatency.observe((performance.now() - startedAt) / 1000);
         }
         return result;
       } catch (err) {
-        metrics.storeErrorsTotal.inc({ op, code: errorCode(err) });
+        metrics.storeErrorsTotal.for({ op, code: errorCode(err) }).inc();
         throw err;
       } finally {
         duration.observe((performance.now() - startedAt) / 1000);

@@ -1,6 +1,7 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import { collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import type { LockEvent } from "../core/lock-events.ts";
 import type { LockManager } from "../core/lock-manager.ts";
+import { HotCounter, HotHistogram } from "./hot-metrics.ts";
 
 // The service's Prometheus metrics (GET /metrics), one registry per service.
 // No label carries a resource name or holder: their number is unbounded.
@@ -22,98 +23,105 @@ export interface ServiceMetricsOptions {
 export class ServiceMetrics {
   readonly registry = new Registry();
 
-  readonly acquireTotal = new Counter({
-    name: "mcplockd_acquire_total",
-    help: "Acquire calls answered, by mode (try once or wait) and result (granted, busy, cancelled, deadline, invalid, unavailable, error).",
-    labelNames: ["mode", "result"] as const,
-    registers: [this.registry],
-  });
-  readonly releaseTotal = new Counter({
-    name: "mcplockd_release_total",
-    help: "Release calls answered, by result (released, not_found, invalid, unavailable, error).",
-    labelNames: ["result"] as const,
-    registers: [this.registry],
-  });
-  readonly leaseExpiredTotal = new Counter({
-    name: "mcplockd_lease_expired_total",
-    help: "Leases that ran out without being renewed or released (their holder stopped renewing).",
-    registers: [this.registry],
-  });
-  readonly keepAliveTotal = new Counter({
-    name: "mcplockd_keepalive_total",
-    help: "KeepAlive renewals answered, by result (renewed, expired: the lease was gone).",
-    labelNames: ["result"] as const,
-    registers: [this.registry],
-  });
-  readonly handoffTotal = new Counter({
-    name: "mcplockd_handoff_total",
-    help: "Leases passed straight from a releasing holder to the next waiter.",
-    registers: [this.registry],
-  });
-  readonly storeErrorsTotal = new Counter({
-    name: "mcplockd_store_errors_total",
-    help: "Lease store operations that failed, by operation and error code (errno or error class).",
-    labelNames: ["op", "code"] as const,
-    registers: [this.registry],
-  });
+  readonly acquireTotal = new HotCounter(
+    this.registry,
+    "mcplockd_acquire_total",
+    "Acquire calls answered, by mode (try once or wait) and result (granted, busy, cancelled, deadline, invalid, unavailable, error).",
+    ["mode", "result"],
+  );
+  readonly releaseTotal = new HotCounter(
+    this.registry,
+    "mcplockd_release_total",
+    "Release calls answered, by result (released, not_found, invalid, unavailable, error).",
+    ["result"],
+  );
+  readonly leaseExpiredTotal = new HotCounter(
+    this.registry,
+    "mcplockd_lease_expired_total",
+    "Leases that ran out without being renewed or released (their holder stopped renewing).",
+    [],
+  );
+  readonly keepAliveTotal = new HotCounter(
+    this.registry,
+    "mcplockd_keepalive_total",
+    "KeepAlive renewals answered, by result (renewed, expired: the lease was gone).",
+    ["result"],
+  );
+  readonly handoffTotal = new HotCounter(
+    this.registry,
+    "mcplockd_handoff_total",
+    "Leases passed straight from a releasing holder to the next waiter.",
+    [],
+  );
+  readonly storeErrorsTotal = new HotCounter(
+    this.registry,
+    "mcplockd_store_errors_total",
+    "Lease store operations that failed, by operation and error code (errno or error class).",
+    ["op", "code"],
+  );
   readonly keepAliveStreams = new Gauge({
     name: "mcplockd_keepalive_streams",
     help: "KeepAlive streams open now.",
     registers: [this.registry],
   });
-  readonly acquireWaitSeconds = new Histogram({
-    name: "mcplockd_acquire_wait_seconds",
-    help: "Time from an Acquire call's arrival to its answer, by mode (for mode=wait: the time spent queueing).",
-    labelNames: ["mode"] as const,
-    buckets: LOCK_TIME_BUCKETS,
-    registers: [this.registry],
-  });
-  readonly leaseHeldSeconds = new Histogram({
-    name: "mcplockd_lease_held_seconds",
-    help: "How long leases were held, observed when they end (released, expired or handed over).",
-    buckets: LOCK_TIME_BUCKETS,
-    registers: [this.registry],
-  });
-  readonly handoffLatencySeconds = new Histogram({
-    name: "mcplockd_handoff_latency_seconds",
-    help: "Time the store took to end a lease and grant it to the next waiter in one step (the hand-over's own cost).",
-    buckets: FAST_BUCKETS,
-    registers: [this.registry],
-  });
-  readonly storeOpDurationSeconds = new Histogram({
-    name: "mcplockd_store_op_duration_seconds",
-    help: "Duration of lease store operations, by operation.",
-    labelNames: ["op"] as const,
-    buckets: FAST_BUCKETS,
-    registers: [this.registry],
-  });
+  readonly acquireWaitSeconds = new HotHistogram(
+    this.registry,
+    "mcplockd_acquire_wait_seconds",
+    "Time from an Acquire call's arrival to its answer, by mode (for mode=wait: the time spent queueing).",
+    ["mode"],
+    LOCK_TIME_BUCKETS,
+  );
+  readonly leaseHeldSeconds = new HotHistogram(
+    this.registry,
+    "mcplockd_lease_held_seconds",
+    "How long leases were held, observed when they end (released, expired or handed over).",
+    [],
+    LOCK_TIME_BUCKETS,
+  );
+  readonly handoffLatencySeconds = new HotHistogram(
+    this.registry,
+    "mcplockd_handoff_latency_seconds",
+    "Time the store took to end a lease and grant it to the next waiter in one step (the hand-over's own cost).",
+    [],
+    FAST_BUCKETS,
+  );
+  readonly storeOpDurationSeconds = new HotHistogram(
+    this.registry,
+    "mcplockd_store_op_duration_seconds",
+    "Duration of lease store operations, by operation.",
+    ["op"],
+    FAST_BUCKETS,
+  );
 
   // gRPC server metrics named as etcd (go-grpc-prometheus) names them.
-  readonly grpcStarted = new Counter({
-    name: "grpc_server_started_total",
-    help: "RPCs started on the server.",
-    labelNames: ["grpc_type", "grpc_service", "grpc_method"] as const,
-    registers: [this.registry],
-  });
-  readonly grpcHandled = new Counter({
-    name: "grpc_server_handled_total",
-    help: "RPCs completed on the server, whatever their status.",
-    labelNames: ["grpc_type", "grpc_service", "grpc_method", "grpc_code"] as const,
-    registers: [this.registry],
-  });
-  readonly grpcReceived = new Counter({
-    name: "grpc_server_msg_received_total",
-    help: "Stream messages received on the server (one per unary request).",
-    labelNames: ["grpc_type", "grpc_service", "grpc_method"] as const,
-    registers: [this.registry],
-  });
-  readonly grpcSent = new Counter({
-    name: "grpc_server_msg_sent_total",
-    help: "Stream messages sent by the server (one per unary response).",
-    labelNames: ["grpc_type", "grpc_service", "grpc_method"] as const,
-    registers: [this.registry],
-  });
+  readonly grpcStarted = new HotCounter(
+    this.registry,
+    "grpc_server_started_total",
+    "RPCs started on the server.",
+    ["grpc_type", "grpc_service", "grpc_method"],
+  );
+  readonly grpcHandled = new HotCounter(
+    this.registry,
+    "grpc_server_handled_total",
+    "RPCs completed on the server, whatever their status.",
+    ["grpc_type", "grpc_service", "grpc_method", "grpc_code"],
+  );
+  readonly grpcReceived = new HotCounter(
+    this.registry,
+    "grpc_server_msg_received_total",
+    "Stream messages received on the server (one per unary request).",
+    ["grpc_type", "grpc_service", "grpc_method"],
+  );
+  readonly grpcSent = new HotCounter(
+    this.registry,
+    "grpc_server_msg_sent_total",
+    "Stream messages sent by the server (one per unary response).",
+    ["grpc_type", "grpc_service", "grpc_method"],
+  );
 
+  private readonly expired = this.leaseExpiredTotal.for({});
+  private readonly handoffs = this.handoffTotal.for({});
+  private readonly held = this.leaseHeldSeconds.for({});
   private storeProbe: { up: boolean; at: number } | undefined;
   private probing: Promise<void> | undefined;
   private stopListening: (() => void) | undefined;
@@ -132,7 +140,7 @@ export class ServiceMetrics {
 
   /** Counts what the manager reports and reads its gauges at each scrape. */
   attach(manager: LockManager): void {
-    this.stopListening = manager.subscribe((event) => this.onEvent(event));
+    this.stopListening = manager.subscribe((event) => this.onEvent(event), { renewals: false });
     const self = this;
     new Gauge({
       name: "mcplockd_leases_active",
@@ -193,7 +201,7 @@ export class ServiceMetrics {
   private onEvent(event: LockEvent): void {
     switch (event.type) {
       case "EXPIRED":
-        this.leaseExpiredTotal.inc();
+        this.expired.inc();
         this.observeHeld(event.time, event.acquiredAt);
         break;
       case "RELEASED":
@@ -201,7 +209,7 @@ export class ServiceMetrics {
         this.observeHeld(event.time, event.acquiredAt);
         break;
       case "HANDED_OVER":
-        this.handoffTotal.inc();
+        this.handoffs.inc();
         this.observeHeld(event.time, event.previous?.acquiredAt);
         break;
       default:
@@ -209,7 +217,7 @@ export class ServiceMetrics {
   }
 
   private observeHeld(at: number, acquiredAt: number | undefined): void {
-    if (acquiredAt !== undefined && acquiredAt > 0) this.leaseHeldSeconds.observe(Math.max(0, at - acquiredAt) / 1000);
+    if (acquiredAt !== undefined && acquiredAt > 0) this.held.observe(Math.max(0, at - acquiredAt) / 1000);
   }
 
   private async storeUp(manager: LockManager): Promise<boolean> {
