@@ -9,7 +9,8 @@ import { printable } from "./display-text.ts";
 /** The client's event in the core's shape, so both edges share one JSON form. */
 export function eventToJson(info: LockEventInfo): LockEventJson {
   const event: LockEvent = {
-    type: (info.type === "UNKNOWN" ? "UNKNOWN" : info.type) as LockEventType,
+    // An unknown type (a newer service) keeps its name "UNKNOWN" in the JSON.
+    type: info.type as LockEventType,
     resource: info.resource,
     state: info.state as LockEvent["state"],
     holder: info.holder,

@@ -1,4 +1,5 @@
 import type { ChannelCredentials } from "@grpc/grpc-js";
+import type { LockEventType } from "../core/lock-events.ts";
 
 export interface LockClientOptions {
   /** host:port of the service. Default: MCP_LOCKD_ADDRESS, else 127.0.0.1:50051. */
@@ -61,17 +62,8 @@ export interface Renewal {
  * Lease ids never appear.
  */
 export interface LockEventInfo {
-  type:
-    | "HELD"
-    | "SNAPSHOT_COMPLETE"
-    | "ACQUIRED"
-    | "RELEASED"
-    | "EXPIRED"
-    | "HANDED_OVER"
-    | "FORCE_RELEASED"
-    | "WAITERS_CHANGED"
-    | "RENEWED"
-    | "UNKNOWN";
+  /** "UNKNOWN" for a type this client does not know (a newer service). */
+  type: LockEventType | "UNKNOWN";
   /** "" for SNAPSHOT_COMPLETE. */
   resource: string;
   /** "held", "unreadable", or "free" (after RELEASED, EXPIRED). */

@@ -42,6 +42,11 @@ export interface LockEvent {
 
 export type LockEventListener = (event: LockEvent) => void;
 
+/** The marker that ends a watch's opening snapshot. */
+export function snapshotComplete(time: number): LockEvent {
+  return { type: "SNAPSHOT_COMPLETE", resource: "", state: "free", holder: "", fencingToken: 0, waiters: 0, time };
+}
+
 /** Watch prefixes: a possibly partial resource name. */
 const PREFIX_PATTERN = /^[A-Za-z0-9._-]{0,128}$/;
 

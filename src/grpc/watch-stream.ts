@@ -1,6 +1,6 @@
 import type { handleServerStreamingCall } from "@grpc/grpc-js";
 import { WatcherTooSlowError } from "../core/errors.ts";
-import { validatePrefix, type LockEvent, type LockEventType } from "../core/lock-events.ts";
+import { snapshotComplete, validatePrefix, type LockEvent, type LockEventType } from "../core/lock-events.ts";
 import type { LockManager } from "../core/lock-manager.ts";
 import { LockEvent_Type, type LockEvent as ProtoLockEvent, type WatchRequest } from "../gen/mcplockd/v1/lock.ts";
 import type { CallGate } from "./call-adapter.ts";
@@ -68,7 +68,7 @@ export function watchHandler(manager: LockManager, options: WatchOptions): handl
     }
 
     const queue: ProtoLockEvent[] = manager.snapshot(prefix).map(toProtoEvent);
-    queue.push(toProtoEvent({ type: "SNAPSHOT_COMPLETE", resource: "", state: "free", holder: "", fencingToken: 0, waiters: 0, time: Date.now() }));
+    queue.push(toProtoEvent(snapshotComplete(Date.now())));
     let draining = false;
     let done = false;
 

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { LockEvent } from "../core/lock-events.ts";
+import { snapshotComplete, type LockEvent } from "../core/lock-events.ts";
 import type { LockManager } from "../core/lock-manager.ts";
 import { lockEventToJson } from "./lock-event-json.ts";
 
@@ -92,5 +92,5 @@ export function serveEventStream(
   shutdown.addEventListener("abort", close, { once: true });
   send("retry: 1000\n\n");
   for (const event of snapshot) sendEvent(event);
-  sendEvent({ type: "SNAPSHOT_COMPLETE", resource: "", state: "free", holder: "", fencingToken: 0, waiters: 0, time: Date.now() });
+  sendEvent(snapshotComplete(Date.now()));
 }

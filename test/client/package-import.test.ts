@@ -19,6 +19,7 @@ const CLIENT_EXPORTS = [
   "LockClientError",
   "ResourceBusyError",
   "UnavailableError",
+  "WatcherTooSlowError",
 ];
 
 // A variable, so that tsc does not resolve it before dist/ exists.
