@@ -1,5 +1,6 @@
 import { setMaxListeners } from "node:events";
 import { resolve } from "node:path";
+import { systemClock } from "./core/clock.ts";
 import { ShuttingDownError } from "./core/errors.ts";
 import { LockManager } from "./core/lock-manager.ts";
 import { startGrpcServer, type RunningGrpcServer } from "./grpc/grpc-server.ts";
@@ -7,6 +8,7 @@ import { ReadinessGate } from "./grpc/readiness-gate.ts";
 import { startHttpServer, type RunningHttpServer } from "./http/health-server.ts";
 import type { FileSystem } from "./store/file-system.ts";
 import { LeaseFileStore } from "./store/lease-file-store.ts";
+import { stopHookFromEnv } from "./store/stop-hook.ts";
 import { VERSION } from "./cli/version.ts";
 import { grpcMetricsInterceptor } from "./metrics/grpc-metrics-interceptor.ts";
 import { instrumentStore } from "./metrics/instrumented-store.ts";
@@ -58,10 +60,10 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   const log = logger ? (message: string) => logger.info(message) : (options.log ?? (() => {}));
   const warn = logger ? (message: string) => logger.warn(message) : log;
   const lockDir = resolve(options.lockDir);
-  const fileStore = new LeaseFileStore({ dir: lockDir, onWarning: warn, fs: options.fs });
+  const fileStore = new LeaseFileStore({ dir: lockDir, onWarning: warn, fs: options.fs, pauseHook: stopHookFromEnv(process.env), clock: systemClock });
   const metrics = options.metrics === false ? undefined : new ServiceMetrics({ version: VERSION, runtime: runtimeName(), store: "file" });
   const store = metrics ? instrumentStore(fileStore, metrics) : fileStore;
-  const manager = new LockManager({ store, log });
+  const manager = new LockManager({ store, log, clock: systemClock });
   metrics?.attach(manager);
   if (logger) logLockEvents(manager, logger);
   const onRejected = logger ? logRejectedCalls(logger) : undefined;

@@ -1,9 +1,9 @@
 import { performance } from "node:perf_hooks";
-import type { HandOverOutcome, LeaseStore } from "../store/lease-store.ts";
+import type { HandOverOutcome, LeaseStore } from "../core/lease-store.ts";
 import type { ServiceMetrics } from "./service-metrics.ts";
 
 /** The store operations timed and counted; anything else passes straight through. */
-const TIMED_OPS = new Set(["read", "list", "acquire", "renew", "release", "handOver", "reclaimIfExpired", "refreshHorizon"]);
+const TIMED_OPS = new Set(["read", "list", "acquire", "renew", "release", "handOver", "reclaimIfExpired"]);
 
 /**
  * The same store, with every operation timed and its failures counted. A

@@ -1,5 +1,5 @@
 import * as fs from "node:fs";
-import type { FSWatcher, Stats } from "node:fs";
+import type { FSWatcher } from "node:fs";
 
 /**
  * The file operations LeaseFileStore uses, injectable so tests can make any of
@@ -14,7 +14,15 @@ export interface FileSystem {
    */
   writeNewFileSynced(path: string, data: string): Promise<string>;
   rename(from: string, to: string): Promise<void>;
+  /** A second name for a file; fails with EEXIST instead of replacing `to` (the protocol's create-if-free). */
+  link(from: string, to: string): Promise<void>;
   unlink(path: string): Promise<void>;
+  /** Creates one directory, not its parents; EEXIST if anything is at `path` (the guard's mutual exclusion). */
+  makeDirectory(path: string): Promise<void>;
+  /** rmdir: fails with ENOTEMPTY rather than removing what is inside. */
+  removeDirectory(path: string): Promise<void>;
+  /** What is at `path` itself (lstat: a symlink is reported as "other", never followed). */
+  inspect(path: string): Promise<PathInfo>;
   /** fsync of a directory, so a rename or unlink in it survives a crash. */
   syncDirectory(path: string): Promise<void>;
   mkdir(path: string): Promise<void>;
@@ -24,6 +32,31 @@ export interface FileSystem {
   watch(path: string, onEvent: (filename: string | null) => void, onError: (err: Error) => void): FSWatcher;
 }
 
+export interface PathInfo {
+  kind: "file" | "directory" | "other" | "absent";
+  /** Modification time in ms (0 when absent). */
+  mtimeMs: number;
+}
+
+// A symbolic link in the lock dir is never followed (ELOOP), and what is not a
+// regular file is never read as a lease (EISDIR, ENOTREG): nothing outside the
+// lock dir can leak into a listing or pass for a lease.
+const READ_NO_FOLLOW = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW;
+
+function regularFile(stat: fs.BigIntStats, path: string): fs.BigIntStats {
+  if (stat.isFile()) return stat;
+  const code = stat.isDirectory() ? "EISDIR" : "ENOTREG";
+  throw Object.assign(new Error(`${code}: not a regular file, open '${path}'`), { code, path });
+}
+
+const ABSENT_PATH: PathInfo = { kind: "absent", mtimeMs: 0 };
+
+function pathInfoOf(stat: fs.BigIntStats | undefined): PathInfo {
+  if (stat === undefined) return ABSENT_PATH;
+  const kind = stat.isFile() ? "file" : stat.isDirectory() ? "directory" : "other";
+  return { kind, mtimeMs: msOf(stat.mtimeNs) };
+}
+
 // The default implementation makes synchronous calls behind the async
 // interface. Each call takes microseconds on a local disk (an fsync a fraction
 // of a millisecond), and measured here a synchronous durable write costs about
@@ -31,9 +64,9 @@ export interface FileSystem {
 // See docs/performance.md.
 export const nodeFileSystem: FileSystem = {
   readFileWithMtime: async (path) => {
-    const fd = fs.openSync(path, "r");
+    const fd = fs.openSync(path, READ_NO_FOLLOW);
     try {
-      const stat = fs.fstatSync(fd, { bigint: true });
+      const stat = regularFile(fs.fstatSync(fd, { bigint: true }), path);
       return { text: fs.readFileSync(fd, "utf8"), mtimeMs: msOf(stat.mtimeNs), identity: identityOf(stat) };
     } finally {
       fs.closeSync(fd);
@@ -50,7 +83,11 @@ export const nodeFileSystem: FileSystem = {
     }
   },
   rename: async (from, to) => fs.renameSync(from, to),
+  link: async (from, to) => fs.linkSync(from, to),
   unlink: async (path) => fs.unlinkSync(path),
+  makeDirectory: async (path) => fs.mkdirSync(path),
+  removeDirectory: async (path) => fs.rmdirSync(path),
+  inspect: async (path) => pathInfoOf(fs.lstatSync(path, { bigint: true, throwIfNoEntry: false })),
   syncDirectory: async (path) => {
     const fd = fs.openSync(path, "r");
     try {
@@ -81,9 +118,9 @@ export const nodeFileSystem: FileSystem = {
  */
 export const threadPoolFileSystem: FileSystem = {
   readFileWithMtime: async (path) => {
-    const handle = await fs.promises.open(path, "r");
+    const handle = await fs.promises.open(path, READ_NO_FOLLOW);
     try {
-      const stat = await handle.stat({ bigint: true });
+      const stat = regularFile(await handle.stat({ bigint: true }), path);
       return { text: await handle.readFile("utf8"), mtimeMs: msOf(stat.mtimeNs), identity: identityOf(stat) };
     } finally {
       await handle.close();
@@ -100,7 +137,20 @@ export const threadPoolFileSystem: FileSystem = {
     }
   },
   rename: (from, to) => fs.promises.rename(from, to),
+  link: (from, to) => fs.promises.link(from, to),
   unlink: (path) => fs.promises.unlink(path),
+  makeDirectory: async (path) => {
+    await fs.promises.mkdir(path);
+  },
+  removeDirectory: (path) => fs.promises.rmdir(path),
+  inspect: async (path) => {
+    try {
+      return pathInfoOf(await fs.promises.lstat(path, { bigint: true }));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return ABSENT_PATH;
+      throw err;
+    }
+  },
   syncDirectory: (path) => coalescedDirectorySync(path),
   mkdir: async (path) => {
     await fs.promises.mkdir(path, { recursive: true });
@@ -172,43 +222,3 @@ function msOf(ns: bigint): number {
 function identityOf(stat: fs.BigIntStats): string {
   return `${stat.ino}:${stat.mtimeNs}:${stat.size}`;
 }
-
-type Callback<T = void> = (err: NodeJS.ErrnoException | null, value?: T) => void;
-
-/** Runs a synchronous call and reports it Node-callback style on the next tick. */
-function viaCallback<T>(work: () => T, callback: Callback<T>): void {
-  let value: T;
-  try {
-    value = work();
-  } catch (err) {
-    process.nextTick(callback, err as NodeJS.ErrnoException);
-    return;
-  }
-  process.nextTick(callback, null, value);
-}
-
-export type GuardFileSystem = typeof guardFileSystem;
-
-/** The guard's file calls on the thread pool, for background work (see threadPoolFileSystem). */
-export const threadPoolGuardFileSystem: GuardFileSystem = {
-  mkdir: (path, callback) => fs.mkdir(path, (err) => callback(err)),
-  rmdir: (path, callback) => fs.rmdir(path, (err) => callback(err)),
-  rmdirSync: (path) => fs.rmdirSync(path),
-  stat: (path, callback) => fs.stat(path, callback),
-  utimes: (path, atime, mtime, callback) => fs.utimes(path, atime, mtime, (err) => callback(err)),
-  realpath: (path, callback) => fs.realpath(path, callback),
-};
-
-/**
- * The callback-style fs that proper-lockfile calls for the guard directory
- * (mkdir, stat, rmdir, utimes), backed by synchronous calls for the same reason.
- */
-export const guardFileSystem = {
-  mkdir: (path: string, callback: Callback) => viaCallback(() => void fs.mkdirSync(path), callback),
-  rmdir: (path: string, callback: Callback) => viaCallback(() => fs.rmdirSync(path), callback),
-  rmdirSync: (path: string) => fs.rmdirSync(path),
-  stat: (path: string, callback: Callback<Stats>) => viaCallback(() => fs.statSync(path), callback),
-  utimes: (path: string, atime: Date, mtime: Date, callback: Callback) =>
-    viaCallback(() => fs.utimesSync(path, atime, mtime), callback),
-  realpath: (path: string, callback: Callback<string>) => viaCallback(() => fs.realpathSync(path), callback),
-};

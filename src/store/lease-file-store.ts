@@ -1,39 +1,32 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import lockfile from "proper-lockfile";
-import { StoreFailureError } from "../core/errors.ts";
 import { blockedUntil, type BlockingState, type LeaseGrant, type LeaseRecord, type ResourceState } from "../core/lease.ts";
 import { MAX_TTL_MS } from "../core/limits.ts";
-import {
-  ABSENT,
-  guardFileSystem,
-  nodeFileSystem,
-  threadPoolFileSystem,
-  threadPoolGuardFileSystem,
-  type FileSystem,
-  type GuardFileSystem,
-} from "./file-system.ts";
-import { parseFence, parseLease, serializeFence, serializeLease } from "./lease-file-format.ts";
-import { timeOf, type AcquireOutcome, type HandOverOutcome, type LeaseStore, type Now } from "./lease-store.ts";
+import { systemClock, type Clock } from "../core/clock.ts";
+import { StoreFailureError } from "../core/errors.ts";
+import type { AcquireOutcome, HandOverOutcome, LeaseStore } from "../core/lease-store.ts";
+import { CommitConflictError } from "./commit-conflict.ts";
+import { FenceCounter } from "./fence-counter.ts";
+import { ABSENT, nodeFileSystem, threadPoolFileSystem, type FileSystem } from "./file-system.ts";
+import { Guard, type GuardHold, type PauseHook } from "./guard.ts";
+import { HorizonRewrites } from "./horizon-rewrites.ts";
+import { parseLease, serializeLease, tokenOfAnyLeaseText } from "./lease-file-format.ts";
 import { LockDirLayout } from "./lock-dir-layout.ts";
 import { horizonFor, PromisedExpiries } from "./promised-expiries.ts";
 import { toStoreError } from "./store-error.ts";
-import { TokenReservations } from "./token-reservations.ts";
+import { TempFileSweeper } from "./temp-file-sweeper.ts";
 
-/**
- * The guard every writer of the file protocol takes around a read-check-write
- * (docs/protocol.md, "The guard"). These numbers are part of the protocol: a
- * process using other stale/update values could break a live guard.
- */
-export const GUARD_STALE_MS = 10_000;
-export const GUARD_UPDATE_MS = 5_000;
-// Waiting for a busy guard spans more than GUARD_STALE_MS, so a guard left by
-// a crashed process is broken within one attempt instead of failing the caller.
-const GUARD_WAIT_MS = 15_000;
-const GUARD_BACKOFF = { firstMs: 2, factor: 1.3, maxMs: 100 };
+export { GUARD_STALE_MS, COMMIT_DEADLINE_MS } from "./guard.ts";
+
 /** Own changes remembered for the watch's echo filter (see noteOwn). */
 const MAX_REMEMBERED_CHANGES = 100_000;
+/**
+ * How often one operation starts over after finding, right before its
+ * commit, that someone changed what it read (possible only after one of its
+ * steps was held up past the commit deadline): each retry reads afresh.
+ */
+const MAX_COMMIT_ATTEMPTS = 5;
 
 export interface LeaseFileStoreOptions {
   dir: string;
@@ -42,10 +35,30 @@ export interface LeaseFileStoreOptions {
    * event loop, which otherwise go through the thread pool (see background).
    */
   fs?: FileSystem;
-  /** Told when a guard is compromised (its directory removed or made stale under us). */
+  /** Told when a guard is broken or a left-over file removed. */
   onWarning?: (message: string) => void;
-  /** Fencing tokens reserved per fence-file write (see TokenReservations). */
-  tokenBlockSize?: number;
+  /**
+   * The manager's clock: lease times, the guard's staleness and the commit
+   * deadline (tests stall writers with it). Default: the system clock.
+   */
+  clock?: Clock;
+  /** Called at the protocol's steps; tests freeze the process there (see stop-hook.ts). */
+  pauseHook?: PauseHook;
+}
+
+/** One version of R.lock as read under the guard: the state, and what a commit checks it against. */
+interface LeaseFileRead {
+  state: ResourceState;
+  /** FileSystem.identity of what was read, ABSENT when there was no file. */
+  identity: string;
+  /** The fencing_token in the file, whether or not the file is otherwise valid (0 if none). */
+  token: number;
+}
+
+interface StoreIo {
+  fs: FileSystem;
+  guard: Guard;
+  fence: FenceCounter;
 }
 
 /** Leases as JSON files in a directory: the file protocol of docs/protocol.md. */
@@ -53,26 +66,38 @@ export class LeaseFileStore implements LeaseStore {
   readonly location: string;
   private readonly layout: LockDirLayout;
   private readonly fs: FileSystem;
-  private readonly background: { fs: FileSystem; guardFs: GuardFileSystem };
+  /** The event loop's file calls, and the thread pool's for work nobody waits for. */
+  private readonly io: StoreIo;
+  private readonly background: StoreIo;
   private readonly warn: (message: string) => void;
+  private readonly pauseHook?: PauseHook;
   private readonly host = hostname();
-  private readonly tokens: TokenReservations;
   /** Identity of R.lock right after our own last change, so the watch can skip our own events. */
   private readonly ownChanges = new Map<string, string>();
   private readonly promises = new PromisedExpiries();
+  private readonly sweeper: TempFileSweeper;
+  private readonly horizons: HorizonRewrites;
+  private readonly clock: Clock;
+  private stopSweeping: (() => void) | undefined;
 
   constructor(options: LeaseFileStoreOptions) {
     this.layout = new LockDirLayout(options.dir);
     this.location = options.dir;
     this.fs = options.fs ?? nodeFileSystem;
+    this.warn = options.onWarning ?? (() => {});
+    this.pauseHook = options.pauseHook;
+    const clock = (this.clock = options.clock ?? systemClock);
+    const ioOf = (fs: FileSystem): StoreIo => ({
+      fs,
+      guard: new Guard(fs, clock, this.warn, () => this.open(), options.pauseHook),
+      fence: new FenceCounter(this.layout, fs),
+    });
+    this.io = ioOf(this.fs);
     // Writes nobody on the event loop should wait for (horizon rewrites,
     // renewals that must write, health probes) use the thread pool.
-    this.background =
-      options.fs !== undefined
-        ? { fs: options.fs, guardFs: guardFileSystem }
-        : { fs: threadPoolFileSystem, guardFs: threadPoolGuardFileSystem };
-    this.warn = options.onWarning ?? (() => {});
-    this.tokens = new TokenReservations(options.tokenBlockSize);
+    this.background = options.fs !== undefined ? this.io : ioOf(threadPoolFileSystem);
+    this.sweeper = new TempFileSweeper(this.layout, this.background.fs, clock, this.warn);
+    this.horizons = new HorizonRewrites((resource, hash) => this.refreshHorizon(resource, hash), this.warn);
   }
 
   async open(): Promise<void> {
@@ -83,31 +108,59 @@ export class LeaseFileStore implements LeaseStore {
     }
   }
 
+  /** Stops the background work: horizon rewrites not yet started, temp-file sweeps. */
+  async close(): Promise<void> {
+    this.horizons.close();
+    this.stopSweeping?.();
+    this.stopSweeping = undefined;
+  }
+
+  /** Resolves once no horizon rewrite is due or running (for tests). */
+  backgroundWritesIdle(): Promise<void> {
+    return this.horizons.idle();
+  }
+
   async read(resource: string): Promise<ResourceState> {
+    return (await this.readLeaseFile(resource, this.fs)).state;
+  }
+
+  /**
+   * Reads R.lock without following a symbolic link. What is not a regular
+   * file (a link, a directory, a socket) is unreadable, never free, and its
+   * reason names the problem, never what the file says.
+   */
+  private async readLeaseFile(resource: string, fs: FileSystem): Promise<LeaseFileRead> {
     const path = this.layout.leaseFile(resource);
     let file: { text: string; mtimeMs: number; identity: string };
     try {
-      file = await this.fs.readFileWithMtime(path);
+      file = await fs.readFileWithMtime(path);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === "ENOENT") {
         this.promises.forget(resource);
-        return { kind: "free", resource };
+        return { state: { kind: "free", resource }, identity: ABSENT, token: 0 };
       }
+      if (code === "ELOOP" || code === "EISDIR" || code === "ENOTREG") return this.notARegularFile(resource, path, fs);
       throw toStoreError("reading the lease file", path, err);
     }
     // "absent" is the one identity that repeats: once someone else's file has
     // been seen, a later delete must not pass for the echo of our own unlink.
     if (this.ownChanges.get(resource) === ABSENT) this.ownChanges.delete(resource);
     const parsed = parseLease(file.text, resource, file.mtimeMs);
-    if (typeof parsed !== "string") return { kind: "held", resource, lease: this.promises.apply(file.identity, parsed) };
+    const token = tokenOfAnyLeaseText(file.text) ?? 0;
+    if (typeof parsed !== "string") {
+      return { state: { kind: "held", resource, lease: this.promises.apply(file.identity, parsed) }, identity: file.identity, token };
+    }
     this.promises.forget(resource);
-    return {
-      kind: "unreadable",
-      resource,
-      modifiedAt: file.mtimeMs,
-      blockedUntil: file.mtimeMs + MAX_TTL_MS,
-      reason: parsed,
-    };
+    return { state: unreadable(resource, file.mtimeMs, parsed), identity: file.identity, token };
+  }
+
+  private async notARegularFile(resource: string, path: string, fs: FileSystem): Promise<LeaseFileRead> {
+    this.promises.forget(resource);
+    const found = await fs.inspect(path).catch(() => undefined);
+    const what = found?.kind === "directory" ? "a directory" : found?.kind === "other" ? "a symbolic link or special file" : "not a regular file";
+    const identity = await fs.identity(path).catch(() => `unknown:${Date.now()}`);
+    return { state: unreadable(resource, found?.mtimeMs ?? Date.now(), `the lease path is ${what}`), identity, token: 0 };
   }
 
   async list(): Promise<BlockingState[]> {
@@ -127,21 +180,13 @@ export class LeaseFileStore implements LeaseStore {
     return states;
   }
 
-  acquire(resource: string, grant: LeaseGrant, clock: Now): Promise<AcquireOutcome> {
-    return this.guarded(resource, async () => {
-      const now = timeOf(clock);
-      const current = await this.read(resource);
+  acquire(resource: string, grant: LeaseGrant): Promise<AcquireOutcome> {
+    return this.guarded(resource, this.io, async (hold) => {
+      const now = this.clock.now();
+      const read = await this.readLeaseFile(resource, this.fs);
+      const current = read.state;
       if (current.kind !== "free" && blockedUntil(current) > now) return { blocked: current };
-      const previous = current.kind === "held" ? current.lease.fencingToken : 0;
-      try {
-        return { granted: await this.writeGrant(resource, grant, now, previous) };
-      } catch (err) {
-        // The caller is told it failed and never gets the lease id, so a file
-        // that did land (say the dir fsync failed) would hold the resource for
-        // nobody. The old file, if any, had expired: removing it is a reclaim.
-        await this.removeLease(resource).catch(() => {});
-        throw err;
-      }
+      return { granted: await this.writeGrant(hold, resource, grant, now, read) };
     });
   }
 
@@ -150,36 +195,43 @@ export class LeaseFileStore implements LeaseStore {
    * releaser's by one rename, so the resource is never free in between and
    * the hand-over costs one durable write instead of an unlink plus a grant.
    */
-  handOver(resource: string, leaseIdHash: string, next: LeaseGrant, clock: Now): Promise<HandOverOutcome> {
-    return this.guarded(resource, async () => {
-      const now = timeOf(clock);
-      const current = await this.read(resource);
+  handOver(resource: string, leaseIdHash: string, next: LeaseGrant): Promise<HandOverOutcome> {
+    return this.guarded(resource, this.io, async (hold) => {
+      const now = this.clock.now();
+      const read = await this.readLeaseFile(resource, this.fs);
+      const current = read.state;
       if (current.kind !== "held" || current.lease.leaseIdHash !== leaseIdHash) return { released: false };
       if (current.lease.expiresAt <= now) {
-        await this.removeLease(resource);
+        await this.removeLease(hold, resource, read.identity, this.io);
         return { released: false };
       }
       try {
-        return { released: true, granted: await this.writeGrant(resource, next, now, current.lease.fencingToken) };
+        return { released: true, granted: await this.writeGrant(hold, resource, next, now, read) };
       } catch (err) {
+        if (err instanceof CommitConflictError) throw err;
         // The release still happens; the next waiter gets the error from its own attempt.
         this.warn(`handing ${resource} over failed (${(err as Error).message}); releasing it instead`);
-        await this.removeLease(resource);
+        const after = await this.readLeaseFile(resource, this.fs);
+        if (after.state.kind === "held" && after.state.lease.leaseIdHash === leaseIdHash) {
+          await this.removeLease(hold, resource, after.identity, this.io);
+        }
         return { released: true };
       }
     });
   }
 
-  /** Issues the next fencing token and writes the new lease file; the guard is held. */
-  private async writeGrant(resource: string, grant: LeaseGrant, now: number, previousToken: number): Promise<LeaseRecord> {
-    const fence = await this.readFence(resource);
-    const { token: fencingToken, reserveUpTo } = this.tokens.next(resource, fence, previousToken);
-    if (reserveUpTo !== undefined) {
-      // The counter is written first: if we crash before the lease file, the
-      // next token is still higher than any token a holder ever saw.
-      await this.writeAtomically(resource, this.layout.fenceFile(resource), serializeFence(resource, reserveUpTo));
+  /**
+   * Issues the next fencing token (the counter's compare-and-swap) and commits
+   * the new lease file over exactly what `read` saw; the guard is held.
+   */
+  private async writeGrant(hold: GuardHold, resource: string, grant: LeaseGrant, now: number, read: LeaseFileRead): Promise<LeaseRecord> {
+    const fence = await this.io.fence.read(resource);
+    if (fence.kind === "file") {
+      this.warn(`${resource}: converting a version 1 fencing counter; a version 1 participant must not run beside this one (docs/protocol.md §9)`);
     }
-    this.tokens.issued(resource, fencingToken, reserveUpTo ?? fence);
+    // The counter moves first: if we stop before the lease file, the next
+    // token is still higher than any token a holder ever saw.
+    const fencingToken = await this.io.fence.advance(resource, fence, read.token);
     const onDisk: LeaseRecord = {
       resource,
       holder: grant.holder,
@@ -192,7 +244,7 @@ export class LeaseFileStore implements LeaseStore {
       pid: process.pid,
       hostname: this.host,
     };
-    const identity = await this.writeLease(resource, serializeLease(onDisk, now));
+    const identity = await this.commitLease(hold, resource, serializeLease(onDisk, now), read.identity, this.io, fencingToken);
     return this.promises.wrote(identity, onDisk, now + grant.ttlMs);
   }
 
@@ -202,89 +254,101 @@ export class LeaseFileStore implements LeaseStore {
    * lease is held at least that long. Otherwise the file is rewritten with a
    * new horizon under the guard.
    */
-  async renew(resource: string, leaseIdHash: string, clock: Now): Promise<LeaseRecord | undefined> {
+  async renew(resource: string, leaseIdHash: string): Promise<LeaseRecord | undefined> {
     const identity = await this.leaseFileIdentity(resource);
-    const extended = identity && this.promises.extend(resource, leaseIdHash, identity, timeOf(clock));
-    if (extended) return extended;
+    const extended = identity && this.promises.extend(resource, leaseIdHash, identity, this.clock.now());
+    if (extended) {
+      this.scheduleHorizonIfDue(resource, leaseIdHash);
+      return extended;
+    }
     // A renewal that must write does so on the thread pool: when the disk is
     // slow (a burst of them after the background rewrites fell behind), the
     // renewals that need no write keep being answered meanwhile.
-    const { fs, guardFs } = this.background;
-    return this.guarded(
-      resource,
-      async () => {
-        const now = timeOf(clock);
-        const current = await this.read(resource);
-        if (!isLiveLeaseOf(current, leaseIdHash, now)) return undefined;
-        const onDisk = { ...current.lease, expiresAt: horizonFor(now, current.lease.ttlMs) };
-        const written = await this.writeLease(resource, serializeLease(onDisk, now), fs);
-        return this.promises.wrote(written, onDisk, now + current.lease.ttlMs);
-      },
-      guardFs,
-    );
+    const io = this.background;
+    const renewed = await this.guarded(resource, io, async (hold) => {
+      const now = this.clock.now();
+      const read = await this.readLeaseFile(resource, io.fs);
+      const current = read.state;
+      if (!isLiveLeaseOf(current, leaseIdHash, now)) return undefined;
+      const onDisk = { ...current.lease, expiresAt: horizonFor(now, current.lease.ttlMs) };
+      const written = await this.commitLease(hold, resource, serializeLease(onDisk, now), read.identity, io);
+      return this.promises.wrote(written, onDisk, now + current.lease.ttlMs);
+    });
+    if (renewed) this.scheduleHorizonIfDue(resource, leaseIdHash);
+    return renewed;
   }
 
-  /** True when a renewal just found the lease's horizon due to be pushed out (see refreshHorizon). */
-  horizonDue(resource: string, leaseIdHash: string, clock: Now): boolean {
-    return this.promises.dueForRefresh(resource, leaseIdHash, timeOf(clock)) !== undefined;
+  /** Queues a background rewrite once the lease just renewed has less than a ttl of headroom left. */
+  private scheduleHorizonIfDue(resource: string, leaseIdHash: string): void {
+    if (this.promises.dueForRefresh(resource, leaseIdHash, this.clock.now()) !== undefined) this.horizons.schedule(resource, leaseIdHash);
   }
 
   /**
    * Rewrites our own live lease's file with a later horizon, keeping what the
    * holder was promised, on the thread pool: renewals keep being answered
-   * from memory meanwhile. Does nothing if the file changed since our last
-   * write (the next renewal then reads it) or is no longer due.
+   * from memory meanwhile. Does nothing if the guard is busy, the file changed
+   * since our last write (the next renewal then reads it) or is no longer due.
    */
-  async refreshHorizon(resource: string, leaseIdHash: string, clock: Now): Promise<void> {
-    const { fs, guardFs } = this.background;
-    await this.guardedIfFree(
+  private async refreshHorizon(resource: string, leaseIdHash: string): Promise<void> {
+    const io = this.background;
+    await this.guarded(
       resource,
-      async () => {
-        const now = timeOf(clock);
+      io,
+      async (hold) => {
+        const now = this.clock.now();
         const due = this.promises.dueForRefresh(resource, leaseIdHash, now);
-        if (due === undefined || (await fs.identity(this.layout.leaseFile(resource))) !== due.identity) return;
+        if (due === undefined) return;
         const onDisk = { ...due.onDisk, expiresAt: horizonFor(now, due.onDisk.ttlMs) };
-        this.promises.rewrote(due.identity, await this.writeLease(resource, serializeLease(onDisk, now), fs), onDisk);
+        let written: string;
+        try {
+          written = await this.commitLease(hold, resource, serializeLease(onDisk, now), due.identity, io);
+        } catch (err) {
+          // Not ours any more: the next renewal reads the file and finds out.
+          if (err instanceof CommitConflictError) return;
+          throw err;
+        }
+        this.promises.rewrote(due.identity, written, onDisk);
       },
-      guardFs,
+      { wait: false },
     );
   }
 
-  release(resource: string, leaseIdHash: string, clock: Now): Promise<boolean> {
-    return this.guarded(resource, async () => {
-      const now = timeOf(clock);
-      const current = await this.read(resource);
+  release(resource: string, leaseIdHash: string): Promise<boolean> {
+    return this.guarded(resource, this.io, async (hold) => {
+      const now = this.clock.now();
+      const read = await this.readLeaseFile(resource, this.fs);
+      const current = read.state;
       if (current.kind !== "held" || current.lease.leaseIdHash !== leaseIdHash) return false;
-      await this.removeLease(resource);
+      await this.removeLease(hold, resource, read.identity, this.io);
       return current.lease.expiresAt > now;
     });
   }
 
-  reclaimIfExpired(resource: string, clock: Now): Promise<ResourceState> {
-    return this.guarded(resource, async () => {
-      const now = timeOf(clock);
-      const current = await this.read(resource);
+  reclaimIfExpired(resource: string): Promise<ResourceState> {
+    return this.guarded(resource, this.io, async (hold) => {
+      const now = this.clock.now();
+      const read = await this.readLeaseFile(resource, this.fs);
+      const current = read.state;
       if (current.kind === "free" || blockedUntil(current) > now) return current;
       // Keep the counter >= the token being forgotten (it already is, unless
       // the files were edited or restored by hand).
-      if (current.kind === "held" && current.lease.fencingToken > (await this.readFence(resource))) {
-        await this.writeAtomically(resource, this.layout.fenceFile(resource), serializeFence(resource, current.lease.fencingToken));
-      }
-      await this.removeLease(resource);
+      const fence = await this.io.fence.read(resource);
+      if (read.token > fence.token) await this.io.fence.advance(resource, fence, read.token, true);
+      await this.removeLease(hold, resource, read.identity, this.io);
       return { kind: "free", resource };
     });
   }
 
   /**
    * Creates, fsyncs and unlinks a probe file in the lock dir: the steps every
-   * write of the protocol needs. Named like the protocol's temp files
-   * (`.health.<pid>.<random>.tmp`), so other implementations ignore it and a
-   * left-over from a crash is cleaned up like any temp file. No guard is
-   * taken: the probe touches no resource. The dir is not created: a missing
-   * lock dir is worth reporting.
+   * write of the protocol needs. Its name starts with two dots, so it can
+   * never be mistaken for a resource's temp file (resource names never start
+   * with a dot); a left-over from a crash is swept like any temp file. No
+   * guard is taken: the probe touches no resource. The dir is not created: a
+   * missing lock dir is worth reporting.
    */
   async probeWritable(): Promise<void> {
-    const path = join(this.layout.dir, `.health.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
+    const path = this.layout.probeFile(randomBytes(6).toString("hex"));
     try {
       await this.background.fs.writeNewFileSynced(path, "");
     } catch (err) {
@@ -338,71 +402,94 @@ export class LeaseFileStore implements LeaseStore {
       retry.unref();
     };
     start();
+    this.stopSweeping ??= this.sweeper.start();
     return () => {
       stopped = true;
+      this.stopSweeping?.();
+      this.stopSweeping = undefined;
       clearTimeout(retry);
       watcher?.close();
     };
   }
 
-  private async readFence(resource: string): Promise<number> {
-    const path = this.layout.fenceFile(resource);
-    let text: string;
-    try {
-      text = (await this.fs.readFileWithMtime(path)).text;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return 0;
-      throw toStoreError("reading the fencing counter", path, err);
-    }
-    const token = parseFence(text, resource);
-    // Guessing a counter could hand out a token twice: refuse instead.
-    if (typeof token === "string") {
-      throw new StoreFailureError(`the fencing counter ${path} is corrupt (${token}); restore it, or raise it above every token issued`, path);
-    }
-    return token;
-  }
-
-  /** Returns the identity of the file now at `path` (see FileSystem.identity). */
-  private async writeAtomically(resource: string, path: string, data: string, fs = this.fs): Promise<string> {
+  /**
+   * Commits `text` as R.lock over exactly the version `expected` that was
+   * read under the guard (docs/protocol.md §4, the commit rule): written and
+   * fsynced under a temp name first; right before the commit, R.lock must
+   * still be that version, a grant's token must still be the last issued, and
+   * the guard's deadline must not have passed. A free resource is taken with
+   * link(), which fails rather than replace a lease someone made meanwhile.
+   * Returns the identity of the new R.lock.
+   */
+  private async commitLease(hold: GuardHold, resource: string, text: string, expected: string, io: StoreIo, token?: number): Promise<string> {
+    const { fs } = io;
+    const path = this.layout.leaseFile(resource);
     const temp = this.layout.tempFileFor(resource, randomBytes(6).toString("hex"));
     let identity: string;
     try {
-      identity = await fs.writeNewFileSynced(temp, data);
-      await fs.rename(temp, path);
+      identity = await fs.writeNewFileSynced(temp, text);
+      this.pauseHook?.("temp", resource);
+      await this.checkCommit(hold, resource, expected, io, token);
+      this.pauseHook?.("commit", resource);
+      if (expected === ABSENT) await fs.link(temp, path);
+      else await fs.rename(temp, path);
     } catch (err) {
       await fs.unlink(temp).catch(() => {});
+      if (err instanceof CommitConflictError) throw err;
+      if ((err as NodeJS.ErrnoException).code === "EEXIST" && expected === ABSENT) {
+        throw new CommitConflictError(`${path} was created by someone else`);
+      }
+      await this.noteOwnChange(resource);
       throw toStoreError("writing", path, err);
     }
+    // The lease keeps its inode under its own name; the temp name goes.
+    if (expected === ABSENT) await fs.unlink(temp).catch(() => {});
+    this.noteOwn(resource, identity);
     try {
       await fs.syncDirectory(this.layout.dir);
     } catch (err) {
+      // Not durable, so the caller is told it failed and never learns the
+      // lease id: a file left in place would hold the resource for nobody.
+      await this.removeLease(hold, resource, identity, io).catch(() => {});
       throw toStoreError("syncing the lock dir after writing", path, err);
     }
     return identity;
   }
 
-  // After our own change of R.lock we know its identity without another stat;
-  // only a failed change leaves it uncertain enough to look.
-  private async writeLease(resource: string, text: string, fs = this.fs): Promise<string> {
-    try {
-      const identity = await this.writeAtomically(resource, this.layout.leaseFile(resource), text, fs);
-      this.noteOwn(resource, identity);
-      return identity;
-    } catch (err) {
-      await this.noteOwnChange(resource);
-      throw err;
-    }
-  }
-
-  private async removeLease(resource: string): Promise<void> {
+  /** Removes R.lock if it is still exactly the version `expected` (the commit rule, for unlink). */
+  private async removeLease(hold: GuardHold, resource: string, expected: string, io: StoreIo): Promise<void> {
     this.promises.forget(resource);
+    const path = this.layout.leaseFile(resource);
+    if (expected === ABSENT) return;
+    await this.checkCommit(hold, resource, expected, io);
+    this.pauseHook?.("commit", resource);
     try {
-      await this.remove(this.layout.leaseFile(resource));
+      await io.fs.unlink(path);
       this.noteOwn(resource, ABSENT);
     } catch (err) {
       await this.noteOwnChange(resource);
-      throw err;
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw toStoreError("removing", path, err);
     }
+  }
+
+  /**
+   * The checks right before a commit. The deadline is checked last, so what
+   * remains between the checks and the commit is the few instructions to the
+   * system call (docs/protocol.md §4, "What remains").
+   */
+  private async checkCommit(hold: GuardHold, resource: string, expected: string, io: StoreIo, token?: number): Promise<void> {
+    const path = this.layout.leaseFile(resource);
+    let now: string;
+    try {
+      now = await io.fs.identity(path);
+    } catch (err) {
+      throw toStoreError("checking the lease file before writing", path, err);
+    }
+    if (now !== expected) throw new CommitConflictError(`${path} changed since it was read`);
+    if (token !== undefined && !(await io.fence.isStill(resource, token))) {
+      throw new CommitConflictError(`a fencing token above ${token} was issued for ${resource} meanwhile`);
+    }
+    hold.checkDeadline();
   }
 
   /** R.lock's identity (FileSystem.identity), or undefined when it cannot be read. */
@@ -435,82 +522,36 @@ export class LeaseFileStore implements LeaseStore {
     return (await this.leaseFileIdentity(resource)) === own;
   }
 
-  private async remove(path: string): Promise<void> {
-    try {
-      await this.fs.unlink(path);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw toStoreError("removing", path, err);
-    }
-  }
-
-  /** Runs a read-check-write under the resource's guard directory. */
-  private async guarded<T>(resource: string, work: () => Promise<T>, guardFs = guardFileSystem): Promise<T> {
-    const unlock = await this.takeGuard(resource, guardFs);
-    try {
-      return await work();
-    } finally {
-      await unlock().catch((err: Error) => this.warn(`releasing guard ${this.layout.guardDir(resource)} failed: ${err.message}`));
-    }
-  }
-
   /**
-   * Runs `work` under the guard if it can be taken at once, else does
-   * nothing (for background work that a later renewal simply tries again).
-   * The same directory as proper-lockfile's lock, made with one mkdir and
-   * removed with rmdir: held for milliseconds, it needs no mtime updates, and
-   * any other taker sees it as a live guard.
+   * Runs a read-check-write under the resource's guard. A step that finds it
+   * may not commit (CommitConflictError) committed nothing; it starts over
+   * from a fresh read. With `wait: false` nothing is done when the guard is
+   * busy (background work that a later renewal simply tries again).
    */
-  private async guardedIfFree(resource: string, work: () => Promise<void>, guardFs: GuardFileSystem): Promise<void> {
-    const guard = this.layout.guardDir(resource);
-    const call = (method: (path: string, done: (err: NodeJS.ErrnoException | null) => void) => void) =>
-      new Promise<void>((resolve, reject) => method(guard, (err) => (err ? reject(err) : resolve())));
-    try {
-      await call(guardFs.mkdir);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "EEXIST") return;
-      throw toStoreError("taking the guard", guard, err);
-    }
-    try {
-      await work();
-    } finally {
-      await call(guardFs.rmdir).catch((err: Error) => this.warn(`releasing guard ${guard} failed: ${err.message}`));
-    }
-  }
-
-  /**
-   * Waits only while another process holds the guard (ELOCKED); any other
-   * errno (ENOTDIR, EACCES, EROFS...) will not go away by waiting and is
-   * reported at once. A lock dir removed under us is made again.
-   */
-  private async takeGuard(resource: string, guardFs: GuardFileSystem): Promise<() => Promise<void>> {
-    const guard = this.layout.guardDir(resource);
-    const giveUpAt = Date.now() + GUARD_WAIT_MS;
-    let delay = GUARD_BACKOFF.firstMs;
-    let recreatedDir = false;
-    for (;;) {
+  private async guarded<T>(resource: string, io: StoreIo, work: (hold: GuardHold) => Promise<T>): Promise<T>;
+  private async guarded(resource: string, io: StoreIo, work: (hold: GuardHold) => Promise<void>, options: { wait: false }): Promise<void>;
+  private async guarded<T>(resource: string, io: StoreIo, work: (hold: GuardHold) => Promise<T>, options = { wait: true }): Promise<T | undefined> {
+    const path = this.layout.guardDir(resource);
+    for (let attempt = 1; ; attempt++) {
+      const hold = await io.guard.take(path, resource, options.wait);
+      if (hold === undefined) return undefined;
       try {
-        return await lockfile.lock(this.layout.leaseFile(resource), {
-          realpath: false,
-          lockfilePath: guard,
-          stale: GUARD_STALE_MS,
-          update: GUARD_UPDATE_MS,
-          retries: 0,
-          fs: guardFs,
-          onCompromised: (err) => this.warn(`guard ${guard} compromised: ${err.message}`),
-        });
+        return await work(hold);
       } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code === "ENOENT" && !recreatedDir) {
-          recreatedDir = true;
-          await this.open();
-          continue;
+        if (!(err instanceof CommitConflictError)) throw err;
+        this.warn(`${resource}: ${err.message}; starting over`);
+        if (attempt >= MAX_COMMIT_ATTEMPTS) {
+          throw new StoreFailureError(`${resource} kept changing under the guard (${err.message}); gave up after ${attempt} attempts`, path);
         }
-        if (code !== "ELOCKED" || Date.now() >= giveUpAt) throw toStoreError("taking the guard", guard, err);
+      } finally {
+        await hold.release().catch((err: Error) => this.warn(`releasing guard ${path} failed: ${err.message}`));
       }
-      await new Promise((resolve) => setTimeout(resolve, delay));
-      delay = Math.min(delay * GUARD_BACKOFF.factor, GUARD_BACKOFF.maxMs);
     }
   }
+}
+
+function unreadable(resource: string, modifiedAt: number, reason: string): ResourceState {
+  return { kind: "unreadable", resource, modifiedAt, blockedUntil: modifiedAt + MAX_TTL_MS, reason };
 }
 
 function isLiveLeaseOf(

@@ -8,6 +8,8 @@ import { RESOURCE_NAME_PATTERN } from "../core/limits.ts";
 export const LEASE_SUFFIX = ".lock";
 export const GUARD_SUFFIX = ".lock.guard";
 export const FENCE_SUFFIX = ".lock.fence";
+// `.R.<pid>.<random>.tmp` and `..probe.<pid>.<random>.tmp`.
+const TEMP_ENTRY = /^\.(?:[A-Za-z0-9][A-Za-z0-9._-]{0,127}|\.probe)\.[0-9]+\.[0-9a-f]+\.tmp$/;
 
 export class LockDirLayout {
   constructor(readonly dir: string) {}
@@ -24,9 +26,24 @@ export class LockDirLayout {
     return join(this.dir, resource + FENCE_SUFFIX);
   }
 
-  /** A unique sibling to write before renaming over `target`. */
+  /** Where a conversion to version 2 moves a version 1 counter file (docs/protocol.md §9); never removed. */
+  retiredFenceFile(resource: string): string {
+    return join(this.dir, resource + FENCE_SUFFIX + ".v1");
+  }
+
+  /** A unique sibling to write (a file, or the fencing counter's first dir) before renaming it into place. */
   tempFileFor(resource: string, unique: string): string {
     return join(this.dir, `.${resource}.${process.pid}.${unique}.tmp`);
+  }
+
+  /** The writability probe's file: two leading dots, so never a resource's temp file. */
+  probeFile(unique: string): string {
+    return join(this.dir, `..probe.${process.pid}.${unique}.tmp`);
+  }
+
+  /** True for the names of temp files and probes (anyone may sweep them once they are old). */
+  isTempEntry(entry: string): boolean {
+    return TEMP_ENTRY.test(entry);
   }
 
   /** The resource a directory entry is the lease file of, if any. */

@@ -119,10 +119,12 @@ describe("LockService end to end", () => {
     assert.equal(listing.locks.length, 8);
     for (const lock of listing.locks) assert.equal(lock.leaseId, "", "lease_id is empty in listings");
     const listingText = JSON.stringify(listing);
-    const files = await readdir(dir);
-    const fileTexts = await Promise.all(
-      files.filter((name) => name.startsWith("entropy-") && !name.endsWith(".guard")).map((name) => readFile(join(dir, name), "utf8")),
-    );
+    // Every entry below the lock dir, fencing counter dirs included: names and contents.
+    const files = (await readdir(dir, { recursive: true })).filter((name) => name.startsWith("entropy-"));
+    const fileTexts = [
+      ...files,
+      ...(await Promise.all(files.map((name) => readFile(join(dir, name), "utf8").catch(() => "")))),
+    ];
     for (const id of ids) {
       assert.ok(!listingText.includes(id), "a lease id leaked into ListLocks");
       for (const text of fileTexts) assert.ok(!text.includes(id), "a lease id leaked into a file in the lock dir");

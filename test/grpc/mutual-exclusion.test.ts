@@ -1,3 +1,4 @@
+import { readFenceToken } from "../helpers/fence.ts";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
@@ -139,14 +140,11 @@ async function runContention(modes: Mode[]): Promise<CycleRecord[]> {
     assert.equal(logTokens.length, all.length);
     assert.deepEqual(logTokens, byToken.map((r) => r.fencing_token), "shared log lines are not in fencing-token order");
 
-    // Everything was released; the lock dir holds no lease file and the counter bounds every token
-    // issued (it holds the end of the reserved block, docs/protocol.md section 2).
+    // Everything was released; the lock dir holds no lease file and the counter names the last
+    // token issued (docs/protocol.md section 2).
     assert.equal(await assertValidLockDir(lockDir), 0);
-    const fence = JSON.parse(await readFile(join(lockDir, "shared.lock.fence"), "utf8")) as { fencing_token: number };
-    assert.ok(
-      fence.fencing_token >= byToken.at(-1)!.fencing_token,
-      `the fence (${fence.fencing_token}) is below the last token (${byToken.at(-1)!.fencing_token})`,
-    );
+    const fence = await readFenceToken(lockDir, "shared");
+    assert.ok(fence >= byToken.at(-1)!.fencing_token, `the fence (${fence}) is below the last token (${byToken.at(-1)!.fencing_token})`);
     return all;
   } finally {
     clearTimeout(deadline);

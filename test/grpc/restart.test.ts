@@ -1,3 +1,4 @@
+import { readFenceToken } from "../helpers/fence.ts";
 import { test } from "node:test";
 import { fetchHealthLocks } from "../helpers/health-locks.ts";
 import assert from "node:assert/strict";
@@ -107,10 +108,7 @@ async function backdateLeaseFile(path: string, byMs: number): Promise<void> {
   await rename(`${path}.backdate.tmp`, path);
 }
 
-async function fenceOf(dir: string, resource: string): Promise<number> {
-  const doc = JSON.parse(await readFile(join(dir, `${resource}.lock.fence`), "utf8")) as { fencing_token: number };
-  return doc.fencing_token;
-}
+const fenceOf = readFenceToken;
 
 test("SIGKILL while two leases are held and a third client waits: the leases survive the restart", { timeout: 60_000 }, async () => {
   await withHarness(async (h) => {

@@ -112,8 +112,21 @@ export class FaultyFileSystem implements FileSystem {
     // Matched against the target: "the rename onto R.lock".
     return this.run("rename", to, () => nodeFileSystem.rename(from, to));
   }
+  link(from: string, to: string) {
+    // Matched against the target, like rename.
+    return this.run("link", to, () => nodeFileSystem.link(from, to));
+  }
   unlink(path: string) {
     return this.run("unlink", path, () => nodeFileSystem.unlink(path));
+  }
+  makeDirectory(path: string) {
+    return this.run("makeDirectory", path, () => nodeFileSystem.makeDirectory(path));
+  }
+  removeDirectory(path: string) {
+    return this.run("removeDirectory", path, () => nodeFileSystem.removeDirectory(path));
+  }
+  inspect(path: string) {
+    return this.run("inspect", path, () => nodeFileSystem.inspect(path));
   }
   syncDirectory(path: string) {
     return this.run("syncDirectory", path, () => nodeFileSystem.syncDirectory(path));

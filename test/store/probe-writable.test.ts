@@ -11,7 +11,7 @@ import { LeaseFileStore } from "../../src/store/lease-file-store.ts";
 import { FaultyFileSystem } from "../helpers/faulty-file-system.ts";
 import { makeTempDir } from "../helpers/temp-dir.ts";
 
-const PROBE_NAME = new RegExp(`^\\.health\\.${process.pid}\\.[0-9a-f]{12}\\.tmp$`);
+const PROBE_NAME = new RegExp(`^\\.\\.probe\\.${process.pid}\\.[0-9a-f]{12}\\.tmp$`);
 
 test("probeWritable: creates and removes a temp file named like the protocol's; nothing is left", async () => {
   const temp = await makeTempDir();

@@ -21,7 +21,7 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='mcplockd/v1/lock.proto',
   package='mcplockd.v1',
   syntax='proto3',
-  serialized_pb=_b('\n\x16mcplockd/v1/lock.proto\x12\x0bmcplockd.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\'\n\x0cWatchRequest\x12\x17\n\x0fresource_prefix\x18\x01 \x01(\t\"\xab\x04\n\tLockEvent\x12)\n\x04type\x18\x01 \x01(\x0e\x32\x1b.mcplockd.v1.LockEvent.Type\x12\x10\n\x08resource\x18\x02 \x01(\t\x12\x0e\n\x06holder\x18\x03 \x01(\t\x12\x15\n\rfencing_token\x18\x04 \x01(\x04\x12/\n\x0b\x61\x63quired_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x03ttl\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0f\n\x07waiters\x18\x08 \x01(\r\x12(\n\x04time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05state\x18\n \x01(\t\x12\x17\n\x0fprevious_holder\x18\x0b \x01(\t\x12\x1e\n\x16previous_fencing_token\x18\x0c \x01(\x04\"\xad\x01\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x08\n\x04HELD\x10\x01\x12\x15\n\x11SNAPSHOT_COMPLETE\x10\x02\x12\x0c\n\x08\x41\x43QUIRED\x10\x03\x12\x0c\n\x08RELEASED\x10\x04\x12\x0b\n\x07\x45XPIRED\x10\x05\x12\x0f\n\x0bHANDED_OVER\x10\x06\x12\x12\n\x0e\x46ORCE_RELEASED\x10\x07\x12\x13\n\x0fWAITERS_CHANGED\x10\x08\x12\x0b\n\x07RENEWED\x10\t\"\xf9\x01\n\x0e\x41\x63quireRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x0e\n\x06holder\x18\x02 \x01(\t\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cwait_timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12;\n\x08metadata\x18\x05 \x03(\x0b\x32).mcplockd.v1.AcquireRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"4\n\x0f\x41\x63quireResponse\x12!\n\x05lease\x18\x01 \x01(\x0b\x32\x12.mcplockd.v1.Lease\"\"\n\x0eReleaseRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\"#\n\x0fReleaseResponse\x12\x10\n\x08released\x18\x01 \x01(\x08\"$\n\x10KeepAliveRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\"\x8e\x01\n\x11KeepAliveResponse\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0f\n\x07\x65xpired\x18\x04 \x01(\x08\"+\n\x10ListLocksRequest\x12\x17\n\x0fresource_prefix\x18\x01 \x01(\t\"6\n\x11ListLocksResponse\x12!\n\x05locks\x18\x01 \x03(\x0b\x32\x12.mcplockd.v1.Lease\"\xe0\x02\n\x05Lease\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x10\n\x08resource\x18\x02 \x01(\t\x12\x0e\n\x06holder\x18\x03 \x01(\t\x12\x15\n\rfencing_token\x18\x04 \x01(\x04\x12/\n\x0b\x61\x63quired_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x03ttl\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x32\n\x08metadata\x18\x08 \x03(\x0b\x32 .mcplockd.v1.Lease.MetadataEntry\x12\x0f\n\x07waiters\x18\t \x01(\r\x12\r\n\x05state\x18\n \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xf3\x02\n\x0bLockService\x12\x44\n\x07\x41\x63quire\x12\x1b.mcplockd.v1.AcquireRequest\x1a\x1c.mcplockd.v1.AcquireResponse\x12\x44\n\x07Release\x12\x1b.mcplockd.v1.ReleaseRequest\x1a\x1c.mcplockd.v1.ReleaseResponse\x12N\n\tKeepAlive\x12\x1d.mcplockd.v1.KeepAliveRequest\x1a\x1e.mcplockd.v1.KeepAliveResponse(\x01\x30\x01\x12J\n\tListLocks\x12\x1d.mcplockd.v1.ListLocksRequest\x1a\x1e.mcplockd.v1.ListLocksResponse\x12<\n\x05Watch\x12\x19.mcplockd.v1.WatchRequest\x1a\x16.mcplockd.v1.LockEvent0\x01\x62\x06proto3')
+  serialized_pb=_b('\n\x16mcplockd/v1/lock.proto\x12\x0bmcplockd.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\'\n\x0cWatchRequest\x12\x17\n\x0fresource_prefix\x18\x01 \x01(\t\"\xab\x04\n\tLockEvent\x12)\n\x04type\x18\x01 \x01(\x0e\x32\x1b.mcplockd.v1.LockEvent.Type\x12\x10\n\x08resource\x18\x02 \x01(\t\x12\x0e\n\x06holder\x18\x03 \x01(\t\x12\x15\n\rfencing_token\x18\x04 \x01(\x04\x12/\n\x0b\x61\x63quired_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x03ttl\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0f\n\x07waiters\x18\x08 \x01(\r\x12(\n\x04time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05state\x18\n \x01(\t\x12\x17\n\x0fprevious_holder\x18\x0b \x01(\t\x12\x1e\n\x16previous_fencing_token\x18\x0c \x01(\x04\"\xad\x01\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x08\n\x04HELD\x10\x01\x12\x15\n\x11SNAPSHOT_COMPLETE\x10\x02\x12\x0c\n\x08\x41\x43QUIRED\x10\x03\x12\x0c\n\x08RELEASED\x10\x04\x12\x0b\n\x07\x45XPIRED\x10\x05\x12\x0f\n\x0bHANDED_OVER\x10\x06\x12\x12\n\x0e\x46ORCE_RELEASED\x10\x07\x12\x13\n\x0fWAITERS_CHANGED\x10\x08\x12\x0b\n\x07RENEWED\x10\t\"\xf9\x01\n\x0e\x41\x63quireRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x0e\n\x06holder\x18\x02 \x01(\t\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cwait_timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12;\n\x08metadata\x18\x05 \x03(\x0b\x32).mcplockd.v1.AcquireRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"4\n\x0f\x41\x63quireResponse\x12!\n\x05lease\x18\x01 \x01(\x0b\x32\x12.mcplockd.v1.Lease\"\"\n\x0eReleaseRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\"#\n\x0fReleaseResponse\x12\x10\n\x08released\x18\x01 \x01(\x08\"$\n\x10KeepAliveRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\"\xb8\x01\n\x11KeepAliveResponse\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0f\n\x07\x65xpired\x18\x04 \x01(\x08\x12(\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x19.mcplockd.v1.RenewalError\"-\n\x0cRenewalError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"+\n\x10ListLocksRequest\x12\x17\n\x0fresource_prefix\x18\x01 \x01(\t\"6\n\x11ListLocksResponse\x12!\n\x05locks\x18\x01 \x03(\x0b\x32\x12.mcplockd.v1.Lease\"\xe0\x02\n\x05Lease\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x10\n\x08resource\x18\x02 \x01(\t\x12\x0e\n\x06holder\x18\x03 \x01(\t\x12\x15\n\rfencing_token\x18\x04 \x01(\x04\x12/\n\x0b\x61\x63quired_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x03ttl\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x32\n\x08metadata\x18\x08 \x03(\x0b\x32 .mcplockd.v1.Lease.MetadataEntry\x12\x0f\n\x07waiters\x18\t \x01(\r\x12\r\n\x05state\x18\n \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xf3\x02\n\x0bLockService\x12\x44\n\x07\x41\x63quire\x12\x1b.mcplockd.v1.AcquireRequest\x1a\x1c.mcplockd.v1.AcquireResponse\x12\x44\n\x07Release\x12\x1b.mcplockd.v1.ReleaseRequest\x1a\x1c.mcplockd.v1.ReleaseResponse\x12N\n\tKeepAlive\x12\x1d.mcplockd.v1.KeepAliveRequest\x1a\x1e.mcplockd.v1.KeepAliveResponse(\x01\x30\x01\x12J\n\tListLocks\x12\x1d.mcplockd.v1.ListLocksRequest\x1a\x1e.mcplockd.v1.ListLocksResponse\x12<\n\x05Watch\x12\x19.mcplockd.v1.WatchRequest\x1a\x16.mcplockd.v1.LockEvent0\x01\x62\x06proto3')
   ,
   dependencies=[google_dot_protobuf_dot_duration__pb2.DESCRIPTOR,google_dot_protobuf_dot_timestamp__pb2.DESCRIPTOR,])
 
@@ -477,6 +477,13 @@ _KEEPALIVERESPONSE = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='error', full_name='mcplockd.v1.KeepAliveResponse.error', index=4,
+      number=5, type=11, cpp_type=10, label=1,
+      has_default_value=False, default_value=None,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -490,7 +497,45 @@ _KEEPALIVERESPONSE = _descriptor.Descriptor(
   oneofs=[
   ],
   serialized_start=1121,
-  serialized_end=1263,
+  serialized_end=1305,
+)
+
+
+_RENEWALERROR = _descriptor.Descriptor(
+  name='RenewalError',
+  full_name='mcplockd.v1.RenewalError',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='code', full_name='mcplockd.v1.RenewalError.code', index=0,
+      number=1, type=5, cpp_type=1, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='message', full_name='mcplockd.v1.RenewalError.message', index=1,
+      number=2, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=1307,
+  serialized_end=1352,
 )
 
 
@@ -520,8 +565,8 @@ _LISTLOCKSREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1265,
-  serialized_end=1308,
+  serialized_start=1354,
+  serialized_end=1397,
 )
 
 
@@ -551,8 +596,8 @@ _LISTLOCKSRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1310,
-  serialized_end=1364,
+  serialized_start=1399,
+  serialized_end=1453,
 )
 
 
@@ -682,8 +727,8 @@ _LEASE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1367,
-  serialized_end=1719,
+  serialized_start=1456,
+  serialized_end=1808,
 )
 
 _LOCKEVENT.fields_by_name['type'].enum_type = _LOCKEVENT_TYPE
@@ -699,6 +744,7 @@ _ACQUIREREQUEST.fields_by_name['metadata'].message_type = _ACQUIREREQUEST_METADA
 _ACQUIRERESPONSE.fields_by_name['lease'].message_type = _LEASE
 _KEEPALIVERESPONSE.fields_by_name['expires_at'].message_type = google_dot_protobuf_dot_timestamp__pb2._TIMESTAMP
 _KEEPALIVERESPONSE.fields_by_name['ttl'].message_type = google_dot_protobuf_dot_duration__pb2._DURATION
+_KEEPALIVERESPONSE.fields_by_name['error'].message_type = _RENEWALERROR
 _LISTLOCKSRESPONSE.fields_by_name['locks'].message_type = _LEASE
 _LEASE_METADATAENTRY.containing_type = _LEASE
 _LEASE.fields_by_name['acquired_at'].message_type = google_dot_protobuf_dot_timestamp__pb2._TIMESTAMP
@@ -713,6 +759,7 @@ DESCRIPTOR.message_types_by_name['ReleaseRequest'] = _RELEASEREQUEST
 DESCRIPTOR.message_types_by_name['ReleaseResponse'] = _RELEASERESPONSE
 DESCRIPTOR.message_types_by_name['KeepAliveRequest'] = _KEEPALIVEREQUEST
 DESCRIPTOR.message_types_by_name['KeepAliveResponse'] = _KEEPALIVERESPONSE
+DESCRIPTOR.message_types_by_name['RenewalError'] = _RENEWALERROR
 DESCRIPTOR.message_types_by_name['ListLocksRequest'] = _LISTLOCKSREQUEST
 DESCRIPTOR.message_types_by_name['ListLocksResponse'] = _LISTLOCKSRESPONSE
 DESCRIPTOR.message_types_by_name['Lease'] = _LEASE
@@ -782,6 +829,13 @@ KeepAliveResponse = _reflection.GeneratedProtocolMessageType('KeepAliveResponse'
   ))
 _sym_db.RegisterMessage(KeepAliveResponse)
 
+RenewalError = _reflection.GeneratedProtocolMessageType('RenewalError', (_message.Message,), dict(
+  DESCRIPTOR = _RENEWALERROR,
+  __module__ = 'mcplockd.v1.lock_pb2'
+  # @@protoc_insertion_point(class_scope:mcplockd.v1.RenewalError)
+  ))
+_sym_db.RegisterMessage(RenewalError)
+
 ListLocksRequest = _reflection.GeneratedProtocolMessageType('ListLocksRequest', (_message.Message,), dict(
   DESCRIPTOR = _LISTLOCKSREQUEST,
   __module__ = 'mcplockd.v1.lock_pb2'
@@ -823,8 +877,8 @@ _LOCKSERVICE = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=1722,
-  serialized_end=2093,
+  serialized_start=1811,
+  serialized_end=2182,
   methods=[
   _descriptor.MethodDescriptor(
     name='Acquire',
