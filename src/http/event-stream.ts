@@ -90,7 +90,6 @@ export function serveEventStream(
   }
   request.on("close", close);
   shutdown.addEventListener("abort", close, { once: true });
-  send("retry: 1000\n\n");
   for (const event of snapshot) sendEvent(event);
   sendEvent(snapshotComplete(Date.now()));
 }

@@ -114,12 +114,6 @@ async function route(context: HttpContext, request: IncomingMessage, response: S
     return;
   }
   if (path === "/events" && reading) {
-    // The page's check whether it may connect (it asks for a token if not).
-    if (url.searchParams.has("probe")) {
-      response.writeHead(204, { "cache-control": "no-store" });
-      response.end();
-      return;
-    }
     serveEventStream(manager, context.storeHealth, request, response, context.stopping);
     return;
   }

@@ -144,27 +144,61 @@ function setBadge(id, text, cls) {
   badge.textContent = text;
   badge.className = "badge " + cls;
 }
-function connect() {
-  const token = sessionStorage.getItem("mcp-lockd-token");
-  const source = new EventSource("events" + (token ? "?token=" + encodeURIComponent(token) : ""));
-  source.onopen = () => setBadge("conn", "LIVE", "ok");
-  source.onmessage = (message) => apply(JSON.parse(message.data));
-  source.addEventListener("store", (message) => {
-    const store = JSON.parse(message.data);
+// The stream is read with fetch() rather than EventSource, which cannot send
+// an Authorization header: a token never goes into a URL (and so into logs).
+function onStreamEvent(name, data) {
+  if (name === "store") {
+    const store = JSON.parse(data);
     setBadge("store", store.up ? "OK" : "DOWN", store.up ? "ok" : "bad");
     $("store-detail").textContent = store.up ? "" : store.detail;
-  });
-  source.onerror = () => {
-    setBadge("conn", "RECONNECTING", "warn");
-    // A refused token: ask for one (once per browser session it is kept).
-    fetch("events?probe=1" + (token ? "&token=" + encodeURIComponent(token) : "")).then((response) => {
-      if (response.status === 401 || response.status === 403) {
-        source.close();
-        setBadge("conn", "NEEDS A TOKEN", "bad");
-        $("auth").style.display = "block";
+  } else if (name === "message") {
+    apply(JSON.parse(data));
+  }
+}
+async function readStream() {
+  const token = sessionStorage.getItem("mcp-lockd-token");
+  const response = await fetch("events", { headers: token ? { authorization: "Bearer " + token } : {}, cache: "no-store" });
+  if (response.status === 401 || response.status === 403) return "needs-token";
+  if (!response.ok || !response.body) throw new Error("HTTP " + response.status);
+  setBadge("conn", "LIVE", "ok");
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return "ended";
+    buffer += value;
+    let end;
+    while ((end = buffer.indexOf("\\n\\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      let name = "message";
+      const data = [];
+      for (const line of block.split("\\n")) {
+        if (line.startsWith("event: ")) name = line.slice(7);
+        else if (line.startsWith("data: ")) data.push(line.slice(6));
       }
-    }, () => {});
-  };
+      if (data.length > 0) onStreamEvent(name, data.join("\\n"));
+    }
+  }
+}
+async function connect() {
+  for (;;) {
+    let outcome;
+    try {
+      outcome = await readStream();
+    } catch {
+      outcome = "failed";
+    }
+    if (outcome === "needs-token") {
+      setBadge("conn", "NEEDS A TOKEN", "bad");
+      $("auth").style.display = "block";
+      return;
+    }
+    // Ended (the service restarted, or this page fell behind): a new stream
+    // starts with a fresh snapshot.
+    setBadge("conn", "RECONNECTING", "warn");
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
 }
 $("auth").addEventListener("submit", (submit) => {
   submit.preventDefault();

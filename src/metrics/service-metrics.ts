@@ -124,9 +124,8 @@ export class ServiceMetrics {
   private readonly held = this.leaseHeldSeconds.for({});
   private storeProbe: { up: boolean; at: number } | undefined;
   private probing: Promise<void> | undefined;
-  private stopListening: (() => void) | undefined;
 
-  constructor(private readonly options: ServiceMetricsOptions) {
+  constructor(options: ServiceMetricsOptions) {
     // Deno's emulation of process and perf_hooks breaks prom-client's
     // default process metrics: there only ours are registered.
     if (options.runtime !== "deno") collectDefaultMetrics({ register: this.registry });
@@ -140,7 +139,7 @@ export class ServiceMetrics {
 
   /** Counts what the manager reports and reads its gauges at each scrape. */
   attach(manager: LockManager): void {
-    this.stopListening = manager.subscribe((event) => this.onEvent(event), { renewals: false });
+    manager.subscribe((event) => this.onEvent(event), { renewals: false });
     const self = this;
     new Gauge({
       name: "mcplockd_leases_active",
@@ -187,10 +186,6 @@ export class ServiceMetrics {
         this.set((await self.storeUp(manager)) ? 1 : 0);
       },
     });
-  }
-
-  detach(): void {
-    this.stopListening?.();
   }
 
   /** The text exposition format. */
