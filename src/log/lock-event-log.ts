@@ -30,12 +30,14 @@ export function logLockEvents(manager: LockManager, logger: Logger): () => void 
 }
 
 /** Routine outcomes of a lock's life: not worth more than debug. */
-const ROUTINE = new Set<number>([status.ABORTED, status.CANCELLED, status.NOT_FOUND, status.DEADLINE_EXCEEDED]);
+const ROUTINE = new Set<number>([status.ABORTED, status.NOT_FOUND, status.DEADLINE_EXCEEDED]);
 /** The service's own failures. */
 const FAILURES = new Set<number>([status.INTERNAL, status.UNKNOWN, status.DATA_LOSS]);
 
 export function logRejectedCalls(logger: Logger): RejectedCallListener {
   return (method, code, codeName, details) => {
+    // The caller went away (a watch or a wait it gave up): nothing was refused.
+    if (code === status.CANCELLED) return;
     const level: LogLevel = ROUTINE.has(code) ? "debug" : FAILURES.has(code) ? "warn" : "info";
     if (logger.enabled(level)) logger[level]("call rejected", { method, code: codeName, details });
   };
