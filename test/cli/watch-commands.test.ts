@@ -4,7 +4,9 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { startServiceFixture, type ServiceFixture } from "../helpers/service-process.ts";
 import { withTimeout } from "../helpers/wait.ts";
-import { runClientCli, startClientCli } from "./client-cli.ts";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { clientCliCommand, cliEnv, runClientCli, startClientCli } from "./client-cli.ts";
 
 const seconds = (s: number) => ({ seconds: s, nanos: 0 });
 
@@ -42,6 +44,46 @@ describe("watching commands", () => {
     } finally {
       cli.kill("SIGKILL");
       await raw.release(early.leaseId).catch(() => {});
+    }
+  });
+
+  test("status --watch on a terminal: a live table with the lock, its waiters and the recent events", async () => {
+    const raw = fx!.client;
+    const { command, args } = clientCliCommand(["status", "tw-", "--watch"]);
+    // script(1) (util-linux, in every Debian) gives the command a terminal.
+    const shellLine = [command, ...args].map((word) => `'${word.replace(/'/g, "'\\''")}'`).join(" ");
+    const child = spawn("script", ["-qfec", shellLine, "/dev/null"], {
+      env: cliEnv({ MCP_LOCKD_ADDRESS: fx!.service.grpcAddress, COLUMNS: "120", LINES: "40" }),
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let screen = "";
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (screen += chunk));
+    const exited = once(child, "exit");
+    const lastFrame = () => screen.slice(screen.lastIndexOf("\x1b[H\x1b[2J"));
+    const until = (pattern: RegExp, what: string) =>
+      withTimeout(
+        (async () => {
+          while (!pattern.test(lastFrame())) await new Promise((resolve) => child.stdout.once("data", resolve));
+        })(),
+        10_000,
+        what,
+      );
+    try {
+      await until(/no locks held/, "the empty table");
+      const lease = (await raw.acquire({ resource: "tw-live", holder: "on-screen", ttl: seconds(60) })).lease!;
+      await until(/^tw-live +on-screen +\S+ +1m00s +\S+ +\d+ +0\r?$/m, "the lock's row");
+      const waiting = raw.acquire({ resource: "tw-live", holder: "queued", waitTimeout: seconds(30) });
+      await until(/^tw-live +on-screen .* 1\r?$/m, "the waiter count");
+      assert.match(lastFrame(), /recent events:[\s\S]*WAITERS_CHANGED tw-live holder=on-screen/);
+      await raw.release(lease.leaseId);
+      const next = (await waiting).lease!;
+      await until(/HANDED_OVER tw-live holder=queued .*from=on-screen/, "the hand-over in the feed");
+      await raw.release(next.leaseId);
+      await until(/no locks held/, "the table empty again");
+      assert.ok(!screen.includes(lease.leaseId) && !screen.includes(next.leaseId), "a lease id reached the screen");
+    } finally {
+      child.kill("SIGTERM");
+      await withTimeout(exited, 10_000, "script to exit");
     }
   });
 
