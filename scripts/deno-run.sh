@@ -7,6 +7,13 @@
 # flag, then environment variable, then default. Paths with commas cannot be
 # listed in Deno's permission flags; use MCP_LOCKD_DENO_FLAGS=-A for those.
 #
+# `mcp` (the MCP server on stdio) gets less: no files at all, the network to
+# the service's address only (--address, else MCP_LOCKD_ADDRESS, else
+# 127.0.0.1:50051), the environment, and the host name and user (uid, for
+# the user name when USER is unset): the default holder name says who and where.
+# For an address that is not HOST:PORT (unix:/path, dns:...), override with
+# MCP_LOCKD_DENO_FLAGS.
+#
 # Deno is the npm package `deno`; its binary is exec'ed directly (not through
 # `npx deno` or the package's bin.cjs fallback, which run it as a child and do
 # not pass SIGTERM on), so signals reach the service.
@@ -40,9 +47,30 @@ host_of() {
   if [[ "$host" == localhost ]]; then printf 'localhost,127.0.0.1,[::1]'; else printf '%s' "$host"; fi
 }
 
+address="${MCP_LOCKD_ADDRESS:-127.0.0.1:50051}"
+for ((i = 0; i < ${#args[@]}; i++)); do
+  case "${args[i]}" in
+    --address) address="${args[i + 1]:-}" ;;
+    --address=*) address="${args[i]#*=}" ;;
+  esac
+done
+
 if [[ -n "${MCP_LOCKD_DENO_FLAGS:-}" ]]; then
   # shellcheck disable=SC2206 # word splitting of the override is intended
   permissions=(${MCP_LOCKD_DENO_FLAGS})
+elif [[ "${1:-}" == mcp ]]; then
+  # HOST:PORT as Deno's --allow-net takes it; "localhost" also allows the loopback addresses.
+  if [[ "${address%:*}" == localhost ]]; then
+    port="${address##*:}"
+    net="localhost:$port,127.0.0.1:$port,[::1]:$port"
+  else
+    net="$address"
+  fi
+  permissions=(
+    "--allow-net=$net"
+    --allow-env
+    --allow-sys=hostname,uid
+  )
 else
   permissions=(
     "--allow-read=$lock_dir"

@@ -3,6 +3,7 @@ import { ACQUIRE_USAGE, runAcquireCommand } from "./acquire-command.ts";
 import { CALL_USAGE, runCallCommand } from "./call-command.ts";
 import { DEFAULT_ADDRESS } from "./client-options.ts";
 import { EXIT_CODES_HELP, EXIT_USAGE } from "./exit-codes.ts";
+import { MCP_USAGE } from "./mcp-usage.ts";
 import { RELEASE_USAGE, runReleaseCommand } from "./release-command.ts";
 import { RENEW_USAGE, runRenewCommand } from "./renew-command.ts";
 import { RUN_USAGE, runRunCommand } from "./run-command.ts";
@@ -23,6 +24,7 @@ Usage:
   mcp-lockd acquire RESOURCE [--ttl D] [--wait D] [--holder NAME] [--json]
   mcp-lockd renew [LEASE_ID | -] [--json]
   mcp-lockd release [LEASE_ID | -]
+  mcp-lockd mcp [--address HOST:PORT] [--holder NAME]
   mcp-lockd call [--address HOST:PORT] list | describe [SYMBOL] | SERVICE/METHOD [JSON]
   mcp-lockd COMMAND --help | mcp-lockd --help | --version
 
@@ -35,7 +37,7 @@ serve options (flag, then environment variable, then default):
   --log-level LEVEL       MCP_LOCKD_LOG_LEVEL    ${SERVE_DEFAULTS.logLevel} (error, warn, info, debug)
   Port 0 picks a free port. Listening beyond loopback must be asked for.
 
-Client commands (run, status, wait, acquire, renew, release) talk to the service at
+Client commands (run, status, wait, acquire, renew, release, mcp) talk to the service at
   --address HOST:PORT     MCP_LOCKD_ADDRESS      ${DEFAULT_ADDRESS}
 run: holds RESOURCE while COMMAND runs (renewing it), passes MCP_LOCKD_RESOURCE,
   MCP_LOCKD_FENCING_TOKEN and MCP_LOCKD_EXPIRES_AT, exits with COMMAND's code;
@@ -43,6 +45,7 @@ run: holds RESOURCE while COMMAND runs (renewing it), passes MCP_LOCKD_RESOURCE,
 acquire prints the lease id (a capability: keep it out of logs) for scripts
   that release or renew it themselves; the lease is not renewed after it exits.
 Durations: 500ms, 30s, 5m, 1h, 1m30s; a bare number is seconds.
+mcp: an MCP server on stdio with lock tools for AI agents (docs/mcp.md).
 call: a client that learns the API through gRPC reflection (mcp-lockd call --help).
 gRPC also serves grpc.health.v1.Health and server reflection (v1, v1alpha).
 HTTP: GET /health/locks lists holders; GET /healthz answers liveness;
@@ -60,6 +63,8 @@ const CLIENT_COMMANDS = new Map<string, { usage: string; run: (args: string[]) =
   ["renew", { usage: RENEW_USAGE, run: runRenewCommand }],
   ["release", { usage: RELEASE_USAGE, run: runReleaseCommand }],
   ["wait", { usage: WAIT_USAGE, run: runWaitCommand }],
+  // Loaded when used: the MCP SDK is a large import that no other command needs.
+  ["mcp", { usage: MCP_USAGE, run: async (args) => (await import("./mcp-command.ts")).runMcpCommand(args) }],
 ]);
 
 /** --help among the command's own arguments; for `run`, only before "--" (after it they are COMMAND's). */
