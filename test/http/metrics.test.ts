@@ -6,7 +6,9 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { status } from "@grpc/grpc-js";
 import { startServiceFixture, testRuntime, type ServiceFixture } from "../helpers/service-process.ts";
-import { expectGrpcError } from "../helpers/lock-client.ts";
+import { expectGrpcError, TestLockClient } from "../helpers/lock-client.ts";
+import { makeTempDir } from "../helpers/temp-dir.ts";
+import { startService } from "../../src/service.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 const seconds = (s: number) => ({ seconds: s, nanos: 0 });
@@ -142,4 +144,21 @@ describe("GET /metrics", () => {
       assert.ok(!text.includes(secret), `${secret} appears in /metrics`);
     }
   });
+});
+
+test("--metrics off: no /metrics (404), and locks are served as before", async () => {
+  const temp = await makeTempDir();
+  const service = await startService({ lockDir: temp.path, grpcListen: "127.0.0.1:0", httpListen: "127.0.0.1:0", metrics: false });
+  const client = new TestLockClient(service.grpcAddress);
+  try {
+    const response = await fetch(`http://${service.httpAddress}/metrics`);
+    assert.equal(response.status, 404);
+    await response.text();
+    const { lease } = await client.acquire({ resource: "unmetered" });
+    await client.release(lease!.leaseId);
+  } finally {
+    client.close();
+    await service.stop();
+    await temp.remove();
+  }
 });
