@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { ServerResponse } from "node:http";
 import { snapshotComplete, type LockEvent } from "../core/lock-events.ts";
 import type { LockManager } from "../core/lock-manager.ts";
 import { lockEventToJson } from "./lock-event-json.ts";
@@ -55,13 +55,7 @@ export class StoreHealthFeed {
   }
 }
 
-export function serveEventStream(
-  manager: LockManager,
-  storeHealth: StoreHealthFeed,
-  request: IncomingMessage,
-  response: ServerResponse,
-  shutdown: AbortSignal,
-): void {
+export function serveEventStream(manager: LockManager, storeHealth: StoreHealthFeed, response: ServerResponse, shutdown: AbortSignal): void {
   response.writeHead(200, {
     "content-type": "text/event-stream; charset=utf-8",
     "cache-control": "no-store",
@@ -88,7 +82,8 @@ export function serveEventStream(
     shutdown.removeEventListener("abort", close);
     response.end();
   }
-  request.on("close", close);
+  // The response, not the request: a request ends once read, its response when the reader leaves.
+  response.on("close", close);
   shutdown.addEventListener("abort", close, { once: true });
   for (const event of snapshot) sendEvent(event);
   sendEvent(snapshotComplete(Date.now()));

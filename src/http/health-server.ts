@@ -114,7 +114,7 @@ async function route(context: HttpContext, request: IncomingMessage, response: S
     return;
   }
   if (path === "/events" && reading) {
-    serveEventStream(manager, context.storeHealth, request, response, context.stopping);
+    serveEventStream(manager, context.storeHealth, response, context.stopping);
     return;
   }
   const routes: Record<string, () => Promise<unknown>> = {
