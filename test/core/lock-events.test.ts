@@ -78,7 +78,7 @@ test("validatePrefix accepts partial names and names the field when it refuses",
 async function setup(t: TestContext): Promise<{ manager: LockManager; clock: ManualClock; events: LockEvent[] }> {
   const temp = await makeTempDir();
   const clock = new ManualClock();
-  const manager = new LockManager({ store: new LeaseFileStore({ dir: join(temp.path, "locks") }), clock });
+  const manager = new LockManager({ store: new LeaseFileStore({ dir: join(temp.path, "locks"), clock }), clock });
   await manager.start();
   const events: LockEvent[] = [];
   const unsubscribe = manager.subscribe((event) => events.push(event));
