@@ -87,7 +87,7 @@ const FULL: Omit<Settings, "mode" | "rounds" | "systems" | "outFile"> = {
 };
 
 const QUICK: typeof FULL = {
-  firstWarmupMs: 500,
+  firstWarmupMs: 1_500,
   warmupMs: 250,
   measureMs: 1_000,
   manyClients: 64,
