@@ -3,7 +3,7 @@ import { performance } from "node:perf_hooks";
 import { credentials as grpcCredentials, Metadata, status } from "@grpc/grpc-js";
 import { LockServiceClient, type AcquireResponse, type Lease } from "../gen/mcplockd/v1/lock.ts";
 import { keepAliveDiagnostics, type KeepAliveDiagnostics } from "./diagnostics.ts";
-import { InvalidArgumentError, LockClientError } from "./errors.ts";
+import { InvalidArgumentError, LeaseLostError, LockClientError } from "./errors.ts";
 import { LeaseKeeper, type KeptLease } from "./lease-keeper.ts";
 import { watchEvents } from "./lock-watch.ts";
 import { Lock } from "./lock.ts";
@@ -68,7 +68,6 @@ export class LockClient implements AsyncDisposable {
       metadata: options.metadata ?? {},
     };
     const sentAt = performance.now();
-    const sentAtWall = Date.now();
     const response = await new Promise<AcquireResponse>((resolve, reject) => {
       const call = this.#stub.acquire(request, new Metadata(), {}, (err, res) => {
         signal?.removeEventListener("abort", cancel);
@@ -89,10 +88,23 @@ export class LockClient implements AsyncDisposable {
     const ttl = durationToMs(lease.ttl);
     // The lease was granted after the request was sent, so sent + ttl is
     // never later than the service's expiry. After a long wait that would
-    // leave too little: count from receipt instead (late by the response's
-    // transit at most) and renew at once, which confirms it properly.
+    // leave too little: count from receipt instead and renew at once, which
+    // confirms it properly. Receipt can be late by more than the response's
+    // transit (this process paused, a stalled network), so never count past
+    // the service's own expiry either, by the wall clock the processes of one
+    // host share, as the Python client does.
     const basis = receivedAt - sentAt <= (2 / 3) * ttl ? sentAt : receivedAt;
-    const basisWall = basis === sentAt ? sentAtWall : sentAtWall + (receivedAt - sentAt);
+    const serverExpiresAt = lease.expiresAt === undefined ? Infinity : receivedAt + (timestampToDate(lease.expiresAt).getTime() - Date.now());
+    const expiresAt = Math.min(basis + ttl, serverExpiresAt);
+    if (expiresAt <= performance.now()) {
+      void this.release(lease.leaseId).catch(() => {});
+      throw new LeaseLostError(
+        resource,
+        "expired",
+        `the grant of "${resource}" reached this process after its lease had ended (the process or the network was held up); nothing is held`,
+      );
+    }
+    const expiresAtWall = Date.now() + (expiresAt - performance.now());
     let kept: KeptLease | undefined;
     const lock = new Lock(
       {
@@ -100,7 +112,7 @@ export class LockClient implements AsyncDisposable {
         holder: lease.holder,
         fencingToken: toFencingToken(lease.fencingToken),
         leaseId: lease.leaseId,
-        expiresAt: new Date(basisWall + ttl),
+        expiresAt: new Date(expiresAtWall),
         ttl,
       },
       { stopKeeping: (id) => this.#keeper.untrack(id), releaseLease: (id) => this.release(id) },
@@ -115,7 +127,7 @@ export class LockClient implements AsyncDisposable {
       }
       throw closedError();
     }
-    this.#keeper.track(lease.leaseId, kept!, { ttlMs: ttl, sentAt, expiresAt: basis + ttl });
+    this.#keeper.track(lease.leaseId, kept!, { ttlMs: ttl, sentAt, expiresAt });
     return lock;
   }
 
