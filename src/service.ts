@@ -13,12 +13,21 @@ import { startHttpServer, type RunningHttpServer } from "./http/health-server.ts
 import type { FileSystem } from "./store/file-system.ts";
 import { LeaseFileStore } from "./store/lease-file-store.ts";
 import { stopHookFromEnv } from "./store/stop-hook.ts";
+import { VERSION } from "./cli/version.ts";
+import { grpcMetricsInterceptor } from "./metrics/grpc-metrics-interceptor.ts";
+import { instrumentStore } from "./metrics/instrumented-store.ts";
+import { ServiceMetrics } from "./metrics/service-metrics.ts";
+import { runtimeName } from "./runtime-name.ts";
+import { logLockEvents, logRejectedCalls, rejectedCallInterceptor } from "./log/lock-event-log.ts";
+import type { Logger } from "./log/logger.ts";
 
 export interface ServiceOptions {
   lockDir: string;
   grpcListen: string;
   httpListen: string;
+  /** Plain messages, at info; `logger` (levels, fields) takes precedence. */
   log?: (message: string) => void;
+  logger?: Logger;
   /**
    * Called once the gRPC server is bound, before the lease files are loaded:
    * from then on health answers (NOT_SERVING) and lock calls get UNAVAILABLE.
@@ -34,6 +43,10 @@ export interface ServiceOptions {
   insecureListen?: boolean;
   /** Waiters, streams, connections: see ServiceLimits; defaults where absent. */
   limits?: Partial<ServiceLimits>;
+  /** Events a Watch stream may fall behind by before it is ended with RESOURCE_EXHAUSTED. */
+  watchQueueLimit?: number;
+  /** Prometheus metrics on GET /metrics (default true). */
+  metrics?: boolean;
 }
 
 export interface RunningService {
@@ -57,7 +70,9 @@ export interface RunningService {
  * held one.
  */
 export async function startService(options: ServiceOptions): Promise<RunningService> {
-  const log = options.log ?? (() => {});
+  const { logger } = options;
+  const log = logger ? (message: string) => logger.info(message) : (options.log ?? (() => {}));
+  const warn = logger ? (message: string) => logger.warn(message) : log;
   assertPlaintextAllowed(
     [
       { flag: "--grpc-listen", address: options.grpcListen },
@@ -68,10 +83,16 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   );
   const lockDir = resolve(options.lockDir);
   // Read before anything binds: a bad certificate or auth file fails the start.
-  const security = await openSecurityFiles(options.tls, options.authFile, log);
-  const store = new LeaseFileStore({ dir: lockDir, onWarning: log, fs: options.fs, pauseHook: stopHookFromEnv(process.env), clock: systemClock });
+  const security = await openSecurityFiles(options.tls, options.authFile, warn);
+  const fileStore = new LeaseFileStore({ dir: lockDir, onWarning: warn, fs: options.fs, pauseHook: stopHookFromEnv(process.env), clock: systemClock });
+  const metrics = options.metrics === false ? undefined : new ServiceMetrics({ version: VERSION, runtime: runtimeName(), store: "file" });
+  const store = metrics ? instrumentStore(fileStore, metrics) : fileStore;
   const limits: ServiceLimits = { ...DEFAULT_SERVICE_LIMITS, ...options.limits };
   const manager = new LockManager({ store, log, clock: systemClock, limits });
+  metrics?.attach(manager);
+  if (logger) logLockEvents(manager, logger);
+  const onRejected = logger ? logRejectedCalls(logger) : undefined;
+  const interceptors = metrics ? [grpcMetricsInterceptor(metrics, onRejected)] : onRejected ? [rejectedCallInterceptor(onRejected)] : [];
   const shutdown = new AbortController();
   // Every call in flight listens for shutdown (and stops listening when it
   // ends): many at once is normal, not a leak.
@@ -82,7 +103,17 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   const access = () => auth?.value;
   let grpc: RunningGrpcServer;
   try {
-    grpc = await startGrpcServer(manager, { listen: options.grpcListen, shutdown, readiness, log, credentials: tls?.credentials, access, limits });
+    grpc = await startGrpcServer(manager, {
+      listen: options.grpcListen,
+      shutdown,
+      readiness,
+      log,
+      watchQueueLimit: options.watchQueueLimit,
+      interceptors,
+      credentials: tls?.credentials,
+      access,
+      limits,
+    });
   } catch (err) {
     security.close();
     throw err;
@@ -92,7 +123,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     log(`grpc listening on ${grpc.address}; loading lease files (health NOT_SERVING until done)`);
     options.onGrpcListening?.(grpc.address);
     const httpTls = tls && options.tls && { context: tls.files.value, requireClientCertificate: options.tls.clientCertAuth };
-    http = await startHttpServer(manager, options.httpListen, { tls: httpTls, access });
+    http = await startHttpServer(manager, options.httpListen, { metrics, tls: httpTls, access });
     const started = http;
     tls?.onChange((context) => started.updateTls(context));
     await manager.start();

@@ -71,6 +71,14 @@ export class AccessPolicy {
     if (!this.allows(principal, action, resource)) throw new PermissionDeniedError(principal.name, action, resource);
   }
 
+  /** Every resource starting with `prefix` is covered: a grant of `action` whose prefix `prefix` starts with. */
+  requirePrefix(principal: Principal, action: Action, prefix: string): void {
+    const covered = principal.grants.some(
+      (grant) => prefix.startsWith(grant.resourcePrefix) && (grant.actions.has(action) || grant.actions.has("admin")),
+    );
+    if (!covered) throw new PermissionDeniedError(principal.name, action, `${prefix}*`);
+  }
+
   /** For calls that are not about one resource (listings): some grant of `action` anywhere. */
   requireAny(principal: Principal, action: Action): void {
     if (!principal.grants.some((grant) => grant.actions.has(action) || grant.actions.has("admin"))) {

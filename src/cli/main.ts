@@ -10,13 +10,17 @@ import { RUN_USAGE, runRunCommand } from "./run-command.ts";
 import { parseServeOptions, SERVE_DEFAULTS } from "./serve-options.ts";
 import { runStatusCommand, STATUS_USAGE } from "./status-command.ts";
 import { VERSION } from "./version.ts";
+import { createLogger } from "../log/logger.ts";
+import { runWaitCommand, WAIT_USAGE } from "./wait-command.ts";
 
 const HELP = `mcp-lockd ${VERSION}: named locks as leases, with fencing tokens, over gRPC and lease files
 
 Usage:
-  mcp-lockd serve [--lock-dir DIR] [--grpc-listen HOST:PORT] [--http-listen HOST:PORT] [TLS and auth options]
+  mcp-lockd serve [--lock-dir DIR] [--grpc-listen HOST:PORT] [--http-listen HOST:PORT]
+                  [--metrics on|off] [--log-format text|json] [--log-level LEVEL] [TLS, auth and limit options]
   mcp-lockd run RESOURCE [--ttl D] [--wait D] [--holder NAME] [--grace D] -- COMMAND [ARGS...]
-  mcp-lockd status [PREFIX] [--json]
+  mcp-lockd status [PREFIX] [--json] [--watch]
+  mcp-lockd wait RESOURCE --until free|held [--timeout D]
   mcp-lockd acquire RESOURCE [--ttl D] [--wait D] [--holder NAME] [--json]
   mcp-lockd renew [LEASE_ID | -] [--json]
   mcp-lockd release [LEASE_ID | -]
@@ -42,8 +46,12 @@ serve options (flag, then environment variable, then default):
                           over a limit, a call gets RESOURCE_EXHAUSTED naming it
   Port 0 picks a free port. A non-loopback address needs TLS or --insecure-listen.
   Certificates and the auth file are re-read when they change, or on SIGHUP.
+  --metrics on|off        MCP_LOCKD_METRICS      ${SERVE_DEFAULTS.metrics} (GET /metrics, Prometheus)
+  --log-format text|json  MCP_LOCKD_LOG_FORMAT   text on a terminal, else json
+  --log-level LEVEL       MCP_LOCKD_LOG_LEVEL    ${SERVE_DEFAULTS.logLevel} (error, warn, info, debug)
+  Port 0 picks a free port. Listening beyond loopback must be asked for.
 
-Client commands (run, status, acquire, renew, release, mcp) talk to the service at
+Client commands (run, status, wait, acquire, renew, release, mcp) talk to the service at
   --address HOST:PORT     MCP_LOCKD_ADDRESS      ${DEFAULT_ADDRESS}
   --cacert F  --cert F  --key F  --token-file F   (MCP_LOCKD_CACERT, MCP_LOCKD_CERT,
       MCP_LOCKD_KEY, MCP_LOCKD_TOKEN_FILE): TLS, a client certificate, a bearer token
@@ -56,7 +64,8 @@ Durations: 500ms, 30s, 5m, 1h, 1m30s; a bare number is seconds.
 mcp: an MCP server on stdio with lock tools for AI agents (docs/mcp.md).
 call: a client that learns the API through gRPC reflection (mcp-lockd call --help).
 gRPC also serves grpc.health.v1.Health and server reflection (v1, v1alpha).
-HTTP: GET /health/locks lists holders; GET /healthz answers liveness.
+HTTP: GET /health/locks lists holders; GET /healthz answers liveness;
+  GET /metrics (Prometheus); GET / a live web view of the locks.
 Lease files: <lock-dir>/<resource>.lock, protocol in docs/protocol.md.
 
 ${EXIT_CODES_HELP}`;
@@ -69,6 +78,7 @@ const CLIENT_COMMANDS = new Map<string, { usage: string; run: (args: string[]) =
   ["acquire", { usage: ACQUIRE_USAGE, run: runAcquireCommand }],
   ["renew", { usage: RENEW_USAGE, run: runRenewCommand }],
   ["release", { usage: RELEASE_USAGE, run: runReleaseCommand }],
+  ["wait", { usage: WAIT_USAGE, run: runWaitCommand }],
   // Loaded when used: the MCP SDK is a large import that no other command needs.
   ["mcp", { usage: MCP_USAGE, run: async (args) => (await import("./mcp-command.ts")).runMcpCommand(args) }],
 ]);
@@ -135,14 +145,16 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 async function serve(options: ReturnType<typeof parseServeOptions>): Promise<number> {
-  const log = (message: string) => process.stderr.write(`${new Date().toISOString()} mcp-lockd: ${message}\n`);
+  const logger = createLogger({ format: options.logFormat ?? (process.stderr.isTTY ? "text" : "json"), level: options.logLevel });
+  const log = (message: string) => logger.info(message);
   let service;
   try {
-    service = await startService({ ...options, log });
+    service = await startService({ ...options, logger });
   } catch (err) {
-    log(`cannot start: ${(err as Error).message}`);
+    logger.error(`cannot start: ${(err as Error).message}`);
     return 1;
   }
+  logger.info("serving", { grpc: service.grpcAddress, http: service.httpAddress, lock_dir: service.lockDir, version: VERSION });
   process.stdout.write(
     `mcp-lockd serving grpc=${service.grpcAddress} http=${service.httpAddress} lock-dir=${service.lockDir}\n`,
   );

@@ -2,6 +2,7 @@ import { parseArgs } from "node:util";
 import { DEFAULT_ADDRESS } from "../client/lock-client.ts";
 import { DEFAULT_SERVICE_LIMITS, type ServiceLimits } from "../core/service-limits.ts";
 import type { TlsFiles, TlsMinVersion } from "../tls/tls-settings.ts";
+import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "../log/logger.ts";
 
 export interface ServeOptions {
   lockDir: string;
@@ -11,6 +12,11 @@ export interface ServeOptions {
   authFile?: string;
   insecureListen: boolean;
   limits: ServiceLimits;
+  /** GET /metrics (and the cost of counting); on unless turned off. */
+  metrics: boolean;
+  /** undefined: text on a terminal, JSON otherwise (decided where stderr is known). */
+  logFormat: LogFormat | undefined;
+  logLevel: LogLevel;
 }
 
 /** The --max-* flags and the limit each sets. */
@@ -28,6 +34,8 @@ export const SERVE_DEFAULTS = {
   grpcListen: DEFAULT_ADDRESS,
   httpListen: "127.0.0.1:8000",
   tlsMinVersion: "1.2" as TlsMinVersion,
+  metrics: "on",
+  logLevel: "info",
 };
 
 /** Flags win over environment variables, which win over the defaults. */
@@ -46,6 +54,9 @@ export function parseServeOptions(args: string[], env: NodeJS.ProcessEnv): Serve
       "auth-file": { type: "string" },
       "insecure-listen": { type: "boolean" },
       ...Object.fromEntries(Object.keys(LIMIT_FLAGS).map((flag) => [flag, { type: "string" as const }])),
+      metrics: { type: "string" },
+      "log-format": { type: "string" },
+      "log-level": { type: "string" },
     },
     strict: true,
     allowPositionals: false,
@@ -62,6 +73,8 @@ export function parseServeOptions(args: string[], env: NodeJS.ProcessEnv): Serve
   }
   if (clientCertAuth && trustedCaFile === undefined) throw new Error("--client-cert-auth needs --trusted-ca-file (the CA that signs client certificates)");
   const authFile = values["auth-file"] ?? (env.MCP_LOCKD_AUTH_FILE || undefined);
+  const metrics = oneOf("--metrics", values.metrics ?? env.MCP_LOCKD_METRICS ?? SERVE_DEFAULTS.metrics, ["on", "off"] as const);
+  const format = values["log-format"] ?? env.MCP_LOCKD_LOG_FORMAT;
   return {
     lockDir: values["lock-dir"] ?? env.MCP_LOCKD_DIR ?? SERVE_DEFAULTS.lockDir,
     grpcListen: values["grpc-listen"] ?? env.MCP_LOCKD_GRPC_LISTEN ?? SERVE_DEFAULTS.grpcListen,
@@ -72,6 +85,9 @@ export function parseServeOptions(args: string[], env: NodeJS.ProcessEnv): Serve
     ...(authFile === undefined ? {} : { authFile }),
     insecureListen: values["insecure-listen"] === true,
     limits: parseLimits(values as Record<string, unknown>),
+    metrics: metrics === "on",
+    logFormat: format === undefined || format === "" ? undefined : oneOf("--log-format", format, LOG_FORMATS),
+    logLevel: oneOf("--log-level", values["log-level"] || env.MCP_LOCKD_LOG_LEVEL || SERVE_DEFAULTS.logLevel, LOG_LEVELS),
   };
 }
 
@@ -92,4 +108,11 @@ function envFlag(value: string | undefined, name: string): boolean {
   if (value === undefined || /^(|0|false|no)$/i.test(value)) return false;
   if (/^(1|true|yes)$/i.test(value)) return true;
   throw new Error(`${name}=${value}: expected 1, true, yes, 0, false or no`);
+}
+
+function oneOf<T extends string>(flag: string, value: string, allowed: readonly T[]): T {
+  if (!(allowed as readonly string[]).includes(value)) {
+    throw new Error(`${flag} ${JSON.stringify(value)}: expected one of ${allowed.join(", ")}`);
+  }
+  return value as T;
 }

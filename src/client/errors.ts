@@ -94,3 +94,11 @@ export class UnavailableError extends LockClientError {
     this.name = "UnavailableError";
   }
 }
+
+/** A Watch fell too far behind and the service ended it; open a new watch (it starts with a fresh snapshot). */
+export class WatcherTooSlowError extends LockClientError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, status.RESOURCE_EXHAUSTED, options);
+    this.name = "WatcherTooSlowError";
+  }
+}

@@ -8,6 +8,17 @@ export {
   LockClientError,
   ResourceBusyError,
   UnavailableError,
+  WatcherTooSlowError,
   type LeaseLossReason,
 } from "./errors.ts";
-export type { AcquireOptions, ForceReleaseResult, LockClientOptions, LockClientTls, LockInfo, ReconnectOptions, Renewal } from "./types.ts";
+export type {
+  AcquireOptions,
+  ForceReleaseResult,
+  LockClientOptions,
+  LockClientTls,
+  LockEventInfo,
+  LockInfo,
+  ReconnectOptions,
+  Renewal,
+  WatchOptions,
+} from "./types.ts";

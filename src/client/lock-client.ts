@@ -4,13 +4,14 @@ import { Metadata, status } from "@grpc/grpc-js";
 import { LockServiceClient, type AcquireResponse, type Lease } from "../gen/mcplockd/v1/lock.ts";
 import { channelCredentials, tokenOptions } from "./channel.ts";
 import { keepAliveDiagnostics, type KeepAliveDiagnostics } from "./diagnostics.ts";
-import { InvalidArgumentError, LockClientError } from "./errors.ts";
+import { InvalidArgumentError, LeaseLostError, LockClientError } from "./errors.ts";
 import { LeaseKeeper, type KeptLease } from "./lease-keeper.ts";
+import { watchEvents } from "./lock-watch.ts";
 import { Lock } from "./lock.ts";
 import { durationToMs, msToDuration, timestampToDate, toFencingToken } from "./proto-time.ts";
 import { MAX_WAIT_MS } from "../core/limits.ts";
 import { errorFromStatus, isServiceError } from "./status-errors.ts";
-import type { AcquireOptions, ForceReleaseResult, LockClientOptions, LockInfo, Renewal } from "./types.ts";
+import type { AcquireOptions, ForceReleaseResult, LockClientOptions, LockEventInfo, LockInfo, Renewal, WatchOptions } from "./types.ts";
 
 export const DEFAULT_ADDRESS = "127.0.0.1:50051";
 /** Release and ListLocks answer at once; this only bounds an unresponsive peer. */
@@ -27,6 +28,8 @@ export class LockClient implements AsyncDisposable {
   readonly #keeper: LeaseKeeper;
   #closed = false;
   #closing: Promise<void> | undefined;
+  /** Open watches, ended by close(). */
+  readonly #watches = new Set<AbortController>();
 
   constructor(options: LockClientOptions = {}) {
     // An empty MCP_LOCKD_ADDRESS counts as unset, as for the CLI.
@@ -67,7 +70,6 @@ export class LockClient implements AsyncDisposable {
       metadata: options.metadata ?? {},
     };
     const sentAt = performance.now();
-    const sentAtWall = Date.now();
     const response = await new Promise<AcquireResponse>((resolve, reject) => {
       const call = this.#stub.acquire(request, new Metadata(), {}, (err, res) => {
         signal?.removeEventListener("abort", cancel);
@@ -88,10 +90,23 @@ export class LockClient implements AsyncDisposable {
     const ttl = durationToMs(lease.ttl);
     // The lease was granted after the request was sent, so sent + ttl is
     // never later than the service's expiry. After a long wait that would
-    // leave too little: count from receipt instead (late by the response's
-    // transit at most) and renew at once, which confirms it properly.
+    // leave too little: count from receipt instead and renew at once, which
+    // confirms it properly. Receipt can be late by more than the response's
+    // transit (this process paused, a stalled network), so never count past
+    // the service's own expiry either, by the wall clock the processes of one
+    // host share, as the Python client does.
     const basis = receivedAt - sentAt <= (2 / 3) * ttl ? sentAt : receivedAt;
-    const basisWall = basis === sentAt ? sentAtWall : sentAtWall + (receivedAt - sentAt);
+    const serverExpiresAt = lease.expiresAt === undefined ? Infinity : receivedAt + (timestampToDate(lease.expiresAt).getTime() - Date.now());
+    const expiresAt = Math.min(basis + ttl, serverExpiresAt);
+    if (expiresAt <= performance.now()) {
+      void this.release(lease.leaseId).catch(() => {});
+      throw new LeaseLostError(
+        resource,
+        "expired",
+        `the grant of "${resource}" reached this process after its lease had ended (the process or the network was held up); nothing is held`,
+      );
+    }
+    const expiresAtWall = Date.now() + (expiresAt - performance.now());
     let kept: KeptLease | undefined;
     const lock = new Lock(
       {
@@ -99,7 +114,7 @@ export class LockClient implements AsyncDisposable {
         holder: lease.holder,
         fencingToken: toFencingToken(lease.fencingToken),
         leaseId: lease.leaseId,
-        expiresAt: new Date(basisWall + ttl),
+        expiresAt: new Date(expiresAtWall),
         ttl,
       },
       { stopKeeping: (id) => this.#keeper.untrack(id), releaseLease: (id) => this.release(id) },
@@ -114,7 +129,7 @@ export class LockClient implements AsyncDisposable {
       }
       throw closedError();
     }
-    this.#keeper.track(lease.leaseId, kept!, { ttlMs: ttl, sentAt, expiresAt: basis + ttl });
+    this.#keeper.track(lease.leaseId, kept!, { ttlMs: ttl, sentAt, expiresAt });
     return lock;
   }
 
@@ -166,6 +181,30 @@ export class LockClient implements AsyncDisposable {
       ),
     );
     return { released: response.released, fencingToken: toFencingToken(response.fencingToken) };
+  }
+
+  /**
+   * What happens to the resources starting with `resourcePrefix`: first one
+   * "HELD" event per held resource and "SNAPSHOT_COMPLETE", then every
+   * change as it happens (ACQUIRED, RELEASED, EXPIRED, HANDED_OVER,
+   * WAITERS_CHANGED, RENEWED...). Break out of the loop, or abort
+   * `options.signal`, to stop. Throws UnavailableError when the service
+   * goes away and WatcherTooSlowError when this reader fell too far behind;
+   * a new watch then starts again from a fresh snapshot.
+   */
+  async *watch(resourcePrefix = "", options: WatchOptions = {}): AsyncGenerator<LockEventInfo> {
+    this.#assertOpen();
+    const controller = new AbortController();
+    const onAbort = () => controller.abort();
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    if (options.signal?.aborted) controller.abort();
+    this.#watches.add(controller);
+    try {
+      yield* watchEvents(this.#stub, resourcePrefix, { signal: controller.signal });
+    } finally {
+      this.#watches.delete(controller);
+      options.signal?.removeEventListener("abort", onAbort);
+    }
   }
 
   /**
@@ -221,6 +260,7 @@ export class LockClient implements AsyncDisposable {
   #shutdown(): Promise<void> {
     if (this.#closing) return this.#closing;
     this.#closed = true;
+    for (const watch of this.#watches) watch.abort();
     const held = this.#keeper.close();
     const releases = held.map(
       (leaseId) =>

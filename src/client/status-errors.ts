@@ -7,6 +7,7 @@ import {
   LockClientError,
   ResourceBusyError,
   UnavailableError,
+  WatcherTooSlowError,
 } from "./errors.ts";
 import { EXPIRES_AT_KEY, FIELD_KEY, HOLDER_KEY } from "../grpc/error-metadata.ts";
 
@@ -32,6 +33,8 @@ export function errorFromStatus(err: ServiceError, resource?: string): LockClien
     case status.UNAUTHENTICATED:
     case status.PERMISSION_DENIED:
       return new AccessDeniedError(message, err.code, options);
+    case status.RESOURCE_EXHAUSTED:
+      return new WatcherTooSlowError(message, options);
     case status.NOT_FOUND:
       return new LeaseLostError(resource, "expired", message, status.NOT_FOUND, options);
     default:

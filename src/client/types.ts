@@ -1,4 +1,5 @@
 import type { ChannelCredentials } from "@grpc/grpc-js";
+import type { LockEventType } from "../core/lock-events.ts";
 
 export interface LockClientOptions {
   /** host:port of the service. Default: MCP_LOCKD_ADDRESS, else 127.0.0.1:50051. */
@@ -70,4 +71,38 @@ export interface Renewal {
   expiresAt: Date;
   /** ms */
   ttl: number;
+}
+
+/**
+ * What LockClient.watch() yields. A watch opens with one "HELD" event per
+ * held resource and one "SNAPSHOT_COMPLETE", then the changes in order.
+ * Lease ids never appear.
+ */
+export interface LockEventInfo {
+  /** "UNKNOWN" for a type this client does not know (a newer service). */
+  type: LockEventType | "UNKNOWN";
+  /** "" for SNAPSHOT_COMPLETE. */
+  resource: string;
+  /** "held", "unreadable", or "free" (after RELEASED, EXPIRED). */
+  state: string;
+  /** "" when free. */
+  holder: string;
+  /** 0n when there is no readable lease. */
+  fencingToken: bigint;
+  /** On the service's clock; undefined when free. */
+  acquiredAt: Date | undefined;
+  expiresAt: Date | undefined;
+  /** ms; undefined when free. */
+  ttl: number | undefined;
+  waiters: number;
+  /** When the service saw it. */
+  time: Date;
+  /** HANDED_OVER: who held it before. */
+  previousHolder?: string;
+  previousFencingToken?: bigint;
+}
+
+export interface WatchOptions {
+  /** Aborting ends the iteration (without an error). */
+  signal?: AbortSignal;
 }

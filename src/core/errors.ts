@@ -13,7 +13,8 @@ export type LockErrorCode =
   | "STARTING"
   | "UNAUTHENTICATED"
   | "PERMISSION_DENIED"
-  | "LIMIT_REACHED";
+  | "LIMIT_REACHED"
+  | "WATCHER_TOO_SLOW";
 
 export abstract class LockError extends Error {
   abstract readonly code: LockErrorCode;
@@ -150,5 +151,14 @@ export class LimitReachedError extends LockError {
   ) {
     super(`limit ${limit} (${value}) reached: ${detail}`);
     this.name = "LimitReachedError";
+  }
+}
+
+/** A watcher read too slowly: more events were queued for it than the limit. */
+export class WatcherTooSlowError extends LockError {
+  readonly code = "WATCHER_TOO_SLOW";
+  constructor(limit: number) {
+    super(`the watcher fell behind: more than ${limit} events were queued for it; open a new Watch (it starts with a fresh snapshot)`);
+    this.name = "WatcherTooSlowError";
   }
 }

@@ -10,6 +10,7 @@ import {
 import { blockedUntil, holderOf, type BlockingState, type LeaseGrant, type LeaseRecord, type ResourceState } from "./lease.ts";
 import { hashLeaseId, newLeaseId } from "./lease-id.ts";
 import { KeyedMutex } from "./keyed-mutex.ts";
+import { describeState, transitionEvents, type LockEvent, type LockEventListener } from "./lock-events.ts";
 import {
   MAX_LEASE_ID_LENGTH,
   validateHolder,
@@ -106,6 +107,11 @@ export class LockManager {
   private stopWatching: (() => void) | undefined;
   private rescanTimer: TimerHandle | undefined;
   private closed = false;
+  private readonly eventListeners = new Set<LockEventListener>();
+  /** Listeners that want RENEWED events (one per renewal: the hot path of KeepAlive). */
+  private renewalListeners = 0;
+  /** The waiter count last announced per resource (absent: 0). */
+  private readonly announcedWaiters = new Map<string, number>();
 
   constructor(options: LockManagerOptions) {
     this.store = options.store;
@@ -161,6 +167,7 @@ export class LockManager {
       this.waiting++;
       waiter.onSettle(() => this.waiting--);
     }
+    this.announceWaiters(resource);
     waiter.onSettle(() => this.leaveQueue(resource, waiter));
     if (!tryOnce) {
       const timer = this.clock.setTimer(waitMs, () =>
@@ -274,7 +281,7 @@ export class LockManager {
     if (forceRemove === undefined) throw new Error("this lease store cannot force a release");
     const removed = await this.mutex.run(resource, async () => {
       const previous = await forceRemove(resource);
-      this.observe({ kind: "free", resource });
+      this.observe({ kind: "free", resource }, true);
       return previous;
     });
     if (removed !== undefined) {
@@ -379,6 +386,7 @@ export class LockManager {
   private leaveQueue(resource: string, waiter: Waiter): void {
     this.resources.get(resource)?.queue.remove(waiter);
     this.forgetIfIdle(resource);
+    this.announceWaiters(resource);
   }
 
   /**
@@ -447,7 +455,7 @@ export class LockManager {
    * Called only inside the resource's mutex, so observations never go stale
    * out of order.
    */
-  private observe(state: ResourceState): void {
+  private observe(state: ResourceState, forced = false): void {
     const { resource } = state;
     const record = state.kind === "free" ? this.resources.get(resource) : this.recordOf(resource);
     if (record === undefined) return;
@@ -460,11 +468,109 @@ export class LockManager {
     if (state.kind === "free") {
       record.blocker = undefined;
       this.forgetIfIdle(resource);
+      this.announceChange(previous, state, forced);
       return;
     }
     record.blocker = state;
     if (currentHash !== undefined) this.resourceByHash.set(currentHash, resource);
     this.armExpiry(record, resource, blockedUntil(state));
+    this.announceChange(previous, state);
+  }
+
+  /**
+   * Calls `listener` with every lock event from now on, synchronously and in
+   * the order they happen (so it must be quick). Returns the unsubscriber.
+   */
+  subscribe(listener: LockEventListener, options: { renewals?: boolean } = {}): () => void {
+    // Each subscription its own entry, so the same function may subscribe twice.
+    const entry: LockEventListener = (event) => {
+      if (event.type !== "RENEWED" || options.renewals !== false) listener(event);
+    };
+    this.eventListeners.add(entry);
+    if (options.renewals !== false) this.renewalListeners++;
+    let subscribed = true;
+    return () => {
+      if (!subscribed) return;
+      subscribed = false;
+      this.eventListeners.delete(entry);
+      if (options.renewals !== false) this.renewalListeners--;
+    };
+  }
+
+  /**
+   * The resources held now (prefix-filtered, name order) as HELD events. Taken
+   * in the same turn as subscribe(), it is exactly the state the events
+   * that follow start from.
+   */
+  snapshot(prefix = ""): LockEvent[] {
+    const now = this.clock.now();
+    const held: LockEvent[] = [];
+    for (const { blocker: state } of this.resources.values()) {
+      if (state === undefined || !state.resource.startsWith(prefix) || blockedUntil(state) <= now) continue;
+      const waiters = this.waitingFor(state.resource);
+      held.push({ type: "HELD", resource: state.resource, ...describeState(state), waiters, time: now });
+    }
+    return held.sort((a, b) => (a.resource < b.resource ? -1 : a.resource > b.resource ? 1 : 0));
+  }
+
+  /** Waiters of all resources, for metrics. */
+  waiterCount(): number {
+    let total = 0;
+    for (const count of this.announcedWaiters.values()) total += count;
+    return total;
+  }
+
+  /**
+   * Callers waiting for `resource`, not counting one being granted right now
+   * (the head of the queue while the resource is free, or once its lease is
+   * written): an uncontended acquire never shows as a waiter.
+   */
+  private waitingFor(resource: string): number {
+    const record = this.resources.get(resource);
+    if (record === undefined || record.queue.size === 0) return 0;
+    const { queue, blocker } = record;
+    if (blocker === undefined) return queue.size - 1;
+    const grantedToHead = blocker.kind === "held" && blocker.lease.leaseIdHash === queue.peek()?.leaseIdHash;
+    return grantedToHead ? queue.size - 1 : queue.size;
+  }
+
+  /** `forced`: an operator's ForceRelease ended it, announced as FORCE_RELEASED. */
+  private announceChange(previous: BlockingState | undefined, state: ResourceState, forced = false): void {
+    const waiters = this.noteWaiters(state.resource);
+    if (this.eventListeners.size === 0) return;
+    // A renewal nobody listens for: skip building its event.
+    const renewal = previous?.kind === "held" && state.kind === "held" && previous.lease.fencingToken === state.lease.fencingToken;
+    if (renewal && this.renewalListeners === 0) return;
+    for (const event of transitionEvents(previous, state, this.clock.now(), waiters)) {
+      this.emit(forced && (event.type === "RELEASED" || event.type === "EXPIRED") ? { ...event, type: "FORCE_RELEASED" } : event);
+    }
+  }
+
+  /** WAITERS_CHANGED when the count differs from the one last announced. */
+  private announceWaiters(resource: string): void {
+    const before = this.announcedWaiters.get(resource) ?? 0;
+    const waiters = this.noteWaiters(resource);
+    if (waiters === before || this.eventListeners.size === 0) return;
+    const blocker = this.resources.get(resource)?.blocker;
+    const holding = blocker ? describeState(blocker) : { state: "free" as const, holder: "", fencingToken: 0 };
+    this.emit({ type: "WAITERS_CHANGED", resource, ...holding, waiters, time: this.clock.now() });
+  }
+
+  private noteWaiters(resource: string): number {
+    const waiters = this.waitingFor(resource);
+    if (waiters === 0) this.announcedWaiters.delete(resource);
+    else this.announcedWaiters.set(resource, waiters);
+    return waiters;
+  }
+
+  private emit(event: LockEvent): void {
+    for (const listener of this.eventListeners) {
+      try {
+        listener(event);
+      } catch (err) {
+        this.log(`a lock event listener failed: ${(err as Error).message}`);
+      }
+    }
   }
 
   private armExpiry(record: ResourceRecord, resource: string, at: number): void {

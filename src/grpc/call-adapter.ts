@@ -150,7 +150,7 @@ function contextOf(call: ServerUnaryCall<unknown, unknown> | ServerDuplexStream<
     call.removeListener("cancelled", onCancelled);
     shutdown.removeEventListener("abort", onShutdown);
   };
-  return { context: { signal: controller.signal, presented: presentedBy(call), peer: call.getPeer() }, dispose };
+  return { context: { signal: controller.signal, presented: presentedByCall(call), peer: call.getPeer() }, dispose };
 }
 
 /**
@@ -158,6 +158,6 @@ function contextOf(call: ServerUnaryCall<unknown, unknown> | ServerDuplexStream<
  * subject CN of a client certificate that the TLS handshake verified
  * (grpc-js gives no certificate for an unverified peer).
  */
-function presentedBy(call: ServerUnaryCall<unknown, unknown> | ServerDuplexStream<unknown, unknown>): PresentedCredentials {
+export function presentedByCall(call: Pick<ServerUnaryCall<unknown, unknown>, "metadata" | "getAuthContext">): PresentedCredentials {
   return presentedCredentials(call.metadata.get("authorization")[0], call.getAuthContext?.().sslPeerCertificate?.subject?.CN);
 }

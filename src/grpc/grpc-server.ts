@@ -1,4 +1,4 @@
-import { Server, ServerCredentials } from "@grpc/grpc-js";
+import { Server, ServerCredentials, type ServerInterceptor } from "@grpc/grpc-js";
 import type { AccessPolicy } from "../auth/access-policy.ts";
 import type { LockManager } from "../core/lock-manager.ts";
 import { DEFAULT_SERVICE_LIMITS, MAX_REQUEST_BYTES, type ServiceLimits } from "../core/service-limits.ts";
@@ -40,6 +40,10 @@ export interface GrpcServerOptions {
   /** The current access policy; authorization is off while it returns undefined. */
   access?: () => AccessPolicy | undefined;
   limits?: ServiceLimits;
+  /** Events a Watch stream may fall behind by before it is ended (default WATCH_QUEUE_LIMIT). */
+  watchQueueLimit?: number;
+  /** Around every call (metrics). */
+  interceptors?: ServerInterceptor[];
 }
 
 export interface RunningGrpcServer {
@@ -62,10 +66,16 @@ export async function startGrpcServer(manager: LockManager, options: GrpcServerO
     // grpc-js checks the size before parsing and answers RESOURCE_EXHAUSTED.
     "grpc.max_receive_message_length": MAX_REQUEST_BYTES,
     "grpc.max_concurrent_streams": limits.maxStreamsPerConnection,
+    interceptors: options.interceptors ?? [],
   });
   server.addService(
     withTolerantDeserializers(LockServiceService),
-    lockService(manager, shutdown.signal, { gate: readiness, access: options.access, maxKeepAliveStreams: limits.maxKeepAliveStreams }),
+    lockService(manager, shutdown.signal, {
+      gate: readiness,
+      access: options.access,
+      maxKeepAliveStreams: limits.maxKeepAliveStreams,
+      watchQueueLimit: options.watchQueueLimit,
+    }),
   );
 
   const healthOptions = {

@@ -14,9 +14,14 @@ import type {
   LockServiceServer,
   ReleaseRequest,
   ReleaseResponse,
+  LockEvent,
+  WatchRequest,
 } from "../gen/mcplockd/v1/lock.ts";
-import { bidi, unary, type CallContext, type CallGate } from "./call-adapter.ts";
+import type { handleServerStreamingCall } from "@grpc/grpc-js";
+import { bidi, presentedByCall, unary, type CallContext, type CallGate } from "./call-adapter.ts";
+import { UndecodableRequest } from "./undecodable-request.ts";
 import { mapUnordered } from "./map-unordered.ts";
+import { watchHandler } from "./watch-stream.ts";
 import { durationToMs, msToDuration, msToTimestamp, toListedLease, toProtoLease } from "./convert.ts";
 import { toServiceError } from "./status-map.ts";
 
@@ -33,6 +38,8 @@ export interface LockServiceOptions {
   access?: () => AccessPolicy | undefined;
   /** KeepAlive streams open at once; more get RESOURCE_EXHAUSTED. Default: no limit. */
   maxKeepAliveStreams?: number;
+  /** Events one watcher may have queued (see watch-stream.ts). */
+  watchQueueLimit?: number;
 }
 
 /**
@@ -152,5 +159,26 @@ export function lockService(manager: LockManager, shutdown: AbortSignal, options
     keepAlive: bidi(keepAlive, shutdown, gate),
     listLocks: unary(listLocks, shutdown, gate),
     forceRelease: unary(forceRelease, shutdown, gate),
+    watch: authorizedWatch(watchHandler(manager, { shutdown, gate, queueLimit: options.watchQueueLimit })),
   };
+
+  /**
+   * With authorization on, a Watch needs "read" on everything its prefix can
+   * match: a grant whose resource_prefix the watched prefix starts with.
+   * (Events are not filtered one by one: a watcher sees all of its prefix or
+   * is refused, naming the prefix.)
+   */
+  function authorizedWatch(handler: handleServerStreamingCall<WatchRequest, LockEvent>): handleServerStreamingCall<WatchRequest, LockEvent> {
+    return (call) => {
+      try {
+        if (call.request instanceof UndecodableRequest) throw call.request.error();
+        const policy = options.access?.();
+        if (policy) policy.requirePrefix(policy.authenticate(presentedByCall(call)), "read", call.request.resourcePrefix);
+      } catch (err) {
+        call.emit("error", toServiceError(err));
+        return;
+      }
+      handler(call);
+    };
+  }
 }

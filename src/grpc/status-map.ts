@@ -16,6 +16,7 @@ export const STATUS_OF: Record<LockErrorCode, status> = {
   UNAUTHENTICATED: status.UNAUTHENTICATED,
   PERMISSION_DENIED: status.PERMISSION_DENIED,
   LIMIT_REACHED: status.RESOURCE_EXHAUSTED,
+  WATCHER_TOO_SLOW: status.RESOURCE_EXHAUSTED,
 };
 
 export function toServiceError(err: unknown): Partial<ServiceError> {

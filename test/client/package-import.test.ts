@@ -20,6 +20,7 @@ const CLIENT_EXPORTS = [
   "LockClientError",
   "ResourceBusyError",
   "UnavailableError",
+  "WatcherTooSlowError",
 ];
 
 // A variable, so that tsc does not resolve it before dist/ exists.

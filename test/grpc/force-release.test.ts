@@ -10,6 +10,7 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import { status } from "@grpc/grpc-js";
 import { startServiceFixture, type ServiceFixture } from "../helpers/service-process.ts";
+import { LockClient } from "../../src/client/index.ts";
 import { clientCliCommand, cliEnv, runClientCli } from "../cli/client-cli.ts";
 import { expectGrpcError } from "../helpers/lock-client.ts";
 import { exists } from "../helpers/fs.ts";
@@ -48,7 +49,7 @@ describe("ForceRelease", () => {
       const [code] = await withTimeout(exited, 10_000, "run to stop its command");
       assert.equal(code, 76, holderStderr);
       assert.match(holderStderr, /lost/i);
-      assert.match(service.stderr(), /force-release of "deploy" by "anonymous \(no --auth-file\)": removed "stuck-deploy" \(fencing token \d+\); reason: "deploy wedged on a lock"/);
+      assert.match(logMessages(service.stderr()), /force-release of "deploy" by "anonymous \(no --auth-file\)": removed "stuck-deploy" \(fencing token \d+\); reason: "deploy wedged on a lock"/);
       await client.release(lease!.leaseId);
     } finally {
       holder.kill("SIGKILL");
@@ -67,7 +68,25 @@ describe("ForceRelease", () => {
       }),
     );
     await waitFor(async () => (await client.listLocks()).locks.some((l) => l.resource === "by-hand"), "the service to see the file");
+    // A watcher is told what happened, as FORCE_RELEASED.
+    const watcher = new LockClient({ address: fixture.service.grpcAddress });
+    const stopWatching = new AbortController();
+    let snapshotSeen!: () => void;
+    const snapshotDone = new Promise<void>((resolve) => (snapshotSeen = resolve));
+    const seen = (async () => {
+      for await (const event of watcher.watch("by-hand", { signal: stopWatching.signal })) {
+        if (event.type === "SNAPSHOT_COMPLETE") snapshotSeen();
+        if (event.type === "FORCE_RELEASED") return event;
+      }
+      return undefined;
+    })().catch(() => undefined);
+    await withTimeout(snapshotDone, 5_000, "the watch's snapshot");
     assert.deepEqual(await client.forceRelease("by-hand", "the script died"), { released: true, fencingToken: 41 });
+    const event = await withTimeout(seen, 5_000, "the FORCE_RELEASED event");
+    assert.equal(event?.resource, "by-hand");
+    assert.equal(event?.holder, "a script");
+    stopWatching.abort();
+    watcher.close();
     assert.equal(await exists(leaseFile), false, "the lease file is gone");
     const { lease } = await client.acquire({ resource: "by-hand", ttl: seconds(5) });
     assert.ok(lease!.fencingToken > 41);
@@ -82,3 +101,17 @@ describe("ForceRelease", () => {
     await expectGrpcError(client.forceRelease("ok", "r".repeat(2000)), status.INVALID_ARGUMENT, [/\breason\b/, "1024"]);
   });
 });
+
+/** The messages of the service's log, whether it writes JSON lines or text. */
+function logMessages(stderr: string): string {
+  return stderr
+    .split("\n")
+    .map((line) => {
+      try {
+        return String((JSON.parse(line) as { msg?: unknown }).msg ?? line);
+      } catch {
+        return line;
+      }
+    })
+    .join("\n");
+}

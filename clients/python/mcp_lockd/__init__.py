@@ -25,9 +25,11 @@ from .errors import (
     LockError,
     ResourceBusyError,
     UnavailableError,
+    WatcherTooSlowError,
 )
 from .file_lock import FileLease, FileLock, FileLockClient
 from .lease import Lease, LockInfo
+from .lock_event import LockEvent
 from .lost_event import LostEvent
 
 if TYPE_CHECKING:
@@ -44,12 +46,14 @@ __all__ = [
     "FileLease",
     "Lease",
     "LockInfo",
+    "LockEvent",
     "LostEvent",
     "LockError",
     "ResourceBusyError",
     "LeaseLostError",
     "InvalidArgumentError",
     "UnavailableError",
+    "WatcherTooSlowError",
     "GuardTimeoutError",
     "CorruptFenceError",
     "AccessDeniedError",

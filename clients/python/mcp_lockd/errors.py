@@ -104,3 +104,9 @@ class CorruptFenceError(LockError):
     """
 
     code = "INTERNAL"
+
+
+class WatcherTooSlowError(LockError):
+    """A watch read too slowly and the service ended it; open a new one (it starts with a fresh snapshot)."""
+
+    code = "RESOURCE_EXHAUSTED"

@@ -15,6 +15,7 @@ import threading
 import time
 import weakref
 from typing import Any, Callable, Dict, List, Optional, TypeVar, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, TypeVar
 
 import grpc
 from google.protobuf import duration_pb2
@@ -27,6 +28,7 @@ from .errors import InvalidArgumentError, LeaseLostError, LockError, Unavailable
 from .file_protocol import check_wait
 from .keepalive import KeepAliveSession
 from .lease import HoldsOneLease, Lease, LockInfo, default_holder, utc_from_seconds
+from .lock_event import LockEvent
 from .status_errors import error_from_rpc
 
 __all__ = ["LockClient", "ServiceLock", "ServiceLease", "DEFAULT_ADDRESS"]
@@ -96,6 +98,26 @@ def _duration(seconds: float) -> duration_pb2.Duration:
 
 def _seconds(message: Any) -> float:
     return message.seconds + message.nanos / 1e9
+
+
+def _event_from(event: Any) -> LockEvent:
+    """The wire's LockEvent as the Python one (times as aware UTC datetimes, ttl in seconds)."""
+    has_lease = event.HasField("acquired_at")
+    handed_over = event.type == pb.LockEvent.HANDED_OVER
+    return LockEvent(
+        type=pb.LockEvent.Type.Name(event.type) if event.type in pb.LockEvent.Type.values() else "UNKNOWN",
+        resource=event.resource,
+        state=event.state,
+        holder=event.holder,
+        fencing_token=event.fencing_token,
+        acquired_at=utc_from_seconds(_seconds(event.acquired_at)) if has_lease else None,
+        expires_at=utc_from_seconds(_seconds(event.expires_at)) if event.HasField("expires_at") else None,
+        ttl=_seconds(event.ttl) if event.HasField("ttl") else None,
+        waiters=event.waiters,
+        time=utc_from_seconds(_seconds(event.time)),
+        previous_holder=event.previous_holder if handed_over else None,
+        previous_fencing_token=event.previous_fencing_token if handed_over else None,
+    )
 
 
 class ServiceLease(Lease):
@@ -331,6 +353,29 @@ class LockClient:
             )
             for lock in response.locks
         ]
+
+    def watch(self, resource_prefix: str = "") -> Iterator[LockEvent]:
+        """What happens to the resources starting with resource_prefix, as an iterator: first a
+        "HELD" event per held resource and "SNAPSHOT_COMPLETE", then every change as it happens.
+        Blocks between events. Leaving the loop (break, or close() of the iterator) ends the watch.
+        Raises UnavailableError when the service goes away and WatcherTooSlowError when this reader
+        fell too far behind; a new watch then starts from a fresh snapshot."""
+        state = self._channel_state
+        if self._closed:
+            raise LockError("cannot watch: the LockClient is closed")
+        fresh = not state.connected
+        if fresh and not state.wait_ready(self.connect_timeout):
+            raise UnavailableError(f"cannot watch: no connection to mcp-lockd at {self.address} within {self.connect_timeout:g} s")
+        call = self._stub.Watch(pb.WatchRequest(resource_prefix=resource_prefix), wait_for_ready=fresh)
+        try:
+            for event in call:
+                yield _event_from(event)
+            raise UnavailableError("the service ended the watch")
+        except grpc.RpcError as err:
+            state.failed(err)
+            raise error_from_rpc(err) from None
+        finally:
+            call.cancel()
 
     def _call(
         self,

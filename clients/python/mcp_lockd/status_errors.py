@@ -9,6 +9,14 @@ from typing import Any, Optional, Tuple
 import grpc
 
 from .errors import AccessDeniedError, InvalidArgumentError, LeaseLostError, LockError, ResourceBusyError, UnavailableError
+from .errors import (
+    InvalidArgumentError,
+    LeaseLostError,
+    LockError,
+    ResourceBusyError,
+    UnavailableError,
+    WatcherTooSlowError,
+)
 
 # Trailing metadata the service sets (src/grpc/status-map.ts). The holder is UTF-8, hence "-bin".
 HOLDER_KEY = "mcp-lockd-holder-bin"
@@ -73,6 +81,8 @@ def error_from_rpc(err: grpc.RpcError, resource: Optional[str] = None) -> LockEr
         return UnavailableError(message)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return UnavailableError(f"the service did not answer in time ({message})")
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return WatcherTooSlowError(message)
     if code == grpc.StatusCode.NOT_FOUND:
         return LeaseLostError(message, resource, "expired")
     if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):

@@ -39,6 +39,11 @@ class LockServiceStub(object):
         request_serializer=mcplockd_dot_v1_dot_lock__pb2.ForceReleaseRequest.SerializeToString,
         response_deserializer=mcplockd_dot_v1_dot_lock__pb2.ForceReleaseResponse.FromString,
         )
+    self.Watch = channel.unary_stream(
+        '/mcplockd.v1.LockService/Watch',
+        request_serializer=mcplockd_dot_v1_dot_lock__pb2.WatchRequest.SerializeToString,
+        response_deserializer=mcplockd_dot_v1_dot_lock__pb2.LockEvent.FromString,
+        )
 
 
 class LockServiceServicer(object):
@@ -97,6 +102,21 @@ class LockServiceServicer(object):
     context.set_details('Method not implemented!')
     raise NotImplementedError('Method not implemented!')
 
+  def Watch(self, request, context):
+    """Watch streams what happens to the resources whose name starts with
+    resource_prefix. It opens with the current state (one HELD event per held
+    or unreadable resource, then one SNAPSHOT_COMPLETE) and then sends every
+    change in the order it happened, including those made by processes that
+    use the file protocol alone. Lease ids are never sent. A watcher that
+    reads too slowly is not waited for: once more than a bounded number of
+    events are queued for it, its stream ends with RESOURCE_EXHAUSTED and it
+    should open a new Watch (which starts with a fresh snapshot). The stream
+    ends with UNAVAILABLE when the service shuts down.
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
 
 def add_LockServiceServicer_to_server(servicer, server):
   rpc_method_handlers = {
@@ -124,6 +144,11 @@ def add_LockServiceServicer_to_server(servicer, server):
           servicer.ForceRelease,
           request_deserializer=mcplockd_dot_v1_dot_lock__pb2.ForceReleaseRequest.FromString,
           response_serializer=mcplockd_dot_v1_dot_lock__pb2.ForceReleaseResponse.SerializeToString,
+      ),
+      'Watch': grpc.unary_stream_rpc_method_handler(
+          servicer.Watch,
+          request_deserializer=mcplockd_dot_v1_dot_lock__pb2.WatchRequest.FromString,
+          response_serializer=mcplockd_dot_v1_dot_lock__pb2.LockEvent.SerializeToString,
       ),
   }
   generic_handler = grpc.method_handlers_generic_handler(
