@@ -12,6 +12,7 @@ import { cliCommand, startServiceProcess, type ServiceProcess } from "../helpers
 import { expectGrpcError, TestLockClient } from "../helpers/lock-client.ts";
 import { runProcess } from "../helpers/run-process.ts";
 import { waitFor } from "../helpers/wait.ts";
+import { LockClient } from "../../src/client/index.ts";
 
 const seconds = (s: number) => ({ seconds: s, nanos: 0 });
 const token = () => randomBytes(24).toString("base64url");
@@ -131,6 +132,30 @@ describe("authorization with --auth-file", () => {
     assert.ok(ci, "another principal is not affected");
     for (const lease of leases) await a.release(lease.leaseId);
     await as("ci").release(ci!.leaseId);
+  });
+
+  test("Watch needs read on its whole prefix; /metrics and /events need read on all", async () => {
+    const firstEvent = async (token: string | undefined, prefix: string): Promise<string> => {
+      const client = new LockClient({ address: service.grpcAddress, ...(token === undefined ? {} : { token }) });
+      try {
+        for await (const event of client.watch(prefix)) return event.type;
+        return "ended";
+      } catch (err) {
+        return `${(err as { code?: number }).code}`;
+      } finally {
+        client.close();
+      }
+    };
+    assert.equal(await firstEvent(TOKENS.ci, "ci-"), "SNAPSHOT_COMPLETE");
+    assert.equal(await firstEvent(TOKENS.ci, ""), String(status.PERMISSION_DENIED));
+    assert.equal(await firstEvent(undefined, "ci-"), String(status.UNAUTHENTICATED));
+    assert.equal(await firstEvent(TOKENS.reader, ""), "SNAPSHOT_COMPLETE");
+    assert.equal((await fetch(`http://${service.httpAddress}/metrics`)).status, 401);
+    assert.equal((await fetch(`http://${service.httpAddress}/metrics`, { headers: { authorization: `Bearer ${TOKENS.ci}` } })).status, 403);
+    const metrics = await fetch(`http://${service.httpAddress}/metrics`, { headers: { authorization: `Bearer ${TOKENS.reader}` } });
+    assert.equal(metrics.status, 200);
+    await metrics.text();
+    assert.equal((await fetch(`http://${service.httpAddress}/events`)).status, 401);
   });
 
   test("HTTP: /healthz open, /health/locks 401 without credentials, 403 without read, filtered with it", async () => {
