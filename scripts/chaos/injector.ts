@@ -1,3 +1,4 @@
+import { setTimeout as delay } from "node:timers/promises";
 import { watch } from "node:fs";
 import { open, readdir, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
@@ -279,15 +280,7 @@ export function planLongStops(random: Random, durationMs: number): Array<{ atMs:
   return plan.sort((a, b) => a.atMs - b.atMs);
 }
 
+/** Resolves after `ms`, or at once when `signal` aborts (never rejects). */
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
+  return delay(ms, undefined, { signal }).catch(() => {});
 }

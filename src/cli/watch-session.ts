@@ -1,3 +1,4 @@
+import { setTimeout as delay } from "node:timers/promises";
 import { LockClient, UnavailableError, WatcherTooSlowError, type LockEventInfo } from "../client/index.ts";
 import { Backoff } from "../client/backoff.ts";
 import type { ChannelSecurity } from "../client/channel.ts";
@@ -49,14 +50,7 @@ export async function runWatchSession(options: WatchSessionOptions): Promise<voi
   }
 }
 
+/** Resolves after `ms`, or at once when `signal` aborts (never rejects). */
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
+  return delay(ms, undefined, { signal }).catch(() => {});
 }
