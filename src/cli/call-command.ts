@@ -19,6 +19,7 @@ import { EXIT_FAILURE, EXIT_USAGE } from "./exit-codes.ts";
 import { SERVE_DEFAULTS } from "./serve-options.ts";
 import { ERROR_CODE_KEY } from "../grpc/error-metadata.ts";
 import { UsageError } from "./client-options.ts";
+import { AddressListError, parseAddressList } from "../client/address-list.ts";
 
 // `mcp-lockd call`: an example client that knows nothing of lock.proto. It
 // learns the services, methods and message types from the server's
@@ -26,9 +27,9 @@ import { UsageError } from "./client-options.ts";
 // way grpcurl does. It works against any gRPC server with reflection.
 
 export const CALL_USAGE = `Usage:
-  mcp-lockd call [--address HOST:PORT] [--timeout SECONDS] list
-  mcp-lockd call [--address HOST:PORT] [--timeout SECONDS] describe [SYMBOL]
-  mcp-lockd call [--address HOST:PORT] [--timeout SECONDS] SERVICE/METHOD [JSON]
+  mcp-lockd call [--address HOST:PORT[,HOST:PORT...]] [--timeout SECONDS] list
+  mcp-lockd call [--address HOST:PORT[,HOST:PORT...]] [--timeout SECONDS] describe [SYMBOL]
+  mcp-lockd call [--address HOST:PORT[,HOST:PORT...]] [--timeout SECONDS] SERVICE/METHOD [JSON]
 
   list      the services the server has (reflection list_services)
   describe  a service, method, message or enum (every service if no SYMBOL)
@@ -37,7 +38,9 @@ export const CALL_USAGE = `Usage:
             names as in the .proto or in lowerCamelCase; prints the response
             as JSON with every field.
   --address  MCP_LOCKD_ADDRESS (as for the other client commands), else
-             MCP_LOCKD_GRPC_LISTEN (where serve listens), else ${SERVE_DEFAULTS.grpcListen}
+             MCP_LOCKD_GRPC_LISTEN (where serve listens), else ${SERVE_DEFAULTS.grpcListen};
+             several replicas separated by commas: the next is asked when
+             one is unavailable
   --timeout  deadline of each call, in seconds (default 10)
 
 Example:
@@ -68,24 +71,35 @@ export async function runCallCommand(args: string[], io: CallIo = processIo): Pr
     io.stderr(`mcp-lockd call: ${(err as Error).message}\n\n${CALL_USAGE}`);
     return EXIT_USAGE;
   }
-  const reflection = new ReflectionClient(parsed.address, parsed.timeoutMs);
-  try {
-    io.stdout(await run(parsed, reflection));
-    return 0;
-  } catch (err) {
-    if (err instanceof UsageError) {
-      io.stderr(`mcp-lockd call: ${err.message}\n`);
-      return EXIT_USAGE;
+  // Several addresses are replicas: the first that is not UNAVAILABLE answers.
+  for (const [index, address] of parsed.addresses.entries()) {
+    const reflection = new ReflectionClient(address, parsed.timeoutMs);
+    try {
+      io.stdout(await run(parsed, address, reflection));
+      return 0;
+    } catch (err) {
+      if (err instanceof UsageError) {
+        io.stderr(`mcp-lockd call: ${err.message}\n`);
+        return EXIT_USAGE;
+      }
+      if (isUnavailable(err) && index + 1 < parsed.addresses.length) continue;
+      io.stderr(`mcp-lockd call: ${describeFailure(err, parsed.address)}\n`);
+      return EXIT_CALL_FAILED;
+    } finally {
+      reflection.close();
     }
-    io.stderr(`mcp-lockd call: ${describeFailure(err, parsed.address)}\n`);
-    return EXIT_CALL_FAILED;
-  } finally {
-    reflection.close();
   }
+  throw new Error("unreachable: an address list is never empty");
+}
+
+function isUnavailable(err: unknown): boolean {
+  return (err as Partial<ServiceError> | undefined)?.code === status.UNAVAILABLE;
 }
 
 interface CallArgs {
+  /** As given, for messages. */
   address: string;
+  addresses: string[];
   timeoutMs: number;
   verb: string;
   operands: string[];
@@ -104,15 +118,24 @@ function parseCallArgs(args: string[], env: NodeJS.ProcessEnv): CallArgs {
   if (verb === undefined) throw new Error("say what to do: list, describe, or SERVICE/METHOD");
   const max = verb === "list" ? 0 : 1;
   if (operands.length > max) throw new Error(`too many arguments after ${verb}: ${operands.slice(max).join(" ")}`);
+  const address = values.address ?? (env.MCP_LOCKD_ADDRESS || undefined) ?? env.MCP_LOCKD_GRPC_LISTEN ?? SERVE_DEFAULTS.grpcListen;
+  let addresses: string[];
+  try {
+    addresses = parseAddressList(address);
+  } catch (err) {
+    if (err instanceof AddressListError) throw new Error(`--address ${err.message}`);
+    throw err;
+  }
   return {
-    address: values.address ?? (env.MCP_LOCKD_ADDRESS || undefined) ?? env.MCP_LOCKD_GRPC_LISTEN ?? SERVE_DEFAULTS.grpcListen,
+    address,
+    addresses,
     timeoutMs: timeout * 1000,
     verb,
     operands,
   };
 }
 
-async function run(args: CallArgs, reflection: ReflectionClient): Promise<string> {
+async function run(args: CallArgs, address: string, reflection: ReflectionClient): Promise<string> {
   if (args.verb === "list") return (await reflection.listServices()).sort().join("\n") + "\n";
   if (args.verb === "describe") {
     const symbols = args.operands.length > 0 ? args.operands : (await reflection.listServices()).sort();
@@ -135,10 +158,10 @@ async function run(args: CallArgs, reflection: ReflectionClient): Promise<string
   if (method.methodKind !== "unary") {
     throw new UsageError(`${args.verb} is ${method.methodKind.replace("_", " ")}: only unary methods can be called`);
   }
-  return callUnary(args, registry, method, args.operands[0] ?? "{}");
+  return callUnary(args, address, registry, method, args.operands[0] ?? "{}");
 }
 
-async function callUnary(args: CallArgs, registry: FileRegistry, method: DescMethod, jsonText: string): Promise<string> {
+async function callUnary(args: CallArgs, address: string, registry: FileRegistry, method: DescMethod, jsonText: string): Promise<string> {
   let json: JsonValue;
   try {
     json = JSON.parse(jsonText) as JsonValue;
@@ -151,7 +174,7 @@ async function callUnary(args: CallArgs, registry: FileRegistry, method: DescMet
   } catch (err) {
     throw new UsageError(`the request is not a valid ${method.input.typeName}: ${(err as Error).message}`);
   }
-  const client = new Client(args.address, credentials.createInsecure());
+  const client = new Client(address, credentials.createInsecure());
   try {
     const response = await new Promise<Buffer>((resolve, reject) =>
       client.makeUnaryRequest(

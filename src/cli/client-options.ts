@@ -1,5 +1,5 @@
 import { hostname, userInfo } from "node:os";
-import { DEFAULT_ADDRESS } from "../client/lock-client.ts";
+import { AddressListError, DEFAULT_ADDRESS, parseAddressList } from "../client/address-list.ts";
 import { MAX_HOLDER_BYTES } from "../core/limits.ts";
 import { DurationSyntaxError, parseDuration } from "./duration.ts";
 
@@ -13,12 +13,18 @@ export class UsageError extends Error {
   override name = "UsageError";
 }
 
-/** --address, else MCP_LOCKD_ADDRESS, else DEFAULT_ADDRESS. */
+/**
+ * --address, else MCP_LOCKD_ADDRESS, else DEFAULT_ADDRESS: one address or
+ * several replicas separated by commas (the client moves to the next when one
+ * is down).
+ */
 export function resolveAddress(flag: string | undefined, env: NodeJS.ProcessEnv): string {
   const address = flag ?? (env.MCP_LOCKD_ADDRESS || undefined) ?? DEFAULT_ADDRESS;
-  // HOST:PORT, [IPv6]:PORT, or a gRPC target with a scheme (unix:/path, dns:host:port).
-  if (!/^(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):\d{1,5}$/.test(address) && !/^(dns|unix|unix-abstract|ipv4|ipv6):\S+$/.test(address)) {
-    throw new UsageError(`--address ${JSON.stringify(address)}: expected HOST:PORT (like ${DEFAULT_ADDRESS}) or a gRPC target such as unix:/path`);
+  try {
+    parseAddressList(address);
+  } catch (err) {
+    if (err instanceof AddressListError) throw new UsageError(`--address ${err.message}`);
+    throw err;
   }
   return address;
 }

@@ -19,7 +19,7 @@ Usage:
   mcp-lockd acquire RESOURCE [--ttl D] [--wait D] [--holder NAME] [--json]
   mcp-lockd renew [LEASE_ID | -] [--json]
   mcp-lockd release [LEASE_ID | -]
-  mcp-lockd call [--address HOST:PORT] list | describe [SYMBOL] | SERVICE/METHOD [JSON]
+  mcp-lockd call [--address HOST:PORT[,...]] list | describe [SYMBOL] | SERVICE/METHOD [JSON]
   mcp-lockd COMMAND --help | mcp-lockd --help | --version
 
 serve options (flag, then environment variable, then default):
@@ -30,6 +30,8 @@ serve options (flag, then environment variable, then default):
 
 Client commands (run, status, acquire, renew, release) talk to the service at
   --address HOST:PORT     MCP_LOCKD_ADDRESS      ${DEFAULT_ADDRESS}
+  or several replicas, --address HOST:PORT,HOST:PORT: calls and renewals move
+  to the next when one is down.
 run: holds RESOURCE while COMMAND runs (renewing it), passes MCP_LOCKD_RESOURCE,
   MCP_LOCKD_FENCING_TOKEN and MCP_LOCKD_EXPIRES_AT, exits with COMMAND's code;
   if the lease is lost, COMMAND gets SIGTERM, then SIGKILL after --grace (5s).

@@ -5,7 +5,7 @@ import { runLeaseCommand } from "./lease-command.ts";
 // `mcp-lockd release`: ends a lease that `mcp-lockd acquire` printed.
 
 export const RELEASE_USAGE = `Usage:
-  mcp-lockd release [LEASE_ID | -] [--address HOST:PORT]
+  mcp-lockd release [LEASE_ID | -] [--address HOST:PORT[,...]]
 
 Releases the lease at once and hands the resource to the next waiter.
 The lease id comes from MCP_LOCKD_LEASE_ID, or from stdin with "-" (a bare

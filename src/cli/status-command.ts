@@ -9,14 +9,15 @@ import { formatLockTable, lockToJson } from "./lock-table.ts";
 // `mcp-lockd status`: who holds what, from ListLocks (lease ids never appear).
 
 export const STATUS_USAGE = `Usage:
-  mcp-lockd status [PREFIX] [--json] [--address HOST:PORT]
+  mcp-lockd status [PREFIX] [--json] [--address HOST:PORT[,...]]
 
 Lists the held locks (those whose resource starts with PREFIX, if given):
 resource, holder, held for, ttl, expires in, fencing token, waiters. With
 --json: {"locks": [...]} with the fields of GET /health/locks (resource,
 holder, acquired_at, ttl in seconds, expires_at, fencing_token, waiters,
 state, metadata). Locks held through the file protocol alone are listed too.
-  --address  MCP_LOCKD_ADDRESS, else ${DEFAULT_ADDRESS}
+  --address  MCP_LOCKD_ADDRESS, else ${DEFAULT_ADDRESS}; several replicas
+             separated by commas are tried in order
 `;
 
 export async function runStatusCommand(args: string[], io: CommandIo = processIo): Promise<number> {

@@ -3,15 +3,17 @@ import { performance } from "node:perf_hooks";
 import { credentials as grpcCredentials, Metadata, status } from "@grpc/grpc-js";
 import { LockServiceClient, type AcquireResponse, type Lease } from "../gen/mcplockd/v1/lock.ts";
 import { keepAliveDiagnostics, type KeepAliveDiagnostics } from "./diagnostics.ts";
-import { InvalidArgumentError, LockClientError } from "./errors.ts";
+import { InvalidArgumentError, LockClientError, UnavailableError } from "./errors.ts";
 import { LeaseKeeper, type KeptLease } from "./lease-keeper.ts";
 import { Lock } from "./lock.ts";
 import { durationToMs, msToDuration, timestampToDate, toFencingToken } from "./proto-time.ts";
 import { MAX_WAIT_MS } from "../core/limits.ts";
 import { errorFromStatus, isServiceError } from "./status-errors.ts";
+import { AddressListError, DEFAULT_ADDRESS, parseAddressList } from "./address-list.ts";
+import { ServiceEndpoints, type Endpoint } from "./service-endpoints.ts";
 import type { AcquireOptions, LockClientOptions, LockInfo, Renewal } from "./types.ts";
 
-export const DEFAULT_ADDRESS = "127.0.0.1:50051";
+export { DEFAULT_ADDRESS };
 /** Release and ListLocks answer at once; this only bounds an unresponsive peer. */
 const UNARY_DEADLINE_MS = 10_000;
 
@@ -21,8 +23,11 @@ const UNARY_DEADLINE_MS = 10_000;
  * (see Lock.signal and docs/client.md).
  */
 export class LockClient implements AsyncDisposable {
+  /** The address list as given (one HOST:PORT, or several separated by commas). */
   readonly address: string;
-  readonly #stub: LockServiceClient;
+  /** The replicas, in the order they are tried. */
+  readonly addresses: readonly string[];
+  readonly #endpoints: ServiceEndpoints<LockServiceClient>;
   readonly #keeper: LeaseKeeper;
   #closed = false;
   #closing: Promise<void> | undefined;
@@ -30,19 +35,30 @@ export class LockClient implements AsyncDisposable {
   constructor(options: LockClientOptions = {}) {
     // An empty MCP_LOCKD_ADDRESS counts as unset, as for the CLI.
     this.address = options.address ?? (process.env.MCP_LOCKD_ADDRESS || undefined) ?? DEFAULT_ADDRESS;
+    try {
+      this.addresses = parseAddressList(this.address);
+    } catch (err) {
+      if (err instanceof AddressListError) throw new InvalidArgumentError(`address: ${err.message}`, "address");
+      throw err;
+    }
     const initialDelayMs = options.reconnect?.initialDelayMs ?? 100;
     const maxDelayMs = Math.max(initialDelayMs, options.reconnect?.maxDelayMs ?? 2_000);
-    this.#stub = new LockServiceClient(this.address, options.credentials ?? grpcCredentials.createInsecure(), {
-      // grpc-js backs off reconnecting too (1 s growing to 120 s by default),
-      // and fails calls fast meanwhile: keep its pace no slower than ours.
-      "grpc.initial_reconnect_backoff_ms": initialDelayMs,
-      "grpc.max_reconnect_backoff_ms": maxDelayMs,
-      // HTTP/2 pings while calls are open find a peer that vanished without
-      // closing the connection (a host that went away), as the service does.
-      "grpc.keepalive_time_ms": 30_000,
-      "grpc.keepalive_timeout_ms": 10_000,
-    });
-    this.#keeper = new LeaseKeeper(this.#stub, { initialDelayMs, maxDelayMs });
+    const credentials = options.credentials ?? grpcCredentials.createInsecure();
+    this.#endpoints = new ServiceEndpoints(
+      this.addresses,
+      (address) =>
+        new LockServiceClient(address, credentials, {
+          // grpc-js backs off reconnecting too (1 s growing to 120 s by default),
+          // and fails calls fast meanwhile: keep its pace no slower than ours.
+          "grpc.initial_reconnect_backoff_ms": initialDelayMs,
+          "grpc.max_reconnect_backoff_ms": maxDelayMs,
+          // HTTP/2 pings while calls are open find a peer that vanished without
+          // closing the connection (a host that went away), as the service does.
+          "grpc.keepalive_time_ms": 30_000,
+          "grpc.keepalive_timeout_ms": 10_000,
+        }),
+    );
+    this.#keeper = new LeaseKeeper(this.#endpoints, { initialDelayMs, maxDelayMs });
   }
 
   /**
@@ -64,21 +80,31 @@ export class LockClient implements AsyncDisposable {
       waitTimeout: waitMs === 0 ? undefined : msToDuration(waitMs),
       metadata: options.metadata ?? {},
     };
-    const sentAt = performance.now();
-    const sentAtWall = Date.now();
-    const response = await new Promise<AcquireResponse>((resolve, reject) => {
-      const call = this.#stub.acquire(request, new Metadata(), {}, (err, res) => {
-        signal?.removeEventListener("abort", cancel);
-        if (signal?.aborted) {
-          // Granted as we gave up: nobody will use it.
-          if (!err && res.lease) void this.release(res.lease.leaseId).catch(() => {});
-          return reject(signal.reason);
-        }
-        if (err) return reject(errorFromStatus(err, resource));
-        resolve(res);
+    const startedAt = performance.now();
+    let sentAt = startedAt;
+    let sentAtWall = Date.now();
+    const response = await this.#call(resource, ({ stub }, attempt) => {
+      if (attempt > 0 && waitMs > 0) {
+        // Failing over: the wait goes on at the next replica for what is left of it.
+        const leftMs = Math.max(0, waitMs - (performance.now() - startedAt));
+        request.waitTimeout = leftMs === 0 ? undefined : msToDuration(leftMs);
+      }
+      sentAt = performance.now();
+      sentAtWall = Date.now();
+      return new Promise<AcquireResponse>((resolve, reject) => {
+        const call = stub.acquire(request, new Metadata(), {}, (err, res) => {
+          signal?.removeEventListener("abort", cancel);
+          if (signal?.aborted) {
+            // Granted as we gave up: nobody will use it.
+            if (!err && res.lease) void this.release(res.lease.leaseId).catch(() => {});
+            return reject(signal.reason);
+          }
+          if (err) return reject(err);
+          resolve(res);
+        });
+        const cancel = () => call.cancel();
+        signal?.addEventListener("abort", cancel, { once: true });
       });
-      const cancel = () => call.cancel();
-      signal?.addEventListener("abort", cancel, { once: true });
     });
     const receivedAt = performance.now();
     const lease = response.lease;
@@ -106,7 +132,7 @@ export class LockClient implements AsyncDisposable {
     if (this.#closed) {
       // close() ran while the call was in flight: give it back if the channel still can.
       try {
-        this.#stub.release({ leaseId: lease.leaseId }, new Metadata(), { deadline: deadline() }, () => {});
+        this.#endpoints.current().stub.release({ leaseId: lease.leaseId }, new Metadata(), { deadline: deadline() }, () => {});
       } catch {
         // The channel is shut already: the lease expires by its ttl.
       }
@@ -143,9 +169,9 @@ export class LockClient implements AsyncDisposable {
   /** Held resources, sorted by name, optionally only those starting with `resourcePrefix`. */
   async list(resourcePrefix = ""): Promise<LockInfo[]> {
     this.#assertOpen();
-    const response = await new Promise<{ locks: Lease[] }>((resolve, reject) =>
-      this.#stub.listLocks({ resourcePrefix }, new Metadata(), { deadline: deadline() }, (err, res) =>
-        err ? reject(errorFromStatus(err)) : resolve(res),
+    const response = await this.#call(undefined, ({ stub }) =>
+      new Promise<{ locks: Lease[] }>((resolve, reject) =>
+        stub.listLocks({ resourcePrefix }, new Metadata(), { deadline: deadline() }, (err, res) => (err ? reject(err) : resolve(res))),
       ),
     );
     return response.locks.map(toLockInfo);
@@ -160,15 +186,11 @@ export class LockClient implements AsyncDisposable {
     this.#keeper.untrack(leaseId);
     this.#assertOpen();
     try {
-      const response = await new Promise<{ released: boolean }>((resolve, reject) =>
-        this.#stub.release({ leaseId }, new Metadata(), { deadline: deadline() }, (err, res) =>
-          err ? reject(err) : resolve(res),
-        ),
-      );
+      const response = await this.#call(undefined, (endpoint) => releaseVia(endpoint, leaseId));
       return response.released;
     } catch (err) {
-      if (isServiceError(err) && err.code === status.NOT_FOUND) return false;
-      throw isServiceError(err) ? errorFromStatus(err) : err;
+      if (err instanceof LockClientError && err.code === status.NOT_FOUND) return false;
+      throw err;
     }
   }
 
@@ -205,19 +227,37 @@ export class LockClient implements AsyncDisposable {
     if (this.#closing) return this.#closing;
     this.#closed = true;
     const held = this.#keeper.close();
-    const releases = held.map(
-      (leaseId) =>
-        new Promise<void>((resolve) =>
-          this.#stub.release({ leaseId }, new Metadata(), { deadline: deadline() }, () => resolve()),
-        ),
-    );
-    this.#closing = Promise.all(releases).then(() => this.#stub.close());
+    const releases = held.map((leaseId) => this.#endpoints.withFailover((endpoint) => releaseVia(endpoint, leaseId)).catch(() => {}));
+    this.#closing = Promise.all(releases).then(() => this.#endpoints.close());
     return this.#closing;
+  }
+
+  /**
+   * Runs a call on the current replica, failing over to the next ones while
+   * it gets UNAVAILABLE; gRPC errors become the client's typed errors.
+   */
+  async #call<T>(resource: string | undefined, call: (endpoint: Endpoint<LockServiceClient>, attempt: number) => Promise<T>): Promise<T> {
+    try {
+      return await this.#endpoints.withFailover(call);
+    } catch (err) {
+      if (!isServiceError(err)) throw err;
+      const error = errorFromStatus(err, resource);
+      if (error instanceof UnavailableError && this.addresses.length > 1) {
+        return Promise.reject(new UnavailableError(`${error.message} (tried ${this.addresses.join(", ")})`, { cause: err }));
+      }
+      throw error;
+    }
   }
 
   #assertOpen(): void {
     if (this.#closed) throw closedError();
   }
+}
+
+function releaseVia({ stub }: Endpoint<LockServiceClient>, leaseId: string): Promise<{ released: boolean }> {
+  return new Promise((resolve, reject) =>
+    stub.release({ leaseId }, new Metadata(), { deadline: deadline() }, (err, res) => (err ? reject(err) : resolve(res))),
+  );
 }
 
 function closedError(): LockClientError {

@@ -1,7 +1,11 @@
 import type { ChannelCredentials } from "@grpc/grpc-js";
 
 export interface LockClientOptions {
-  /** host:port of the service. Default: MCP_LOCKD_ADDRESS, else 127.0.0.1:50051. */
+  /**
+   * host:port of the service, or of several replicas separated by commas
+   * ("a:50051,b:50051"): calls go to the first and move to the next when it
+   * is unavailable. Default: MCP_LOCKD_ADDRESS, else 127.0.0.1:50051.
+   */
   address?: string;
   /** Default: insecure (the service listens on loopback unless told otherwise). */
   credentials?: ChannelCredentials;
