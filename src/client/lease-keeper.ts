@@ -2,7 +2,7 @@ import { performance } from "node:perf_hooks";
 import { status, type ClientDuplexStream, type StatusObject } from "@grpc/grpc-js";
 import type { KeepAliveRequest, KeepAliveResponse, LockServiceClient } from "../gen/mcplockd/v1/lock.ts";
 import { Backoff } from "./backoff.ts";
-import type { Endpoint, ServiceEndpoints } from "./service-endpoints.ts";
+import type { Endpoint, ServiceEndpoints } from "../grpc/service-endpoints.ts";
 import { KeepAliveDiagnostics } from "./diagnostics.ts";
 import { LeaseLostError, LockClientError, UnavailableError, type LeaseLossReason } from "./errors.ts";
 import { durationToMs } from "./proto-time.ts";

@@ -10,7 +10,7 @@ import { durationToMs, msToDuration, timestampToDate, toFencingToken } from "./p
 import { MAX_WAIT_MS } from "../core/limits.ts";
 import { errorFromStatus, isServiceError } from "./status-errors.ts";
 import { AddressListError, DEFAULT_ADDRESS, parseAddressList } from "./address-list.ts";
-import { ServiceEndpoints, type Endpoint } from "./service-endpoints.ts";
+import { ServiceEndpoints, type Endpoint } from "../grpc/service-endpoints.ts";
 import type { AcquireOptions, LockClientOptions, LockInfo, Renewal } from "./types.ts";
 
 export { DEFAULT_ADDRESS };
