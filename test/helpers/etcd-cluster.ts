@@ -3,6 +3,7 @@ import { once } from "node:events";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { EtcdClient } from "../../src/store/etcd/etcd-client.ts";
+import { makeTestCertificates, type CertificateFiles } from "./test-certificates.ts";
 import { makeTempDir } from "./temp-dir.ts";
 import { waitFor } from "./wait.ts";
 
@@ -39,8 +40,10 @@ export interface EtcdMember {
 
 export interface EtcdCluster {
   readonly members: readonly EtcdMember[];
-  /** Every member's "http://127.0.0.1:PORT", as --etcd-endpoints takes them. */
+  /** Every member's "http://127.0.0.1:PORT" (https:// with `tls`), as --etcd-endpoints takes them. */
   readonly clientUrls: string[];
+  /** With `tls`: the CA, and a client certificate etcd requires (--client-cert-auth). */
+  readonly certificates: CertificateFiles | undefined;
   /** The member the others follow, once there is one (waits up to `timeoutMs`). */
   leader(timeoutMs?: number): Promise<EtcdMember>;
   /** Kills every member (SIGKILL; stopped ones are resumed first) and removes the data dirs; safe to call twice. */
@@ -72,13 +75,14 @@ class Member implements EtcdMember {
     readonly dataDir: string,
     private readonly initialCluster: string,
     private readonly clusterToken: string,
+    private readonly certificates: CertificateFiles | undefined,
   ) {}
 
   get endpoint(): string {
     return `127.0.0.1:${this.clientPort}`;
   }
   get clientUrl(): string {
-    return `http://127.0.0.1:${this.clientPort}`;
+    return `${this.certificates ? "https" : "http"}://127.0.0.1:${this.clientPort}`;
   }
   get peerUrl(): string {
     return `http://127.0.0.1:${this.peerPort}`;
@@ -103,6 +107,14 @@ class Member implements EtcdMember {
       "--heartbeat-interval", "50",
       "--logger", "zap",
       "--log-outputs", "stderr",
+      ...(this.certificates
+        ? [
+            "--cert-file", this.certificates.serverCertFile,
+            "--key-file", this.certificates.serverKeyFile,
+            "--trusted-ca-file", this.certificates.caFile,
+            "--client-cert-auth",
+          ]
+        : []),
     ];
     const child = spawn(ETCD_PATH, args, { stdio: ["ignore", "ignore", "pipe"], env: etcdEnv() });
     child.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
@@ -143,7 +155,7 @@ class Member implements EtcdMember {
 
   /** Until it answers Maintenance/Status (with a quorum or not). */
   async serving(timeoutMs = 20_000): Promise<void> {
-    const client = new EtcdClient({ endpoints: [this.clientUrl] });
+    const client = new EtcdClient({ endpoints: [this.clientUrl], tls: clientTls(this.certificates) });
     try {
       await waitFor(
         async () => {
@@ -160,19 +172,30 @@ class Member implements EtcdMember {
   }
 }
 
-/** Starts `size` members (1 or 3) and waits until they serve and have a leader. */
-export async function startEtcdCluster(size: 1 | 3 = 1): Promise<EtcdCluster> {
+/** The TLS options a client of the cluster needs. */
+export function clientTls(certificates: CertificateFiles | undefined) {
+  return certificates && { ca: certificates.ca, cert: certificates.clientCert, key: certificates.clientKey };
+}
+
+/**
+ * Starts `size` members (1 or 3) and waits until they serve and have a
+ * leader. With `tls`, clients talk to them over TLS with a throwaway CA and
+ * must present a client certificate (peers still talk plain HTTP).
+ */
+export async function startEtcdCluster(size: 1 | 3 = 1, options: { tls?: boolean } = {}): Promise<EtcdCluster> {
   const temp = await makeTempDir("mcp-lockd-etcd-");
+  const certificates = options.tls ? await makeTestCertificates(temp.path) : undefined;
   const ports = [];
   for (let i = 0; i < size; i++) ports.push({ client: await freePort(), peer: await freePort() });
   const initialCluster = ports.map((p, i) => `m${i + 1}=http://127.0.0.1:${p.peer}`).join(",");
   const token = `mcp-lockd-test-${process.pid}-${Date.now()}`;
-  const members = ports.map((p, i) => new Member(`m${i + 1}`, p.client, p.peer, join(temp.path, `m${i + 1}`), initialCluster, token));
+  const members = ports.map((p, i) => new Member(`m${i + 1}`, p.client, p.peer, join(temp.path, `m${i + 1}`), initialCluster, token, certificates));
   let closing: Promise<void> | undefined;
   const cluster: EtcdCluster = {
     members,
     clientUrls: members.map((m) => m.clientUrl),
-    leader: (timeoutMs = 10_000) => findLeader(members, timeoutMs),
+    certificates,
+    leader: (timeoutMs = 10_000) => findLeader(members, timeoutMs, certificates),
     close: () =>
       (closing ??= (async () => {
         for (const member of members) member.resume();
@@ -192,14 +215,14 @@ export async function startEtcdCluster(size: 1 | 3 = 1): Promise<EtcdCluster> {
 }
 
 /** The member that the running members agree leads, asking each for its status. */
-async function findLeader(members: readonly Member[], timeoutMs: number): Promise<EtcdMember> {
+async function findLeader(members: readonly Member[], timeoutMs: number, certificates: CertificateFiles | undefined): Promise<EtcdMember> {
   let leader: EtcdMember | undefined;
   await waitFor(
     async () => {
       const running = members.filter((m) => m.child);
       const answers = await Promise.all(
         running.map(async (member) => {
-          const client = new EtcdClient({ endpoints: [member.clientUrl] });
+          const client = new EtcdClient({ endpoints: [member.clientUrl], tls: clientTls(certificates) });
           try {
             const status = await client.status({ timeoutMs: 500 });
             return { member, id: status.header?.memberId, leader: status.leader };

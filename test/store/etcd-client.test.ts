@@ -10,7 +10,7 @@ import { Compare_CompareResult, Compare_CompareTarget, type WatchResponse } from
 import { Event_EventType } from "../../src/gen/etcd/mvccpb/kv.ts";
 import { EtcdClient, EtcdConfigError, EtcdWatchCanceledError, parseEndpoints } from "../../src/store/etcd/etcd-client.ts";
 import { isUnavailable } from "../../src/grpc/service-endpoints.ts";
-import { startEtcdCluster } from "../helpers/etcd-cluster.ts";
+import { clientTls, startEtcdCluster } from "../helpers/etcd-cluster.ts";
 import { withTimeout } from "../helpers/wait.ts";
 
 const key = (text: string) => Buffer.from(text);
@@ -243,6 +243,24 @@ test("three members: the member in use is SIGKILLed; calls, the watch and lease 
     );
   } finally {
     client.close();
+    await cluster.close();
+  }
+});
+
+test("TLS: with the CA and a client certificate the client talks to an etcd that requires them; without the certificate it cannot", async () => {
+  const cluster = await startEtcdCluster(1, { tls: true });
+  const tls = clientTls(cluster.certificates)!;
+  const client = new EtcdClient({ endpoints: cluster.clientUrls, tls });
+  const anonymous = new EtcdClient({ endpoints: cluster.clientUrls, tls: { ca: tls.ca } });
+  try {
+    assert.match(cluster.clientUrls[0]!, /^https:/);
+    await client.put({ key: key("/tls"), value: key("yes") });
+    assert.equal((await client.range({ key: key("/tls") })).kvs[0]?.value.toString(), "yes");
+    await assert.rejects(anonymous.range({ key: key("/tls") }, { timeoutMs: 3_000 }), (err: unknown) => isUnavailable(err));
+    assert.throws(() => new EtcdClient({ endpoints: [cluster.members[0]!.clientUrl.replace("https", "http")], tls }), /use https/);
+  } finally {
+    client.close();
+    anonymous.close();
     await cluster.close();
   }
 });
