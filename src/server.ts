@@ -2,5 +2,5 @@
 export { startService, type RunningService, type ServiceOptions } from "./service.ts";
 export { LockManager, type AcquireInput, type GrantedLease } from "./core/lock-manager.ts";
 export { LeaseFileStore } from "./store/lease-file-store.ts";
-export type { LeaseStore } from "./store/lease-store.ts";
+export type { LeaseStore } from "./core/lease-store.ts";
 export * from "./core/errors.ts";

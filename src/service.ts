@@ -1,5 +1,6 @@
 import { setMaxListeners } from "node:events";
 import { resolve } from "node:path";
+import { systemClock } from "./core/clock.ts";
 import { ShuttingDownError } from "./core/errors.ts";
 import { LockManager } from "./core/lock-manager.ts";
 import { startGrpcServer, type RunningGrpcServer } from "./grpc/grpc-server.ts";
@@ -44,8 +45,8 @@ export interface RunningService {
 export async function startService(options: ServiceOptions): Promise<RunningService> {
   const log = options.log ?? (() => {});
   const lockDir = resolve(options.lockDir);
-  const store = new LeaseFileStore({ dir: lockDir, onWarning: log, fs: options.fs, pauseHook: stopHookFromEnv(process.env) });
-  const manager = new LockManager({ store, log });
+  const store = new LeaseFileStore({ dir: lockDir, onWarning: log, fs: options.fs, pauseHook: stopHookFromEnv(process.env), clock: systemClock });
+  const manager = new LockManager({ store, log, clock: systemClock });
   const shutdown = new AbortController();
   // Every call in flight listens for shutdown (and stops listening when it
   // ends): many at once is normal, not a leak.

@@ -20,6 +20,7 @@ import { ensureEtcd } from "./systems/etcd.ts";
 import { stopAllServers } from "./systems/server-process.ts";
 import { binaryExists, mcpLockdSystem } from "./systems/mcp-lockd.ts";
 import { properLockfileSystem } from "./systems/proper-lockfile.ts";
+import { writeRatioChart } from "./ratio-chart.ts";
 import { etcdSystem } from "./systems/etcd.ts";
 import type { WindowRecord } from "./workloads/run-context.ts";
 import { runStartup, warmUpStarts } from "./workloads/startup.ts";
@@ -120,6 +121,7 @@ async function main(): Promise<void> {
   await mkdir(dirname(settings.outFile), { recursive: true });
   await writeFile(settings.outFile, `${JSON.stringify(json, null, 2)}\n`);
   log(`wrote ${settings.outFile} after ${seconds} s`);
+  log(`wrote ${await writeRatioChart(settings.outFile)}`);
 }
 
 // Interrupted: stop the servers (load processes exit when their IPC channel closes).

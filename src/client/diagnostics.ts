@@ -15,6 +15,8 @@ export interface KeepAliveStats {
   reconnectAttempts: number;
   renewalsSent: number;
   renewalsConfirmed: number;
+  /** Renewals the service answered with an error of that lease (its file could not be read or written). */
+  renewalsFailed: number;
   /** Leases being kept alive now. */
   leases: number;
 }
@@ -25,6 +27,7 @@ export interface KeepAliveStats {
  * - "stream-broken" { at, code, details, address }
  * - "reconnect-scheduled" { at, delayMs, attempt }
  * - "renewed" { at, address, resource, sentAt, expiresAt: Date, ttl }
+ * - "renewal-failed" { at, resource, code, message }: that lease is retried sooner
  * - "lost" { at, resource, reason }
  */
 export class KeepAliveDiagnostics extends EventEmitter {
@@ -34,6 +37,7 @@ export class KeepAliveDiagnostics extends EventEmitter {
     reconnectAttempts: 0,
     renewalsSent: 0,
     renewalsConfirmed: 0,
+    renewalsFailed: 0,
     leases: 0,
   };
 }

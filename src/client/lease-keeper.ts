@@ -6,6 +6,7 @@ import type { Endpoint, ServiceEndpoints } from "../grpc/service-endpoints.ts";
 import { KeepAliveDiagnostics } from "./diagnostics.ts";
 import { LeaseLostError, LockClientError, UnavailableError, type LeaseLossReason } from "./errors.ts";
 import { durationToMs } from "./proto-time.ts";
+import { errorFromRenewal } from "./status-errors.ts";
 import type { Renewal } from "./types.ts";
 
 /** What the keeper tells the owner of a lease (a Lock). */
@@ -32,6 +33,8 @@ interface Entry {
   expiresAt: number;
   renewTimer?: NodeJS.Timeout;
   lossTimer?: NodeJS.Timeout;
+  /** Why the last renewal failed, while no later one succeeded: told when the lease is lost. */
+  lastFailure?: string;
 }
 
 type Outcome = { expired: true } | { expired: false; renewal: Renewal } | Error;
@@ -64,6 +67,9 @@ export function lossGuardMs(ttlMs: number): number {
 
 const RENEW_TIMEOUT_MS = 10_000;
 
+/** After a renewal the service could not do (an in-band error), the next try comes this share of the ttl later instead of a third. */
+const RETRY_AFTER_FAILED_RENEWAL = 1 / 10;
+
 /**
  * With several replicas, how long a renewal may stay unanswered before the
  * stream counts as broken and the keeper moves to the next replica: a
@@ -81,7 +87,12 @@ export function answerTimeoutMs(ttlMs: number): number {
  * confirms the lease until (local time the request was sent) + (ttl the
  * service answered), which is never later than the service's own expiry
  * whatever the clocks say. A lease is lost when a renewal answers `expired`,
- * or when its confirmed expiry passes with no newer confirmation.
+ * or when its confirmed expiry passes with no newer confirmation. A renewal
+ * answered with an error (the service could not read or write that lease's
+ * file) is a failed try of that lease only, not a loss: the lease is still
+ * held until its confirmed expiry, which may be a whole ttl away, and the
+ * failure may pass (permissions fixed, space freed); so it is retried sooner
+ * than usual, and the lease is lost only if its confirmed expiry passes first.
  *
  * The stream opens with the first lease and closes with the last: while a
  * lease is held the stream (or a pending reconnection) keeps the process
@@ -227,6 +238,21 @@ export class LeaseKeeper {
     if (!request) return;
     clearTimeout(request.overdue);
     const entry = this.entries.get(response.leaseId);
+    if (response.error !== undefined) {
+      this.diagnostics.stats.renewalsFailed += 1;
+      if (entry) {
+        entry.lastFailure = response.error.message;
+        this.armRenewTimer(entry, entry.ttlMs * RETRY_AFTER_FAILED_RENEWAL);
+        this.diagnostics.emit("renewal-failed", {
+          at: performance.now(),
+          resource: entry.lease.resource,
+          code: response.error.code,
+          message: response.error.message,
+        });
+      }
+      request.settle?.(errorFromRenewal(response.error, entry?.lease.resource));
+      return;
+    }
     if (response.expired) {
       if (entry) {
         this.lose(entry, "expired", `the lease on "${entry.lease.resource}" was lost: the service answered that it has expired or was released`);
@@ -238,6 +264,7 @@ export class LeaseKeeper {
     const expiresAt = request.sentAt + ttlMs;
     const renewal: Renewal = { expiresAt: new Date(request.sentAtWall + ttlMs), ttl: ttlMs };
     this.diagnostics.stats.renewalsConfirmed += 1;
+    if (entry) entry.lastFailure = undefined;
     if (entry && expiresAt > entry.expiresAt) {
       entry.ttlMs = ttlMs;
       entry.expiresAt = expiresAt;
@@ -364,7 +391,8 @@ export class LeaseKeeper {
     entry.lossTimer = setTimeout(() => {
       if (this.entries.get(entry.leaseId) !== entry) return;
       const at = new Date(Date.now() + (entry.expiresAt - performance.now())).toISOString();
-      this.lose(entry, "unconfirmed", `the lease on "${entry.lease.resource}" was lost: no renewal was confirmed before its expiry at ${at}`);
+      const failure = entry.lastFailure === undefined ? "" : ` (the last renewal failed: ${entry.lastFailure})`;
+      this.lose(entry, "unconfirmed", `the lease on "${entry.lease.resource}" was lost: no renewal was confirmed before its expiry at ${at}${failure}`);
     }, Math.max(0, delayMs));
     entry.lossTimer.unref();
   }

@@ -1,4 +1,5 @@
-import { status, type Metadata, type ServiceError } from "@grpc/grpc-js";
+import { Metadata, status, type ServiceError } from "@grpc/grpc-js";
+import type { RenewalError } from "../gen/mcplockd/v1/lock.ts";
 import {
   InvalidArgumentError,
   LeaseLostError,
@@ -32,6 +33,12 @@ export function errorFromStatus(err: ServiceError, resource?: string): LockClien
     default:
       return new LockClientError(message, err.code, options);
   }
+}
+
+/** A renewal's in-band error (KeepAliveResponse.error), as the status it stands for. */
+export function errorFromRenewal(error: RenewalError, resource?: string): LockClientError {
+  const asStatus = Object.assign(new Error(error.message), { code: error.code, details: error.message, metadata: new Metadata() });
+  return errorFromStatus(asStatus, resource);
 }
 
 /** The holder and expiry from trailing metadata, else from the message (an older service). */

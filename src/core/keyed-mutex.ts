@@ -1,7 +1,7 @@
 /**
- * Serialises async work per key. The store's guard (proper-lockfile) refuses a
- * second lock from the same process, so the manager runs at most one state
- * change per resource at a time and lets different resources run in parallel.
+ * Serialises async work per key: the manager runs at most one state change
+ * per resource at a time (a store's guard would only make a second one wait
+ * or retry) and lets different resources run in parallel.
  */
 export class KeyedMutex {
   private readonly tails = new Map<string, Promise<unknown>>();

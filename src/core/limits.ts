@@ -3,6 +3,11 @@ import { InvalidArgumentError } from "./errors.ts";
 // Limits on what a client may ask for. They are part of the contract
 // (proto/mcplockd/v1/lock.proto documents them) and of the file protocol.
 
+/**
+ * A whole-string match: in JavaScript `$` without the `m` flag matches only
+ * at the end of the input. Ports must keep that (Python: re.fullmatch; its
+ * `$` also accepts a trailing newline).
+ */
 export const RESOURCE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 export const DEFAULT_TTL_MS = 30_000;
 export const MIN_TTL_MS = 1_000;

@@ -19,14 +19,7 @@ import {
 } from "./limits.ts";
 import { WaitQueue } from "./wait-queue.ts";
 import { Waiter } from "./waiter.ts";
-import type { LeaseStore } from "../store/lease-store.ts";
-
-/**
- * Background horizon rewrites in flight at once (see startRefreshes): enough
- * to keep the thread pool busy and let concurrent rewrites share directory
- * fsyncs, few enough that grants and releases are not starved of the disk.
- */
-const MAX_BACKGROUND_REFRESHES = 16;
+import type { LeaseStore } from "./lease-store.ts";
 
 export interface AcquireInput {
   resource: string;
@@ -49,11 +42,28 @@ export interface ListedLock {
 }
 
 export interface LockManagerOptions {
+  /** Reads the same clock as the manager (give it `clock` too). */
   store: LeaseStore;
   clock?: Clock;
   log?: (message: string) => void;
   /** How often resources with waiters are re-read in case a watch event was lost. */
   safetyRescanMs?: number;
+}
+
+/**
+ * What the manager knows of one resource, all of it derived from the store
+ * (and rebuilt on start) except the callers waiting here.
+ */
+interface ResourceRecord {
+  /** Callers waiting, in FIFO order. */
+  readonly queue: WaitQueue<Waiter>;
+  /** What holds it, as last seen in the store (for busy messages and listings); undefined when free. */
+  blocker: BlockingState | undefined;
+  /** Fires when the blocker ends, to reclaim it. */
+  expiry: TimerHandle | undefined;
+  /** A pump is granting to the queue; `pumpAgain` asks it to look once more when it ends. */
+  pumping: boolean;
+  pumpAgain: boolean;
 }
 
 /**
@@ -66,26 +76,16 @@ export class LockManager {
   private readonly clock: Clock;
   private readonly log: (message: string) => void;
   private readonly mutex = new KeyedMutex();
-  private readonly queues = new Map<string, WaitQueue<Waiter>>();
-  private readonly expiryTimers = new Map<string, TimerHandle>();
-  /** What each resource was last seen blocked by, for busy messages. */
-  private readonly blockers = new Map<string, BlockingState>();
+  /** One record per resource that is held, waited for or being granted. */
+  private readonly resources = new Map<string, ResourceRecord>();
   /** sha256(lease id) → resource, for leases granted with an id. */
   private readonly resourceByHash = new Map<string, string>();
-  private readonly pumping = new Set<string>();
-  /** Resources whose horizon should be pushed out (→ lease id hash), in request order. */
-  private readonly refreshing = new Map<string, string>();
-  /** Those of them being rewritten now. */
-  private readonly refreshStarted = new Set<string>();
-  private readonly pumpAgain = new Set<string>();
   private readonly safetyRescanMs: number;
-  /** Whether every lease file has been read once, so `blockers` lists them all. */
+  /** Whether every lease file has been read once, so the records list them all. */
   private loaded = false;
   private stopWatching: (() => void) | undefined;
   private rescanTimer: TimerHandle | undefined;
   private closed = false;
-  /** The clock as the store reads it: after taking its guard (see LeaseStore). */
-  private readonly now = () => this.clock.now();
 
   constructor(options: LockManagerOptions) {
     this.store = options.store;
@@ -98,7 +98,7 @@ export class LockManager {
   async start(): Promise<void> {
     try {
       await this.store.open();
-      const states = await this.store.list(this.clock.now());
+      const states = await this.store.list();
       for (const state of states) this.observe(state);
       this.loaded = true;
       this.log(`loaded ${states.length} lease file(s) from ${this.store.location}`);
@@ -120,7 +120,7 @@ export class LockManager {
     if (this.closed) throw new ShuttingDownError();
     if (signal?.aborted) throw abortError(signal, resource);
 
-    const queue = this.queueOf(resource);
+    const { queue } = this.recordOf(resource);
     const tryOnce = waitMs === 0;
     // FIFO: a try-once caller never jumps ahead of callers already waiting.
     if (tryOnce && queue.size > 0) {
@@ -153,11 +153,11 @@ export class LockManager {
   async release(leaseId: string): Promise<void> {
     const { hash, resource } = this.lookup(leaseId);
     const { released, handedOver } = await this.mutex.run(resource, async () => {
-      const next = this.queues.get(resource)?.peek();
+      const next = this.resources.get(resource)?.queue.peek();
       if (next !== undefined && !next.tryOnce) return this.handOver(resource, hash, next);
-      const done = await this.store.release(resource, hash, this.now);
+      const done = await this.store.release(resource, hash);
       this.resourceByHash.delete(hash);
-      this.observe(done ? { kind: "free", resource } : await this.store.read(resource, this.clock.now()));
+      this.observe(done ? { kind: "free", resource } : await this.store.read(resource));
       return { released: done, handedOver: false };
     });
     // Unless the lease went straight to the next waiter (the rest of the
@@ -171,60 +171,24 @@ export class LockManager {
   async renew(leaseId: string): Promise<LeaseRecord> {
     const { hash, resource } = this.lookup(leaseId);
     const renewed = await this.mutex.run(resource, async () => {
-      const lease = await this.store.renew(resource, hash, this.now);
+      const lease = await this.store.renew(resource, hash);
       if (lease) this.observe({ kind: "held", resource, lease });
       else this.resourceByHash.delete(hash);
       return lease;
     });
     if (renewed === undefined) {
-      void this.expireIfDue(resource);
+      void this.reread(resource, "reclaim");
       throw new LeaseNotFoundError();
     }
-    if (!this.refreshing.has(resource) && this.store.horizonDue?.(resource, hash, this.clock.now())) this.refreshHorizon(resource, hash);
     return renewed;
-  }
-
-  /**
-   * Pushes a lease's written expiry out in the background, at most once at a
-   * time per resource. Not in the resource's turn: the store's guard keeps it
-   * apart from every other write, and renewals keep being answered from the
-   * promise meanwhile instead of queueing behind a write. A failure only
-   * means a later renewal writes it itself (and reports its own error).
-   */
-  private refreshHorizon(resource: string, hash: string): void {
-    if (this.refreshing.has(resource) || this.store.refreshHorizon === undefined) return;
-    this.refreshing.set(resource, hash);
-    this.startRefreshes();
-  }
-
-  /**
-   * At most MAX_BACKGROUND_REFRESHES rewrites at a time, oldest request
-   * first: a burst of them (leases granted together fall due together) must
-   * not flood the disk that grants and releases wait for. A rewrite has a
-   * ttl of slack before any renewal needs it.
-   */
-  private startRefreshes(): void {
-    for (const [resource, hash] of this.refreshing) {
-      if (this.refreshStarted.size >= MAX_BACKGROUND_REFRESHES || this.closed) return;
-      if (this.refreshStarted.has(resource)) continue;
-      this.refreshStarted.add(resource);
-      void this.store
-        .refreshHorizon!(resource, hash, this.now)
-        .catch((err: Error) => this.log(`pushing out the horizon of "${resource}" failed: ${err.message}`))
-        .finally(() => {
-          this.refreshStarted.delete(resource);
-          this.refreshing.delete(resource);
-          this.startRefreshes();
-        });
-    }
   }
 
   /** Runs inside the resource's mutex. `handedOver`: the next waiter holds the lease now. */
   private async handOver(resource: string, hash: string, next: Waiter): Promise<{ released: boolean; handedOver: boolean }> {
-    const outcome = await this.store.handOver(resource, hash, grantOf(next), this.now);
+    const outcome = await this.store.handOver(resource, hash, grantOf(next));
     this.resourceByHash.delete(hash);
     if (outcome.granted === undefined) {
-      this.observe(outcome.released ? { kind: "free", resource } : await this.store.read(resource, this.clock.now()));
+      this.observe(outcome.released ? { kind: "free", resource } : await this.store.read(resource));
       return { released: outcome.released, handedOver: false };
     }
     this.observe({ kind: "held", resource, lease: outcome.granted });
@@ -244,9 +208,9 @@ export class LockManager {
     if (!this.loaded) await this.resyncAll();
     const now = this.clock.now();
     const held: ListedLock[] = [];
-    for (const state of this.blockers.values()) {
-      if (!state.resource.startsWith(prefix) || blockedUntil(state) <= now) continue;
-      held.push({ state, waiters: this.queues.get(state.resource)?.size ?? 0 });
+    for (const { blocker: state, queue } of this.resources.values()) {
+      if (state === undefined || !state.resource.startsWith(prefix) || blockedUntil(state) <= now) continue;
+      held.push({ state, waiters: queue.size });
     }
     return held.sort((a, b) => (a.state.resource < b.state.resource ? -1 : a.state.resource > b.state.resource ? 1 : 0));
   }
@@ -256,7 +220,7 @@ export class LockManager {
    * health: a service whose every Acquire would fail is not serving.
    */
   async probeWritable(): Promise<void> {
-    await this.store.probeWritable?.();
+    await this.store.probeWritable();
   }
 
   /** Fails every waiter and stops timers. Lease files stay: leases outlive the service. */
@@ -264,11 +228,12 @@ export class LockManager {
     if (this.closed) return;
     this.closed = true;
     this.stopWatching?.();
+    void this.store.close().catch((err: Error) => this.log(`closing the store failed: ${err.message}`));
     this.rescanTimer?.cancel();
-    for (const timer of this.expiryTimers.values()) timer.cancel();
-    this.expiryTimers.clear();
-    for (const queue of this.queues.values()) {
-      for (const waiter of queue.drain()) waiter.fail(new ShuttingDownError());
+    for (const record of this.resources.values()) {
+      record.expiry?.cancel();
+      record.expiry = undefined;
+      for (const waiter of record.queue.drain()) waiter.fail(new ShuttingDownError());
     }
   }
 
@@ -280,20 +245,26 @@ export class LockManager {
     return { hash, resource };
   }
 
-  private queueOf(resource: string): WaitQueue<Waiter> {
-    let queue = this.queues.get(resource);
-    if (!queue) {
-      queue = new WaitQueue();
-      this.queues.set(resource, queue);
+  private recordOf(resource: string): ResourceRecord {
+    let record = this.resources.get(resource);
+    if (!record) {
+      record = { queue: new WaitQueue(), blocker: undefined, expiry: undefined, pumping: false, pumpAgain: false };
+      this.resources.set(resource, record);
     }
-    return queue;
+    return record;
+  }
+
+  /** Drops a record that holds nothing: no waiter, no blocker, no timer, no pump. */
+  private forgetIfIdle(resource: string): void {
+    const record = this.resources.get(resource);
+    if (record && record.queue.size === 0 && record.blocker === undefined && record.expiry === undefined && !record.pumping) {
+      this.resources.delete(resource);
+    }
   }
 
   private leaveQueue(resource: string, waiter: Waiter): void {
-    const queue = this.queues.get(resource);
-    if (!queue) return;
-    queue.remove(waiter);
-    if (queue.size === 0 && !this.pumping.has(resource)) this.queues.delete(resource);
+    this.resources.get(resource)?.queue.remove(waiter);
+    this.forgetIfIdle(resource);
   }
 
   /**
@@ -302,29 +273,30 @@ export class LockManager {
    */
   private pump(resource: string): void {
     if (this.closed) return;
-    if (this.pumping.has(resource)) {
-      this.pumpAgain.add(resource);
+    const record = this.recordOf(resource);
+    if (record.pumping) {
+      record.pumpAgain = true;
       return;
     }
-    this.pumping.add(resource);
-    void this.drainQueue(resource).finally(() => {
-      this.pumping.delete(resource);
-      const queue = this.queues.get(resource);
-      if (queue && queue.size === 0) this.queues.delete(resource);
-      if (this.pumpAgain.delete(resource)) this.pump(resource);
+    record.pumping = true;
+    void this.drainQueue(resource, record.queue).finally(() => {
+      record.pumping = false;
+      const again = record.pumpAgain;
+      record.pumpAgain = false;
+      this.forgetIfIdle(resource);
+      if (again) this.pump(resource);
     });
   }
 
-  private async drainQueue(resource: string): Promise<void> {
-    const queue = this.queues.get(resource);
-    for (let head = queue?.peek(); head !== undefined && !this.closed; head = queue?.peek()) {
+  private async drainQueue(resource: string, queue: WaitQueue<Waiter>): Promise<void> {
+    for (let head = queue.peek(); head !== undefined && !this.closed; head = queue.peek()) {
       const waiter = head;
       let outcome;
       try {
         outcome = await this.mutex.run(resource, async () => {
           // Served meanwhile (a hand-over) or gone: nothing to write.
           if (waiter.settled) return undefined;
-          const result = await this.store.acquire(resource, grantOf(waiter), this.now);
+          const result = await this.store.acquire(resource, grantOf(waiter));
           this.observe("granted" in result ? { kind: "held", resource, lease: result.granted } : result.blocked);
           return result;
         });
@@ -338,7 +310,7 @@ export class LockManager {
         continue;
       }
       if (!waiter.tryOnce) return; // woken by release, expiry or a watch event
-      waiter.fail(this.busyError(resource, queue!.size - 1, "tried once"));
+      waiter.fail(this.busyError(resource, queue.size - 1, "tried once"));
     }
   }
 
@@ -349,7 +321,7 @@ export class LockManager {
    */
   private async undoGrant(resource: string, waiter: Waiter): Promise<void> {
     try {
-      await this.store.release(resource, waiter.leaseIdHash, this.now);
+      await this.store.release(resource, waiter.leaseIdHash);
       this.observe({ kind: "free", resource });
     } catch (err) {
       this.log(`undoing a grant to a departed waiter failed: ${(err as Error).message}`);
@@ -363,50 +335,56 @@ export class LockManager {
    */
   private observe(state: ResourceState): void {
     const { resource } = state;
-    const previous = this.blockers.get(resource);
+    const record = state.kind === "free" ? this.resources.get(resource) : this.recordOf(resource);
+    if (record === undefined) return;
+    const previous = record.blocker;
     const previousHash = previous?.kind === "held" ? previous.lease.leaseIdHash : undefined;
     const currentHash = state.kind === "held" ? state.lease.leaseIdHash : undefined;
     if (previousHash !== undefined && previousHash !== currentHash) this.resourceByHash.delete(previousHash);
+    record.expiry?.cancel();
+    record.expiry = undefined;
     if (state.kind === "free") {
-      this.blockers.delete(resource);
-      this.expiryTimers.get(resource)?.cancel();
-      this.expiryTimers.delete(resource);
+      record.blocker = undefined;
+      this.forgetIfIdle(resource);
       return;
     }
-    this.blockers.set(resource, state);
+    record.blocker = state;
     if (currentHash !== undefined) this.resourceByHash.set(currentHash, resource);
-    this.armExpiry(resource, blockedUntil(state));
+    this.armExpiry(record, resource, blockedUntil(state));
   }
 
-  private armExpiry(resource: string, at: number): void {
+  private armExpiry(record: ResourceRecord, resource: string, at: number): void {
     if (this.closed) return;
-    this.expiryTimers.get(resource)?.cancel();
-    this.expiryTimers.set(
-      resource,
-      this.clock.setTimer(at - this.clock.now(), () => {
-        this.expiryTimers.delete(resource);
-        void this.expireIfDue(resource);
-      }),
-    );
-  }
-
-  /** Reclaims an expired lease (removing its file) and wakes the queue. */
-  private async expireIfDue(resource: string): Promise<void> {
-    try {
-      await this.resync(resource, () => this.store.reclaimIfExpired(resource, this.now));
-    } catch (err) {
-      this.log(`reclaiming "${resource}" failed: ${(err as Error).message}; retrying in 1s`);
-      this.armExpiry(resource, this.clock.now() + 1_000);
-    }
-  }
-
-  /** Runs a store read or reclaim under the resource's mutex, records it, and wakes waiters if free. */
-  private async resync(resource: string, readState: () => Promise<ResourceState>): Promise<void> {
-    const state = await this.mutex.run(resource, async () => {
-      const current = await readState();
-      this.observe(current);
-      return current;
+    record.expiry?.cancel();
+    record.expiry = this.clock.setTimer(at - this.clock.now(), () => {
+      record.expiry = undefined;
+      void this.reread(resource, "reclaim");
     });
+  }
+
+  /**
+   * The one way a resource is re-read: under its mutex, from the store
+   * ("reclaim" also removes a lease that has expired), recorded, and its
+   * waiters woken if it is free. Errors are logged; a failed reclaim is tried
+   * again in a second, since nothing else would end that lease.
+   */
+  private async reread(resource: string, how: "read" | "reclaim"): Promise<void> {
+    let state: ResourceState;
+    try {
+      state = await this.mutex.run(resource, async () => {
+        const current = how === "reclaim" ? await this.store.reclaimIfExpired(resource) : await this.store.read(resource);
+        this.observe(current);
+        return current;
+      });
+    } catch (err) {
+      if (how === "read") {
+        this.log(`re-reading "${resource}" failed: ${(err as Error).message}`);
+        return;
+      }
+      this.log(`reclaiming "${resource}" failed: ${(err as Error).message}; retrying in 1s`);
+      this.armExpiry(this.recordOf(resource), resource, this.clock.now() + 1_000);
+      return;
+    }
     if (state.kind === "free") this.pump(resource);
   }
 
@@ -414,7 +392,7 @@ export class LockManager {
   private onExternalChange(resource: string | undefined): void {
     if (this.closed) return;
     if (resource !== undefined) {
-      void this.refresh(resource);
+      void this.reread(resource, "read");
       return;
     }
     this.resyncAll().catch((err: Error) => this.log(`re-reading the lock dir failed: ${err.message}`));
@@ -425,32 +403,24 @@ export class LockManager {
    * its mutex. Throws the store error if the dir cannot be listed.
    */
   private async resyncAll(): Promise<void> {
-    const known = [...this.queues.keys(), ...this.blockers.keys()];
-    const listed = await this.store.list(this.clock.now());
+    const known = [...this.resources.keys()];
+    const listed = await this.store.list();
     const resources = new Set([...known, ...listed.map((state) => state.resource)]);
-    await Promise.all([...resources].map((resource) => this.refresh(resource)));
+    await Promise.all([...resources].map((resource) => this.reread(resource, "read")));
     this.loaded = true;
-  }
-
-  private async refresh(resource: string): Promise<void> {
-    try {
-      await this.resync(resource, () => this.store.read(resource, this.now));
-    } catch (err) {
-      this.log(`re-reading "${resource}" failed: ${(err as Error).message}`);
-    }
   }
 
   /** Safety net for lost watch events: re-read only resources someone waits for. */
   private scheduleSafetyRescan(): void {
     if (this.closed) return;
     this.rescanTimer = this.clock.setTimer(this.safetyRescanMs, () => {
-      for (const resource of this.queues.keys()) void this.refresh(resource);
+      for (const [resource, { queue }] of this.resources) if (queue.size > 0) void this.reread(resource, "read");
       this.scheduleSafetyRescan();
     });
   }
 
   private busyError(resource: string, waiting: number, why: string): ResourceBusyError {
-    const blocker = this.blockers.get(resource);
+    const blocker = this.resources.get(resource)?.blocker;
     return blocker
       ? new ResourceBusyError(resource, holderOf(blocker), blockedUntil(blocker), Math.max(0, waiting), why)
       : new ResourceBusyError(resource, undefined, undefined, Math.max(0, waiting), why);

@@ -14,6 +14,7 @@ import type {
 import { bidi, unary, type CallContext, type CallGate } from "./call-adapter.ts";
 import { mapUnordered } from "./map-unordered.ts";
 import { durationToMs, msToDuration, msToTimestamp, toListedLease, toProtoLease } from "./convert.ts";
+import { toServiceError } from "./status-map.ts";
 
 /** Renewals one KeepAlive stream may have in progress at once; more wait in the stream (backpressure). */
 const KEEPALIVE_IN_FLIGHT_PER_STREAM = 64;
@@ -54,14 +55,17 @@ export function lockService(manager: LockManager, shutdown: AbortSignal, gate?: 
     return mapUnordered(requests, KEEPALIVE_IN_FLIGHT_PER_STREAM, renew);
   }
 
+  // Every request is answered in-band and never ends the stream: one lease's
+  // store failure (EACCES, EIO, a stray file at its guard...) is that lease's
+  // answer, and the other leases on the stream go on being renewed.
   async function renew({ leaseId }: KeepAliveRequest): Promise<KeepAliveResponse> {
     try {
       const lease = await manager.renew(leaseId);
-      return { leaseId, expiresAt: msToTimestamp(lease.expiresAt), ttl: msToDuration(lease.ttlMs), expired: false };
+      return { leaseId, expiresAt: msToTimestamp(lease.expiresAt), ttl: msToDuration(lease.ttlMs), expired: false, error: undefined };
     } catch (err) {
-      // Lost leases are answered in-band; store failures end the stream.
-      if (!(err instanceof LeaseNotFoundError)) throw err;
-      return { leaseId, expiresAt: undefined, ttl: undefined, expired: true };
+      if (err instanceof LeaseNotFoundError) return { leaseId, expiresAt: undefined, ttl: undefined, expired: true, error: undefined };
+      const { code, details } = toServiceError(err);
+      return { leaseId, expiresAt: undefined, ttl: undefined, expired: false, error: { code: code!, message: details ?? "" } };
     }
   }
 

@@ -15,6 +15,8 @@ import { toStoreError } from "./store-error.ts";
 export type FenceState =
   | { kind: "directory"; token: number }
   | { kind: "file"; token: number }
+  /** A version 1 counter moved aside by a conversion that has not finished (it names a token floor). */
+  | { kind: "retired"; token: number }
   | { kind: "none"; token: 0 };
 
 const TOKEN_NAME = /^(0|[1-9][0-9]{0,15})$/;
@@ -42,12 +44,13 @@ export class FenceCounter {
         entries = await this.fs.readdir(dir);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
-        if (code === "ENOENT") return { kind: "none", token: 0 };
+        if (code === "ENOENT") return this.readRetired(resource);
         if (code === "ENOTDIR") return this.readVersion1(resource);
         throw toStoreError("reading the fencing counter", dir, err);
       }
-      const tokens = entries.filter((entry) => TOKEN_NAME.test(entry)).map(Number);
-      if (tokens.length === 1 && tokens[0]! <= Number.MAX_SAFE_INTEGER) return { kind: "directory", token: tokens[0]! };
+      if (entries.length === 1 && TOKEN_NAME.test(entries[0]!) && Number(entries[0]) <= Number.MAX_SAFE_INTEGER) {
+        return { kind: "directory", token: Number(entries[0]) };
+      }
     }
     // Guessing a counter could hand out a token twice: refuse instead.
     throw new StoreFailureError(
@@ -97,8 +100,10 @@ export class FenceCounter {
   /**
    * The first version 2 write: a temp dir holding the token's file is renamed
    * into place, which fails if anyone made the counter meanwhile. A version 1
-   * counter file is removed first (its value is in `current`); unlink fails on
-   * a directory, so a counter someone converted meanwhile is never removed.
+   * counter file is first moved aside to `R.lock.fence.v1`, never removed: a
+   * writer paused between the move and the rename leaves the counter absent,
+   * and whoever finds it absent reads the moved file's value as its floor
+   * (see readRetired), so no token below it is ever issued.
    */
   private async create(resource: string, current: FenceState, token: number): Promise<void> {
     const dir = this.layout.fenceFile(resource);
@@ -108,7 +113,7 @@ export class FenceCounter {
       await this.fs.makeDirectory(temp);
       await this.fs.writeNewFileSynced(tokenFile, "");
       await this.sync(temp);
-      if (current.kind === "file") await this.removeVersion1(resource, current.token);
+      if (current.kind === "file") await this.retireVersion1(resource, current.token);
       await this.fs.rename(temp, dir);
     } catch (err) {
       await this.fs.unlink(tokenFile).catch(() => {});
@@ -123,18 +128,38 @@ export class FenceCounter {
     await this.sync(this.layout.dir);
   }
 
-  private async removeVersion1(resource: string, token: number): Promise<void> {
+  private async retireVersion1(resource: string, token: number): Promise<void> {
     const path = this.layout.fenceFile(resource);
     // Re-read: a version 1 participant may have raised it since.
     const now = await this.readVersion1(resource);
-    if (now.token !== token) throw new CommitConflictError(`the version 1 fencing counter of ${resource} moved past ${token}`);
+    if (now.kind !== "file" || now.token !== token) {
+      throw new CommitConflictError(`the version 1 fencing counter of ${resource} moved past ${token}`);
+    }
     try {
-      await this.fs.unlink(path);
+      // A directory (someone converted it meanwhile) cannot replace the retired file: ENOTDIR/EISDIR.
+      await this.fs.rename(path, this.layout.retiredFenceFile(resource));
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (code === "ENOENT" || code === "EISDIR" || code === "EPERM") throw new CommitConflictError(`the fencing counter of ${resource} changed`);
+      if (code === "ENOENT" || code === "EISDIR" || code === "ENOTDIR") throw new CommitConflictError(`the fencing counter of ${resource} changed`);
       throw err;
     }
+  }
+
+  /** No counter: nothing was ever issued, unless a conversion moved a version 1 counter aside. */
+  private async readRetired(resource: string): Promise<FenceState> {
+    const path = this.layout.retiredFenceFile(resource);
+    let text: string;
+    try {
+      text = (await this.fs.readFileWithMtime(path)).text;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return { kind: "none", token: 0 };
+      throw toStoreError("reading the retired fencing counter", path, err);
+    }
+    const token = parseFence(text, resource);
+    if (typeof token === "string") {
+      throw new StoreFailureError(`the retired fencing counter ${path} is corrupt (${token}); restore it, or raise it above every token issued`, path);
+    }
+    return { kind: "retired", token };
   }
 
   private async readVersion1(resource: string): Promise<FenceState> {

@@ -1,3 +1,4 @@
+import type { Clock } from "../core/clock.ts";
 import { StoreFailureError } from "../core/errors.ts";
 import type { FileSystem } from "./file-system.ts";
 import { CommitConflictError } from "./commit-conflict.ts";
@@ -21,19 +22,6 @@ export const COMMIT_DEADLINE_MS = 5_000;
 const GUARD_WAIT_MS = 15_000;
 const GUARD_BACKOFF = { firstMs: 2, factor: 1.3, maxMs: 100 };
 
-/** The two clocks of the protocol, injected so tests can stall a writer without sleeping. */
-export interface StoreClock {
-  /** Wall clock (ms since the epoch): compared with the guard's mtime. */
-  wallMs(): number;
-  /** Monotonic clock (ms): a writer's own deadline, immune to clock steps. */
-  monotonicMs(): number;
-}
-
-export const systemStoreClock: StoreClock = {
-  wallMs: () => Date.now(),
-  monotonicMs: () => performance.now(),
-};
-
 /** The protocol's steps at which a test may freeze a writer (see stop-hook.ts). */
 export type PausePoint = "guard" | "temp" | "commit";
 export type PauseHook = (point: PausePoint, resource: string) => void;
@@ -46,18 +34,18 @@ export class GuardHold {
     private readonly takenAt: number,
     /** Wall time read just before that mkdir: the guard's own mtime is not earlier. */
     private readonly takenAtWall: number,
-    private readonly clock: StoreClock,
+    private readonly clock: Clock,
     private readonly fs: FileSystem,
   ) {}
 
   /** True while this writer may still commit under the guard. */
   mayCommit(): boolean {
-    return this.clock.monotonicMs() - this.takenAt < COMMIT_DEADLINE_MS;
+    return this.clock.monotonic() - this.takenAt < COMMIT_DEADLINE_MS;
   }
 
   /** Throws CommitConflictError once the deadline has passed: nothing may be committed. */
   checkDeadline(): void {
-    const held = this.clock.monotonicMs() - this.takenAt;
+    const held = this.clock.monotonic() - this.takenAt;
     if (held >= COMMIT_DEADLINE_MS) {
       throw new CommitConflictError(`the guard ${this.path} was held ${Math.round(held)} ms, past the ${COMMIT_DEADLINE_MS} ms commit deadline`);
     }
@@ -89,7 +77,7 @@ export class GuardHold {
 export class Guard {
   constructor(
     private readonly fs: FileSystem,
-    private readonly clock: StoreClock,
+    private readonly clock: Clock,
     private readonly warn: (message: string) => void,
     private readonly makeLockDir: () => Promise<void>,
     private readonly pauseHook?: PauseHook,
@@ -97,12 +85,12 @@ export class Guard {
 
   /** Takes the guard at `path`; with `wait: false`, undefined when it is busy. */
   async take(path: string, resource: string, wait: boolean): Promise<GuardHold | undefined> {
-    const giveUpAt = this.clock.monotonicMs() + GUARD_WAIT_MS;
+    const giveUpAt = this.clock.monotonic() + GUARD_WAIT_MS;
     let delay = GUARD_BACKOFF.firstMs;
     let recreatedDir = false;
     for (;;) {
-      const takenAt = this.clock.monotonicMs();
-      const takenAtWall = this.clock.wallMs();
+      const takenAt = this.clock.monotonic();
+      const takenAtWall = this.clock.now();
       try {
         await this.fs.makeDirectory(path);
         this.pauseHook?.("guard", resource);
@@ -118,7 +106,7 @@ export class Guard {
       }
       if (await this.breakIfStale(path)) continue;
       if (!wait) return undefined;
-      if (this.clock.monotonicMs() >= giveUpAt) {
+      if (this.clock.monotonic() >= giveUpAt) {
         throw toStoreError("taking the guard", path, Object.assign(new Error("the guard stayed busy"), { code: "ELOCKED" }));
       }
       await new Promise((resolve) => setTimeout(resolve, delay));
@@ -138,7 +126,7 @@ export class Guard {
     if (found.kind !== "directory") {
       throw new StoreFailureError(`the guard ${path} is not a directory; remove it by hand once no participant runs`, path, "ENOTDIR");
     }
-    const age = this.clock.wallMs() - found.mtimeMs;
+    const age = this.clock.now() - found.mtimeMs;
     if (age <= GUARD_STALE_MS) return false;
     try {
       await this.fs.removeDirectory(path);

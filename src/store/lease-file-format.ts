@@ -1,12 +1,17 @@
 import type { LeaseRecord } from "../core/lease.ts";
 import { MAX_TTL_MS } from "../core/limits.ts";
 
-// Version 1 of the lease file, as docs/lock-file.schema.json describes it.
+// The lease file, as docs/lock-file.schema.json and docs/protocol.md section 2
+// describe it. Version 2 (the pause-safe commit rule) keeps version 1's
+// fields, so readers take both; writers write 2.
 
-export const LEASE_FILE_VERSION = 1;
+/** The version this participant writes. */
+export const LEASE_FILE_VERSION = 2;
+/** The versions a reader accepts: their fields are the same. */
+export const READABLE_LEASE_FILE_VERSIONS: readonly number[] = [1, 2];
+/** The version-1 counter file (R.lock.fence as a file), still read when converting it. */
+export const FENCE_FILE_VERSION = 1;
 
-// RFC 3339 allows lower-case 't' and 'z' (section 5.6, NOTE).
-const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/i;
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 export function serializeLease(lease: LeaseRecord, renewedAt: number): string {
@@ -14,10 +19,11 @@ export function serializeLease(lease: LeaseRecord, renewedAt: number): string {
     version: LEASE_FILE_VERSION,
     resource: lease.resource,
     holder: lease.holder,
-    acquired_at: new Date(lease.acquiredAt).toISOString(),
-    renewed_at: new Date(renewedAt).toISOString(),
+    acquired_at: formatTime(lease.acquiredAt, "down"),
+    renewed_at: formatTime(renewedAt, "down"),
     ttl: lease.ttlMs / 1000,
-    expires_at: new Date(lease.expiresAt).toISOString(),
+    // Later is safe for others; the holder counts its own time anyway.
+    expires_at: formatTime(lease.expiresAt, "up"),
     fencing_token: lease.fencingToken,
     pid: lease.pid,
     hostname: lease.hostname,
@@ -41,14 +47,17 @@ export function parseLease(text: string, resource: string, modifiedAt: number): 
   }
   if (typeof document !== "object" || document === null || Array.isArray(document)) return "not a JSON object";
   const d = document as Record<string, unknown>;
-  if (d.version !== LEASE_FILE_VERSION) return `unsupported version ${JSON.stringify(d.version)}`;
+  if (typeof d.version !== "number" || !READABLE_LEASE_FILE_VERSIONS.includes(d.version)) {
+    return `unsupported version ${JSON.stringify(d.version)}`;
+  }
   if (d.resource !== resource) return `resource ${JSON.stringify(d.resource)} does not match the file name`;
   if (typeof d.holder !== "string") return "holder is not a string";
-  const acquiredAt = parseTime(d.acquired_at);
-  if (acquiredAt === undefined) return "acquired_at is not an RFC 3339 time";
-  const expiresAt = parseTime(d.expires_at);
-  if (expiresAt === undefined) return "expires_at is not an RFC 3339 time";
-  if (d.renewed_at !== undefined && parseTime(d.renewed_at) === undefined) return "renewed_at is not an RFC 3339 time";
+  const acquiredAt = parseTime(d.acquired_at, "down");
+  if (acquiredAt === undefined) return `acquired_at ${DATE_TIME_RULE}`;
+  const expiresAt = parseTime(d.expires_at, "up");
+  if (expiresAt === undefined) return `expires_at ${DATE_TIME_RULE}`;
+  // Optional fields given as null are invalid, as the schema says.
+  if (d.renewed_at !== undefined && parseTime(d.renewed_at, "down") === undefined) return `renewed_at ${DATE_TIME_RULE}`;
   if (typeof d.ttl !== "number" || !(d.ttl > 0) || d.ttl * 1000 > MAX_TTL_MS) return "ttl is not a number of seconds in (0, 3600]";
   if (!isPositiveInteger(d.fencing_token)) return "fencing_token is not a positive integer";
   if (!isPositiveInteger(d.pid) && d.pid !== 0) return "pid is not an integer";
@@ -73,7 +82,7 @@ export function parseLease(text: string, resource: string, modifiedAt: number): 
 }
 
 export function serializeFence(resource: string, fencingToken: number): string {
-  return JSON.stringify({ version: LEASE_FILE_VERSION, resource, fencing_token: fencingToken }) + "\n";
+  return JSON.stringify({ version: FENCE_FILE_VERSION, resource, fencing_token: fencingToken }) + "\n";
 }
 
 /** The last fencing token issued, or a string saying why the file is unusable. */
@@ -85,17 +94,56 @@ export function parseFence(text: string, resource: string): number | string {
     return "not JSON";
   }
   if (typeof d !== "object" || d === null) return "not a JSON object";
-  if (d.version !== LEASE_FILE_VERSION) return `unsupported version ${JSON.stringify(d.version)}`;
+  if (d.version !== FENCE_FILE_VERSION) return `unsupported version ${JSON.stringify(d.version)}`;
   if (d.resource !== resource) return `resource ${JSON.stringify(d.resource)} does not match the file name`;
   const token = d.fencing_token;
   if (typeof token !== "number" || !Number.isSafeInteger(token) || token < 0) return "fencing_token is not an integer >= 0";
   return token;
 }
 
-function parseTime(value: unknown): number | undefined {
-  if (typeof value !== "string" || !RFC3339.test(value)) return undefined;
-  const ms = Date.parse(value);
-  return Number.isNaN(ms) ? undefined : ms;
+const DATE_TIME_RULE = "is not a date-time YYYY-MM-DDTHH:MM:SS[.fraction of 1-9 digits] then Z or ±HH:MM, in calendar ranges";
+
+// RFC 3339 section 5.6 with its ranges made exact: 'T' and 'Z' in either case
+// (its NOTE), no leap second, a fraction of 1 to 9 digits.
+const DATE_TIME = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:[Zz]|([+-])(\d{2}):(\d{2}))$/;
+
+/**
+ * Milliseconds since the epoch of a protocol date-time, or undefined when it
+ * is not one (2026-02-30 or T24:00:00 are not: nothing is rolled over). The
+ * fraction is taken to the millisecond, rounded "up" (expires_at: later is
+ * safe for others) or "down".
+ */
+export function parseTime(value: unknown, rounding: "up" | "down"): number | undefined {
+  if (typeof value !== "string") return undefined;
+  const m = DATE_TIME.exec(value);
+  if (m === null) return undefined;
+  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  if (year < 1 || month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month)) return undefined;
+  if (hour > 23 || minute > 59 || second > 59) return undefined;
+  let offsetMinutes = 0;
+  if (m[8] !== undefined) {
+    const offsetHour = Number(m[9]);
+    const offsetMinute = Number(m[10]);
+    if (offsetHour > 23 || offsetMinute > 59) return undefined;
+    offsetMinutes = (m[8] === "-" ? -1 : 1) * (offsetHour * 60 + offsetMinute);
+  }
+  const fraction = (m[7] ?? "").padEnd(9, "0");
+  const subMillisecond = Number(fraction.slice(3)) > 0;
+  // Not Date.UTC: it maps years 0-99 to 1900-1999.
+  const date = new Date(0);
+  date.setUTCFullYear(year, month - 1, day);
+  date.setUTCHours(hour, minute, second, Number(fraction.slice(0, 3)));
+  return date.getTime() - offsetMinutes * 60_000 + (rounding === "up" && subMillisecond ? 1 : 0);
+}
+
+/** A time as the protocol writes it: UTC, `Z`, milliseconds (a fraction of one rounded as asked). */
+function formatTime(ms: number, rounding: "up" | "down"): string {
+  return new Date(rounding === "up" ? Math.ceil(ms) : Math.floor(ms)).toISOString();
+}
+
+function daysInMonth(year: number, month: number): number {
+  if (month === 2) return year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0) ? 29 : 28;
+  return [4, 6, 9, 11].includes(month) ? 30 : 31;
 }
 
 function isPositiveInteger(value: unknown): boolean {
@@ -105,12 +153,10 @@ function isPositiveInteger(value: unknown): boolean {
 function parseMetadata(value: unknown): Record<string, string> | undefined {
   if (value === undefined) return {};
   if (typeof value !== "object" || value === null || Array.isArray(value)) return undefined;
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(value)) {
-    if (typeof v !== "string") return undefined;
-    out[k] = v;
-  }
-  return out;
+  const entries = Object.entries(value);
+  if (entries.some(([, v]) => typeof v !== "string")) return undefined;
+  // fromEntries defines own properties: a key "__proto__" stays a key.
+  return Object.fromEntries(entries) as Record<string, string>;
 }
 
 /**

@@ -3,13 +3,15 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import { blockedUntil, type BlockingState, type LeaseGrant, type LeaseRecord, type ResourceState } from "../core/lease.ts";
 import { MAX_TTL_MS } from "../core/limits.ts";
+import { systemClock, type Clock } from "../core/clock.ts";
 import { StoreFailureError } from "../core/errors.ts";
+import type { AcquireOutcome, HandOverOutcome, LeaseStore } from "../core/lease-store.ts";
 import { CommitConflictError } from "./commit-conflict.ts";
 import { FenceCounter } from "./fence-counter.ts";
 import { ABSENT, nodeFileSystem, threadPoolFileSystem, type FileSystem } from "./file-system.ts";
-import { Guard, systemStoreClock, type GuardHold, type PauseHook, type StoreClock } from "./guard.ts";
+import { Guard, type GuardHold, type PauseHook } from "./guard.ts";
+import { HorizonRewrites } from "./horizon-rewrites.ts";
 import { parseLease, serializeLease, tokenOfAnyLeaseText } from "./lease-file-format.ts";
-import { timeOf, type AcquireOutcome, type HandOverOutcome, type LeaseStore, type Now } from "./lease-store.ts";
 import { LockDirLayout } from "./lock-dir-layout.ts";
 import { horizonFor, PromisedExpiries } from "./promised-expiries.ts";
 import { toStoreError } from "./store-error.ts";
@@ -35,8 +37,11 @@ export interface LeaseFileStoreOptions {
   fs?: FileSystem;
   /** Told when a guard is broken or a left-over file removed. */
   onWarning?: (message: string) => void;
-  /** Wall and monotonic clocks of the guard and the commit deadline (tests stall writers with it). */
-  clock?: StoreClock;
+  /**
+   * The manager's clock: lease times, the guard's staleness and the commit
+   * deadline (tests stall writers with it). Default: the system clock.
+   */
+  clock?: Clock;
   /** Called at the protocol's steps; tests freeze the process there (see stop-hook.ts). */
   pauseHook?: PauseHook;
 }
@@ -71,6 +76,9 @@ export class LeaseFileStore implements LeaseStore {
   private readonly ownChanges = new Map<string, string>();
   private readonly promises = new PromisedExpiries();
   private readonly sweeper: TempFileSweeper;
+  private readonly horizons: HorizonRewrites;
+  private readonly clock: Clock;
+  private stopSweeping: (() => void) | undefined;
 
   constructor(options: LeaseFileStoreOptions) {
     this.layout = new LockDirLayout(options.dir);
@@ -78,7 +86,7 @@ export class LeaseFileStore implements LeaseStore {
     this.fs = options.fs ?? nodeFileSystem;
     this.warn = options.onWarning ?? (() => {});
     this.pauseHook = options.pauseHook;
-    const clock = options.clock ?? systemStoreClock;
+    const clock = (this.clock = options.clock ?? systemClock);
     const ioOf = (fs: FileSystem): StoreIo => ({
       fs,
       guard: new Guard(fs, clock, this.warn, () => this.open(), options.pauseHook),
@@ -89,6 +97,7 @@ export class LeaseFileStore implements LeaseStore {
     // renewals that must write, health probes) use the thread pool.
     this.background = options.fs !== undefined ? this.io : ioOf(threadPoolFileSystem);
     this.sweeper = new TempFileSweeper(this.layout, this.background.fs, clock, this.warn);
+    this.horizons = new HorizonRewrites((resource, hash) => this.refreshHorizon(resource, hash), this.warn);
   }
 
   async open(): Promise<void> {
@@ -97,6 +106,18 @@ export class LeaseFileStore implements LeaseStore {
     } catch (err) {
       throw toStoreError("creating the lock dir", this.layout.dir, err);
     }
+  }
+
+  /** Stops the background work: horizon rewrites not yet started, temp-file sweeps. */
+  async close(): Promise<void> {
+    this.horizons.close();
+    this.stopSweeping?.();
+    this.stopSweeping = undefined;
+  }
+
+  /** Resolves once no horizon rewrite is due or running (for tests). */
+  backgroundWritesIdle(): Promise<void> {
+    return this.horizons.idle();
   }
 
   async read(resource: string): Promise<ResourceState> {
@@ -159,9 +180,9 @@ export class LeaseFileStore implements LeaseStore {
     return states;
   }
 
-  acquire(resource: string, grant: LeaseGrant, clock: Now): Promise<AcquireOutcome> {
+  acquire(resource: string, grant: LeaseGrant): Promise<AcquireOutcome> {
     return this.guarded(resource, this.io, async (hold) => {
-      const now = timeOf(clock);
+      const now = this.clock.now();
       const read = await this.readLeaseFile(resource, this.fs);
       const current = read.state;
       if (current.kind !== "free" && blockedUntil(current) > now) return { blocked: current };
@@ -174,9 +195,9 @@ export class LeaseFileStore implements LeaseStore {
    * releaser's by one rename, so the resource is never free in between and
    * the hand-over costs one durable write instead of an unlink plus a grant.
    */
-  handOver(resource: string, leaseIdHash: string, next: LeaseGrant, clock: Now): Promise<HandOverOutcome> {
+  handOver(resource: string, leaseIdHash: string, next: LeaseGrant): Promise<HandOverOutcome> {
     return this.guarded(resource, this.io, async (hold) => {
-      const now = timeOf(clock);
+      const now = this.clock.now();
       const read = await this.readLeaseFile(resource, this.fs);
       const current = read.state;
       if (current.kind !== "held" || current.lease.leaseIdHash !== leaseIdHash) return { released: false };
@@ -233,16 +254,19 @@ export class LeaseFileStore implements LeaseStore {
    * lease is held at least that long. Otherwise the file is rewritten with a
    * new horizon under the guard.
    */
-  async renew(resource: string, leaseIdHash: string, clock: Now): Promise<LeaseRecord | undefined> {
+  async renew(resource: string, leaseIdHash: string): Promise<LeaseRecord | undefined> {
     const identity = await this.leaseFileIdentity(resource);
-    const extended = identity && this.promises.extend(resource, leaseIdHash, identity, timeOf(clock));
-    if (extended) return extended;
+    const extended = identity && this.promises.extend(resource, leaseIdHash, identity, this.clock.now());
+    if (extended) {
+      this.scheduleHorizonIfDue(resource, leaseIdHash);
+      return extended;
+    }
     // A renewal that must write does so on the thread pool: when the disk is
     // slow (a burst of them after the background rewrites fell behind), the
     // renewals that need no write keep being answered meanwhile.
     const io = this.background;
-    return this.guarded(resource, io, async (hold) => {
-      const now = timeOf(clock);
+    const renewed = await this.guarded(resource, io, async (hold) => {
+      const now = this.clock.now();
       const read = await this.readLeaseFile(resource, io.fs);
       const current = read.state;
       if (!isLiveLeaseOf(current, leaseIdHash, now)) return undefined;
@@ -250,11 +274,13 @@ export class LeaseFileStore implements LeaseStore {
       const written = await this.commitLease(hold, resource, serializeLease(onDisk, now), read.identity, io);
       return this.promises.wrote(written, onDisk, now + current.lease.ttlMs);
     });
+    if (renewed) this.scheduleHorizonIfDue(resource, leaseIdHash);
+    return renewed;
   }
 
-  /** True when a renewal just found the lease's horizon due to be pushed out (see refreshHorizon). */
-  horizonDue(resource: string, leaseIdHash: string, clock: Now): boolean {
-    return this.promises.dueForRefresh(resource, leaseIdHash, timeOf(clock)) !== undefined;
+  /** Queues a background rewrite once the lease just renewed has less than a ttl of headroom left. */
+  private scheduleHorizonIfDue(resource: string, leaseIdHash: string): void {
+    if (this.promises.dueForRefresh(resource, leaseIdHash, this.clock.now()) !== undefined) this.horizons.schedule(resource, leaseIdHash);
   }
 
   /**
@@ -263,13 +289,13 @@ export class LeaseFileStore implements LeaseStore {
    * from memory meanwhile. Does nothing if the guard is busy, the file changed
    * since our last write (the next renewal then reads it) or is no longer due.
    */
-  async refreshHorizon(resource: string, leaseIdHash: string, clock: Now): Promise<void> {
+  private async refreshHorizon(resource: string, leaseIdHash: string): Promise<void> {
     const io = this.background;
     await this.guarded(
       resource,
       io,
       async (hold) => {
-        const now = timeOf(clock);
+        const now = this.clock.now();
         const due = this.promises.dueForRefresh(resource, leaseIdHash, now);
         if (due === undefined) return;
         const onDisk = { ...due.onDisk, expiresAt: horizonFor(now, due.onDisk.ttlMs) };
@@ -287,9 +313,9 @@ export class LeaseFileStore implements LeaseStore {
     );
   }
 
-  release(resource: string, leaseIdHash: string, clock: Now): Promise<boolean> {
+  release(resource: string, leaseIdHash: string): Promise<boolean> {
     return this.guarded(resource, this.io, async (hold) => {
-      const now = timeOf(clock);
+      const now = this.clock.now();
       const read = await this.readLeaseFile(resource, this.fs);
       const current = read.state;
       if (current.kind !== "held" || current.lease.leaseIdHash !== leaseIdHash) return false;
@@ -298,9 +324,9 @@ export class LeaseFileStore implements LeaseStore {
     });
   }
 
-  reclaimIfExpired(resource: string, clock: Now): Promise<ResourceState> {
+  reclaimIfExpired(resource: string): Promise<ResourceState> {
     return this.guarded(resource, this.io, async (hold) => {
-      const now = timeOf(clock);
+      const now = this.clock.now();
       const read = await this.readLeaseFile(resource, this.fs);
       const current = read.state;
       if (current.kind === "free" || blockedUntil(current) > now) return current;
@@ -376,10 +402,11 @@ export class LeaseFileStore implements LeaseStore {
       retry.unref();
     };
     start();
-    const stopSweeping = this.sweeper.start();
+    this.stopSweeping ??= this.sweeper.start();
     return () => {
       stopped = true;
-      stopSweeping();
+      this.stopSweeping?.();
+      this.stopSweeping = undefined;
       clearTimeout(retry);
       watcher?.close();
     };

@@ -26,6 +26,11 @@ export class LockDirLayout {
     return join(this.dir, resource + FENCE_SUFFIX);
   }
 
+  /** Where a conversion to version 2 moves a version 1 counter file (docs/protocol.md §9); never removed. */
+  retiredFenceFile(resource: string): string {
+    return join(this.dir, resource + FENCE_SUFFIX + ".v1");
+  }
+
   /** A unique sibling to write (a file, or the fencing counter's first dir) before renaming it into place. */
   tempFileFor(resource: string, unique: string): string {
     return join(this.dir, `.${resource}.${process.pid}.${unique}.tmp`);

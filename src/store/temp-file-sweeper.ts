@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import type { FileSystem } from "./file-system.ts";
-import type { StoreClock } from "./guard.ts";
+import type { Clock } from "../core/clock.ts";
 import type { LockDirLayout } from "./lock-dir-layout.ts";
 
 /** Temp files older than this are left-overs of a crash (docs/protocol.md §1). */
@@ -16,7 +16,7 @@ export class TempFileSweeper {
   constructor(
     private readonly layout: LockDirLayout,
     private readonly fs: FileSystem,
-    private readonly clock: StoreClock,
+    private readonly clock: Clock,
     private readonly warn: (message: string) => void,
   ) {}
 
@@ -36,7 +36,7 @@ export class TempFileSweeper {
       if (!this.layout.isTempEntry(entry)) continue;
       const path = join(this.layout.dir, entry);
       const found = await this.fs.inspect(path);
-      if (found.kind === "absent" || this.clock.wallMs() - found.mtimeMs < TEMP_FILE_MAX_AGE_MS) continue;
+      if (found.kind === "absent" || this.clock.now() - found.mtimeMs < TEMP_FILE_MAX_AGE_MS) continue;
       try {
         if (found.kind === "directory") {
           // The fencing counter's first write builds a dir holding one file.

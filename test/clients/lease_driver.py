@@ -136,6 +136,7 @@ class Driver:
         if session is not None:
             reply["streams_opened"] = session.streams_opened
             reply["renewals_confirmed"] = session.renewals_confirmed
+            reply["renewals_failed"] = session.renewals_failed
         return reply
 
     def op_list(self, cmd: dict) -> dict:

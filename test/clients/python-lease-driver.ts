@@ -43,6 +43,7 @@ export interface PyReply {
   remaining?: number;
   streams_opened?: number;
   renewals_confirmed?: number;
+  renewals_failed?: number;
   locks?: Array<{ resource: string; holder: string; fencing_token: number; expires_at: number; ttl: number; waiters: number; state: string }>;
   has_lease_id?: boolean;
   leaked_in?: string[];

@@ -10,12 +10,14 @@ import {
   MAX_TTL_MS,
   MAX_WAIT_MS,
   MIN_TTL_MS,
+  RESOURCE_NAME_PATTERN,
   validateHolder,
   validateMetadata,
   validateResource,
   validateTtl,
   validateWait,
 } from "../../src/core/limits.ts";
+import { LockDirLayout } from "../../src/store/lock-dir-layout.ts";
 
 /** Asserts `fn` throws an InvalidArgumentError for `field` whose message contains every fragment. */
 function assertRejected(fn: () => unknown, field: string, ...fragments: string[]): void {
@@ -152,4 +154,14 @@ test("validateMetadata: 8192 bytes in all pass, 8193 fail naming the limit", () 
   assert.deepEqual(validateMetadata(exact), exact);
   const over = { ...exact, k7: "v".repeat(1023) };
   assertRejected(() => validateMetadata(over), "metadata", "8193", "8192");
+});
+
+test("the resource name pattern is a whole-string match: no trailing newline, nothing around it", () => {
+  for (const name of ["gateway\n", "gateway\r\n", "\ngateway", "gate\nway", "gateway ", "a".repeat(128) + "\n"]) {
+    assert.equal(RESOURCE_NAME_PATTERN.test(name), false, JSON.stringify(name));
+    assertRejected(() => validateResource(name), "resource");
+  }
+  assert.equal(RESOURCE_NAME_PATTERN.test("a".repeat(128)), true);
+  assert.equal(new LockDirLayout("/tmp/x").resourceOfEntry("gateway\n.lock"), undefined);
+  assert.equal(new LockDirLayout("/tmp/x").resourceOfEntry("gateway.lock"), "gateway");
 });

@@ -17,7 +17,7 @@ import type { BlockingState, LeaseGrant, LeaseRecord, ResourceState } from "../.
 import { hashLeaseId } from "../../src/core/lease-id.ts";
 import { LockManager, type AcquireInput, type GrantedLease } from "../../src/core/lock-manager.ts";
 import { LeaseFileStore } from "../../src/store/lease-file-store.ts";
-import type { AcquireOutcome, HandOverOutcome, LeaseStore } from "../../src/store/lease-store.ts";
+import type { AcquireOutcome, HandOverOutcome, LeaseStore } from "../../src/core/lease-store.ts";
 import { readFenceToken } from "../helpers/fence.ts";
 import { FaultyFileSystem } from "../helpers/faulty-file-system.ts";
 import { assertValidLeaseFile, assertValidLockDir } from "../helpers/lease-file-schema.ts";
@@ -43,42 +43,42 @@ class ObservedStore implements LeaseStore {
   open(): Promise<void> {
     return this.inner.open();
   }
-  read(resource: string, now: number): Promise<ResourceState> {
-    return this.inner.read(resource, now);
+  close(): Promise<void> {
+    return this.inner.close();
   }
-  list(now: number): Promise<BlockingState[]> {
-    return this.inner.list(now);
+  read(resource: string): Promise<ResourceState> {
+    return this.inner.read(resource);
   }
-  async acquire(resource: string, grant: LeaseGrant, now: number): Promise<AcquireOutcome> {
-    const outcome = await this.inner.acquire(resource, grant, now);
+  list(): Promise<BlockingState[]> {
+    return this.inner.list();
+  }
+  async acquire(resource: string, grant: LeaseGrant): Promise<AcquireOutcome> {
+    const outcome = await this.inner.acquire(resource, grant);
     if ("blocked" in outcome) {
       this.blocked++;
       for (const listener of this.listeners) listener();
     }
     return outcome;
   }
-  renew(resource: string, leaseIdHash: string, now: number): Promise<LeaseRecord | undefined> {
-    return this.inner.renew(resource, leaseIdHash, now);
+  renew(resource: string, leaseIdHash: string): Promise<LeaseRecord | undefined> {
+    return this.inner.renew(resource, leaseIdHash);
   }
-  release(resource: string, leaseIdHash: string, now: number): Promise<boolean> {
-    return this.inner.release(resource, leaseIdHash, now);
+  release(resource: string, leaseIdHash: string): Promise<boolean> {
+    return this.inner.release(resource, leaseIdHash);
   }
-  handOver(resource: string, leaseIdHash: string, next: LeaseGrant, now: number): Promise<HandOverOutcome> {
+  handOver(resource: string, leaseIdHash: string, next: LeaseGrant): Promise<HandOverOutcome> {
     this.handOvers++;
-    return this.inner.handOver(resource, leaseIdHash, next, now);
+    return this.inner.handOver(resource, leaseIdHash, next);
   }
-  horizonDue(resource: string, leaseIdHash: string, now: number): boolean {
-    return this.inner.horizonDue?.(resource, leaseIdHash, now) ?? false;
-  }
-  refreshHorizon(resource: string, leaseIdHash: string, now: number): Promise<void> {
-    return this.inner.refreshHorizon?.(resource, leaseIdHash, now) ?? Promise.resolve();
-  }
-  reclaimIfExpired(resource: string, now: number): Promise<ResourceState> {
+  reclaimIfExpired(resource: string): Promise<ResourceState> {
     this.reclaims++;
-    return this.inner.reclaimIfExpired(resource, now);
+    return this.inner.reclaimIfExpired(resource);
   }
   watch(onChange: (resource: string | undefined) => void): () => void {
     return this.inner.watch(onChange);
+  }
+  probeWritable(): Promise<void> {
+    return this.inner.probeWritable();
   }
 
   /** Resolves once the store has answered "blocked" at least `count` times in all. */
@@ -133,7 +133,7 @@ async function setup(t: TestContext): Promise<Harness> {
     logs: [] as string[],
   } as Harness;
   h.start = async () => {
-    const store = new ObservedStore(new LeaseFileStore({ dir: h.dir, fs: h.fs }));
+    const store = new ObservedStore(new LeaseFileStore({ dir: h.dir, fs: h.fs, clock: h.clock, onWarning: (m) => h.logs.push(m) }));
     const manager = new LockManager({ store, clock: h.clock, log: (m) => h.logs.push(m) });
     managers.push(manager);
     await manager.start();
@@ -1003,9 +1003,10 @@ test("a lock dir that cannot be created is reported per request, and the manager
   const dir = join(temp.path, "locks");
   fs.fail("mkdir", "EACCES");
   const logs: string[] = [];
+  const clock = new ManualClock();
   const manager = new LockManager({
-    store: new LeaseFileStore({ dir, fs }),
-    clock: new ManualClock(),
+    store: new LeaseFileStore({ dir, fs, clock }),
+    clock,
     log: (m) => logs.push(m),
   });
   t.after(async () => {

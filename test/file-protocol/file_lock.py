@@ -8,7 +8,16 @@ Reads one JSON command per line on stdin and answers one JSON line per command o
     {"op": "acquire", "resource": "R", "holder": "h", "ttl": 30, "wait_timeout": 0}
     {"op": "renew", "fencing_token": 3}     (a lease this driver acquired)
     {"op": "release", "fencing_token": 3}
+    {"op": "reclaim", "resource": "R"}      (removes R.lock if expired; "reclaimed": true/false)
     {"op": "state", "resource": "R"}
+    {"op": "fence", "resource": "R"}        (the counter: "fence": {"kind": "absent"|"file"|"dir", "value": N})
+    {"op": "sweep"}                         (removes temp files older than 60 s; "removed": [names])
+
+Every reply has "pid" (this process, for a test that stops it).
+
+With MCP_LOCKD_TEST_STOP_AT=guard|temp|commit[:R] in its environment, the process stops itself
+(SIGSTOP) once, at that point of its next operation on R (see mcp_lockd/file_protocol.py); the
+reply comes after the test sends SIGCONT.
 
 Errors are answered as {"ok": false, "error": "<class name>", ...}: ResourceBusyError,
 LeaseLostError, CorruptFenceError, InvalidArgumentError, UnavailableError...
@@ -73,6 +82,13 @@ def serve(lock_dir: str) -> int:
                 reply = {"ok": True, "lease": _grant_json(file_protocol.renew(grants[cmd["fencing_token"]]))}
             elif op == "release":
                 reply = {"ok": True, "released": file_protocol.release(grants.pop(cmd["fencing_token"]))}
+            elif op == "reclaim":
+                reply = {"ok": True, "reclaimed": file_protocol.reclaim(lock_dir, cmd["resource"])}
+            elif op == "fence":
+                fence = file_protocol.read_fence(lock_dir, cmd["resource"])
+                reply = {"ok": True, "fence": {"kind": fence.kind, "value": fence.value}}
+            elif op == "sweep":
+                reply = {"ok": True, "removed": file_protocol.sweep_temp_files(lock_dir)}
             elif op == "state":
                 reply = {"ok": True, "state": _state_json(file_protocol.read_state(lock_dir, cmd["resource"]))}
             else:
@@ -81,6 +97,7 @@ def serve(lock_dir: str) -> int:
             reply = {"ok": False, "error": type(err).__name__, "message": str(err), "state": _state_json(err.state)}  # type: ignore[attr-defined]
         except Exception as err:  # reported to the test, which decides
             reply = {"ok": False, "error": type(err).__name__, "message": str(err)}
+        reply["pid"] = os.getpid()
         reply["started"] = started
         reply["finished"] = time.time_ns() / 1e6
         sys.stdout.write(json.dumps(reply) + "\n")

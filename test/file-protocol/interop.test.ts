@@ -7,9 +7,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { mkdir, open, readFile, rename, stat, unlink, utimes, writeFile } from "node:fs/promises";
+import { lstat, mkdir, open, readdir, readFile, rename, stat, unlink, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { setTimeout as delay } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { status } from "@grpc/grpc-js";
@@ -17,14 +16,14 @@ import { makeTempDir } from "../helpers/temp-dir.ts";
 import { startServiceFixture, startServiceProcess } from "../helpers/service-process.ts";
 import { expectGrpcError, isServiceError, ms, TestLockClient } from "../helpers/lock-client.ts";
 import { assertValidLeaseFile, assertValidLockDir } from "../helpers/lease-file-schema.ts";
+import { readFenceToken } from "../helpers/fence.ts";
 import { fetchHealthLocks } from "../helpers/health-locks.ts";
 import { PYTHON } from "../helpers/python.ts";
+import { PyDriver } from "../helpers/python-file-driver.ts";
 import { waitFor } from "../helpers/wait.ts";
 
-// dist/test/file-protocol/*.js → the .py sources, which tsc does not copy.
-const PY_DIR = fileURLToPath(new URL("../../../test/file-protocol/", import.meta.url));
-const FILE_LOCK_PY = join(PY_DIR, "file_lock.py");
-// The contender shared with the Python client tests, in its file-protocol mode.
+// The contender shared with the Python client tests, in its file-protocol mode (dist/test/file-protocol/*.js
+// → the .py source, which tsc does not copy).
 const CONTENDER_PY = fileURLToPath(new URL("../../../test/clients/contender.py", import.meta.url));
 
 const seconds = (s: number) => ({ seconds: Math.floor(s), nanos: Math.round((s - Math.floor(s)) * 1e9) });
@@ -37,77 +36,6 @@ interface HoldRecord {
   start: number;
   end: number;
   violation?: string;
-}
-
-interface PyLease {
-  resource: string;
-  holder: string;
-  fencing_token: number;
-  acquired_at: number;
-  expires_at: number;
-}
-
-interface PyState {
-  kind: "free" | "held" | "expired" | "unreadable" | "old-unreadable";
-  holder: string | null;
-  fencing_token: number | null;
-  blocked_until: number | null;
-  reason: string | null;
-}
-
-interface PyReply {
-  ok: boolean;
-  error?: string;
-  message?: string;
-  lease?: PyLease;
-  released?: boolean;
-  state?: PyState;
-  started: number;
-  finished: number;
-}
-
-/** file_lock.py run as a driver: one JSON command per line in, one reply per line out. */
-class PyDriver {
-  private readonly pending: Array<{ resolve: (reply: PyReply) => void; reject: (err: Error) => void }> = [];
-  private stderr = "";
-  private readonly exited: Promise<unknown>;
-
-  private constructor(readonly child: ChildProcess) {
-    child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (this.stderr += chunk));
-    createInterface({ input: child.stdout! }).on("line", (line) => {
-      const next = this.pending.shift();
-      if (!next) return;
-      try {
-        next.resolve(JSON.parse(line) as PyReply);
-      } catch (err) {
-        next.reject(new Error(`file_lock.py answered ${JSON.stringify(line)}: ${(err as Error).message}`));
-      }
-    });
-    this.exited = once(child, "exit").then(([code, signal]) => {
-      for (const waiter of this.pending.splice(0)) {
-        waiter.reject(new Error(`file_lock.py exited (${signal ?? code}) with a command pending:\n${this.stderr}`));
-      }
-    });
-  }
-
-  static start(lockDir: string): PyDriver {
-    return new PyDriver(spawn(PYTHON, [FILE_LOCK_PY, lockDir], { stdio: ["pipe", "pipe", "pipe"] }));
-  }
-
-  call(command: Record<string, unknown>): Promise<PyReply> {
-    return new Promise((resolve, reject) => {
-      this.pending.push({ resolve, reject });
-      this.child.stdin!.write(JSON.stringify(command) + "\n");
-    });
-  }
-
-  async close(): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
-    this.child.stdin!.end();
-    const timer = setTimeout(() => this.child.kill("SIGKILL"), 5_000);
-    await this.exited;
-    clearTimeout(timer);
-  }
 }
 
 /** Runs contender.py to completion; kills it if it outlives `timeoutMs`. */
@@ -165,19 +93,6 @@ async function nodeContender(
   }
 }
 
-/** The value of `<dir>/<resource>.lock.fence` (0 when missing, as docs/protocol.md says). */
-async function fenceValue(dir: string, resource: string): Promise<number> {
-  const text = await readFile(join(dir, `${resource}.lock.fence`), "utf8").catch((err: NodeJS.ErrnoException) => {
-    if (err.code === "ENOENT") return undefined;
-    throw err;
-  });
-  if (text === undefined) return 0;
-  const document = JSON.parse(text) as Record<string, unknown>;
-  assert.equal(document.resource, resource);
-  assert.ok(Number.isSafeInteger(document.fencing_token), text);
-  return document.fencing_token as number;
-}
-
 async function assertPythonWorks(): Promise<void> {
   await stat(PYTHON).catch(() => assert.fail(`${PYTHON} is needed by the file-protocol interop tests`));
 }
@@ -223,8 +138,8 @@ test("python file-protocol contenders and service clients never overlap; tokens 
     // Nobody found the marker of another holder.
     assert.deepEqual(records.filter((r) => r.violation !== undefined), []);
 
-    // Tokens: positive integers, unique across all participants. They are not consecutive: the
-    // service reserves blocks in the fence file, which a Python grant (fence F + 1) ends.
+    // Tokens: positive integers, unique across all participants (each one issued by one rename of
+    // the counter; a grant whose commit check failed burns its token, so they may skip).
     const byToken = [...records].sort((a, b) => a.fencing_token - b.fencing_token);
     const tokens = byToken.map((r) => r.fencing_token);
     assert.ok(tokens.every((token) => Number.isSafeInteger(token) && token >= 1), `tokens ${tokens.join(" ")}`);
@@ -243,8 +158,8 @@ test("python file-protocol contenders and service clients never overlap; tokens 
     assert.ok(handovers >= 2, `only ${handovers} python<->service handovers in ${kinds.join(" ")}`);
 
     // The counter bounds every token issued, and nothing is left held.
-    const fence = JSON.parse(await readFile(join(lockDir, "shared.lock.fence"), "utf8")) as Record<string, unknown>;
-    assert.ok((fence.fencing_token as number) >= byToken.at(-1)!.fencing_token, `fence ${fence.fencing_token}, tokens up to ${byToken.at(-1)!.fencing_token}`);
+    const fence = await readFenceToken(lockDir, "shared");
+    assert.ok(fence >= byToken.at(-1)!.fencing_token, `fence ${fence}, tokens up to ${byToken.at(-1)!.fencing_token}`);
     assert.equal(await assertValidLockDir(lockDir), 0);
   } finally {
     for (const child of children) child.kill("SIGKILL");
@@ -262,14 +177,17 @@ test("a python-held lease blocks the service, shows in /health/locks, and its re
     let lastServiceToken = 0;
     for (let round = 1; round <= 3; round++) {
       const holder = `py-holder-${round}`;
-      const fenceBefore = await fenceValue(dir, "handoff");
+      const fenceBefore = await readFenceToken(dir, "handoff");
       const held = await py.call({ op: "acquire", resource: "handoff", holder, ttl: 30, metadata: { round: String(round) } });
       assert.ok(held.ok && held.lease, JSON.stringify(held));
       const token = held.lease.fencing_token;
-      // Python issues max(F, P) + 1 (no lease file is left) and writes it as the fence.
+      // Python issues max(F, P) + 1 (no lease file is left) by renaming the counter to it.
       assert.equal(token, fenceBefore + 1);
       assert.ok(token > lastServiceToken, `python token ${token} is not above the service's ${lastServiceToken}`);
-      assert.equal(await fenceValue(dir, "handoff"), token);
+      assert.equal(await readFenceToken(dir, "handoff"), token);
+      assert.ok((await lstat(join(dir, "handoff.lock.fence"))).isDirectory());
+      const pyFence = await py.call({ op: "fence", resource: "handoff" });
+      assert.deepEqual(pyFence.fence, { kind: "dir", value: token });
 
       if (round === 1) {
         // The Python-written file is a valid lease file without a lease id.
@@ -313,9 +231,9 @@ test("a python-held lease blocks the service, shows in /health/locks, and its re
       latencies.push(Date.now() - releasedAt);
       assert.ok(lease);
       assert.equal(lease.holder, `svc-waiter-${round}`);
-      // Python's fence write (= its token) ended the service's reservation: a new block starts right above.
+      // No reservations (version 2): the service's token is the next one.
       assert.equal(lease.fencingToken, token + 1);
-      assert.ok((await fenceValue(dir, "handoff")) >= lease.fencingToken);
+      assert.ok((await readFenceToken(dir, "handoff")) >= lease.fencingToken);
       lastServiceToken = lease.fencingToken;
       assert.deepEqual(await client.release(lease.leaseId), { released: true });
     }
@@ -352,13 +270,13 @@ test("a service-held lease makes a python acquire time out busy; python gets it 
     assert.match(document.lease_id_sha256 as string, /^[0-9a-f]{64}$/);
 
     // Python waits (polling) while the service client releases.
-    const fenceBefore = await fenceValue(dir, "reverse");
+    const fenceBefore = await readFenceToken(dir, "reverse");
     assert.ok(fenceBefore >= lease.fencingToken, `fence ${fenceBefore} is below the service's token ${lease.fencingToken}`);
     const pending = py.call({ op: "acquire", resource: "reverse", holder: "py-waiter", ttl: 10, wait_timeout: 10 });
     assert.deepEqual(await client.release(lease.leaseId), { released: true });
     const got = await pending;
     assert.ok(got.ok && got.lease, JSON.stringify(got));
-    // Above the whole block the service reserved, not just above its token.
+    // The next token after the service's (version 2 has no reserved blocks).
     assert.equal(got.lease.fencing_token, fenceBefore + 1);
     await assertValidLeaseFile(join(dir, "reverse.lock"));
     await expectGrpcError(client.acquire({ resource: "reverse", holder: "svc-again" }), status.ABORTED, ['"py-waiter"']);
@@ -377,7 +295,7 @@ test("a service-held lease makes a python acquire time out busy; python gets it 
     const released = await py.call({ op: "release", fencing_token: got.lease.fencing_token });
     assert.equal(released.released, true);
     const next = await client.acquire({ resource: "reverse", holder: "svc-after", waitTimeout: seconds(5) });
-    // Python wrote its token as the fence, which ended the service's block: the next is right above.
+    // The service issues the token after Python's.
     assert.equal(next.lease?.fencingToken, got.lease.fencing_token + 1);
   } finally {
     await py.close();
@@ -393,7 +311,10 @@ interface Case {
   lease?: (resource: string, now: number) => string;
   /** Set the lease file's mtime this many seconds into the past. */
   mtimeAgo?: number;
+  /** A version-1 counter file's text (converted to a directory by the first version-2 grant). */
   fence?: (resource: string) => string;
+  /** A version-2 counter: the directory <R>.lock.fence/ holding files of these names. */
+  fenceDir?: string[];
   /** Make a guard directory whose mtime is this many seconds old. */
   guardAgo?: number;
   expect: { outcome: "granted"; token: number } | { outcome: "busy"; holder: string; kind: "held" | "unreadable" } | { outcome: "error" };
@@ -449,6 +370,12 @@ const CASES: Case[] = [
     name: "version-2-expired",
     lease: (r, now) => leaseText(r, { version: 2, expires_at: iso(now - 1_000) }),
     fence: fenceText(7),
+    expect: { outcome: "granted", token: 8 },
+  },
+  {
+    name: "version-3-expired",
+    lease: (r, now) => leaseText(r, { version: 3, expires_at: iso(now - 1_000) }),
+    fence: fenceText(7),
     expect: { outcome: "busy", holder: "unknown", kind: "unreadable" },
   },
   {
@@ -502,12 +429,26 @@ const CASES: Case[] = [
   { name: "corrupt-fence", fence: () => "{\"version\":1,\"resource\":", expect: { outcome: "error" } },
   { name: "fence-of-another-resource", fence: () => fenceText(4)("other"), expect: { outcome: "error" } },
   { name: "stale-guard", guardAgo: 11, fence: fenceText(2), expect: { outcome: "granted", token: 3 } },
+  { name: "fence-dir-free", fenceDir: ["41"], expect: { outcome: "granted", token: 42 } },
+  {
+    name: "fence-dir-below-expired-token",
+    lease: (r, now) => leaseText(r, { version: 2, fencing_token: 9, expires_at: iso(now - 1_000) }),
+    fenceDir: ["7"],
+    expect: { outcome: "granted", token: 10 },
+  },
+  { name: "fence-dir-empty", fenceDir: [], expect: { outcome: "error" } },
+  { name: "fence-dir-two-files", fenceDir: ["4", "5"], expect: { outcome: "error" } },
+  { name: "fence-dir-leading-zero", fenceDir: ["07"], expect: { outcome: "error" } },
 ];
 
 /** Writes a case's files for `resource` into `dir` (lease file via temp + rename, so no reader sees it torn). */
 async function setUpCase(dir: string, resource: string, c: Case): Promise<void> {
   const now = Date.now();
   if (c.fence) await writeFile(join(dir, `${resource}.lock.fence`), c.fence(resource));
+  if (c.fenceDir) {
+    await mkdir(join(dir, `${resource}.lock.fence`));
+    for (const name of c.fenceDir) await writeFile(join(dir, `${resource}.lock.fence`, name), "");
+  }
   if (c.guardAgo !== undefined) {
     const guard = join(dir, `${resource}.lock.guard`);
     await mkdir(guard);
@@ -593,10 +534,14 @@ async function classifyOnBothSides(
 
 test("python and the service classify hand-made lease files, counters and guards the same way", async () => {
   const problems = await classifyOnBothSides(CASES, async (serviceDir, pythonDir) => {
-    // The stale guard was broken and removed by both; the corrupt counters were left for an operator.
+    // The stale guard was broken and removed by both; the corrupt counters were left for an operator;
+    // a version-1 counter file became a version-2 directory naming the token issued.
     for (const base of [serviceDir, pythonDir]) {
       await assert.rejects(stat(join(base, "case-stale-guard.lock.guard")), { code: "ENOENT" });
       assert.equal(await readFile(join(base, "case-corrupt-fence.lock.fence"), "utf8"), "{\"version\":1,\"resource\":");
+      assert.ok((await lstat(join(base, "case-expired.lock.fence"))).isDirectory());
+      assert.equal(await readFenceToken(base, "case-expired"), 8);
+      assert.deepEqual((await readdir(join(base, "case-fence-dir-two-files.lock.fence"))).sort(), ["4", "5"]);
     }
   });
   assert.deepEqual(problems, []);
@@ -629,6 +574,48 @@ const DOCUMENT_EDGE_CASES: Case[] = [
 
 test("edge files: the service reads lease files as docs/protocol.md says (lower-case RFC 3339, invalid renewed_at)", async () => {
   assert.deepEqual(await classifyOnBothSides(DOCUMENT_EDGE_CASES), []);
+});
+
+// The reader rules version 2 makes exact (issue 14): each file below is expired-looking or
+// almost valid, and both readers must agree on it.
+const expiredWith = (fields: Record<string, unknown>) => (r: string, now: number) => leaseText(r, { expires_at: iso(now - 1_000), ...fields });
+const V2_READER_CASES: Case[] = [
+  { name: "feb-30", lease: expiredWith({ expires_at: "2026-02-30T00:00:00Z" }), fenceDir: ["7"], expect: { outcome: "busy", holder: "unknown", kind: "unreadable" } },
+  { name: "hour-24", lease: expiredWith({ expires_at: "2026-01-01T24:00:00Z" }), fenceDir: ["7"], expect: { outcome: "busy", holder: "unknown", kind: "unreadable" } },
+  {
+    name: "fraction-10-digits",
+    lease: expiredWith({ expires_at: "2026-01-01T00:00:00.0000000001Z" }),
+    fenceDir: ["7"],
+    expect: { outcome: "busy", holder: "unknown", kind: "unreadable" },
+  },
+  { name: "null-renewed-at", lease: expiredWith({ renewed_at: null }), fenceDir: ["7"], expect: { outcome: "busy", holder: "unknown", kind: "unreadable" } },
+  { name: "null-metadata", lease: expiredWith({ metadata: null }), fenceDir: ["7"], expect: { outcome: "busy", holder: "unknown", kind: "unreadable" } },
+  { name: "token-true", lease: expiredWith({ fencing_token: true }), fenceDir: ["7"], expect: { outcome: "busy", holder: "unknown", kind: "unreadable" } },
+  {
+    name: "resource-trailing-newline",
+    lease: (r, now) => leaseText(`${r}\n`, { expires_at: iso(now - 1_000) }),
+    fenceDir: ["7"],
+    expect: { outcome: "busy", holder: "unknown", kind: "unreadable" },
+  },
+  {
+    // 7.0 is the integer 7 (JavaScript cannot tell them apart).
+    name: "token-7.0",
+    lease: (r, now) => expiredWith({})(r, now).replace('"fencing_token":7', '"fencing_token":7.0'),
+    fenceDir: ["7"],
+    expect: { outcome: "granted", token: 8 },
+  },
+  {
+    // An unreadable file older than the maximum ttl is replaced, and its integer token still counts.
+    name: "old-invalid-with-token",
+    lease: (r) => leaseText(r, { holder: null, fencing_token: 40 }),
+    mtimeAgo: 3_601,
+    fenceDir: ["5"],
+    expect: { outcome: "granted", token: 41 },
+  },
+];
+
+test("version 2 reader rules: impossible dates, fraction digits, nulls, booleans, whole-string names, tokens of old invalid files", async () => {
+  assert.deepEqual(await classifyOnBothSides(V2_READER_CASES), []);
 });
 
 test("a python lease with a short ttl expires: the service grants the next token once it has passed", async () => {

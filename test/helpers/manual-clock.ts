@@ -14,6 +14,17 @@ export class ManualClock implements Clock {
     return this.current;
   }
 
+  /** Moves with now(): this clock never steps back. */
+  monotonic(): number {
+    return this.current;
+  }
+
+  /** Jumps to `at` (forward or back) without firing timers: for stores, which set none. */
+  set(at: number): this {
+    this.current = at;
+    return this;
+  }
+
   setTimer(delayMs: number, callback: () => void): TimerHandle {
     const timer = { at: this.current + Math.max(0, delayMs), seq: this.seq++, callback, cancelled: false };
     this.timers.push(timer);

@@ -2,16 +2,21 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import fc from "fast-check";
 import type { LeaseRecord } from "../../src/core/lease.ts";
 import { hashLeaseId } from "../../src/core/lease-id.ts";
+import { MAX_TTL_MS } from "../../src/core/limits.ts";
 import {
+  FENCE_FILE_VERSION,
   LEASE_FILE_VERSION,
   parseFence,
   parseLease,
+  parseTime,
   serializeFence,
   serializeLease,
+  tokenOfAnyLeaseText,
 } from "../../src/store/lease-file-format.ts";
-import { assertValidLeaseFile } from "../helpers/lease-file-schema.ts";
+import { assertValidLeaseFile, leaseFileSchemaErrors } from "../helpers/lease-file-schema.ts";
 import { makeTempDir } from "../helpers/temp-dir.ts";
 
 const T0 = Date.parse("2026-01-09T14:30:00.000Z");
@@ -32,7 +37,7 @@ function sampleLease(overrides: Partial<LeaseRecord> = {}): LeaseRecord {
   };
 }
 
-/** A valid version-1 document as a plain object, to break one field at a time. */
+/** A valid document as written (version 2) as a plain object, to break one field at a time. */
 function sampleDocument(): Record<string, unknown> {
   return JSON.parse(serializeLease(sampleLease(), T0 + 10_000)) as Record<string, unknown>;
 }
@@ -70,8 +75,9 @@ test("the serialized document has the documented fields and matches the schema",
     const path = join(dir.path, "gateway.lock");
     await writeFile(path, text);
     const document = await assertValidLeaseFile(path);
+    assert.equal(LEASE_FILE_VERSION, 2);
     assert.deepEqual(document, {
-      version: 1,
+      version: 2,
       resource: "gateway",
       holder: "ai-dev-kit-process-12345",
       acquired_at: "2026-01-09T14:30:00.000Z",
@@ -133,15 +139,15 @@ test("unparseable text gives a reason, never a throw", () => {
 
 // Each required field: [name, invalid values (undefined = missing), reason fragment]
 const requiredFieldCases: Array<[string, unknown[], string]> = [
-  ["version", [undefined, 2, 0, "1", null], "version"],
+  ["version", [undefined, 3, 0, "1", "2", null, true, 1.5], "version"],
   ["resource", [undefined, "other", "", 5], "resource"],
-  ["holder", [undefined, 5, null, ["a"]], "holder"],
+  ["holder", [undefined, 5, null, ["a"], true], "holder"],
   ["acquired_at", [undefined, "yesterday", "2026-01-09", "2026-13-45T99:00:00Z", 1_767_969_000_000], "acquired_at"],
   ["expires_at", [undefined, "tomorrow", "2026-01-09 14:30:00", "2026-01-09T14:30:00", 1_767_969_030_000], "expires_at"],
-  ["ttl", [undefined, 0, -1, 3600.001, "30", null, Number.MAX_VALUE], "ttl"],
-  ["fencing_token", [undefined, 0, -1, 1.5, "42", 2 ** 53, null], "fencing_token"],
-  ["pid", [undefined, -1, 1.5, "12", null], "pid"],
-  ["hostname", [undefined, 7, null], "hostname"],
+  ["ttl", [undefined, 0, -1, 3600.001, "30", null, Number.MAX_VALUE, true, false], "ttl"],
+  ["fencing_token", [undefined, 0, -1, 1.5, "42", 2 ** 53, null, true, false, [42], { n: 42 }], "fencing_token"],
+  ["pid", [undefined, -1, 1.5, "12", null, true, false], "pid"],
+  ["hostname", [undefined, 7, null, false], "hostname"],
 ];
 
 for (const [field, values, fragment] of requiredFieldCases) {
@@ -186,7 +192,7 @@ test("boundary values that are valid parse", () => {
 });
 
 test("fence documents round trip and reject anything else", () => {
-  assert.equal(LEASE_FILE_VERSION, 1);
+  assert.equal(FENCE_FILE_VERSION, 1, "the counter file is version 1's; version 2 keeps the counter elsewhere");
   const text = serializeFence("gateway", 42);
   assert.deepEqual(JSON.parse(text), { version: 1, resource: "gateway", fencing_token: 42 });
   assert.equal(parseFence(text, "gateway"), 42);
@@ -209,4 +215,327 @@ test("fence documents round trip and reject anything else", () => {
   ]) {
     assert.equal(typeof parseFence(bad, "gateway"), "string", `should reject ${JSON.stringify(bad)}`);
   }
+});
+
+// ---------------------------------------------------------------- reader rules made exact (protocol version 2)
+
+test("version 1 files are read like version 2 ones (the same fields)", () => {
+  const v1 = parseDocument({ ...sampleDocument(), version: 1 });
+  const v2 = parseDocument(sampleDocument());
+  assert.equal(typeof v1, "object", String(v1));
+  assert.deepEqual(v1, v2);
+  // 2.0 is the number 2 in JSON (JavaScript cannot tell them apart).
+  const text = JSON.stringify(sampleDocument()).replace('"version":2', '"version":2.0');
+  assert.ok(text.includes('"version":2.0'));
+  assert.equal(typeof parseLease(text, "gateway", T0), "object");
+});
+
+test("optional fields given as null make the file unreadable", () => {
+  for (const field of ["renewed_at", "metadata", "lease_id_sha256"]) {
+    assertReason(parseDocument({ ...sampleDocument(), [field]: null }), field);
+  }
+});
+
+test("an integer is a JSON number with an integral value; true and false never are", () => {
+  // Written as 42.0, 1e2 and 0.0 in the text itself: JSON.parse makes them integers.
+  const withText = (field: string, literal: string) => {
+    const text = JSON.stringify({ ...sampleDocument(), [field]: 7 }).replace(`"${field}":7`, `"${field}":${literal}`);
+    assert.ok(text.includes(`"${field}":${literal}`));
+    return parseLease(text, "gateway", T0);
+  };
+  assert.equal((withText("fencing_token", "42.0") as LeaseRecord).fencingToken, 42);
+  assert.equal((withText("fencing_token", "1e2") as LeaseRecord).fencingToken, 100);
+  assert.equal((withText("pid", "0.0") as LeaseRecord).pid, 0);
+  assertReason(withText("fencing_token", "true"), "fencing_token");
+  assertReason(withText("fencing_token", "42.5"), "fencing_token");
+  assertReason(withText("pid", "false"), "pid");
+  assertReason(withText("ttl", "true"), "ttl");
+});
+
+// [text, milliseconds when read as expires_at (rounded up) or undefined when unreadable]
+const dateTimeCases: Array<[string, number | undefined]> = [
+  ["2026-01-09T14:30:00Z", T0],
+  ["2026-01-09t14:30:00z", T0],
+  ["2026-01-09T14:30:00.000Z", T0],
+  ["2026-01-09T14:30:00.5Z", T0 + 500],
+  ["2026-01-09T14:30:00.123456789Z", T0 + 124],
+  ["2026-01-09T14:30:00.123000000Z", T0 + 123],
+  ["2026-01-09T14:30:00.0000001Z", T0 + 1],
+  ["2026-01-09T15:30:00+01:00", T0],
+  ["2026-01-09T14:00:00-00:30", T0],
+  ["2026-01-10T13:30:00+23:00", T0],
+  ["2026-01-08T14:31:00-23:59", T0],
+  ["2024-02-29T00:00:00Z", Date.parse("2024-02-29T00:00:00Z")],
+  ["2000-02-29T00:00:00Z", Date.parse("2000-02-29T00:00:00Z")],
+  ["2026-12-31T23:59:59.999Z", Date.parse("2026-12-31T23:59:59.999Z")],
+  ["0001-01-01T00:00:00Z", -62_135_596_800_000],
+  ["0099-06-01T00:00:00Z", Date.parse("0099-06-01T00:00:00.000Z")],
+  ["9999-12-31T23:59:59Z", 253_402_300_799_000],
+  // Unreadable: out of the calendar's ranges, never rolled over.
+  ["2026-02-30T00:00:00Z", undefined],
+  ["2026-02-29T00:00:00Z", undefined],
+  ["1900-02-29T00:00:00Z", undefined],
+  ["2026-04-31T00:00:00Z", undefined],
+  ["2026-01-09T24:00:00Z", undefined],
+  ["2026-01-09T23:60:00Z", undefined],
+  ["2026-12-31T23:59:60Z", undefined],
+  ["2026-00-09T00:00:00Z", undefined],
+  ["2026-13-09T00:00:00Z", undefined],
+  ["2026-01-00T00:00:00Z", undefined],
+  ["2026-01-32T00:00:00Z", undefined],
+  ["0000-01-01T00:00:00Z", undefined],
+  ["2026-01-09T14:30:00+24:00", undefined],
+  ["2026-01-09T14:30:00+01:60", undefined],
+  // Unreadable: the wrong shape.
+  ["2026-01-09T14:30:00.Z", undefined],
+  ["2026-01-09T14:30:00.1234567891Z", undefined],
+  ["2026-01-09T14:30:00", undefined],
+  ["2026-01-09 14:30:00Z", undefined],
+  ["2026-01-09T14:30Z", undefined],
+  ["2026-1-09T14:30:00Z", undefined],
+  ["+02026-01-09T14:30:00Z", undefined],
+  ["2026-01-09T14:30:00+0100", undefined],
+  ["2026-01-09T14:30:00+01", undefined],
+  ["2026-01-09T14:30:00Z\n", undefined],
+  [" 2026-01-09T14:30:00Z", undefined],
+  ["２０２６-01-09T14:30:00Z", undefined],
+];
+
+test("date-times: exact shape and calendar ranges, 1 to 9 fraction digits, expires_at rounded up", async () => {
+  for (const [text, expected] of dateTimeCases) {
+    assert.equal(parseTime(text, "up"), expected, `parseTime(${JSON.stringify(text)}, "up")`);
+    const result = parseDocument({ ...sampleDocument(), expires_at: text }, "gateway", Number.POSITIVE_INFINITY);
+    if (expected === undefined) {
+      assertReason(result, "expires_at");
+      assertReason(parseDocument({ ...sampleDocument(), acquired_at: text }), "acquired_at");
+      assertReason(parseDocument({ ...sampleDocument(), renewed_at: text }), "renewed_at");
+    } else {
+      assert.equal((result as LeaseRecord).expiresAt, expected, text);
+    }
+    // The schema agrees with the reader on every case.
+    const schemaErrors = await leaseFileSchemaErrors({ ...sampleDocument(), expires_at: text });
+    assert.equal(schemaErrors === undefined, expected !== undefined, `schema on ${JSON.stringify(text)}: ${schemaErrors}`);
+  }
+  // Other times are rounded down.
+  assert.equal(parseTime("2026-01-09T14:30:00.0000001Z", "down"), T0);
+  assert.equal((parseDocument({ ...sampleDocument(), acquired_at: "2026-01-09T14:30:00.9999Z" }) as LeaseRecord).acquiredAt, T0 + 999);
+  assert.equal(parseTime(null, "up"), undefined);
+  assert.equal(parseTime(T0, "up"), undefined);
+});
+
+test("a 2026-02-30 or T24:00:00 expiry makes the file unreadable, not expired (the issue's reproduction)", () => {
+  for (const expires of ["2026-02-30T00:00:00Z", "2026-01-09T24:00:00Z"]) {
+    const result = parseDocument({ ...sampleDocument(), expires_at: expires });
+    assertReason(result, "expires_at");
+  }
+});
+
+test("serializing rounds expires_at up and the other times down to the millisecond", () => {
+  const lease = sampleLease({ acquiredAt: T0 + 0.7, expiresAt: T0 + 30_000.2 });
+  const document = JSON.parse(serializeLease(lease, T0 + 10_000.9)) as Record<string, unknown>;
+  assert.equal(document.acquired_at, "2026-01-09T14:30:00.000Z");
+  assert.equal(document.renewed_at, "2026-01-09T14:30:10.000Z");
+  assert.equal(document.expires_at, "2026-01-09T14:30:30.001Z");
+});
+
+test("the fencing token of any JSON object counts, valid lease file or not", () => {
+  const cases: Array<[string, number | undefined]> = [
+    [serializeLease(sampleLease(), T0), 42],
+    ['{"fencing_token": 7}', 7],
+    ['{"version": 9, "fencing_token": 7, "expires_at": "2026-02-30T00:00:00Z"}', 7],
+    ['{"fencing_token": 7.0}', 7],
+    [`{"fencing_token": ${Number.MAX_SAFE_INTEGER}}`, Number.MAX_SAFE_INTEGER],
+    ['{"fencing_token": 0}', undefined],
+    ['{"fencing_token": -3}', undefined],
+    ['{"fencing_token": 1.5}', undefined],
+    ['{"fencing_token": "7"}', undefined],
+    ['{"fencing_token": true}', undefined],
+    ['{"fencing_token": null}', undefined],
+    [`{"fencing_token": ${2 ** 53}}`, undefined],
+    ['{"nested": {"fencing_token": 7}}', undefined],
+    ['[{"fencing_token": 7}]', undefined],
+    ["7", undefined],
+    ["null", undefined],
+    ["", undefined],
+    ['{"fencing_token": 7', undefined],
+    ["\u0000\u00ff", undefined],
+  ];
+  for (const [text, expected] of cases) assert.equal(tokenOfAnyLeaseText(text), expected, JSON.stringify(text));
+});
+
+test("a metadata key __proto__ stays a key", () => {
+  const lease = sampleLease({ metadata: JSON.parse('{"__proto__": "x", "a": "b"}') as Record<string, string> });
+  const parsed = parseLease(serializeLease(lease, T0), "gateway", T0) as LeaseRecord;
+  assert.deepEqual(Object.entries(parsed.metadata), [["__proto__", "x"], ["a", "b"]]);
+});
+
+// ---------------------------------------------------------------- properties (fast-check)
+
+const MIN_MS = Date.parse("0001-01-01T00:00:00.000Z");
+const MAX_MS = Date.parse("9999-12-31T23:59:59.999Z");
+
+const leaseArbitrary: fc.Arbitrary<LeaseRecord> = fc
+  .record({
+    resource: fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/),
+    holder: fc.string({ maxLength: 40, unit: "binary" }),
+    fencingToken: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
+    acquiredAt: fc.integer({ min: MIN_MS, max: MAX_MS - MAX_TTL_MS }),
+    ttlMs: fc.integer({ min: 1, max: MAX_TTL_MS }),
+    extraMs: fc.integer({ min: 0, max: MAX_TTL_MS }),
+    metadata: fc.dictionary(
+      fc.oneof(fc.stringMatching(/^[A-Za-z0-9._/-]{1,64}$/), fc.constantFrom("__proto__", "constructor")),
+      fc.string({ maxLength: 30, unit: "binary" }),
+      { maxKeys: 5 },
+    ),
+    leaseIdHash: fc.option(fc.stringMatching(/^[0-9a-f]{64}$/), { nil: undefined }),
+    pid: fc.integer({ min: 0, max: 2 ** 31 }),
+    hostname: fc.string({ maxLength: 30 }),
+  })
+  // A plain object, as parsing gives (fast-check's dictionaries have no prototype).
+  .map(({ extraMs, metadata, ...lease }) => ({ ...lease, metadata: Object.fromEntries(Object.entries(metadata)), expiresAt: lease.acquiredAt + extraMs }));
+
+test("property: any valid record serializes to a schema-valid file and parses back to itself", async () => {
+  await fc.assert(
+    fc.asyncProperty(leaseArbitrary, fc.integer({ min: 0, max: MAX_TTL_MS }), async (lease, renewOffset) => {
+      const text = serializeLease(lease, lease.acquiredAt + renewOffset);
+      assert.deepEqual(parseLease(text, lease.resource, lease.expiresAt), lease);
+      assert.equal(await leaseFileSchemaErrors(JSON.parse(text)), undefined);
+      assert.equal(tokenOfAnyLeaseText(text), lease.fencingToken);
+    }),
+    { numRuns: 300 },
+  );
+});
+
+const notAString = fc.oneof(fc.integer(), fc.double(), fc.boolean(), fc.constant(null), fc.array(fc.string(), { maxLength: 2 }), fc.object({ maxDepth: 1 }));
+const notANumber = fc.oneof(fc.string(), fc.boolean(), fc.constant(null), fc.array(fc.integer(), { maxLength: 2 }), fc.object({ maxDepth: 1 }));
+/** A date-time with one part out of range or malformed. */
+const badDateTime = fc.oneof(
+  fc.constantFrom(...dateTimeCases.filter(([, ms]) => ms === undefined).map(([text]) => text)),
+  fc.tuple(fc.integer({ min: 2000, max: 2100 }), fc.constantFrom(2, 4, 6, 9, 11), fc.integer({ min: 31, max: 99 })).map(
+    ([y, m, d]) => `${y}-${String(m).padStart(2, "0")}-${d}T00:00:00Z`,
+  ),
+  fc.integer({ min: 24, max: 99 }).map((h) => `2026-01-09T${h}:00:00Z`),
+  fc.integer({ min: 10, max: 30 }).map((digits) => `2026-01-09T00:00:00.${"1".repeat(digits)}Z`),
+  fc.string({ maxLength: 30 }),
+);
+const invalidValues: Record<string, fc.Arbitrary<unknown>> = {
+  version: fc.oneof(fc.integer().filter((v) => v !== 1 && v !== 2), fc.double().filter((v) => v !== 1 && v !== 2), notANumber),
+  resource: fc.oneof(fc.string().filter((v) => v !== "gateway"), notAString),
+  holder: notAString,
+  acquired_at: fc.oneof(badDateTime, notAString),
+  renewed_at: fc.oneof(badDateTime, notAString),
+  expires_at: fc.oneof(badDateTime, notAString),
+  ttl: fc.oneof(fc.double({ max: 0, noNaN: true }), fc.double({ min: 3600.000001 }), fc.constant(Number.NaN), notANumber),
+  fencing_token: fc.oneof(
+    fc.integer({ max: 0 }),
+    fc.double().filter((v) => !(Number.isSafeInteger(v) && v > 0)),
+    fc.constant(2 ** 53),
+    notANumber,
+  ),
+  pid: fc.oneof(fc.integer({ max: -1 }), fc.double().filter((v) => !(Number.isSafeInteger(v) && v >= 0)), notANumber),
+  hostname: notAString,
+  lease_id_sha256: fc.oneof(fc.string().filter((v) => !/^[0-9a-f]{64}$/.test(v)), notAString),
+  metadata: fc.oneof(
+    fc.constant(null),
+    fc.string(),
+    fc.integer(),
+    fc.boolean(),
+    fc.array(fc.string(), { maxLength: 2 }),
+    fc.dictionary(fc.string(), notAString, { minKeys: 1, maxKeys: 3 }),
+  ),
+};
+
+test("property: any single field changed to an invalid value makes the file unreadable, naming the field", () => {
+  fc.assert(
+    fc.property(fc.constantFrom(...Object.keys(invalidValues)).chain((field) => fc.tuple(fc.constant(field), invalidValues[field]!)), ([field, value]) => {
+      // Through JSON text, as a file would be: NaN becomes null, -0 becomes 0.
+      const text = JSON.stringify({ ...sampleDocument(), [field]: value });
+      const result = parseLease(text, "gateway", T0);
+      assert.equal(typeof result, "string", `${field} = ${JSON.stringify(value)} was read as valid`);
+      assert.ok((result as string).includes(field), `the reason names ${field}: ${String(result)}`);
+    }),
+    { numRuns: 1500 },
+  );
+});
+
+test("property: random bytes and random JSON never read as a lease, and never throw", () => {
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 400 }), (bytes) => {
+      assert.equal(typeof parseLease(Buffer.from(bytes).toString("utf8"), "gateway", T0), "string");
+    }),
+    { numRuns: 1000 },
+  );
+  fc.assert(
+    fc.property(fc.jsonValue(), (value) => {
+      assert.equal(typeof parseLease(JSON.stringify(value) ?? "", "gateway", T0), "string");
+    }),
+    { numRuns: 1000 },
+  );
+});
+
+test("property: times round-trip through the file format to the millisecond", () => {
+  fc.assert(
+    fc.property(fc.integer({ min: MIN_MS, max: MAX_MS }), fc.double({ min: 0, max: 0.999, noNaN: true }), (ms, fraction) => {
+      assert.equal(parseTime(new Date(ms).toISOString(), "up"), ms);
+      assert.equal(parseTime(new Date(ms).toISOString(), "down"), ms);
+      const lease = sampleLease({ acquiredAt: ms, expiresAt: Math.min(ms + fraction, MAX_MS) });
+      const parsed = parseLease(serializeLease(lease, ms), "gateway", ms) as LeaseRecord;
+      assert.equal(parsed.acquiredAt, ms);
+      // === since -0.5 rounds up to -0, which is 0.
+      assert.ok(parsed.expiresAt === Math.ceil(lease.expiresAt), `expires_at ${lease.expiresAt} rounds up, never down: ${parsed.expiresAt}`);
+    }),
+    { numRuns: 1000 },
+  );
+});
+
+test("property: any date-time made of parts reads as the instant they name, or is unreadable when a part is out of range", async () => {
+  const part = (min: number, max: number) => fc.integer({ min, max });
+  await fc.assert(
+    fc.asyncProperty(
+      fc.record({
+        year: part(0, 9999),
+        month: part(0, 13),
+        day: part(0, 32),
+        hour: part(0, 25),
+        minute: part(0, 60),
+        second: part(0, 60),
+        fraction: fc.option(fc.stringMatching(/^[0-9]{1,9}$/), { nil: undefined }),
+        offset: fc.option(fc.tuple(fc.constantFrom("+", "-"), part(0, 24), part(0, 60)), { nil: undefined }),
+        lowerCase: fc.boolean(),
+      }),
+      async (p) => {
+        const pad = (n: number, width = 2) => String(n).padStart(width, "0");
+        const zone = p.offset === undefined ? "Z" : `${p.offset[0]}${pad(p.offset[1])}:${pad(p.offset[2])}`;
+        let text = `${pad(p.year, 4)}-${pad(p.month)}-${pad(p.day)}T${pad(p.hour)}:${pad(p.minute)}:${pad(p.second)}${p.fraction === undefined ? "" : `.${p.fraction}`}${zone}`;
+        if (p.lowerCase) text = text.toLowerCase();
+        // Independently: a date is in range when Date does not roll it over.
+        const rolled = new Date(Date.UTC(2000, p.month - 1, p.day));
+        const leap = p.year % 4 === 0 && (p.year % 100 !== 0 || p.year % 400 === 0);
+        const inRange =
+          p.year >= 1 &&
+          p.month >= 1 &&
+          p.month <= 12 &&
+          p.day >= 1 &&
+          rolled.getUTCMonth() === p.month - 1 &&
+          !(p.month === 2 && p.day === 29 && !leap) &&
+          p.hour <= 23 &&
+          p.minute <= 59 &&
+          p.second <= 59 &&
+          (p.offset === undefined || (p.offset[1] <= 23 && p.offset[2] <= 59));
+        const got = parseTime(text, "up");
+        if (!inRange) {
+          assert.equal(got, undefined, text);
+        } else {
+          // Date.parse takes the ECMAScript form (exactly 3 fraction digits) of the same instant.
+          const digits = (p.fraction ?? "").padEnd(9, "0");
+          const reference = Date.parse(`${pad(p.year, 4)}-${pad(p.month)}-${pad(p.day)}T${pad(p.hour)}:${pad(p.minute)}:${pad(p.second)}.${digits.slice(0, 3)}${zone}`);
+          assert.ok(!Number.isNaN(reference), text);
+          assert.equal(got, reference + (Number(digits.slice(3)) > 0 ? 1 : 0), text);
+        }
+        const schemaErrors = await leaseFileSchemaErrors({ ...sampleDocument(), acquired_at: text });
+        assert.equal(schemaErrors === undefined, inRange, `the schema agrees on ${text}: ${schemaErrors}`);
+      },
+    ),
+    { numRuns: 1500 },
+  );
 });

@@ -6,11 +6,12 @@ import { StoreFailureError, StoreUnavailableError } from "../../src/core/errors.
 import type { LeaseGrant, LeaseRecord } from "../../src/core/lease.ts";
 import { hashLeaseId } from "../../src/core/lease-id.ts";
 import { LeaseFileStore } from "../../src/store/lease-file-store.ts";
-import type { AcquireOutcome } from "../../src/store/lease-store.ts";
+import type { AcquireOutcome } from "../../src/core/lease-store.ts";
 import { readFenceToken } from "../helpers/fence.ts";
 import { FaultyFileSystem } from "../helpers/faulty-file-system.ts";
 import { assertValidLeaseFile, assertValidLockDir } from "../helpers/lease-file-schema.ts";
 import { makeTempDir } from "../helpers/temp-dir.ts";
+import { ManualClock } from "../helpers/manual-clock.ts";
 import { withTimeout } from "../helpers/wait.ts";
 
 // ---------------------------------------------------------------------------
@@ -19,6 +20,10 @@ import { withTimeout } from "../helpers/wait.ts";
 interface Fixture {
   dir: string;
   store: LeaseFileStore;
+  /** The clock every store of the fixture reads. */
+  clock: ManualClock;
+  /** Sets the clock to `t` and returns `store` (the fixture's by default), to call it "at" that time. */
+  at(t: number, store?: LeaseFileStore): LeaseFileStore;
   fs: FaultyFileSystem;
   warnings: string[];
   remove(): Promise<void>;
@@ -28,9 +33,14 @@ async function fixture(): Promise<Fixture> {
   const temp = await makeTempDir();
   const fs = new FaultyFileSystem();
   const warnings: string[] = [];
-  const store = new LeaseFileStore({ dir: temp.path, fs, onWarning: (m) => warnings.push(m) });
+  const clock = new ManualClock();
+  const store = new LeaseFileStore({ dir: temp.path, fs, clock, onWarning: (m) => warnings.push(m) });
   await store.open();
-  return { dir: temp.path, store, fs, warnings, remove: temp.remove };
+  const at = (t: number, which = store) => {
+    clock.set(t);
+    return which;
+  };
+  return { dir: temp.path, store, clock, at, fs, warnings, remove: temp.remove };
 }
 
 function grant(id = "lease-id-1", overrides: Partial<LeaseGrant> = {}): LeaseGrant {
@@ -116,7 +126,7 @@ test("acquire writes a schema-valid lease file and the fence file, nothing else"
   const f = await fixture();
   try {
     const now = Date.now();
-    const lease = granted(await f.store.acquire("gateway", grant(), now));
+    const lease = granted(await f.at(now).acquire("gateway", grant()));
     assert.equal(lease.fencingToken, 1);
     assert.equal(lease.expiresAt, now + 10_000);
     assert.equal(lease.pid, process.pid);
@@ -139,12 +149,12 @@ test("a live lease blocks until exactly its expires_at, then the next token is g
   const f = await fixture();
   try {
     const now = Date.now();
-    const first = granted(await f.store.acquire("r", grant("one"), now));
-    const blocked = await f.store.acquire("r", grant("two", { holder: "bob" }), first.expiresAt - 1);
+    const first = granted(await f.at(now).acquire("r", grant("one")));
+    const blocked = await f.at(first.expiresAt - 1).acquire("r", grant("two", { holder: "bob" }));
     assert.ok("blocked" in blocked);
     assert.equal(blocked.blocked.kind, "held");
     assert.equal(blocked.blocked.kind === "held" && blocked.blocked.lease.holder, "alice");
-    const second = granted(await f.store.acquire("r", grant("two", { holder: "bob" }), first.expiresAt));
+    const second = granted(await f.at(first.expiresAt).acquire("r", grant("two", { holder: "bob" })));
     assert.equal(second.fencingToken, 2);
     assert.equal(second.holder, "bob");
     assert.equal(await assertValidLockDir(f.dir), 1);
@@ -158,8 +168,8 @@ test("renew extends only the live lease of the given hash", async () => {
   const f = await fixture();
   try {
     const now = Date.now();
-    const lease = granted(await f.store.acquire("r", grant("mine"), now));
-    const renewed = await f.store.renew("r", hashLeaseId("mine"), now + 4_000);
+    const lease = granted(await f.at(now).acquire("r", grant("mine")));
+    const renewed = await f.at(now + 4_000).renew("r", hashLeaseId("mine"));
     assert.ok(renewed);
     assert.equal(renewed.expiresAt, now + 14_000);
     assert.equal(renewed.fencingToken, lease.fencingToken);
@@ -168,9 +178,9 @@ test("renew extends only the live lease of the given hash", async () => {
     assert.equal(document.expires_at, new Date(now + 70_000).toISOString(), "the file keeps the horizon written at the grant");
 
     const before = await readFile(join(f.dir, "r.lock"));
-    assert.equal(await f.store.renew("r", hashLeaseId("not-mine"), now + 5_000), undefined);
-    assert.equal(await f.store.renew("r", hashLeaseId("mine"), now + 14_000), undefined, "expired at expires_at");
-    assert.equal(await f.store.renew("free", hashLeaseId("mine"), now), undefined);
+    assert.equal(await f.at(now + 5_000).renew("r", hashLeaseId("not-mine")), undefined);
+    assert.equal(await f.at(now + 14_000).renew("r", hashLeaseId("mine")), undefined, "expired at expires_at");
+    assert.equal(await f.at(now).renew("free", hashLeaseId("mine")), undefined);
     assert.deepEqual(await readFile(join(f.dir, "r.lock")), before, "failed renewals write nothing");
     await assertNoTempFiles(f.dir);
   } finally {
@@ -183,22 +193,31 @@ test("renewals inside the horizon move only the promise; the file is rewritten o
   try {
     const now = Date.now();
     const path = join(f.dir, "r.lock");
-    const lease = granted(await f.store.acquire("r", grant("mine"), now));
+    const lease = granted(await f.at(now).acquire("r", grant("mine")));
     assert.equal(lease.expiresAt, now + 10_000, "the holder is promised ttl");
     let document = await assertValidLeaseFile(path);
     // ttl 10 s: a headroom of max(2 × ttl, 60 s) = 60 s beyond the promise.
     assert.equal(document.expires_at, new Date(now + 70_000).toISOString(), "the file says ttl + 60 s");
     const written = await readFile(path);
-    for (let at = 5_000; at <= 60_000; at += 5_000) {
-      assert.equal((await f.store.renew("r", hashLeaseId("mine"), now + at))?.expiresAt, now + at + 10_000);
+    // Up to +50 s at least a ttl of headroom is left, so no background rewrite is due either.
+    for (let at = 5_000; at <= 50_000; at += 5_000) {
+      assert.equal((await f.at(now + at).renew("r", hashLeaseId("mine")))?.expiresAt, now + at + 10_000);
       assert.deepEqual(await readFile(path), written, `the renewal at +${at} ms wrote nothing`);
     }
     const state = await f.store.read("r");
-    assert.equal(state.kind === "held" && state.lease.expiresAt, now + 70_000, "reads report the promise");
-    assert.equal((await f.store.renew("r", hashLeaseId("mine"), now + 65_000))?.expiresAt, now + 75_000);
+    assert.equal(state.kind === "held" && state.lease.expiresAt, now + 60_000, "reads report the promise");
+    // The background rewrite that falls due now has not landed (held at its guard) when a
+    // promise would pass the horizon: that renewal writes the file itself.
+    const background = f.fs.gate("makeDirectory", (p) => p.endsWith("r.lock.guard"));
+    assert.equal((await f.at(now + 55_000).renew("r", hashLeaseId("mine")))?.expiresAt, now + 65_000);
+    await withTimeout(background.reached, 5_000, "the background rewrite");
+    assert.deepEqual(await readFile(path), written, "the renewal at +55 s wrote nothing itself");
+    assert.equal((await f.at(now + 64_000).renew("r", hashLeaseId("mine")))?.expiresAt, now + 74_000);
     document = await assertValidLeaseFile(path);
-    assert.equal(document.renewed_at, new Date(now + 65_000).toISOString());
-    assert.equal(document.expires_at, new Date(now + 135_000).toISOString());
+    assert.equal(document.renewed_at, new Date(now + 64_000).toISOString());
+    assert.equal(document.expires_at, new Date(now + 134_000).toISOString());
+    background.open();
+    await f.store.backgroundWritesIdle();
     await assertNoTempFiles(f.dir);
   } finally {
     await f.remove();
@@ -210,27 +229,25 @@ test("a horizon falls due for a background rewrite once less than a ttl of headr
   try {
     const now = Date.now();
     const path = join(f.dir, "r.lock");
-    granted(await f.store.acquire("r", grant("mine"), now));
-    assert.equal(f.store.horizonDue("r", hashLeaseId("mine"), now + 50_000), false);
-    assert.ok(await f.store.renew("r", hashLeaseId("mine"), now + 9_000));
-    assert.ok(await f.store.renew("r", hashLeaseId("mine"), now + 18_000));
-    assert.ok(await f.store.renew("r", hashLeaseId("mine"), now + 27_000));
-    assert.ok(await f.store.renew("r", hashLeaseId("mine"), now + 36_000));
-    assert.ok(await f.store.renew("r", hashLeaseId("mine"), now + 45_000));
-    assert.equal(f.store.horizonDue("r", hashLeaseId("mine"), now + 50_000), false, "60 s - 10 s of headroom left");
-    assert.ok(await f.store.renew("r", hashLeaseId("mine"), now + 51_000));
-    assert.equal(f.store.horizonDue("r", hashLeaseId("mine"), now + 51_000), true, "less than a ttl left");
-    assert.equal(f.store.horizonDue("r", hashLeaseId("other"), now + 51_000), false, "only for the lease's own hash");
-    await f.store.refreshHorizon("r", hashLeaseId("mine"), now + 51_500);
+    granted(await f.at(now).acquire("r", grant("mine")));
+    const written = await readFile(path);
+    for (let at = 9_000; at <= 45_000; at += 9_000) {
+      assert.ok(await f.at(now + at).renew("r", hashLeaseId("mine")));
+      await f.store.backgroundWritesIdle();
+      assert.deepEqual(await readFile(path), written, `at +${at} ms, 60 s - 10 s of headroom left: no rewrite`);
+    }
+    // Less than a ttl of headroom left: the store rewrites the file in the background.
+    assert.ok(await f.at(now + 51_000).renew("r", hashLeaseId("mine")));
+    await f.store.backgroundWritesIdle();
     const document = await assertValidLeaseFile(path);
-    assert.equal(document.renewed_at, new Date(now + 51_500).toISOString());
-    assert.equal(document.expires_at, new Date(now + 121_500).toISOString());
+    assert.equal(document.renewed_at, new Date(now + 51_000).toISOString());
+    assert.equal(document.expires_at, new Date(now + 121_000).toISOString());
     const state = await f.store.read("r");
     assert.equal(state.kind === "held" && state.lease.expiresAt, now + 61_000, "the holder's promise is unchanged");
-    assert.equal(f.store.horizonDue("r", hashLeaseId("mine"), now + 52_000), false);
     // Renewals stay on the fast path against the new file.
     const rewritten = await readFile(path);
-    assert.equal((await f.store.renew("r", hashLeaseId("mine"), now + 60_000))?.expiresAt, now + 70_000);
+    assert.equal((await f.at(now + 60_000).renew("r", hashLeaseId("mine")))?.expiresAt, now + 70_000);
+    await f.store.backgroundWritesIdle();
     assert.deepEqual(await readFile(path), rewritten);
     await assertNoTempFiles(f.dir);
   } finally {
@@ -242,15 +259,20 @@ test("a background rewrite does nothing while another writer holds the guard; a 
   const f = await fixture();
   try {
     const now = Date.now();
-    granted(await f.store.acquire("r", grant("mine"), now));
-    for (let at = 9_000; at <= 54_000; at += 9_000) assert.ok(await f.store.renew("r", hashLeaseId("mine"), now + at));
+    granted(await f.at(now).acquire("r", grant("mine")));
+    for (let at = 9_000; at <= 45_000; at += 9_000) assert.ok(await f.at(now + at).renew("r", hashLeaseId("mine")));
     const path = join(f.dir, "r.lock");
     const before = await readFile(path);
-    await mkdir(join(f.dir, "r.lock.guard"));
-    await f.store.refreshHorizon("r", hashLeaseId("mine"), now + 54_500);
+    // A live guard of someone else's (fresh by the store's clock).
+    const guard = join(f.dir, "r.lock.guard");
+    await mkdir(guard);
+    await utimes(guard, new Date(now + 54_000), new Date(now + 54_000));
+    assert.ok(await f.at(now + 54_000).renew("r", hashLeaseId("mine")));
+    await f.store.backgroundWritesIdle();
     assert.deepEqual(await readFile(path), before, "nothing written while the guard is taken");
-    await rmdir(join(f.dir, "r.lock.guard"));
-    await f.store.refreshHorizon("r", hashLeaseId("mine"), now + 55_000);
+    await rmdir(guard);
+    assert.ok(await f.at(now + 55_000).renew("r", hashLeaseId("mine")));
+    await f.store.backgroundWritesIdle();
     assert.equal((await assertValidLeaseFile(path)).renewed_at, new Date(now + 55_000).toISOString());
     assert.deepEqual(await entries(f.dir), ["r.lock", "r.lock.fence"], "no guard or temp file left");
   } finally {
@@ -262,16 +284,22 @@ test("a background rewrite does nothing when the file changed since our write", 
   const f = await fixture();
   try {
     const now = Date.now();
-    granted(await f.store.acquire("r", grant("mine"), now));
-    for (let at = 9_000; at <= 54_000; at += 9_000) assert.ok(await f.store.renew("r", hashLeaseId("mine"), now + at));
-    assert.equal(f.store.horizonDue("r", hashLeaseId("mine"), now + 54_000), true);
-    // Someone rewrites the file (same content, new inode): it is no longer ours as written.
+    granted(await f.at(now).acquire("r", grant("mine")));
+    for (let at = 9_000; at <= 45_000; at += 9_000) assert.ok(await f.at(now + at).renew("r", hashLeaseId("mine")));
+    // The rewrite this renewal schedules is held at its guard while someone
+    // rewrites the file (same content, new inode): it is no longer ours as written.
+    const gate = f.fs.gate("makeDirectory", (p) => p.endsWith("r.lock.guard"));
+    assert.ok(await f.at(now + 54_000).renew("r", hashLeaseId("mine")));
+    await withTimeout(gate.reached, 5_000, "the background rewrite");
     const path = join(f.dir, "r.lock");
     const text = await readFile(path);
     await writeFile(`${path}.hand`, text);
     await rename(`${path}.hand`, path);
-    await f.store.refreshHorizon("r", hashLeaseId("mine"), now + 54_500);
-    assert.deepEqual(await readFile(path), text, "nothing written");
+    const handWritten = await stat(path);
+    gate.open();
+    await f.store.backgroundWritesIdle();
+    assert.equal((await stat(path)).ino, handWritten.ino, "nothing written over the changed file");
+    assert.deepEqual(await readFile(path), text);
   } finally {
     await f.remove();
   }
@@ -281,13 +309,13 @@ test("the store that made a promise ends the lease at the promise, before the fi
   const f = await fixture();
   try {
     const now = Date.now();
-    granted(await f.store.acquire("r", grant("mine"), now));
-    const blocked = await f.store.acquire("r", grant("other", { holder: "bob" }), now + 9_999);
+    granted(await f.at(now).acquire("r", grant("mine")));
+    const blocked = await f.at(now + 9_999).acquire("r", grant("other", { holder: "bob" }));
     assert.ok("blocked" in blocked);
-    assert.deepEqual(await f.store.reclaimIfExpired("r", now + 9_999), (await f.store.read("r")));
-    assert.deepEqual(await f.store.reclaimIfExpired("r", now + 10_000), { kind: "free", resource: "r" });
+    assert.deepEqual(await f.at(now + 9_999).reclaimIfExpired("r"), (await f.store.read("r")));
+    assert.deepEqual(await f.at(now + 10_000).reclaimIfExpired("r"), { kind: "free", resource: "r" });
     assert.deepEqual(await entries(f.dir), ["r.lock.fence"], "the file is gone although its expires_at is later");
-    assert.equal(await f.store.renew("r", hashLeaseId("mine"), now + 10_000), undefined);
+    assert.equal(await f.at(now + 10_000).renew("r", hashLeaseId("mine")), undefined);
   } finally {
     await f.remove();
   }
@@ -297,20 +325,20 @@ test("another store (a restart, another process) holds a lease until the file's 
   const f = await fixture();
   try {
     const now = Date.now();
-    granted(await f.store.acquire("r", grant("mine"), now));
-    const other = new LeaseFileStore({ dir: f.dir });
+    granted(await f.at(now).acquire("r", grant("mine")));
+    const other = new LeaseFileStore({ clock: f.clock, dir: f.dir });
     const seen = await other.read("r");
     assert.equal(seen.kind === "held" && seen.lease.expiresAt, now + 70_000);
-    assert.ok("blocked" in (await other.acquire("r", grant("other", { holder: "bob" }), now + 69_999)));
+    assert.ok("blocked" in (await f.at(now + 69_999, other).acquire("r", grant("other", { holder: "bob" }))));
     // The holder renews through the other store: it has no promise, so it writes.
-    const renewed = await other.renew("r", hashLeaseId("mine"), now + 15_000);
+    const renewed = await f.at(now + 15_000, other).renew("r", hashLeaseId("mine"));
     assert.equal(renewed?.expiresAt, now + 25_000);
     const document = await assertValidLeaseFile(join(f.dir, "r.lock"));
     assert.equal(document.expires_at, new Date(now + 85_000).toISOString());
     // The first store sees a file it did not write: its old promise no longer counts.
     const reread = await f.store.read("r");
     assert.equal(reread.kind === "held" && reread.lease.expiresAt, now + 85_000);
-    assert.equal(await f.store.renew("r", hashLeaseId("mine"), now + 16_000).then((l) => l?.expiresAt), now + 26_000);
+    assert.equal(await f.at(now + 16_000).renew("r", hashLeaseId("mine")).then((l) => l?.expiresAt), now + 26_000);
   } finally {
     await f.remove();
   }
@@ -320,9 +348,9 @@ test("a lease file changed by hand is re-read by the next renewal, never renewed
   const f = await fixture();
   try {
     const now = Date.now();
-    granted(await f.store.acquire("r", grant("mine"), now));
+    granted(await f.at(now).acquire("r", grant("mine")));
     await rm(join(f.dir, "r.lock"));
-    assert.equal(await f.store.renew("r", hashLeaseId("mine"), now + 1_000), undefined, "deleted: lost at once");
+    assert.equal(await f.at(now + 1_000).renew("r", hashLeaseId("mine")), undefined, "deleted: lost at once");
   } finally {
     await f.remove();
   }
@@ -332,10 +360,10 @@ test("handOver replaces only the live lease of the given hash with the next hold
   const f = await fixture();
   try {
     const now = Date.now();
-    const first = granted(await f.store.acquire("r", grant("mine"), now));
+    const first = granted(await f.at(now).acquire("r", grant("mine")));
     const next = grant("next", { holder: "bob" });
-    assert.deepEqual(await f.store.handOver("r", hashLeaseId("not-mine"), next, now), { released: false });
-    const outcome = await f.store.handOver("r", hashLeaseId("mine"), next, now + 1_000);
+    assert.deepEqual(await f.at(now).handOver("r", hashLeaseId("not-mine"), next), { released: false });
+    const outcome = await f.at(now + 1_000).handOver("r", hashLeaseId("mine"), next);
     assert.equal(outcome.released, true);
     assert.equal(outcome.granted?.holder, "bob");
     assert.equal(outcome.granted?.fencingToken, first.fencingToken + 1);
@@ -343,7 +371,7 @@ test("handOver replaces only the live lease of the given hash with the next hold
     const document = await assertValidLeaseFile(join(f.dir, "r.lock"));
     assert.equal(document.lease_id_sha256, hashLeaseId("next"));
     // An expired lease is not handed over: it is reclaimed, and the release reports it.
-    assert.deepEqual(await f.store.handOver("r", hashLeaseId("next"), grant("third"), now + 11_000), { released: false });
+    assert.deepEqual(await f.at(now + 11_000).handOver("r", hashLeaseId("next"), grant("third")), { released: false });
     assert.deepEqual(await entries(f.dir), ["r.lock.fence"]);
     await assertNoTempFiles(f.dir);
   } finally {
@@ -355,9 +383,9 @@ test("a hand-over whose grant cannot be written still releases", async () => {
   const f = await fixture();
   try {
     const now = Date.now();
-    granted(await f.store.acquire("r", grant("mine"), now));
+    granted(await f.at(now).acquire("r", grant("mine")));
     f.fs.fail("rename", "ENOSPC");
-    const outcome = await f.store.handOver("r", hashLeaseId("mine"), grant("next"), now);
+    const outcome = await f.at(now).handOver("r", hashLeaseId("mine"), grant("next"));
     f.fs.heal();
     assert.deepEqual(outcome, { released: true });
     assert.deepEqual(await entries(f.dir), ["r.lock.fence"], "the old lease is gone, no temp file left");
@@ -371,16 +399,16 @@ test("release removes only its own lease, keeps the fence, and reports expired o
   const f = await fixture();
   try {
     const now = Date.now();
-    const first = granted(await f.store.acquire("r", grant("mine"), now));
-    assert.equal(await f.store.release("r", hashLeaseId("not-mine"), now), false);
+    const first = granted(await f.at(now).acquire("r", grant("mine")));
+    assert.equal(await f.at(now).release("r", hashLeaseId("not-mine")), false);
     assert.deepEqual(await entries(f.dir), ["r.lock", "r.lock.fence"], "someone else's release leaves the file");
-    assert.equal(await f.store.release("r", hashLeaseId("mine"), now + 1), true);
+    assert.equal(await f.at(now + 1).release("r", hashLeaseId("mine")), true);
     assert.deepEqual(await entries(f.dir), ["r.lock.fence"]);
-    assert.equal(await f.store.release("r", hashLeaseId("mine"), now + 2), false, "already released");
+    assert.equal(await f.at(now + 2).release("r", hashLeaseId("mine")), false, "already released");
 
-    const late = granted(await f.store.acquire("r", grant("late"), now));
+    const late = granted(await f.at(now).acquire("r", grant("late")));
     assert.equal(late.fencingToken, first.fencingToken + 1, "same store, nobody in between: the next token");
-    assert.equal(await f.store.release("r", hashLeaseId("late"), now + 10_000), false, "expired: not released");
+    assert.equal(await f.at(now + 10_000).release("r", hashLeaseId("late")), false, "expired: not released");
     assert.deepEqual(await entries(f.dir), ["r.lock.fence"], "but the expired file is reclaimed on the way");
     await fenceBounding(f.dir, "r", late.fencingToken);
   } finally {
@@ -392,12 +420,12 @@ test("reclaimIfExpired removes expired leases only", async () => {
   const f = await fixture();
   try {
     const now = Date.now();
-    const lease = granted(await f.store.acquire("r", grant(), now));
-    assert.deepEqual(await f.store.reclaimIfExpired("r", now + 9_999), { kind: "held", resource: "r", lease });
+    const lease = granted(await f.at(now).acquire("r", grant()));
+    assert.deepEqual(await f.at(now + 9_999).reclaimIfExpired("r"), { kind: "held", resource: "r", lease });
     assert.ok((await entries(f.dir)).includes("r.lock"));
-    assert.deepEqual(await f.store.reclaimIfExpired("r", now + 10_000), { kind: "free", resource: "r" });
+    assert.deepEqual(await f.at(now + 10_000).reclaimIfExpired("r"), { kind: "free", resource: "r" });
     assert.deepEqual(await entries(f.dir), ["r.lock.fence"]);
-    assert.deepEqual(await f.store.reclaimIfExpired("r", now + 10_000), { kind: "free", resource: "r" });
+    assert.deepEqual(await f.at(now + 10_000).reclaimIfExpired("r"), { kind: "free", resource: "r" });
   } finally {
     await f.remove();
   }
@@ -407,8 +435,8 @@ test("list returns lease files in name order and ignores every other entry", asy
   const f = await fixture();
   try {
     const now = Date.now();
-    granted(await f.store.acquire("b", grant("b"), now));
-    granted(await f.store.acquire("a", grant("a"), now));
+    granted(await f.at(now).acquire("b", grant("b")));
+    granted(await f.at(now).acquire("a", grant("a")));
     await writeFile(join(f.dir, "c.lock"), "garbage");
     await writeFile(
       join(f.dir, "d.lock"),
@@ -463,13 +491,13 @@ for (const [name, content] of unreadableContents) {
       assert.equal(state.blockedUntil, mtimeMs + 3_600_000);
       assert.ok(state.reason.length > 0);
 
-      const blocked = await f.store.acquire("r", grant(), now);
+      const blocked = await f.at(now).acquire("r", grant());
       assert.ok("blocked" in blocked && blocked.blocked.kind === "unreadable");
-      assert.equal((await f.store.reclaimIfExpired("r", now)).kind, "unreadable");
+      assert.equal((await f.at(now).reclaimIfExpired("r")).kind, "unreadable");
       assert.deepEqual(await readFile(path), Buffer.from(content), "an unreadable file is never overwritten early");
 
       await backdate(path, 3_600_000 + 60_000);
-      const lease = granted(await f.store.acquire("r", grant(), Date.now()));
+      const lease = granted(await f.at(Date.now()).acquire("r", grant()));
       // A token in a file that is otherwise invalid may have been issued: it counts.
       const inFile = typeof content === "string" && content.includes('"fencing_token":41') ? 41 : 0;
       assert.equal(lease.fencingToken, inFile + 1);
@@ -478,7 +506,7 @@ for (const [name, content] of unreadableContents) {
       // reclaimIfExpired also takes an old unreadable file away.
       await writeFile(join(f.dir, "s.lock"), content);
       await backdate(join(f.dir, "s.lock"), 3_600_000 + 60_000);
-      assert.deepEqual(await f.store.reclaimIfExpired("s", Date.now()), { kind: "free", resource: "s" });
+      assert.deepEqual(await f.at(Date.now()).reclaimIfExpired("s"), { kind: "free", resource: "s" });
       assert.equal((await entries(f.dir)).includes("s.lock"), false);
     } finally {
       await f.remove();
@@ -495,10 +523,10 @@ test("a hand-edited expires_at far in the future is capped at mtime + 1 h", asyn
     const state = await f.store.read("r");
     assert.ok(state.kind === "held");
     assert.equal(state.lease.expiresAt, mtimeMs + 3_600_000);
-    assert.ok("blocked" in (await f.store.acquire("r", grant(), Date.now())));
+    assert.ok("blocked" in (await f.at(Date.now()).acquire("r", grant())));
 
     await backdate(path, 2 * 3_600_000);
-    const lease = granted(await f.store.acquire("r", grant(), Date.now()));
+    const lease = granted(await f.at(Date.now()).acquire("r", grant()));
     assert.equal(lease.fencingToken, 42, "one above the token in the expired file");
   } finally {
     await f.remove();
@@ -512,12 +540,12 @@ test("the new token is one above the higher of the fence file and an expired lea
     const expired = { acquired_at: new Date(now - 60_000).toISOString(), expires_at: new Date(now - 30_000).toISOString() };
     await writeFile(join(f.dir, "a.lock"), validDocument("a", { ...expired, fencing_token: 9 }));
     await writeFile(join(f.dir, "a.lock.fence"), JSON.stringify({ version: 1, resource: "a", fencing_token: 5 }));
-    assert.equal(granted(await f.store.acquire("a", grant(), now)).fencingToken, 10);
+    assert.equal(granted(await f.at(now).acquire("a", grant())).fencingToken, 10);
     await fenceBounding(f.dir, "a", 10);
 
     await writeFile(join(f.dir, "b.lock"), validDocument("b", { ...expired, fencing_token: 9 }));
     await writeFile(join(f.dir, "b.lock.fence"), JSON.stringify({ version: 1, resource: "b", fencing_token: 12 }));
-    assert.equal(granted(await f.store.acquire("b", grant(), now)).fencingToken, 13);
+    assert.equal(granted(await f.at(now).acquire("b", grant())).fencingToken, 13);
     await fenceBounding(f.dir, "b", 13);
   } finally {
     await f.remove();
@@ -538,7 +566,7 @@ for (const [name, content] of [
     try {
       const fence = join(f.dir, "r.lock.fence");
       await writeFile(fence, content);
-      await assert.rejects(f.store.acquire("r", grant(), Date.now()), (err: unknown) => {
+      await assert.rejects(f.at(Date.now()).acquire("r", grant()), (err: unknown) => {
         assert.ok(err instanceof StoreFailureError, `got ${String(err)}`);
         assert.ok(err.message.includes(fence), err.message);
         assert.ok(err.message.includes("corrupt"), err.message);
@@ -548,7 +576,7 @@ for (const [name, content] of [
       assert.equal(await readFile(fence, "utf8"), content, "the corrupt counter is not rewritten");
       // Repairing the counter (raising it) makes acquisition work again, above the repaired value.
       await writeFile(fence, JSON.stringify({ version: 1, resource: "r", fencing_token: 100 }));
-      assert.equal(granted(await f.store.acquire("r", grant(), Date.now())).fencingToken, 101);
+      assert.equal(granted(await f.at(Date.now()).acquire("r", grant())).fencingToken, 101);
     } finally {
       await f.remove();
     }
@@ -559,7 +587,7 @@ test("a fence file of 0 is valid: nothing was issued yet, the first token is 1",
   const f = await fixture();
   try {
     await writeFile(join(f.dir, "r.lock.fence"), JSON.stringify({ version: 1, resource: "r", fencing_token: 0 }));
-    assert.equal(granted(await f.store.acquire("r", grant(), Date.now())).fencingToken, 1);
+    assert.equal(granted(await f.at(Date.now()).acquire("r", grant())).fencingToken, 1);
   } finally {
     await f.remove();
   }
@@ -572,14 +600,15 @@ test("reclaiming an expired lease whose token is above the fence raises the fenc
     const expired = { acquired_at: new Date(now - 60_000).toISOString(), expires_at: new Date(now - 30_000).toISOString() };
     await writeFile(join(f.dir, "r.lock"), validDocument("r", { ...expired, fencing_token: 9 }));
     await writeFile(join(f.dir, "r.lock.fence"), JSON.stringify({ version: 1, resource: "r", fencing_token: 5 }));
-    assert.deepEqual(await f.store.reclaimIfExpired("r", now), { kind: "free", resource: "r" });
-    assert.deepEqual(await entries(f.dir), ["r.lock.fence"]);
+    assert.deepEqual(await f.at(now).reclaimIfExpired("r"), { kind: "free", resource: "r" });
+    // The version 1 counter was converted (and kept aside, docs/protocol.md §9).
+    assert.deepEqual(await entries(f.dir), ["r.lock.fence", "r.lock.fence.v1"]);
     assert.equal(await readFenceToken(f.dir, "r"), 9);
-    assert.equal(granted(await f.store.acquire("r", grant(), now)).fencingToken, 10, "token 9 is never issued again");
+    assert.equal(granted(await f.at(now).acquire("r", grant())).fencingToken, 10, "token 9 is never issued again");
     // Without a fence file at all, the same holds.
     await writeFile(join(f.dir, "s.lock"), validDocument("s", { ...expired, fencing_token: 4 }));
-    await f.store.reclaimIfExpired("s", now);
-    assert.equal(granted(await f.store.acquire("s", grant(), now)).fencingToken, 5);
+    await f.at(now).reclaimIfExpired("s");
+    assert.equal(granted(await f.at(now).acquire("s", grant())).fencingToken, 5);
     await assertNoTempFiles(f.dir);
   } finally {
     await f.remove();
@@ -603,14 +632,14 @@ for (const [code, kind] of errnoCases) {
 
       f.fs.fail("readFileWithMtime", code);
       await assert.rejects(f.store.read("r"), (err) => assertStoreError(err, kind, lease, code));
-      await assert.rejects(f.store.acquire("r", grant(), now), (err) => assertStoreError(err, kind, lease, code));
+      await assert.rejects(f.at(now).acquire("r", grant()), (err) => assertStoreError(err, kind, lease, code));
       f.fs.heal();
 
       f.fs.fail("writeNewFileSynced", code);
-      await assert.rejects(f.store.acquire("r", grant(), now), (err) => assertStoreError(err, kind, fence, code));
+      await assert.rejects(f.at(now).acquire("r", grant()), (err) => assertStoreError(err, kind, fence, code));
       assert.equal(f.fs.injected, 3);
       f.fs.fail("writeNewFileSynced", code, { match: (path) => path.endsWith(".tmp") });
-      await assert.rejects(f.store.acquire("r", grant(), now), (err) => assertStoreError(err, kind, lease, code));
+      await assert.rejects(f.at(now).acquire("r", grant()), (err) => assertStoreError(err, kind, lease, code));
       f.fs.heal();
 
       f.fs.fail("readdir", code);
@@ -623,31 +652,31 @@ for (const [code, kind] of errnoCases) {
 
       assert.equal(f.fs.injected, 6);
       assert.deepEqual(await entries(f.dir), ["r.lock.fence"], "failed acquisitions leave no lease, temp or guard behind");
-      const granted1 = granted(await f.store.acquire("r", grant("x"), now));
+      const granted1 = granted(await f.at(now).acquire("r", grant("x")));
       assert.equal(granted1.fencingToken, 2, "the token burnt by the failed lease write is never reused");
 
       f.fs.fail("unlink", code);
-      await assert.rejects(f.store.release("r", hashLeaseId("x"), now), (err) => assertStoreError(err, kind, lease, code));
+      await assert.rejects(f.at(now).release("r", hashLeaseId("x")), (err) => assertStoreError(err, kind, lease, code));
       f.fs.heal();
-      assert.equal(await f.store.release("r", hashLeaseId("x"), now), true);
+      assert.equal(await f.at(now).release("r", hashLeaseId("x")), true);
 
       // The lock dir's fsync after the lease file landed fails: the lease file is taken away again.
       f.fs.fail("syncDirectory", code, { match: (path) => path === f.dir });
-      await assert.rejects(f.store.acquire("r", grant("y"), now), (err) => assertStoreError(err, kind, lease, code));
+      await assert.rejects(f.at(now).acquire("r", grant("y")), (err) => assertStoreError(err, kind, lease, code));
       f.fs.heal();
       assert.deepEqual(await entries(f.dir), ["r.lock.fence"], "a failed grant leaves no lease file");
 
       // The counter's fsync fails: nothing is granted.
-      const restarted = new LeaseFileStore({ dir: f.dir, fs: f.fs });
+      const restarted = new LeaseFileStore({ clock: f.clock, dir: f.dir, fs: f.fs });
       const fenceBefore = await fenceBounding(f.dir, "r", granted1.fencingToken + 1);
       f.fs.fail("syncDirectory", code, { match: (path) => path === fence });
-      await assert.rejects(restarted.acquire("r", grant("z"), now), (err) => assertStoreError(err, kind, fence, code));
+      await assert.rejects(f.at(now, restarted).acquire("r", grant("z")), (err) => assertStoreError(err, kind, fence, code));
       f.fs.heal();
       assert.equal(f.fs.injected, 9);
       await assertNoTempFiles(f.dir);
       assert.equal(await assertValidLockDir(f.dir), 0);
       // Whatever landed, no token is issued twice: the next grant is above every fence value seen.
-      const after = granted(await f.store.acquire("r", grant("w"), now));
+      const after = granted(await f.at(now).acquire("r", grant("w")));
       assert.ok(after.fencingToken > fenceBefore, `token ${after.fencingToken} must be above ${fenceBefore}`);
       await fenceBounding(f.dir, "r", after.fencingToken);
     } finally {
@@ -661,19 +690,19 @@ test("a failed link onto the lease file leaves no temp file; the token it burnt 
   try {
     const lease = join(f.dir, "r.lock");
     f.fs.fail("link", "EIO", { match: (to) => to === lease });
-    await assert.rejects(f.store.acquire("r", grant(), Date.now()), (err) =>
+    await assert.rejects(f.at(Date.now()).acquire("r", grant()), (err) =>
       assertStoreError(err, StoreUnavailableError, lease, "EIO"),
     );
     assert.deepEqual(await entries(f.dir), ["r.lock.fence"], "fence written first, no lease, no temp");
     const burnt = 1; // the first token, written into the fence before the lease file failed
     assert.equal(await fenceBounding(f.dir, "r", burnt), burnt);
     f.fs.heal();
-    assert.equal(granted(await f.store.acquire("r", grant(), Date.now())).fencingToken, burnt + 1, "same store: the next token");
+    assert.equal(granted(await f.at(Date.now()).acquire("r", grant())).fencingToken, burnt + 1, "same store: the next token");
     // A new store (the process died after the failure) starts above the fence, so above the burnt token too.
-    const restarted = new LeaseFileStore({ dir: f.dir });
+    const restarted = new LeaseFileStore({ clock: f.clock, dir: f.dir });
     assert.equal(await readFenceToken(f.dir, "r"), burnt + 1, "the counter names the last token issued");
     // Past the horizon of the file the first store wrote (ttl + 60 s).
-    assert.equal(granted(await restarted.acquire("r", grant(), Date.now() + 70_000)).fencingToken, burnt + 2);
+    assert.equal(granted(await f.at(Date.now() + 70_000, restarted).acquire("r", grant())).fencingToken, burnt + 2);
     await assertNoTempFiles(f.dir);
   } finally {
     await f.remove();
@@ -684,10 +713,10 @@ test("a write that created its temp file and then failed leaves no temp file", a
   const f = await fixture();
   try {
     f.fs.fail("writeNewFileSynced", "ENOSPC", { after: true });
-    await assert.rejects(f.store.acquire("r", grant(), Date.now()), StoreUnavailableError);
+    await assert.rejects(f.at(Date.now()).acquire("r", grant()), StoreUnavailableError);
     assert.deepEqual(await entries(f.dir), [], "the temp file was created and must have been removed");
     f.fs.heal();
-    assert.equal(granted(await f.store.acquire("r", grant(), Date.now())).fencingToken, 1);
+    assert.equal(granted(await f.at(Date.now()).acquire("r", grant())).fencingToken, 1);
     await assertNoTempFiles(f.dir);
   } finally {
     await f.remove();
@@ -698,10 +727,13 @@ test("a failed renewal write leaves the previous lease file intact", async () =>
   const f = await fixture();
   try {
     const now = Date.now();
-    granted(await f.store.acquire("r", grant("mine"), now));
-    // Inside the horizon (now + 70 s) renewals write nothing; the one at
-    // +61 s promises +71 s, past it, so it must rewrite the file.
-    for (let at = 8_000; at <= 56_000; at += 8_000) assert.ok(await f.store.renew("r", hashLeaseId("mine"), now + at));
+    granted(await f.at(now).acquire("r", grant("mine")));
+    // Inside the horizon (now + 70 s) renewals write nothing; the background
+    // rewrite that falls due at +56 s is held at its guard, so the one at +61 s,
+    // which promises +71 s, past the horizon, must rewrite the file itself.
+    const background = f.fs.gate("makeDirectory", (p) => p.endsWith("r.lock.guard"));
+    for (let at = 8_000; at <= 56_000; at += 8_000) assert.ok(await f.at(now + at).renew("r", hashLeaseId("mine")));
+    await withTimeout(background.reached, 5_000, "the background rewrite");
     const path = join(f.dir, "r.lock");
     const before = await readFile(path);
     for (const [method, after] of [
@@ -709,17 +741,19 @@ test("a failed renewal write leaves the previous lease file intact", async () =>
       ["writeNewFileSynced", true],
     ] as const) {
       f.fs.fail(method, "ENOSPC", { after });
-      await assert.rejects(f.store.renew("r", hashLeaseId("mine"), now + 61_000), (err) =>
+      await assert.rejects(f.at(now + 61_000).renew("r", hashLeaseId("mine")), (err) =>
         assertStoreError(err, StoreUnavailableError, path, "ENOSPC"),
       );
       f.fs.heal();
       assert.deepEqual(await readFile(path), before);
       await assertNoTempFiles(f.dir);
     }
-    assert.equal((await f.store.renew("r", hashLeaseId("mine"), now + 61_000))?.expiresAt, now + 71_000);
+    assert.equal((await f.at(now + 61_000).renew("r", hashLeaseId("mine")))?.expiresAt, now + 71_000);
     const document = await assertValidLeaseFile(path);
     assert.equal(document.renewed_at, new Date(now + 61_000).toISOString());
     assert.equal(document.expires_at, new Date(now + 131_000).toISOString(), "a new horizon: now + ttl + 60 s");
+    background.open();
+    await f.store.backgroundWritesIdle();
   } finally {
     await f.remove();
   }
@@ -730,7 +764,7 @@ test("a lock dir removed under the store is made again by the next acquire", asy
   try {
     const dir = join(temp.path, "missing");
     const store = new LeaseFileStore({ dir });
-    const lease = granted(await withTimeout(store.acquire("r", grant(), Date.now()), 10_000, "acquire"));
+    const lease = granted(await withTimeout(store.acquire("r", grant()), 10_000, "acquire"));
     assert.equal(lease.fencingToken, 1);
     assert.deepEqual(await entries(dir), ["r.lock", "r.lock.fence"]);
     assert.equal(await assertValidLockDir(dir), 1);
@@ -748,7 +782,7 @@ test("a guard that cannot be made for a reason other than a busy guard is report
     await writeFile(dir, "");
     const store = new LeaseFileStore({ dir });
     const started = Date.now();
-    await assert.rejects(withTimeout(store.acquire("r", grant(), Date.now()), 30_000, "acquire"), (err: unknown) => {
+    await assert.rejects(withTimeout(store.acquire("r", grant()), 30_000, "acquire"), (err: unknown) => {
       assert.ok(err instanceof StoreUnavailableError, String(err));
       assert.ok(err.message.includes(join(dir, "r.lock.guard")), err.message);
       assert.ok(err.message.includes("ENOTDIR"), err.message);
@@ -773,7 +807,7 @@ test("a guard dir left by a crashed process is broken once stale, and acquire su
     await mkdir(guard);
     await backdate(guard, 20_000);
     const started = Date.now();
-    const lease = granted(await withTimeout(f.store.acquire("r", grant(), Date.now()), 10_000, "acquire"));
+    const lease = granted(await withTimeout(f.at(Date.now()).acquire("r", grant()), 10_000, "acquire"));
     assert.equal(lease.fencingToken, 1);
     assert.ok(Date.now() - started < 5_000, "a stale guard is broken at once, not after retries");
     assert.deepEqual(await entries(f.dir), ["r.lock", "r.lock.fence"], "the guard is gone afterwards");
@@ -788,7 +822,7 @@ test("a fresh guard dir is respected until it is removed", async () => {
     const guard = join(f.dir, "r.lock.guard");
     await mkdir(guard);
     let settled = false;
-    const acquiring = f.store.acquire("r", grant(), Date.now()).finally(() => (settled = true));
+    const acquiring = f.at(Date.now()).acquire("r", grant()).finally(() => (settled = true));
     // Not a timing assertion on the store: it must simply not have gone ahead while the guard is held.
     await new Promise((resolve) => setTimeout(resolve, 300));
     assert.equal(settled, false, "acquire went ahead while another process held the guard");

@@ -15,9 +15,9 @@ import { readdir, readFile, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { LeaseGrant, LeaseRecord } from "../../src/core/lease.ts";
 import { hashLeaseId } from "../../src/core/lease-id.ts";
-import type { StoreClock } from "../../src/store/guard.ts";
+import type { Clock, TimerHandle } from "../../src/core/clock.ts";
 import { LeaseFileStore } from "../../src/store/lease-file-store.ts";
-import type { AcquireOutcome } from "../../src/store/lease-store.ts";
+import type { AcquireOutcome } from "../../src/core/lease-store.ts";
 import { readFenceToken } from "../helpers/fence.ts";
 import { FaultyFileSystem, type AsyncFileSystemMethod } from "../helpers/faulty-file-system.ts";
 import { makeTempDir } from "../helpers/temp-dir.ts";
@@ -27,14 +27,17 @@ const STALL_MS = 11_000; // past the guard's 10 s staleness
 const TTL_MS = 10_000;
 
 /** A monotonic clock the test moves; the wall clock is real plus an offset. */
-class StallableClock implements StoreClock {
+class StallableClock implements Clock {
   private mono = 0;
-  constructor(private readonly wallOffsetMs = 0) {}
-  wallMs(): number {
-    return Date.now() + this.wallOffsetMs;
+  constructor(public offsetMs = 0) {}
+  now(): number {
+    return Date.now() + this.offsetMs;
   }
-  monotonicMs(): number {
+  monotonic(): number {
     return this.mono;
+  }
+  setTimer(): TimerHandle {
+    throw new Error("stores set no timers");
   }
   stall(ms: number): void {
     this.mono += ms;
@@ -61,8 +64,8 @@ interface StallPoint {
 
 interface Scenario {
   path: string;
-  /** Puts the dir in the state the path starts from; returns what A needs. */
-  prepare(dir: string, b: LeaseFileStore): Promise<void>;
+  /** Puts the dir in the state the path starts from, through B (whose clock it may set). */
+  prepare(b: LeaseFileStore, bClock: StallableClock): Promise<void>;
   /** A's operation; returns the lease it was granted, if any. */
   runA(a: LeaseFileStore): Promise<LeaseRecord | undefined>;
   stalls: StallPoint[];
@@ -83,34 +86,46 @@ const scenarios: Scenario[] = [
   {
     path: "grant on a free resource",
     async prepare() {},
-    runA: async (a) => grantedOf(await a.acquire("r", grantFor("a"), Date.now())),
+    runA: async (a) => grantedOf(await a.acquire("r", grantFor("a"))),
     // link() refuses to replace the lease B made: no window at all.
     stalls: grantStalls({ name: "after the last check (link)", method: "link", file: "r.lock" }),
   },
   {
     path: "grant over an expired lease (reclaim and grant)",
-    async prepare(dir, b) {
-      await b.acquire("r", grantFor("old"), Date.now() - 3 * 3_600_000);
+    async prepare(b, bClock) {
+      bClock.offsetMs = -3 * 3_600_000; // long expired
+      await b.acquire("r", grantFor("old"));
     },
-    runA: async (a) => grantedOf(await a.acquire("r", grantFor("a"), Date.now() + 3_600_000)),
+    runA: async (a) => grantedOf(await a.acquire("r", grantFor("a"))),
     stalls: grantStalls({ name: "after the last check (rename)", method: "rename", file: "r.lock", window: true }),
   },
   {
-    path: "hand-over",
-    async prepare(dir, b) {
-      await b.acquire("r", grantFor("releaser"), Date.now());
+    path: "grant converting a version 1 counter (1000)",
+    async prepare(b) {
+      await writeFile(join(b.location, "r.lock.fence"), JSON.stringify({ version: 1, resource: "r", fencing_token: 1000 }));
     },
-    runA: async (a) => (await a.handOver("r", hashLeaseId("releaser"), grantFor("a"), Date.now())).granted,
+    runA: async (a) => grantedOf(await a.acquire("r", grantFor("a"))),
+    stalls: [
+      { name: "version 1 counter moved aside (before the new counter is in place)", method: "rename", file: "r.lock.fence" },
+      { name: "after the last check (link)", method: "link", file: "r.lock" },
+    ],
+  },
+  {
+    path: "hand-over",
+    async prepare(b) {
+      await b.acquire("r", grantFor("releaser"));
+    },
+    runA: async (a) => (await a.handOver("r", hashLeaseId("releaser"), grantFor("a"))).granted,
     stalls: grantStalls({ name: "after the last check (rename)", method: "rename", file: "r.lock", window: true }),
   },
   {
     path: "renewal that rewrites the file",
-    async prepare(dir, b) {
-      await b.acquire("r", grantFor("a"), Date.now());
+    async prepare(b) {
+      await b.acquire("r", grantFor("a"));
     },
     // A store that did not write the file (a restarted service) renews by rewriting it.
     runA: async (a) => {
-      await a.renew("r", hashLeaseId("a"), Date.now());
+      await a.renew("r", hashLeaseId("a"));
       return undefined;
     },
     stalls: [
@@ -121,11 +136,11 @@ const scenarios: Scenario[] = [
   },
   {
     path: "release",
-    async prepare(dir, b) {
-      await b.acquire("r", grantFor("a"), Date.now());
+    async prepare(b) {
+      await b.acquire("r", grantFor("a"));
     },
     runA: async (a) => {
-      await a.release("r", hashLeaseId("a"), Date.now());
+      await a.release("r", hashLeaseId("a"));
       return undefined;
     },
     stalls: [
@@ -136,11 +151,12 @@ const scenarios: Scenario[] = [
   },
   {
     path: "reclaim of an expired lease",
-    async prepare(dir, b) {
-      await b.acquire("r", grantFor("old"), Date.now() - 3 * 3_600_000);
+    async prepare(b, bClock) {
+      bClock.offsetMs = -3 * 3_600_000; // long expired
+      await b.acquire("r", grantFor("old"));
     },
     runA: async (a) => {
-      await a.reclaimIfExpired("r", Date.now() + 3_600_000);
+      await a.reclaimIfExpired("r");
       return undefined;
     },
     stalls: [
@@ -161,10 +177,10 @@ for (const scenario of scenarios) {
         const clockA = new StallableClock();
         const warningsA: string[] = [];
         const a = new LeaseFileStore({ dir, fs: fsA, clock: clockA, onWarning: (m) => warningsA.push(m) });
-        // B reads the wall clock 11 s ahead: A's guard looks stale to it, as after a real pause.
-        const b = new LeaseFileStore({ dir, clock: new StallableClock(STALL_MS) });
+        const clockB = new StallableClock();
+        const b = new LeaseFileStore({ dir, clock: clockB });
         await a.open();
-        await scenario.prepare(dir, b);
+        await scenario.prepare(b, clockB);
         const tokensBefore = await readFenceToken(dir, "r");
 
         let calls = 0;
@@ -182,7 +198,8 @@ for (const scenario of scenarios) {
         clockA.stall(STALL_MS);
 
         // B breaks A's guard (stale in its eyes) and takes the resource.
-        const bGrant = grantedOf(await b.acquire("r", grantFor("b"), Date.now() + B_LATER_MS));
+        clockB.offsetMs = B_LATER_MS;
+        const bGrant = grantedOf(await b.acquire("r", grantFor("b")));
         assert.ok(bGrant, "B is granted the resource while A is stalled");
         const bFile = await readFile(join(dir, "r.lock"), "utf8");
 
@@ -192,6 +209,7 @@ for (const scenario of scenarios) {
 
         // Tokens: unique, increasing in the order issued, above everything before.
         assert.ok(bGrant.fencingToken > tokensBefore, `B's token ${bGrant.fencingToken} above ${tokensBefore}`);
+        assert.ok(bGrant.fencingToken > 1000 || !scenario.path.includes("version 1"), "never below the version 1 counter");
         if (aGrant !== undefined) {
           assert.notEqual(aGrant.fencingToken, bGrant.fencingToken, "a token issued twice");
           assert.ok(aGrant.fencingToken > tokensBefore);
@@ -225,7 +243,7 @@ test("a guard path that is a file, or a non-empty directory, is an error and is 
   try {
     const b = new LeaseFileStore({ dir: temp.path, clock: new StallableClock(STALL_MS) });
     await writeFile(join(temp.path, "f.lock.guard"), "not mine");
-    await assert.rejects(b.acquire("f", grantFor("x"), Date.now()), /not a directory/);
+    await assert.rejects(b.acquire("f", grantFor("x")), /not a directory/);
     assert.equal(await readFile(join(temp.path, "f.lock.guard"), "utf8"), "not mine");
 
     const { mkdir } = await import("node:fs/promises");
@@ -233,7 +251,7 @@ test("a guard path that is a file, or a non-empty directory, is an error and is 
     await writeFile(join(temp.path, "d.lock.guard", "inside"), "");
     const old = new Date(Date.now() - 60_000);
     await utimes(join(temp.path, "d.lock.guard"), old, old);
-    await assert.rejects(b.acquire("d", grantFor("x"), Date.now()), /not empty/);
+    await assert.rejects(b.acquire("d", grantFor("x")), /not empty/);
     assert.deepEqual(await readdir(join(temp.path, "d.lock.guard")), ["inside"]);
   } finally {
     await temp.remove();

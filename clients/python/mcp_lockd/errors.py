@@ -88,7 +88,8 @@ class GuardTimeoutError(UnavailableError):
 
 
 class CorruptFenceError(LockError):
-    """File protocol: the fencing counter file cannot be parsed, so no token can be issued safely.
+    """File protocol: the fencing counter cannot be read (a directory not holding exactly one file
+    named by a token, or a version-1 counter file that does not parse), so no token can be issued safely.
 
     An operator repairs it with a value at least as high as any token issued.
     """

@@ -12,6 +12,13 @@ the backoff applies only once every replica has failed in a row. A lease
 whose last confirmed expiry passes before a renewal is confirmed is lost
 (LostEvent sees to it even if these threads are stalled). The threads end
 when the client holds no leases.
+
+A renewal answered with an error (KeepAliveResponse.error: the service could
+not read or write that lease's file) is a failed try of that lease only, not a
+loss: the lease still holds until its confirmed expiry and the failure may pass
+(permissions fixed, space freed), so it is retried after a tenth of the ttl
+instead of a third; it is lost if its confirmed expiry passes first. The other
+leases on the stream are not affected.
 """
 
 from __future__ import annotations
@@ -96,6 +103,7 @@ class KeepAliveSession:
         # Counters for tests and diagnostics.
         self.streams_opened = 0
         self.renewals_confirmed = 0
+        self.renewals_failed = 0
         # For tests and diagnostics: called as on_renewed(address, monotonic time) with the
         # keeper's lock held, after each confirmed renewal. Must not block.
         self.on_renewed: Optional[Callable[[str, float], None]] = None
@@ -252,6 +260,16 @@ class KeepAliveSession:
         lease = sent.lease
         if lease not in self._leases:
             return  # released or lost meanwhile
+        if response.HasField("error"):
+            self.renewals_failed += 1
+            lease._renew_at = time.monotonic() + lease.ttl * _RETRY_AFTER_FAILED_RENEWAL
+            _log.warning(
+                'mcp_lockd: renewing the lease on "%s" failed (%s), retrying: %s',
+                lease.resource,
+                _code_name(response.error.code),
+                response.error.message,
+            )
+            return
         if response.expired:
             self._leases.discard(lease)
             lease.lost._mark("expired")
@@ -262,6 +280,17 @@ class KeepAliveSession:
         lease._renewed(sent.at_monotonic, sent.at_wall, ttl, expires)
         if self.on_renewed is not None:
             self.on_renewed(stream.endpoint.address, time.monotonic())
+
+
+# After a renewal the service could not do, the next try comes this share of the ttl later.
+_RETRY_AFTER_FAILED_RENEWAL = 0.1
+
+
+def _code_name(code: int) -> str:
+    for status in grpc.StatusCode:
+        if status.value[0] == code:
+            return status.name
+    return str(code)
 
 
 def _answer_timeout(ttl: float) -> float:

@@ -3,8 +3,6 @@
 import datetime as dt
 import json
 import os
-import shutil
-import tempfile
 import threading
 import time
 import unittest
@@ -22,26 +20,21 @@ from mcp_lockd import (
 from mcp_lockd import file_protocol
 from mcp_lockd.lease import SAFETY_MARGIN_S
 
+from .helpers import LockDirTest
+
 
 def read_json(path):
     with open(path, encoding="utf-8") as f:
         return json.load(f)
 
 
-class FileLockTest(unittest.TestCase):
-    def setUp(self):
-        self.dir = tempfile.mkdtemp(prefix="mcp-lockd-py-")
-        self.addCleanup(shutil.rmtree, self.dir, ignore_errors=True)
-
-    def path(self, name):
-        return os.path.join(self.dir, name)
-
+class FileLockTest(LockDirTest):
     def test_acquire_writes_a_valid_lease_file_and_release_removes_it(self):
         with FileLock(self.dir, "gateway", ttl=30, holder="unit", metadata={"k": "v"}) as lease:
             self.assertEqual(lease.fencing_token, 1)
             self.assertEqual((lease.resource, lease.holder, lease.ttl), ("gateway", "unit", 30.0))
             doc = read_json(self.path("gateway.lock"))
-            self.assertEqual(doc["version"], 1)
+            self.assertEqual(doc["version"], 2)
             self.assertEqual(doc["resource"], "gateway")
             self.assertEqual(doc["holder"], "unit")
             self.assertEqual(doc["fencing_token"], 1)
@@ -55,13 +48,15 @@ class FileLockTest(unittest.TestCase):
             self.assertAlmostEqual(lease.expires_at.timestamp() * 1000, expires, delta=1)
             self.assertFalse(lease.lost.is_set())
             self.assertGreater(lease.remaining(), 29)
-            # No temp file is left behind.
+            # No temp file is left behind; the counter is a directory naming the last token.
             self.assertEqual(sorted(os.listdir(self.dir)), ["gateway.lock", "gateway.lock.fence"])
+            self.assertEqual(os.listdir(self.path("gateway.lock.fence")), ["1"])
         self.assertFalse(os.path.exists(self.path("gateway.lock")))
         self.assertTrue(lease.released)
-        self.assertEqual(read_json(self.path("gateway.lock.fence")), {"version": 1, "resource": "gateway", "fencing_token": 1})
+        self.assertEqual(os.listdir(self.path("gateway.lock.fence")), ["1"])
         with FileLock(self.dir, "gateway") as again:
             self.assertEqual(again.fencing_token, 2)
+            self.assertEqual(os.listdir(self.path("gateway.lock.fence")), ["2"])
 
     def test_busy_names_the_holder_and_its_expiry(self):
         with FileLock(self.dir, "busy", ttl=30, holder="first") as held:

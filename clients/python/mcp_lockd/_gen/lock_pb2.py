@@ -21,7 +21,7 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='mcplockd/v1/lock.proto',
   package='mcplockd.v1',
   syntax='proto3',
-  serialized_pb=_b('\n\x16mcplockd/v1/lock.proto\x12\x0bmcplockd.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf9\x01\n\x0e\x41\x63quireRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x0e\n\x06holder\x18\x02 \x01(\t\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cwait_timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12;\n\x08metadata\x18\x05 \x03(\x0b\x32).mcplockd.v1.AcquireRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"4\n\x0f\x41\x63quireResponse\x12!\n\x05lease\x18\x01 \x01(\x0b\x32\x12.mcplockd.v1.Lease\"\"\n\x0eReleaseRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\"#\n\x0fReleaseResponse\x12\x10\n\x08released\x18\x01 \x01(\x08\"$\n\x10KeepAliveRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\"\x8e\x01\n\x11KeepAliveResponse\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0f\n\x07\x65xpired\x18\x04 \x01(\x08\"+\n\x10ListLocksRequest\x12\x17\n\x0fresource_prefix\x18\x01 \x01(\t\"6\n\x11ListLocksResponse\x12!\n\x05locks\x18\x01 \x03(\x0b\x32\x12.mcplockd.v1.Lease\"\xe0\x02\n\x05Lease\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x10\n\x08resource\x18\x02 \x01(\t\x12\x0e\n\x06holder\x18\x03 \x01(\t\x12\x15\n\rfencing_token\x18\x04 \x01(\x04\x12/\n\x0b\x61\x63quired_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x03ttl\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x32\n\x08metadata\x18\x08 \x03(\x0b\x32 .mcplockd.v1.Lease.MetadataEntry\x12\x0f\n\x07waiters\x18\t \x01(\r\x12\r\n\x05state\x18\n \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xb5\x02\n\x0bLockService\x12\x44\n\x07\x41\x63quire\x12\x1b.mcplockd.v1.AcquireRequest\x1a\x1c.mcplockd.v1.AcquireResponse\x12\x44\n\x07Release\x12\x1b.mcplockd.v1.ReleaseRequest\x1a\x1c.mcplockd.v1.ReleaseResponse\x12N\n\tKeepAlive\x12\x1d.mcplockd.v1.KeepAliveRequest\x1a\x1e.mcplockd.v1.KeepAliveResponse(\x01\x30\x01\x12J\n\tListLocks\x12\x1d.mcplockd.v1.ListLocksRequest\x1a\x1e.mcplockd.v1.ListLocksResponseb\x06proto3')
+  serialized_pb=_b('\n\x16mcplockd/v1/lock.proto\x12\x0bmcplockd.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf9\x01\n\x0e\x41\x63quireRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x0e\n\x06holder\x18\x02 \x01(\t\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cwait_timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12;\n\x08metadata\x18\x05 \x03(\x0b\x32).mcplockd.v1.AcquireRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"4\n\x0f\x41\x63quireResponse\x12!\n\x05lease\x18\x01 \x01(\x0b\x32\x12.mcplockd.v1.Lease\"\"\n\x0eReleaseRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\"#\n\x0fReleaseResponse\x12\x10\n\x08released\x18\x01 \x01(\x08\"$\n\x10KeepAliveRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\"\xb8\x01\n\x11KeepAliveResponse\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0f\n\x07\x65xpired\x18\x04 \x01(\x08\x12(\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x19.mcplockd.v1.RenewalError\"-\n\x0cRenewalError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"+\n\x10ListLocksRequest\x12\x17\n\x0fresource_prefix\x18\x01 \x01(\t\"6\n\x11ListLocksResponse\x12!\n\x05locks\x18\x01 \x03(\x0b\x32\x12.mcplockd.v1.Lease\"\xe0\x02\n\x05Lease\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x10\n\x08resource\x18\x02 \x01(\t\x12\x0e\n\x06holder\x18\x03 \x01(\t\x12\x15\n\rfencing_token\x18\x04 \x01(\x04\x12/\n\x0b\x61\x63quired_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x03ttl\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x32\n\x08metadata\x18\x08 \x03(\x0b\x32 .mcplockd.v1.Lease.MetadataEntry\x12\x0f\n\x07waiters\x18\t \x01(\r\x12\r\n\x05state\x18\n \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xb5\x02\n\x0bLockService\x12\x44\n\x07\x41\x63quire\x12\x1b.mcplockd.v1.AcquireRequest\x1a\x1c.mcplockd.v1.AcquireResponse\x12\x44\n\x07Release\x12\x1b.mcplockd.v1.ReleaseRequest\x1a\x1c.mcplockd.v1.ReleaseResponse\x12N\n\tKeepAlive\x12\x1d.mcplockd.v1.KeepAliveRequest\x1a\x1e.mcplockd.v1.KeepAliveResponse(\x01\x30\x01\x12J\n\tListLocks\x12\x1d.mcplockd.v1.ListLocksRequest\x1a\x1e.mcplockd.v1.ListLocksResponseb\x06proto3')
   ,
   dependencies=[google_dot_protobuf_dot_duration__pb2.DESCRIPTOR,google_dot_protobuf_dot_timestamp__pb2.DESCRIPTOR,])
 
@@ -283,6 +283,13 @@ _KEEPALIVERESPONSE = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='error', full_name='mcplockd.v1.KeepAliveResponse.error', index=4,
+      number=5, type=11, cpp_type=10, label=1,
+      has_default_value=False, default_value=None,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -296,7 +303,45 @@ _KEEPALIVERESPONSE = _descriptor.Descriptor(
   oneofs=[
   ],
   serialized_start=522,
-  serialized_end=664,
+  serialized_end=706,
+)
+
+
+_RENEWALERROR = _descriptor.Descriptor(
+  name='RenewalError',
+  full_name='mcplockd.v1.RenewalError',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='code', full_name='mcplockd.v1.RenewalError.code', index=0,
+      number=1, type=5, cpp_type=1, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='message', full_name='mcplockd.v1.RenewalError.message', index=1,
+      number=2, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=708,
+  serialized_end=753,
 )
 
 
@@ -326,8 +371,8 @@ _LISTLOCKSREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=666,
-  serialized_end=709,
+  serialized_start=755,
+  serialized_end=798,
 )
 
 
@@ -357,8 +402,8 @@ _LISTLOCKSRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=711,
-  serialized_end=765,
+  serialized_start=800,
+  serialized_end=854,
 )
 
 
@@ -488,8 +533,8 @@ _LEASE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=768,
-  serialized_end=1120,
+  serialized_start=857,
+  serialized_end=1209,
 )
 
 _ACQUIREREQUEST_METADATAENTRY.containing_type = _ACQUIREREQUEST
@@ -499,6 +544,7 @@ _ACQUIREREQUEST.fields_by_name['metadata'].message_type = _ACQUIREREQUEST_METADA
 _ACQUIRERESPONSE.fields_by_name['lease'].message_type = _LEASE
 _KEEPALIVERESPONSE.fields_by_name['expires_at'].message_type = google_dot_protobuf_dot_timestamp__pb2._TIMESTAMP
 _KEEPALIVERESPONSE.fields_by_name['ttl'].message_type = google_dot_protobuf_dot_duration__pb2._DURATION
+_KEEPALIVERESPONSE.fields_by_name['error'].message_type = _RENEWALERROR
 _LISTLOCKSRESPONSE.fields_by_name['locks'].message_type = _LEASE
 _LEASE_METADATAENTRY.containing_type = _LEASE
 _LEASE.fields_by_name['acquired_at'].message_type = google_dot_protobuf_dot_timestamp__pb2._TIMESTAMP
@@ -511,6 +557,7 @@ DESCRIPTOR.message_types_by_name['ReleaseRequest'] = _RELEASEREQUEST
 DESCRIPTOR.message_types_by_name['ReleaseResponse'] = _RELEASERESPONSE
 DESCRIPTOR.message_types_by_name['KeepAliveRequest'] = _KEEPALIVEREQUEST
 DESCRIPTOR.message_types_by_name['KeepAliveResponse'] = _KEEPALIVERESPONSE
+DESCRIPTOR.message_types_by_name['RenewalError'] = _RENEWALERROR
 DESCRIPTOR.message_types_by_name['ListLocksRequest'] = _LISTLOCKSREQUEST
 DESCRIPTOR.message_types_by_name['ListLocksResponse'] = _LISTLOCKSRESPONSE
 DESCRIPTOR.message_types_by_name['Lease'] = _LEASE
@@ -566,6 +613,13 @@ KeepAliveResponse = _reflection.GeneratedProtocolMessageType('KeepAliveResponse'
   ))
 _sym_db.RegisterMessage(KeepAliveResponse)
 
+RenewalError = _reflection.GeneratedProtocolMessageType('RenewalError', (_message.Message,), dict(
+  DESCRIPTOR = _RENEWALERROR,
+  __module__ = 'mcplockd.v1.lock_pb2'
+  # @@protoc_insertion_point(class_scope:mcplockd.v1.RenewalError)
+  ))
+_sym_db.RegisterMessage(RenewalError)
+
 ListLocksRequest = _reflection.GeneratedProtocolMessageType('ListLocksRequest', (_message.Message,), dict(
   DESCRIPTOR = _LISTLOCKSREQUEST,
   __module__ = 'mcplockd.v1.lock_pb2'
@@ -607,8 +661,8 @@ _LOCKSERVICE = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=1123,
-  serialized_end=1432,
+  serialized_start=1212,
+  serialized_end=1521,
   methods=[
   _descriptor.MethodDescriptor(
     name='Acquire',

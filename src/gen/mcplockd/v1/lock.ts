@@ -124,6 +124,30 @@ export interface KeepAliveResponse {
    * holder must stop using the resource. The stream stays open.
    */
   expired: boolean;
+  /**
+   * Set when this renewal failed for another reason: the service could not
+   * read or write this lease's file (permissions, a full disk, a stray file
+   * where its guard directory goes). A lease file replaced by something that
+   * is not a valid lease (a directory) answers expired instead. When error is
+   * set, expires_at and ttl are unset
+   * and expired is false: the lease was not renewed but is not known to be
+   * lost. It stays held until the expiry of its last successful renewal;
+   * renew again (sooner than usual) and stop using the resource when that
+   * expiry passes without a success. Other leases on the stream are not
+   * affected and the stream stays open.
+   */
+  error: RenewalError | undefined;
+}
+
+/** Why one renewal failed, as a gRPC status would say it. */
+export interface RenewalError {
+  /**
+   * A google.rpc.Code: UNAVAILABLE (14) when the lock dir cannot be used right
+   * now (permissions, space, a busy guard), INTERNAL (13) otherwise.
+   */
+  code: number;
+  /** What failed, with the path and errno when known. Never the lease id. */
+  message: string;
 }
 
 export interface ListLocksRequest {
@@ -720,7 +744,7 @@ export const KeepAliveRequest: MessageFns<KeepAliveRequest> = {
 };
 
 function createBaseKeepAliveResponse(): KeepAliveResponse {
-  return { leaseId: "", expiresAt: undefined, ttl: undefined, expired: false };
+  return { leaseId: "", expiresAt: undefined, ttl: undefined, expired: false, error: undefined };
 }
 
 export const KeepAliveResponse: MessageFns<KeepAliveResponse> = {
@@ -736,6 +760,9 @@ export const KeepAliveResponse: MessageFns<KeepAliveResponse> = {
     }
     if (message.expired !== false) {
       writer.uint32(32).bool(message.expired);
+    }
+    if (message.error !== undefined) {
+      RenewalError.encode(message.error, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -785,6 +812,14 @@ export const KeepAliveResponse: MessageFns<KeepAliveResponse> = {
             message.expired = reader.bool();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.error = RenewalError.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -811,6 +846,7 @@ export const KeepAliveResponse: MessageFns<KeepAliveResponse> = {
         : undefined,
       ttl: isSet(object.ttl) ? Duration.fromJSON(object.ttl) : undefined,
       expired: isSet(object.expired) ? globalThis.Boolean(object.expired) : false,
+      error: isSet(object.error) ? RenewalError.fromJSON(object.error) : undefined,
     };
   },
 
@@ -828,6 +864,9 @@ export const KeepAliveResponse: MessageFns<KeepAliveResponse> = {
     if (message.expired !== false) {
       obj.expired = message.expired;
     }
+    if (message.error !== undefined) {
+      obj.error = RenewalError.toJSON(message.error);
+    }
     return obj;
   },
 
@@ -842,6 +881,94 @@ export const KeepAliveResponse: MessageFns<KeepAliveResponse> = {
       : undefined;
     message.ttl = (object.ttl !== undefined && object.ttl !== null) ? Duration.fromPartial(object.ttl) : undefined;
     message.expired = object.expired ?? false;
+    message.error = (object.error !== undefined && object.error !== null)
+      ? RenewalError.fromPartial(object.error)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseRenewalError(): RenewalError {
+  return { code: 0, message: "" };
+}
+
+export const RenewalError: MessageFns<RenewalError> = {
+  encode(message: RenewalError, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.code !== 0) {
+      writer.uint32(8).int32(message.code);
+    }
+    if (message.message !== "") {
+      writer.uint32(18).string(message.message);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RenewalError {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRenewalError();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.code = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RenewalError {
+    return {
+      code: isSet(object.code) ? globalThis.Number(object.code) : 0,
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+    };
+  },
+
+  toJSON(message: RenewalError): unknown {
+    const obj: any = {};
+    if (message.code !== 0) {
+      obj.code = Math.round(message.code);
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RenewalError>, I>>(base?: I): RenewalError {
+    return RenewalError.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RenewalError>, I>>(object: I): RenewalError {
+    const message = createBaseRenewalError();
+    message.code = object.code ?? 0;
+    message.message = object.message ?? "";
     return message;
   },
 };

@@ -1,0 +1,53 @@
+import type { BlockingState, LeaseGrant, LeaseRecord, ResourceState } from "./lease.ts";
+
+export type AcquireOutcome = { granted: LeaseRecord } | { blocked: BlockingState };
+
+/** `released` as for release; `granted` is the next holder's lease when the hand-over happened. */
+export interface HandOverOutcome {
+  released: boolean;
+  granted?: LeaseRecord;
+}
+
+/**
+ * The port the lock manager owns and every store implements: where leases
+ * live. Every method that changes state is a read-check-write that the store
+ * makes atomic against every other writer (other processes and replicas
+ * included). The manager serialises its own calls per resource.
+ *
+ * A store reads time from the Clock it was made with (the manager's), and
+ * only once it holds whatever excludes other writers, so time spent waiting
+ * never makes a lease look live that has expired. Work a store does on its
+ * own (pushing out what it wrote ahead, sweeping left-overs, watching) is its
+ * business, and ends with close().
+ */
+export interface LeaseStore {
+  /** Human-readable location, for logs. */
+  readonly location: string;
+  /** Prepares the store (creates the lock dir). Failure is reported, not fatal. */
+  open(): Promise<void>;
+  /** Stops the store's own background work; leases stay where they are. */
+  close(): Promise<void>;
+  read(resource: string): Promise<ResourceState>;
+  /** Every resource that is not free, in name order. */
+  list(): Promise<BlockingState[]>;
+  /** Grants a new lease with the next fencing token if the resource is free or its lease expired. */
+  acquire(resource: string, grant: LeaseGrant): Promise<AcquireOutcome>;
+  /** Extends a live lease to now + ttl; undefined if it is not the live lease. */
+  renew(resource: string, leaseIdHash: string): Promise<LeaseRecord | undefined>;
+  /** Ends a live lease; false if it is not the live lease (an expired one is reclaimed on the way). */
+  release(resource: string, leaseIdHash: string): Promise<boolean>;
+  /**
+   * Ends a live lease and grants `next` in the same atomic step, so nobody
+   * else can take the resource in between. Not released: nothing is granted.
+   */
+  handOver(resource: string, leaseIdHash: string, next: LeaseGrant): Promise<HandOverOutcome>;
+  /** Removes the lease if it has expired; returns the state afterwards. */
+  reclaimIfExpired(resource: string): Promise<ResourceState>;
+  /**
+   * Calls `onChange(resource)` when a resource may have changed outside this
+   * process (undefined: anything may have changed). Returns a stop function.
+   */
+  watch(onChange: (resource: string | undefined) => void): () => void;
+  /** Throws the store error if the store cannot be written right now (for health checks); leaves nothing behind. */
+  probeWritable(): Promise<void>;
+}
