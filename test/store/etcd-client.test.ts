@@ -25,14 +25,14 @@ function createIfAbsent(client: EtcdClient, k: string, value: string, lease = 0n
 }
 
 /** Collects a watch's responses into `seen` until aborted; resolves `created` once etcd confirmed it. */
-function collect(client: EtcdClient, request: Parameters<EtcdClient["watch"]>[0], signal: AbortSignal) {
+function collect(client: EtcdClient, request: Parameters<EtcdClient["watch"]>[0], signal: AbortSignal, options: { checkEveryMs?: number } = {}) {
   const seen: Array<{ response: WatchResponse; at: number }> = [];
   let markCreated: () => void = () => {};
   const created = new Promise<void>((resolve) => (markCreated = resolve));
   const waiters: Array<() => void> = [];
   const done = (async () => {
     try {
-      for await (const response of client.watch(request, { signal })) {
+      for await (const response of client.watch(request, { signal, ...options })) {
         if (response.created) markCreated();
         seen.push({ response, at: performance.now() });
         for (const wake of waiters.splice(0)) wake();
@@ -264,3 +264,55 @@ test("TLS: with the CA and a client certificate the client talks to an etcd that
     await cluster.close();
   }
 });
+
+test("three members: the member in use freezes (SIGSTOP); a call times out and the next goes elsewhere, the watch and lease keepalive move on", async (t) => {
+  const cluster = await startEtcdCluster(3);
+  const leader = await cluster.leader();
+  const frozen = cluster.members.find((member) => member !== leader)!;
+  const client = new EtcdClient({ endpoints: [frozen, ...cluster.members.filter((m) => m !== frozen)].map((m) => m.clientUrl) });
+  const stop = new AbortController();
+  try {
+    const start = (await client.put({ key: key("/z/0"), value: key("0") })).header!.revision;
+    const watch = collect(client, { key: key("/z/"), rangeEnd: key("/z0"), startRevision: start }, stop.signal, { checkEveryMs: 200 });
+    await withTimeout(watch.until(1), 5_000, "the first event");
+    const grant = await client.leaseGrant(3);
+    async function* renewals(): AsyncGenerator<bigint> {
+      while (!stop.signal.aborted) {
+        yield grant.ID;
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    }
+    const answers: number[] = [];
+    let keepAliveError: unknown;
+    const keeping = (async () => {
+      for await (const response of client.leaseKeepAlive(renewals(), { signal: stop.signal, answerTimeoutMs: 500 })) {
+        if (response.TTL > 0n) answers.push(performance.now());
+      }
+    })().catch((err: unknown) => {
+      if (!stop.signal.aborted) keepAliveError = err;
+    });
+    await withTimeout(waitUntil(() => answers.length > 0), 5_000, "a keepalive answer");
+
+    frozen.pause();
+    const frozenAt = performance.now();
+    await assert.rejects(client.range({ key: key("/z/0") }, { timeoutMs: 500 }), (err: unknown) => (err as { code?: number }).code === 4);
+    assert.notEqual(client.currentEndpoint, frozen.endpoint, "the next call goes to another member");
+    await client.put({ key: key("/z/1"), value: key("1") });
+    await withTimeout(watch.until(2), 5_000, `the event through another member (${String(keepAliveError)})`);
+    await withTimeout(waitUntil(() => answers.some((at) => at > frozenAt)), 5_000, `a keepalive answer from another member (${String(keepAliveError)})`);
+    const keepAliveMoved = answers.find((at) => at > frozenAt)! - frozenAt;
+    const watchMoved = watch.events()[1]!.at - frozenAt;
+    assert.equal(keepAliveError, undefined);
+    stop.abort();
+    await Promise.all([watch.done, keeping]);
+    t.diagnostic(`member in use SIGSTOPped: first keepalive answer from another member after ${keepAliveMoved.toFixed(0)} ms (answer timeout 500 ms), watch event after ${watchMoved.toFixed(0)} ms (incl. a 500 ms call timeout)`);
+  } finally {
+    stop.abort();
+    client.close();
+    await cluster.close();
+  }
+});
+
+async function waitUntil(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 20));
+}

@@ -1,3 +1,4 @@
+import { performance } from "node:perf_hooks";
 import {
   Channel,
   credentials as grpcCredentials,
@@ -185,34 +186,52 @@ export class EtcdClient {
   /**
    * One LeaseKeepAlive stream: each lease id from `ids` is sent as a
    * renewal, and each answer is yielded (TTL ≤ 0: the lease is gone). When
-   * the stream breaks, it is reopened on the next member at once (renewals
-   * sent meanwhile may go unanswered: send them again); after every member
-   * failed in a row it throws. Ends when `ids` ends (after the answers still
-   * due, half-closing) or `signal` aborts.
+   * the stream breaks, or (with `answerTimeoutMs`) a renewal stays
+   * unanswered that long (a member that froze ends no stream), it is
+   * reopened on the next member at once; renewals sent on the old stream may
+   * go unanswered: send them again. After every member failed in a row it
+   * throws. Ends when `ids` ends (after the answers still due) or `signal`
+   * aborts.
    */
-  async *leaseKeepAlive(ids: AsyncIterable<bigint>, control: { signal?: AbortSignal } = {}): AsyncGenerator<LeaseKeepAliveResponse> {
-    const { signal } = control;
-    let stream: ClientDuplexStream<LeaseKeepAliveRequest, LeaseKeepAliveResponse> | undefined;
+  async *leaseKeepAlive(
+    ids: AsyncIterable<bigint>,
+    control: { signal?: AbortSignal; answerTimeoutMs?: number } = {},
+  ): AsyncGenerator<LeaseKeepAliveResponse> {
+    const { signal, answerTimeoutMs } = control;
+    let current: { stream: ClientDuplexStream<LeaseKeepAliveRequest, LeaseKeepAliveResponse>; sentAt: number[]; stalled: () => void } | undefined;
     let inputDone = false;
     let finished = false;
     const pump = (async () => {
       for await (const id of ids) {
         if (finished || signal?.aborted) break;
-        stream?.write(LeaseKeepAliveRequest.fromPartial({ ID: id }));
+        if (!current) continue;
+        // etcd answers a stream's renewals in order: the oldest unanswered is first.
+        current.sentAt.push(performance.now());
+        current.stream.write(LeaseKeepAliveRequest.fromPartial({ ID: id }));
       }
       inputDone = true;
-      stream?.end();
+      current?.stream.end();
     })();
     pump.catch(() => {});
     try {
       yield* this.#resilientStream(
         signal,
-        (member) => {
-          stream = member.stub.lease.leaseKeepAlive(requireLeader());
+        (member, stalled) => {
+          const stream = member.stub.lease.leaseKeepAlive(requireLeader());
+          const opened = { stream, sentAt: [] as number[], stalled };
+          current = opened;
           if (inputDone) stream.end();
-          return stream;
+          if (answerTimeoutMs === undefined) return { stream };
+          const check = setInterval(() => {
+            const oldest = opened.sentAt[0];
+            if (oldest !== undefined && performance.now() - oldest > answerTimeoutMs) stalled();
+          }, Math.max(10, answerTimeoutMs / 4));
+          return { stream, stop: () => clearInterval(check) };
         },
-        (response) => response,
+        (response) => {
+          current?.sentAt.shift();
+          return response;
+        },
       );
     } finally {
       finished = true;
@@ -224,22 +243,37 @@ export class EtcdClient {
   /**
    * Watches `request.key` (and `rangeEnd`) from `request.startRevision`,
    * yielding every response (the first one has `created` set). When the
-   * stream breaks, the watch is reopened on the next member from the
-   * revision after the last one seen, so no event is lost or repeated. A
-   * watch etcd cancels (its start revision was compacted) throws
-   * EtcdWatchCanceledError: list again, then watch from the listing's
-   * revision + 1. Ends when `signal` aborts.
+   * stream breaks, or (with `checkEveryMs`) a progress request sent that
+   * often gets no answer within `checkEveryMs` (a member that froze ends no
+   * stream), the watch is reopened on the next member from the revision
+   * after the last one seen, so no event is lost or repeated. A watch etcd
+   * cancels (its start revision was compacted) throws EtcdWatchCanceledError:
+   * list again, then watch from the listing's revision + 1. Ends when
+   * `signal` aborts.
    */
-  async *watch(request: Partial<WatchCreateRequest>, control: { signal?: AbortSignal } = {}): AsyncGenerator<WatchResponse> {
+  async *watch(
+    request: Partial<WatchCreateRequest>,
+    control: { signal?: AbortSignal; checkEveryMs?: number } = {},
+  ): AsyncGenerator<WatchResponse> {
+    const { checkEveryMs } = control;
     let nextRevision = request.startRevision ?? 0n;
+    let lastHeard = 0;
     yield* this.#resilientStream(
       control.signal,
-      (member) => {
+      (member, stalled) => {
         const stream: ClientDuplexStream<WatchRequest, WatchResponse> = member.stub.watch.watch(requireLeader());
         stream.write({ createRequest: WatchCreateRequest.fromPartial({ ...request, startRevision: nextRevision }) });
-        return stream;
+        lastHeard = performance.now();
+        if (checkEveryMs === undefined) return { stream };
+        // etcd answers a progress request with the revision the watch has reached (3.4+).
+        const check = setInterval(() => {
+          if (performance.now() - lastHeard > 2 * checkEveryMs) return stalled();
+          stream.write({ progressRequest: {} });
+        }, checkEveryMs);
+        return { stream, stop: () => clearInterval(check) };
       },
       (response) => {
+        lastHeard = performance.now();
         if (response.canceled) {
           throw new EtcdWatchCanceledError(
             `etcd cancelled the watch${response.compactRevision > 0n ? `: revision ${nextRevision} was compacted (the oldest left is ${response.compactRevision})` : ""}` +
@@ -288,19 +322,25 @@ export class EtcdClient {
     if (this.#closed) return Promise.reject(new Error("the etcd client is closed"));
     if (control?.signal?.aborted) return Promise.reject(control.signal.reason);
     return this.#members.withFailover(
-      ({ stub }) => unaryOn((md, o, cb) => invoke(stub, md, o, cb), control),
+      (member) =>
+        unaryOn<T>((md, o, cb) => invoke(member.stub, md, o, cb), control).catch((err: unknown): never => {
+          // A member that froze answers nothing: the next call goes elsewhere (this one's time is spent).
+          if ((err as Partial<ServiceError>).code === status.DEADLINE_EXCEEDED) this.#members.failed(member);
+          throw err;
+        }),
       (err) => idempotent || notSent(err),
     );
   }
 
   /**
    * Runs a stream on the current member and yields what `accept` makes of
-   * each message; reopens it on the next member when it breaks, until every
-   * member failed in a row without a message.
+   * each message; reopens it on the next member when it breaks or `open`'s
+   * watchdog calls `stalled`, until every member failed in a row without a
+   * message.
    */
   async *#resilientStream<Req, Res, Out>(
     signal: AbortSignal | undefined,
-    open: (member: Endpoint<MemberStubs>) => ClientDuplexStream<Req, Res>,
+    open: (member: Endpoint<MemberStubs>, stalled: () => void) => { stream: ClientDuplexStream<Req, Res>; stop?: () => void },
     accept: (message: Res) => Out,
   ): AsyncGenerator<Out> {
     let failuresInRow = 0;
@@ -308,7 +348,11 @@ export class EtcdClient {
       if (this.#closed) throw new Error("the etcd client is closed");
       signal?.throwIfAborted();
       const member = this.#members.current();
-      const stream = open(member);
+      let stalled = false;
+      const { stream, stop } = open(member, () => {
+        stalled = true;
+        stream.cancel();
+      });
       const cancel = () => stream.cancel();
       signal?.addEventListener("abort", cancel, { once: true });
       try {
@@ -319,11 +363,12 @@ export class EtcdClient {
         return; // the server ended the stream after our half-close
       } catch (err) {
         if (signal?.aborted) throw signal.reason;
-        if (!isUnavailable(err)) throw err;
+        if (!stalled && !isUnavailable(err)) throw err;
         this.#members.failed(member);
         failuresInRow += 1;
-        if (failuresInRow >= this.#members.size) throw err;
+        if (failuresInRow >= this.#members.size) throw stalled ? new Error(`no answer from etcd at ${member.address}`) : err;
       } finally {
+        stop?.();
         signal?.removeEventListener("abort", cancel);
         stream.cancel();
       }
