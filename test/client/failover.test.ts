@@ -120,6 +120,35 @@ test("the replica a holder renews through freezes (SIGSTOP): after the answer ti
   }
 });
 
+test("a caller waiting in the queue of a replica that is SIGKILLed goes on waiting at the next one, and is granted there", async (t) => {
+  const replicas = await startReplicas(2);
+  const [a, b] = [replicas.services[0]!, replicas.services[1]!];
+  const holder = new LockClient({ address: b.grpcAddress });
+  const waiter = new LockClient({ address: replicas.addressList });
+  const onA = new LockClient({ address: a.grpcAddress });
+  try {
+    const held = await holder.acquire("queued", { ttl: 5_000, holder: "first" });
+    const waiting = waiter.acquire("queued", { ttl: 5_000, wait: 20_000, holder: "second" });
+    await waitFor(async () => (await onA.list("queued"))[0]?.waiters === 1, "the waiter queued at the first replica");
+    const killedAt = performance.now();
+    await a.stop("SIGKILL");
+    await waitFor(async () => (await holder.list("queued"))[0]?.waiters === 1, "the waiter queued at the second replica");
+    const requeuedAt = performance.now();
+    await held.release();
+    const lock = await withTimeout(waiting, 5_000, "the grant at the second replica");
+    assert.equal(lock.holder, "second");
+    assert.ok(lock.fencingToken > held.fencingToken);
+    await withTimeout(nextRenewal(waiter, "queued", b.grpcAddress), 5_000, "a renewal through the second replica");
+    await lock.release();
+    t.diagnostic(`waiting caller re-queued at the other replica ${(requeuedAt - killedAt).toFixed(0)} ms after the SIGKILL (seen through polling every 20 ms)`);
+  } finally {
+    holder.close();
+    waiter.close();
+    onA.close();
+    await replicas.close();
+  }
+});
+
 test("calls move past an address that is down; with none up, UnavailableError names them all; a bad list is refused", async () => {
   const replicas = await startReplicas(1);
   const up = replicas.services[0]!.grpcAddress;

@@ -63,6 +63,32 @@ test("python LockClient: the replica it renews through is SIGKILLed; the lease r
   }
 });
 
+test("python LockClient: a caller waiting at a replica that is SIGKILLed goes on waiting at the next one, and is granted there", async () => {
+  const replicas = await startReplicas(2);
+  const [a, b] = [replicas.services[0]!, replicas.services[1]!];
+  const holder = new LockClient({ address: b.grpcAddress });
+  const onA = new LockClient({ address: a.grpcAddress });
+  const py = await PythonLeaseDriver.start("grpc", replicas.addressList);
+  try {
+    const held = await holder.acquire("py-queued", { ttl: 5_000, holder: "first" });
+    const waiting = py.call({ op: "lock", id: "w", resource: "py-queued", ttl: 5, wait: 20, holder: "second" });
+    await waitFor(async () => (await onA.list("py-queued"))[0]?.waiters === 1, "the waiter queued at the first replica");
+    await a.stop("SIGKILL");
+    await waitFor(async () => (await holder.list("py-queued"))[0]?.waiters === 1, "the waiter queued at the second replica");
+    await held.release();
+    const granted = await withTimeout(waiting, 5_000, "the grant at the second replica");
+    assert.equal(granted.ok, true, JSON.stringify(granted));
+    assert.equal(granted.lease!.holder, "second");
+    assert.ok(BigInt(granted.lease!.fencing_token) > held.fencingToken);
+    await py.ok({ op: "release", id: "w" });
+  } finally {
+    await py.close();
+    holder.close();
+    onA.close();
+    await replicas.close();
+  }
+});
+
 test("python LockClient: calls move past an address that is down; with none up, UnavailableError; a bad list is refused", async () => {
   const replicas = await startReplicas(1);
   const up = replicas.services[0]!.grpcAddress;
