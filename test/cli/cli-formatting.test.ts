@@ -8,6 +8,8 @@ import type { LockInfo } from "../../src/client/index.ts";
 import { parseAcquireArgs } from "../../src/cli/acquire-command.ts";
 import { defaultHolder, resolveAddress, UsageError } from "../../src/cli/client-options.ts";
 import { parseAddressList } from "../../src/client/address-list.ts";
+import { UnavailableError } from "../../src/client/index.ts";
+import { describeFailure } from "../../src/cli/client-failure.ts";
 import { printable } from "../../src/cli/display-text.ts";
 import { exitCodeForSignal } from "../../src/cli/exit-codes.ts";
 import { parseLeaseIdText, resolveLeaseId } from "../../src/cli/lease-id-input.ts";
@@ -104,6 +106,12 @@ test("addresses: several replicas separated by commas, from the flag or MCP_LOCK
   for (const [bad, message] of cases) {
     assert.throws(() => resolveAddress(bad, {}), (err: unknown) => err instanceof UsageError && /^--address /.test(err.message) && message.test(err.message), bad);
   }
+  const refused = "No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:2";
+  assert.equal(describeFailure(new UnavailableError(refused), "a:1"), `${refused} (is mcp-lockd serving on a:1?)`);
+  assert.equal(
+    describeFailure(new UnavailableError(`${refused} (tried a:1, b:2)`), "a:1,b:2"),
+    `${refused} (tried a:1, b:2) (is mcp-lockd serving at any of them?)`,
+  );
 });
 
 test("defaultHolder: at most 256 bytes, no control characters", () => {
