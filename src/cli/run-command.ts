@@ -125,10 +125,12 @@ export async function runRunCommand(args: string[], io: CommandIo = processIo): 
   const client = new LockClient({ address: parsed.address });
   if (client.addresses.length > 1) {
     // Replicas: say where renewals went when they move (the command is not disturbed).
-    let renewedThrough: string | undefined;
-    client[keepAliveDiagnostics].on("renewed", ({ address }: { address: string }) => {
-      if (renewedThrough !== undefined && address !== renewedThrough) say(`renewed ${resource} through ${address} (${renewedThrough} stopped answering)`);
-      renewedThrough = address;
+    const diagnostics = client[keepAliveDiagnostics];
+    let renewingThrough: string | undefined;
+    diagnostics.once("stream-opened", ({ address }: { address: string }) => (renewingThrough ??= address));
+    diagnostics.on("renewed", ({ address }: { address: string }) => {
+      if (renewingThrough !== undefined && address !== renewingThrough) say(`renewed ${resource} through ${address} (${renewingThrough} stopped answering)`);
+      renewingThrough = address;
     });
   }
 

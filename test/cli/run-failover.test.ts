@@ -31,9 +31,10 @@ test("run --address A,B: A is SIGKILLed while the command runs; run renews throu
   const run = startClientCli(["run", "run-failover", "--ttl", "2s", "--holder", "cli-survivor", "--", ...idleChild(termFile)], {
     address: replicas.addressList,
   });
+  let childPid: number | undefined;
   try {
     const ttl = 2_000;
-    const childPid = Number((await run.waitForStdout(/ready (\d+)/))[1]);
+    childPid = Number((await run.waitForStdout(/ready (\d+)/))[1]);
     const [before] = await observer.list("run-failover");
     assert.equal(before?.holder, "cli-survivor");
     const contender = observer.acquire("run-failover", { ttl: 5_000, wait: 30_000, holder: "contender" });
@@ -68,6 +69,12 @@ test("run --address A,B: A is SIGKILLed while the command runs; run renews throu
     t.diagnostic(`run: replica SIGKILL to run's "renewed through" line: ${movedAt - killedAt} ms (ttl ${ttl} ms)`);
   } finally {
     run.kill("SIGKILL");
+    // The command runs in its own process group and holds run's stdout: it would outlive a failed test.
+    try {
+      if (childPid !== undefined) process.kill(-childPid, "SIGKILL");
+    } catch {
+      // already gone
+    }
     observer.close();
     await replicas.close();
   }
