@@ -84,6 +84,7 @@ export class LockClient implements AsyncDisposable {
     let sentAt = startedAt;
     let sentAtWall = Date.now();
     const response = await this.#call(resource, ({ stub }, attempt) => {
+      if (signal?.aborted) return Promise.reject(signal.reason);
       if (attempt > 0 && waitMs > 0) {
         // Failing over: the wait goes on at the next replica for what is left of it.
         const leftMs = Math.max(0, waitMs - (performance.now() - startedAt));
