@@ -10,7 +10,7 @@ import { Compare_CompareResult, Compare_CompareTarget, type WatchResponse } from
 import { Event_EventType } from "../../src/gen/etcd/mvccpb/kv.ts";
 import { EtcdClient, EtcdConfigError, EtcdWatchCanceledError, parseEndpoints } from "../../src/store/etcd/etcd-client.ts";
 import { isUnavailable } from "../../src/grpc/service-endpoints.ts";
-import { clientTls, startEtcdCluster } from "../helpers/etcd-cluster.ts";
+import { clientTls, startEtcdCluster, type EtcdCluster, type EtcdMember } from "../helpers/etcd-cluster.ts";
 import { withTimeout } from "../helpers/wait.ts";
 
 const key = (text: string) => Buffer.from(text);
@@ -47,6 +47,46 @@ function collect(client: EtcdClient, request: Parameters<EtcdClient["watch"]>[0]
     while (events().length < count) await new Promise<void>((resolve) => waiters.push(resolve));
   };
   return { created, done, events, until };
+}
+
+/**
+ * Renews lease `id` every `everyMs` over one LeaseKeepAlive stream until
+ * `signal` aborts; records each answer (time and TTL) and the error that
+ * ended it early, if any.
+ */
+function keepAlive(client: EtcdClient, id: bigint, everyMs: number, signal: AbortSignal, answerTimeoutMs?: number) {
+  const answers: Array<{ at: number; ttl: bigint; id: bigint }> = [];
+  const state: { answers: typeof answers; error: unknown; done: Promise<void> } = { answers, error: undefined, done: Promise.resolve() };
+  async function* renewals(): AsyncGenerator<bigint> {
+    while (!signal.aborted) {
+      yield id;
+      await new Promise((resolve) => setTimeout(resolve, everyMs));
+    }
+  }
+  state.done = (async () => {
+    for await (const response of client.leaseKeepAlive(renewals(), { signal, answerTimeoutMs })) {
+      answers.push({ at: performance.now(), ttl: response.TTL, id: response.ID });
+    }
+  })().catch((err: unknown) => {
+    if (!signal.aborted) state.error = err;
+  });
+  return state;
+}
+
+/**
+ * A client whose first endpoint is a follower. Not the leader: killing it
+ * would add an election, and etcd 3.4 lets a proposal forwarded to a dead
+ * leader wait out its request timeout (5 s + 2 × the election timeout: 6 s
+ * here, measured).
+ */
+async function followerFirst(cluster: EtcdCluster): Promise<{ member: EtcdMember; client: EtcdClient }> {
+  const leader = await cluster.leader();
+  const member = cluster.members.find((m) => m !== leader)!;
+  return { member, client: new EtcdClient({ endpoints: [member, ...cluster.members.filter((m) => m !== member)].map((m) => m.clientUrl) }) };
+}
+
+async function waitUntil(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 20));
 }
 
 test("endpoints: http, https and bare HOST:PORT; TLS only with https; bad lists are refused with the entry named", () => {
@@ -89,25 +129,14 @@ test("one member: put and range, a create-if-absent txn on create_revision, leas
     assert.ok(grant.TTL >= 1n);
     await client.put({ key: key("/t/leased"), value: key("x"), lease: grant.ID });
     const renewals = new AbortController();
-    async function* everyThird(): AsyncGenerator<bigint> {
-      while (!renewals.signal.aborted) {
-        yield grant.ID;
-        await new Promise((resolve) => setTimeout(resolve, 300));
-      }
-    }
-    const kept: bigint[] = [];
-    const keeping = (async () => {
-      for await (const response of client.leaseKeepAlive(everyThird(), { signal: renewals.signal })) {
-        assert.equal(response.ID, grant.ID);
-        kept.push(response.TTL);
-        if (kept.length === 6) renewals.abort();
-      }
-    })().catch((err) => {
-      if (!renewals.signal.aborted) throw err;
-    });
-    await withTimeout(keeping, 10_000, "six keepalive answers");
+    const kept = keepAlive(client, grant.ID, 300, renewals.signal);
+    await withTimeout(waitUntil(() => kept.answers.length >= 6 || kept.error !== undefined), 10_000, "six keepalive answers");
+    renewals.abort();
+    await kept.done;
+    assert.equal(kept.error, undefined);
+    assert.ok(kept.answers.every((answer) => answer.id === grant.ID));
     // Kept past its 1 s ttl.
-    assert.ok(kept.every((ttl) => ttl >= 1n), `ttls ${kept.join(", ")}`);
+    assert.ok(kept.answers.every(({ ttl }) => ttl >= 1n), `ttls ${kept.answers.map(({ ttl }) => ttl).join(", ")}`);
     assert.equal((await client.range({ key: key("/t/leased") })).kvs.length, 1);
     // Unrenewed, it expires (etcd revokes expired leases every 500 ms) and takes its key along.
     const revision = (await client.range({ key: key("/t/leased") })).header!.revision;
@@ -167,43 +196,16 @@ test("one member: put and range, a create-if-absent txn on create_revision, leas
 
 test("three members: the member in use is SIGKILLed; calls, the watch and lease keepalive go on through the others", async (t) => {
   const cluster = await startEtcdCluster(3);
-  // A follower first: killing the leader would add an election, and etcd 3.4
-  // lets a proposal forwarded to a dead leader wait out its request timeout
-  // (5 s + 2 × the election timeout: 6 s here, measured).
-  const leader = await cluster.leader();
-  const first = cluster.members.find((member) => member !== leader)!;
-  const client = new EtcdClient({ endpoints: [first, ...cluster.members.filter((m) => m !== first)].map((m) => m.clientUrl) });
+  const { member: first, client } = await followerFirst(cluster);
   try {
     assert.equal(client.currentEndpoint, first.endpoint);
     const start = (await client.put({ key: key("/f/0"), value: key("0") })).header!.revision;
     const stop = new AbortController();
     const watch = collect(client, { key: key("/f/"), rangeEnd: key("/f0"), startRevision: start }, stop.signal);
     const grant = await client.leaseGrant(2);
-    let keptAt = 0;
-    async function* renewals(): AsyncGenerator<bigint> {
-      while (!stop.signal.aborted) {
-        yield grant.ID;
-        await new Promise((resolve) => setTimeout(resolve, 300));
-      }
-    }
-    const keepalives: Array<{ at: number; ttl: bigint }> = [];
-    const keeping = (async () => {
-      for await (const response of client.leaseKeepAlive(renewals(), { signal: stop.signal })) {
-        keepalives.push({ at: performance.now(), ttl: response.TTL });
-        keptAt = performance.now();
-      }
-    })().catch((err: unknown) => {
-      if (!stop.signal.aborted) keepAliveError = err;
-    });
-    let keepAliveError: unknown;
+    const kept = keepAlive(client, grant.ID, 300, stop.signal);
     await withTimeout(watch.until(1), 5_000, "the first event");
-    await withTimeout(
-      (async () => {
-        while (keptAt === 0) await new Promise((resolve) => setTimeout(resolve, 20));
-      })(),
-      5_000,
-      "a keepalive answer",
-    );
+    await withTimeout(waitUntil(() => kept.answers.length > 0), 5_000, "a keepalive answer");
 
     const killedAt = performance.now();
     await first.kill("SIGKILL");
@@ -226,17 +228,15 @@ test("three members: the member in use is SIGKILLed; calls, the watch and lease 
     assert.equal(new Set(revisions).size, 6, `each event once: ${revisions.join(", ")}`);
     // The lease is renewed through another member and outlives its 2 s ttl counted from the kill.
     await withTimeout(
-      (async () => {
-        while (!keepalives.some((k) => k.at > killedAt + 2_500 && k.ttl > 0n)) await new Promise((resolve) => setTimeout(resolve, 50));
-      })(),
+      waitUntil(() => kept.answers.some((k) => k.at > killedAt + 2_500 && k.ttl > 0n)),
       10_000,
-      `keepalives past the ttl after the kill (${String(keepAliveError)})`,
+      `keepalives past the ttl after the kill (${String(kept.error)})`,
     );
-    const firstKeepAliveAfter = keepalives.find((k) => k.at > killedAt)!.at - killedAt;
+    const firstKeepAliveAfter = kept.answers.find((k) => k.at > killedAt)!.at - killedAt;
     assert.ok((await client.leaseTimeToLive(grant.ID)).TTL > 0n);
     stop.abort();
-    await Promise.all([watch.done, keeping]);
-    assert.equal(keepAliveError, undefined);
+    await Promise.all([watch.done, kept.done]);
+    assert.equal(kept.error, undefined);
     t.diagnostic(
       `member in use (a follower) SIGKILLed: first write through another member after ${firstWriteAfter.toFixed(0)} ms, ` +
         `first keepalive answer after ${firstKeepAliveAfter.toFixed(0)} ms`,
@@ -267,44 +267,28 @@ test("TLS: with the CA and a client certificate the client talks to an etcd that
 
 test("three members: the member in use freezes (SIGSTOP); a call times out and the next goes elsewhere, the watch and lease keepalive move on", async (t) => {
   const cluster = await startEtcdCluster(3);
-  const leader = await cluster.leader();
-  const frozen = cluster.members.find((member) => member !== leader)!;
-  const client = new EtcdClient({ endpoints: [frozen, ...cluster.members.filter((m) => m !== frozen)].map((m) => m.clientUrl) });
+  const { member: frozen, client } = await followerFirst(cluster);
   const stop = new AbortController();
   try {
     const start = (await client.put({ key: key("/z/0"), value: key("0") })).header!.revision;
     const watch = collect(client, { key: key("/z/"), rangeEnd: key("/z0"), startRevision: start }, stop.signal, { checkEveryMs: 200 });
     await withTimeout(watch.until(1), 5_000, "the first event");
     const grant = await client.leaseGrant(3);
-    async function* renewals(): AsyncGenerator<bigint> {
-      while (!stop.signal.aborted) {
-        yield grant.ID;
-        await new Promise((resolve) => setTimeout(resolve, 200));
-      }
-    }
-    const answers: number[] = [];
-    let keepAliveError: unknown;
-    const keeping = (async () => {
-      for await (const response of client.leaseKeepAlive(renewals(), { signal: stop.signal, answerTimeoutMs: 500 })) {
-        if (response.TTL > 0n) answers.push(performance.now());
-      }
-    })().catch((err: unknown) => {
-      if (!stop.signal.aborted) keepAliveError = err;
-    });
-    await withTimeout(waitUntil(() => answers.length > 0), 5_000, "a keepalive answer");
+    const kept = keepAlive(client, grant.ID, 200, stop.signal, 500);
+    await withTimeout(waitUntil(() => kept.answers.length > 0), 5_000, "a keepalive answer");
 
     frozen.pause();
     const frozenAt = performance.now();
     await assert.rejects(client.range({ key: key("/z/0") }, { timeoutMs: 500 }), (err: unknown) => (err as { code?: number }).code === 4);
     assert.notEqual(client.currentEndpoint, frozen.endpoint, "the next call goes to another member");
     await client.put({ key: key("/z/1"), value: key("1") });
-    await withTimeout(watch.until(2), 5_000, `the event through another member (${String(keepAliveError)})`);
-    await withTimeout(waitUntil(() => answers.some((at) => at > frozenAt)), 5_000, `a keepalive answer from another member (${String(keepAliveError)})`);
-    const keepAliveMoved = answers.find((at) => at > frozenAt)! - frozenAt;
+    await withTimeout(watch.until(2), 5_000, "the event through another member");
+    await withTimeout(waitUntil(() => kept.answers.some(({ at, ttl }) => at > frozenAt && ttl > 0n)), 5_000, `a keepalive answer from another member (${String(kept.error)})`);
+    const keepAliveMoved = kept.answers.find(({ at }) => at > frozenAt)!.at - frozenAt;
     const watchMoved = watch.events()[1]!.at - frozenAt;
-    assert.equal(keepAliveError, undefined);
+    assert.equal(kept.error, undefined);
     stop.abort();
-    await Promise.all([watch.done, keeping]);
+    await Promise.all([watch.done, kept.done]);
     t.diagnostic(`member in use SIGSTOPped: first keepalive answer from another member after ${keepAliveMoved.toFixed(0)} ms (answer timeout 500 ms), watch event after ${watchMoved.toFixed(0)} ms (incl. a 500 ms call timeout)`);
   } finally {
     stop.abort();
@@ -312,7 +296,3 @@ test("three members: the member in use freezes (SIGSTOP); a call times out and t
     await cluster.close();
   }
 });
-
-async function waitUntil(condition: () => boolean): Promise<void> {
-  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 20));
-}
