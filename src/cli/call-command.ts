@@ -20,6 +20,7 @@ import { SERVE_DEFAULTS } from "./serve-options.ts";
 import { ERROR_CODE_KEY } from "../grpc/error-metadata.ts";
 import { UsageError } from "./client-options.ts";
 import { AddressListError, parseAddressList } from "../client/address-list.ts";
+import { isUnavailable } from "../grpc/service-endpoints.ts";
 
 // `mcp-lockd call`: an example client that knows nothing of lock.proto. It
 // learns the services, methods and message types from the server's
@@ -92,13 +93,10 @@ export async function runCallCommand(args: string[], io: CallIo = processIo): Pr
   throw new Error("unreachable: an address list is never empty");
 }
 
-function isUnavailable(err: unknown): boolean {
-  return (err as Partial<ServiceError> | undefined)?.code === status.UNAVAILABLE;
-}
-
 interface CallArgs {
   /** As given, for messages. */
   address: string;
+  /** The replicas, in the order they are asked. */
   addresses: string[];
   timeoutMs: number;
   verb: string;
