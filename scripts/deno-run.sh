@@ -7,6 +7,13 @@
 # flag, then environment variable, then default. Paths with commas cannot be
 # listed in Deno's permission flags; use MCP_LOCKD_DENO_FLAGS=-A for those.
 #
+# `mcp` (the MCP server on stdio) gets less: no files at all, the network to
+# the service's address only (--address, else MCP_LOCKD_ADDRESS, else
+# 127.0.0.1:50051), the environment, and the host name and user (uid, for
+# the user name when USER is unset): the default holder name says who and where.
+# For an address that is not HOST:PORT (unix:/path, dns:...), override with
+# MCP_LOCKD_DENO_FLAGS.
+#
 # Deno is the npm package `deno`; its binary is exec'ed directly (not through
 # `npx deno` or the package's bin.cjs fallback, which run it as a child and do
 # not pass SIGTERM on), so signals reach the service.
@@ -21,9 +28,17 @@ fi
 lock_dir="${MCP_LOCKD_DIR:-./.mcp-gateway}"
 grpc_listen="${MCP_LOCKD_GRPC_LISTEN:-127.0.0.1:50051}"
 http_listen="${MCP_LOCKD_HTTP_LISTEN:-127.0.0.1:8000}"
+# Certificates and the auth file: their directories are watched for changes
+# (a rotation replaces the file by rename), so each directory is readable.
+config_files=()
+for name in MCP_LOCKD_CERT_FILE MCP_LOCKD_KEY_FILE MCP_LOCKD_TRUSTED_CA_FILE MCP_LOCKD_AUTH_FILE; do
+  if [[ -n "${!name:-}" ]]; then config_files+=("${!name}"); fi
+done
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
   case "${args[i]}" in
+    --cert-file | --key-file | --trusted-ca-file | --auth-file) config_files+=("${args[i + 1]:-}") ;;
+    --cert-file=* | --key-file=* | --trusted-ca-file=* | --auth-file=*) config_files+=("${args[i]#*=}") ;;
     --lock-dir) lock_dir="${args[i + 1]:-}" ;;
     --lock-dir=*) lock_dir="${args[i]#*=}" ;;
     --grpc-listen) grpc_listen="${args[i + 1]:-}" ;;
@@ -40,12 +55,35 @@ host_of() {
   if [[ "$host" == localhost ]]; then printf 'localhost,127.0.0.1,[::1]'; else printf '%s' "$host"; fi
 }
 
+config_dirs=""
+for file in "${config_files[@]}"; do config_dirs+=",$(dirname -- "$file")"; done
+address="${MCP_LOCKD_ADDRESS:-127.0.0.1:50051}"
+for ((i = 0; i < ${#args[@]}; i++)); do
+  case "${args[i]}" in
+    --address) address="${args[i + 1]:-}" ;;
+    --address=*) address="${args[i]#*=}" ;;
+  esac
+done
+
 if [[ -n "${MCP_LOCKD_DENO_FLAGS:-}" ]]; then
   # shellcheck disable=SC2206 # word splitting of the override is intended
   permissions=(${MCP_LOCKD_DENO_FLAGS})
+elif [[ "${1:-}" == mcp ]]; then
+  # HOST:PORT as Deno's --allow-net takes it; "localhost" also allows the loopback addresses.
+  if [[ "${address%:*}" == localhost ]]; then
+    port="${address##*:}"
+    net="localhost:$port,127.0.0.1:$port,[::1]:$port"
+  else
+    net="$address"
+  fi
+  permissions=(
+    "--allow-net=$net"
+    --allow-env
+    --allow-sys=hostname,uid
+  )
 else
   permissions=(
-    "--allow-read=$lock_dir"
+    "--allow-read=$lock_dir$config_dirs"
     "--allow-write=$lock_dir"
     "--allow-net=$(host_of "$grpc_listen"),$(host_of "$http_listen")"
     --allow-env

@@ -1,7 +1,11 @@
 import { setMaxListeners } from "node:events";
 import { resolve } from "node:path";
+import { assertPlaintextAllowed } from "./config/listen-policy.ts";
+import { openSecurityFiles } from "./config/security-files.ts";
 import { systemClock } from "./core/clock.ts";
 import { ShuttingDownError } from "./core/errors.ts";
+import { DEFAULT_SERVICE_LIMITS, type ServiceLimits } from "./core/service-limits.ts";
+import type { TlsFiles } from "./tls/tls-settings.ts";
 import { LockManager } from "./core/lock-manager.ts";
 import { startGrpcServer, type RunningGrpcServer } from "./grpc/grpc-server.ts";
 import { ReadinessGate } from "./grpc/readiness-gate.ts";
@@ -9,12 +13,21 @@ import { startHttpServer, type RunningHttpServer } from "./http/health-server.ts
 import type { FileSystem } from "./store/file-system.ts";
 import { LeaseFileStore } from "./store/lease-file-store.ts";
 import { stopHookFromEnv } from "./store/stop-hook.ts";
+import { VERSION } from "./cli/version.ts";
+import { grpcMetricsInterceptor } from "./metrics/grpc-metrics-interceptor.ts";
+import { instrumentStore } from "./metrics/instrumented-store.ts";
+import { ServiceMetrics } from "./metrics/service-metrics.ts";
+import { runtimeName } from "./runtime-name.ts";
+import { logLockEvents, logRejectedCalls, rejectedCallInterceptor } from "./log/lock-event-log.ts";
+import type { Logger } from "./log/logger.ts";
 
 export interface ServiceOptions {
   lockDir: string;
   grpcListen: string;
   httpListen: string;
+  /** Plain messages, at info; `logger` (levels, fields) takes precedence. */
   log?: (message: string) => void;
+  logger?: Logger;
   /**
    * Called once the gRPC server is bound, before the lease files are loaded:
    * from then on health answers (NOT_SERVING) and lock calls get UNAVAILABLE.
@@ -22,12 +35,26 @@ export interface ServiceOptions {
   onGrpcListening?: (address: string) => void;
   /** The file operations of the lease store (tests inject faults and gates). */
   fs?: FileSystem;
+  /** Serve gRPC and HTTP over TLS (mutual TLS with clientCertAuth). */
+  tls?: TlsFiles;
+  /** Turns authorization on: principals, tokens and grants (docs/security.md). */
+  authFile?: string;
+  /** Allow plaintext on non-loopback addresses. */
+  insecureListen?: boolean;
+  /** Waiters, streams, connections: see ServiceLimits; defaults where absent. */
+  limits?: Partial<ServiceLimits>;
+  /** Events a Watch stream may fall behind by before it is ended with RESOURCE_EXHAUSTED. */
+  watchQueueLimit?: number;
+  /** Prometheus metrics on GET /metrics (default true). */
+  metrics?: boolean;
 }
 
 export interface RunningService {
   grpcAddress: string;
   httpAddress: string;
   lockDir: string;
+  /** Re-reads the certificates and the auth file now (SIGHUP); a bad new version keeps the old one. */
+  reload(): Promise<void>;
   /** Graceful: stop accepting, end waits and streams, finish calls in flight. Lease files stay. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -43,24 +70,65 @@ export interface RunningService {
  * held one.
  */
 export async function startService(options: ServiceOptions): Promise<RunningService> {
-  const log = options.log ?? (() => {});
+  const { logger } = options;
+  const log = logger ? (message: string) => logger.info(message) : (options.log ?? (() => {}));
+  const warn = logger ? (message: string) => logger.warn(message) : log;
+  assertPlaintextAllowed(
+    [
+      { flag: "--grpc-listen", address: options.grpcListen },
+      { flag: "--http-listen", address: options.httpListen },
+    ],
+    options.tls !== undefined,
+    options.insecureListen === true,
+  );
   const lockDir = resolve(options.lockDir);
-  const store = new LeaseFileStore({ dir: lockDir, onWarning: log, fs: options.fs, pauseHook: stopHookFromEnv(process.env), clock: systemClock });
-  const manager = new LockManager({ store, log, clock: systemClock });
+  // Read before anything binds: a bad certificate or auth file fails the start.
+  const security = await openSecurityFiles(options.tls, options.authFile, warn);
+  const fileStore = new LeaseFileStore({ dir: lockDir, onWarning: warn, fs: options.fs, pauseHook: stopHookFromEnv(process.env), clock: systemClock });
+  const metrics = options.metrics === false ? undefined : new ServiceMetrics({ version: VERSION, runtime: runtimeName(), store: "file" });
+  const store = metrics ? instrumentStore(fileStore, metrics) : fileStore;
+  const limits: ServiceLimits = { ...DEFAULT_SERVICE_LIMITS, ...options.limits };
+  const manager = new LockManager({ store, log, clock: systemClock, limits });
+  metrics?.attach(manager);
+  if (logger) logLockEvents(manager, logger);
+  const onRejected = logger ? logRejectedCalls(logger) : undefined;
+  const interceptors = metrics ? [grpcMetricsInterceptor(metrics, onRejected)] : onRejected ? [rejectedCallInterceptor(onRejected)] : [];
   const shutdown = new AbortController();
   // Every call in flight listens for shutdown (and stops listening when it
   // ends): many at once is normal, not a leak.
   setMaxListeners(0, shutdown.signal);
   const readiness = new ReadinessGate(`loading lease files from ${lockDir}`);
 
-  const grpc = await startGrpcServer(manager, { listen: options.grpcListen, shutdown, readiness, log });
+  const { tls, auth } = security;
+  const access = () => auth?.value;
+  let grpc: RunningGrpcServer;
+  try {
+    grpc = await startGrpcServer(manager, {
+      listen: options.grpcListen,
+      shutdown,
+      readiness,
+      log,
+      watchQueueLimit: options.watchQueueLimit,
+      interceptors,
+      credentials: tls?.credentials,
+      access,
+      limits,
+    });
+  } catch (err) {
+    security.close();
+    throw err;
+  }
   let http: RunningHttpServer | undefined;
   try {
     log(`grpc listening on ${grpc.address}; loading lease files (health NOT_SERVING until done)`);
     options.onGrpcListening?.(grpc.address);
-    http = await startHttpServer(manager, options.httpListen);
+    const httpTls = tls && options.tls && { context: tls.files.value, requireClientCertificate: options.tls.clientCertAuth };
+    http = await startHttpServer(manager, options.httpListen, { metrics, tls: httpTls, access });
+    const started = http;
+    tls?.onChange((context) => started.updateTls(context));
     await manager.start();
   } catch (err) {
+    security.close();
     await abandon(grpc, http, manager, shutdown);
     throw err;
   }
@@ -72,8 +140,10 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     grpcAddress: grpc.address,
     httpAddress: running.address,
     lockDir,
+    reload: () => security.reload(),
     stop(graceMs = 5_000) {
       stopping ??= (async () => {
+        security.close();
         // Health turns NOT_SERVING and Watch streams end first, so balancers
         // stop sending before the listeners close.
         shutdown.abort(new ShuttingDownError()); // also ends KeepAlive and reflection streams

@@ -11,6 +11,9 @@ export const USAGE = `usage: npm run bench -- [--quick] [--out FILE] [--rounds N
                   replaces the full results unless asked to)
   --rounds N      rounds of A B C (default 3, quick 1)
   --systems LIST  comma-separated subset of ${SYSTEMS.join(",")}
+
+  BENCH_MCP_LOCKD_METRICS=off runs mcp-lockd with --metrics off, to measure
+  what its Prometheus metrics cost (docs/operations.md).
 `;
 
 /** Durations in ms, counts of leases and requests. */
@@ -84,7 +87,7 @@ const FULL: Omit<Settings, "mode" | "rounds" | "systems" | "outFile"> = {
 };
 
 const QUICK: typeof FULL = {
-  firstWarmupMs: 500,
+  firstWarmupMs: 1_500,
   warmupMs: 250,
   measureMs: 1_000,
   manyClients: 64,

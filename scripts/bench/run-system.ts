@@ -26,7 +26,14 @@ function steps(settings: Settings): Step[] {
     {
       keys: ["w2"],
       run: (ctx) =>
-        runCycles(ctx, { key: "w2", clients: settings.manyClients, processes: settings.manyClientsProcesses, op: "acquire-release", warmupMs: settings.warmupMs }),
+        runCycles(ctx, {
+          key: "w2",
+          clients: settings.manyClients,
+          processes: settings.manyClientsProcesses,
+          op: "acquire-release",
+          // 64 first grants (each makes its resource's counter) must be behind the window.
+          warmupMs: settings.firstWarmupMs,
+        }),
     },
     { keys: ["w3-2"], run: (ctx) => runHandoff(ctx, 2) },
     { keys: ["w3-16"], run: (ctx) => runHandoff(ctx, 16) },

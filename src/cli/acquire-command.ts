@@ -1,7 +1,7 @@
 import { parseArgs } from "node:util";
 import { LockClient, type Lock } from "../client/index.ts";
 import { describeFailure, exitCodeFor } from "./client-failure.ts";
-import { defaultHolder, durationOption, resolveAddress, UsageError, DEFAULT_ADDRESS } from "./client-options.ts";
+import { CONNECTION_FLAGS, defaultHolder, durationOption, resolveConnection, UsageError, DEFAULT_ADDRESS, type ClientConnection } from "./client-options.ts";
 import { processIo, type CommandIo } from "./command-io.ts";
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, exitCodeForSignal } from "./exit-codes.ts";
 import { acquireInterruptibly, catchSignals, INTERRUPT_SIGNALS, InterruptedError } from "./lock-waiting.ts";
@@ -32,6 +32,7 @@ renewed with \`mcp-lockd renew\`; end it with \`mcp-lockd release\`.
   --holder NAME shown to others (default USER@HOST pid PARENT_PID (mcp-lockd acquire))
   --address     MCP_LOCKD_ADDRESS, else ${DEFAULT_ADDRESS}; several replicas
                 separated by commas are tried in order
+  --cacert F, --cert F, --key F, --token-file F: TLS and credentials (MCP_LOCKD_CACERT, MCP_LOCKD_CERT, MCP_LOCKD_KEY, MCP_LOCKD_TOKEN_FILE)
 Durations: 500ms, 30s, 5m, 1h, 1m30s; a bare number is seconds.
 
 In a script (eval of an empty output would succeed, so test acquire's status first):
@@ -43,6 +44,7 @@ In a script (eval of an empty output would succeed, so test acquire's status fir
 
 export interface AcquireArgs {
   address: string;
+  connection: ClientConnection;
   resource: string;
   ttl: number | undefined;
   wait: number;
@@ -58,7 +60,7 @@ export function parseAcquireArgs(args: string[], env: NodeJS.ProcessEnv, parentP
       wait: { type: "string" },
       holder: { type: "string" },
       json: { type: "boolean", default: false },
-      address: { type: "string" },
+      ...CONNECTION_FLAGS,
     },
     strict: true,
     allowPositionals: true,
@@ -67,8 +69,10 @@ export function parseAcquireArgs(args: string[], env: NodeJS.ProcessEnv, parentP
     throw new UsageError(positionals.length === 0 ? "say which resource to acquire" : `one resource only; got ${positionals.map((p) => quoted(p)).join(" ")}`);
   }
   const wait = durationOption(values.wait, "--wait");
+  const connection = resolveConnection(values, env);
   return {
-    address: resolveAddress(values.address, env),
+    address: connection.address,
+    connection,
     resource: positionals[0]!,
     ttl: durationOption(values.ttl, "--ttl"),
     wait: wait ?? Number.POSITIVE_INFINITY,
@@ -85,7 +89,7 @@ export async function runAcquireCommand(args: string[], io: CommandIo = processI
     io.stderr(`mcp-lockd acquire: ${(err as Error).message}\n(mcp-lockd acquire --help shows the usage)\n`);
     return EXIT_USAGE;
   }
-  const client = new LockClient({ address: parsed.address });
+  const client = new LockClient(parsed.connection);
   const interrupt = new AbortController();
   const stopCatching = catchSignals(INTERRUPT_SIGNALS, (signal) => interrupt.abort(new InterruptedError(signal)));
   try {

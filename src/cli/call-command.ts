@@ -12,14 +12,15 @@ import {
   type FileRegistry,
   type JsonValue,
 } from "@bufbuild/protobuf";
-import { Client, credentials, Metadata, status, type ServiceError } from "@grpc/grpc-js";
+import { Client, Metadata, status, type ServiceError } from "@grpc/grpc-js";
+import { channelCredentials, tokenOptions, type ChannelSecurity } from "../client/channel.ts";
 import { parseArgs } from "node:util";
 import { ReflectionClient, ReflectionError } from "../grpc/reflection-client.ts";
 import { EXIT_FAILURE, EXIT_USAGE } from "./exit-codes.ts";
 import { SERVE_DEFAULTS } from "./serve-options.ts";
 import { ERROR_CODE_KEY } from "../grpc/error-metadata.ts";
-import { UsageError } from "./client-options.ts";
-import { AddressListError, parseAddressList } from "../client/address-list.ts";
+import { CONNECTION_FLAGS, resolveConnection, UsageError } from "./client-options.ts";
+import { parseAddressList } from "../client/address-list.ts";
 import { isUnavailable } from "../grpc/service-endpoints.ts";
 
 // `mcp-lockd call`: an example client that knows nothing of lock.proto. It
@@ -43,6 +44,8 @@ export const CALL_USAGE = `Usage:
              several replicas separated by commas: the next is asked when
              one is unavailable
   --timeout  deadline of each call, in seconds (default 10)
+  --cacert F, --cert F --key F, --token-file F: TLS, a client certificate and a
+             bearer token, as for the other client commands
 
 Example:
   mcp-lockd call mcplockd.v1.LockService/ListLocks '{"resource_prefix": ""}'
@@ -74,7 +77,7 @@ export async function runCallCommand(args: string[], io: CallIo = processIo): Pr
   }
   // Several addresses are replicas: the first that is not UNAVAILABLE answers.
   for (const [index, address] of parsed.addresses.entries()) {
-    const reflection = new ReflectionClient(address, parsed.timeoutMs);
+    const reflection = new ReflectionClient(address, parsed.timeoutMs, parsed.security);
     try {
       io.stdout(await run(parsed, address, reflection));
       return 0;
@@ -98,6 +101,7 @@ interface CallArgs {
   address: string;
   /** The replicas, in the order they are asked. */
   addresses: string[];
+  security: ChannelSecurity;
   timeoutMs: number;
   verb: string;
   operands: string[];
@@ -106,7 +110,7 @@ interface CallArgs {
 function parseCallArgs(args: string[], env: NodeJS.ProcessEnv): CallArgs {
   const { values, positionals } = parseArgs({
     args,
-    options: { address: { type: "string" }, timeout: { type: "string" } },
+    options: { ...CONNECTION_FLAGS, timeout: { type: "string" } },
     strict: true,
     allowPositionals: true,
   });
@@ -117,16 +121,11 @@ function parseCallArgs(args: string[], env: NodeJS.ProcessEnv): CallArgs {
   const max = verb === "list" ? 0 : 1;
   if (operands.length > max) throw new Error(`too many arguments after ${verb}: ${operands.slice(max).join(" ")}`);
   const address = values.address ?? (env.MCP_LOCKD_ADDRESS || undefined) ?? env.MCP_LOCKD_GRPC_LISTEN ?? SERVE_DEFAULTS.grpcListen;
-  let addresses: string[];
-  try {
-    addresses = parseAddressList(address);
-  } catch (err) {
-    if (err instanceof AddressListError) throw new Error(`--address ${err.message}`);
-    throw err;
-  }
+  const { tls, token } = resolveConnection({ ...values, address }, env);
   return {
     address,
-    addresses,
+    addresses: parseAddressList(address),
+    security: { tls, token },
     timeoutMs: timeout * 1000,
     verb,
     operands,
@@ -172,7 +171,7 @@ async function callUnary(args: CallArgs, address: string, registry: FileRegistry
   } catch (err) {
     throw new UsageError(`the request is not a valid ${method.input.typeName}: ${(err as Error).message}`);
   }
-  const client = new Client(address, credentials.createInsecure());
+  const client = new Client(address, channelCredentials(args.security.tls), tokenOptions(args.security.token));
   try {
     const response = await new Promise<Buffer>((resolve, reject) =>
       client.makeUnaryRequest(

@@ -1,5 +1,6 @@
 import { status } from "@grpc/grpc-js";
 import {
+  AccessDeniedError,
   InvalidArgumentError,
   LeaseLostError,
   LockClientError,
@@ -9,7 +10,7 @@ import {
 import { UsageError } from "./client-options.ts";
 import { quoted, printable } from "./display-text.ts";
 import { formatDuration } from "./duration.ts";
-import { EXIT_BUSY, EXIT_FAILURE, EXIT_LEASE_LOST, EXIT_UNAVAILABLE, EXIT_USAGE } from "./exit-codes.ts";
+import { EXIT_BUSY, EXIT_FAILURE, EXIT_LEASE_LOST, EXIT_NO_PERMISSION, EXIT_UNAVAILABLE, EXIT_USAGE } from "./exit-codes.ts";
 
 // How the client commands turn an error into an exit code and a message.
 
@@ -18,6 +19,7 @@ export function exitCodeFor(err: unknown): number {
   if (err instanceof ResourceBusyError) return EXIT_BUSY;
   if (err instanceof LeaseLostError) return EXIT_LEASE_LOST;
   if (err instanceof UnavailableError) return EXIT_UNAVAILABLE;
+  if (err instanceof AccessDeniedError) return EXIT_NO_PERMISSION;
   // Only unary calls (list, release) have deadlines: the service did not answer in time.
   if (err instanceof LockClientError && err.code === status.DEADLINE_EXCEEDED) return EXIT_UNAVAILABLE;
   return EXIT_FAILURE;

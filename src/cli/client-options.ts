@@ -1,4 +1,6 @@
+import { readFileSync } from "node:fs";
 import { hostname, userInfo } from "node:os";
+import type { LockClientTls } from "../client/types.ts";
 import { AddressListError, DEFAULT_ADDRESS, parseAddressList } from "../client/address-list.ts";
 import { MAX_HOLDER_BYTES } from "../core/limits.ts";
 import { DurationSyntaxError, parseDuration } from "./duration.ts";
@@ -27,6 +29,73 @@ export function resolveAddress(flag: string | undefined, env: NodeJS.ProcessEnv)
     throw err;
   }
   return address;
+}
+
+/** The flags every client command takes to reach the service (spread into parseArgs options). */
+export const CONNECTION_FLAGS = {
+  address: { type: "string" },
+  cacert: { type: "string" },
+  cert: { type: "string" },
+  key: { type: "string" },
+  "token-file": { type: "string" },
+} as const;
+
+export const CONNECTION_USAGE = `Connection (every client command; flag, else environment):
+  --address HOST:PORT   MCP_LOCKD_ADDRESS     default ${DEFAULT_ADDRESS}; several replicas
+                        separated by commas (a:1,b:2): the next is used when one is down
+  --cacert FILE         MCP_LOCKD_CACERT      use TLS, trusting this CA (PEM) for the service's certificate
+  --cert FILE --key FILE  MCP_LOCKD_CERT, MCP_LOCKD_KEY   a client certificate (mutual TLS)
+  --token-file FILE     MCP_LOCKD_TOKEN_FILE  a bearer token (the file's first line), for --auth-file services
+`;
+
+/** Where the service is and how to reach it: what LockClient's constructor takes. */
+export interface ClientConnection {
+  address: string;
+  tls?: LockClientTls;
+  token?: string;
+}
+
+/**
+ * The connection from CONNECTION_FLAGS' values and the environment. TLS is on
+ * when any of --cacert, --cert, --key is given (with no --cacert the system's
+ * CAs are trusted). Files are read now, so a missing one is a usage error.
+ */
+export function resolveConnection(
+  values: { address?: string; cacert?: string; cert?: string; key?: string; "token-file"?: string },
+  env: NodeJS.ProcessEnv,
+): ClientConnection {
+  const address = resolveAddress(values.address, env);
+  const pick = (flag: string, value: string | undefined, name: string) => {
+    const path = value ?? (env[name] || undefined);
+    return path === undefined ? undefined : { flag: value === undefined ? name : `--${flag}`, path };
+  };
+  const cacert = pick("cacert", values.cacert, "MCP_LOCKD_CACERT");
+  const cert = pick("cert", values.cert, "MCP_LOCKD_CERT");
+  const key = pick("key", values.key, "MCP_LOCKD_KEY");
+  const tokenFile = pick("token-file", values["token-file"], "MCP_LOCKD_TOKEN_FILE");
+  if ((cert === undefined) !== (key === undefined)) throw new UsageError("--cert and --key go together (a client certificate and its key)");
+  const connection: ClientConnection = { address };
+  if (cacert || cert || key) {
+    connection.tls = {
+      ...(cacert ? { ca: readOptionFile(cacert) } : {}),
+      ...(cert ? { cert: readOptionFile(cert) } : {}),
+      ...(key ? { key: readOptionFile(key) } : {}),
+    };
+  }
+  if (tokenFile) {
+    const token = readOptionFile(tokenFile).toString("utf8").split(/\r?\n/)[0]!.trim();
+    if (token === "" || /\s/.test(token)) throw new UsageError(`${tokenFile.flag} ${tokenFile.path}: the first line must be the token (no spaces)`);
+    connection.token = token;
+  }
+  return connection;
+}
+
+function readOptionFile({ flag, path }: { flag: string; path: string }): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new UsageError(`${flag} ${path}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
 }
 
 /** A duration flag in milliseconds, or undefined when absent; a UsageError when malformed. */

@@ -12,6 +12,8 @@ export interface CommandIo {
   stderrIsTTY: boolean;
   /** The terminal's width, when stderr is one. */
   columns: number | undefined;
+  /** stdout is a terminal: `status --watch` draws a live table there. */
+  stdoutIsTTY?: boolean;
 }
 
 export const processIo: CommandIo = {
@@ -31,5 +33,8 @@ export const processIo: CommandIo = {
   },
   get columns() {
     return process.stderr.isTTY ? process.stderr.columns : undefined;
+  },
+  get stdoutIsTTY() {
+    return process.stdout.isTTY === true;
   },
 };

@@ -12,6 +12,8 @@ export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 64;
 /** EX_UNAVAILABLE: the service cannot be reached, is starting or shutting down, or its lock dir is unusable. */
 export const EXIT_UNAVAILABLE = 69;
+/** EX_NOPERM: the service refused the credentials (UNAUTHENTICATED) or the action (PERMISSION_DENIED). */
+export const EXIT_NO_PERMISSION = 77;
 /** EX_TEMPFAIL: the resource is held by someone else (`--wait 0`), or the wait ran out. Try again later. */
 export const EXIT_BUSY = 75;
 /**
@@ -41,6 +43,7 @@ export const EXIT_CODES_HELP = `Exit codes (client commands):
   64   usage error, or a request the service rejects as invalid
   69   service unavailable (not running, starting, shutting down, lock dir unusable)
   75   busy: held by someone else with --wait 0, or the wait ran out
+  77   refused: no or unknown credentials, or not permitted (--auth-file services)
   76   lease lost: run's lease was lost (the command was stopped); release or
        renew of an unknown, expired or already released lease
   126  run: the command cannot be executed; 127: not found

@@ -1,7 +1,7 @@
 import { parseArgs } from "node:util";
 import { LockClient } from "../client/index.ts";
 import { describeFailure, exitCodeFor } from "./client-failure.ts";
-import { resolveAddress, UsageError } from "./client-options.ts";
+import { CONNECTION_FLAGS, resolveConnection, UsageError, type ClientConnection } from "./client-options.ts";
 import type { CommandIo } from "./command-io.ts";
 import { EXIT_USAGE } from "./exit-codes.ts";
 import { resolveLeaseId } from "./lease-id-input.ts";
@@ -11,6 +11,7 @@ import { resolveLeaseId } from "./lease-id-input.ts";
 
 export interface LeaseCommandArgs {
   address: string;
+  connection: ClientConnection;
   leaseArgument: string | undefined;
   json: boolean;
 }
@@ -19,13 +20,15 @@ export interface LeaseCommandArgs {
 export function parseLeaseCommandArgs(args: string[], env: NodeJS.ProcessEnv, allowJson: boolean): LeaseCommandArgs {
   const { values, positionals } = parseArgs({
     args,
-    options: { address: { type: "string" }, ...(allowJson ? { json: { type: "boolean" as const, default: false } } : {}) },
+    options: { ...CONNECTION_FLAGS, ...(allowJson ? { json: { type: "boolean" as const, default: false } } : {}) },
     strict: true,
     allowPositionals: true,
   });
   if (positionals.length > 1) throw new UsageError("at most one lease id");
+  const connection = resolveConnection(values as Parameters<typeof resolveConnection>[0], env);
   return {
-    address: resolveAddress(values.address as string | undefined, env),
+    address: connection.address,
+    connection,
     leaseArgument: positionals[0],
     json: values.json === true,
   };
@@ -51,7 +54,7 @@ export async function runLeaseCommand(
     io.stderr(`mcp-lockd ${name}: ${(err as Error).message}\n(mcp-lockd ${name} --help shows the usage)\n`);
     return EXIT_USAGE;
   }
-  const client = new LockClient({ address: parsed.address });
+  const client = new LockClient(parsed.connection);
   try {
     return await work(client, leaseId, parsed);
   } catch (err) {

@@ -3,22 +3,29 @@ import { ACQUIRE_USAGE, runAcquireCommand } from "./acquire-command.ts";
 import { CALL_USAGE, runCallCommand } from "./call-command.ts";
 import { DEFAULT_ADDRESS } from "./client-options.ts";
 import { EXIT_CODES_HELP, EXIT_USAGE } from "./exit-codes.ts";
+import { MCP_USAGE } from "./mcp-usage.ts";
 import { RELEASE_USAGE, runReleaseCommand } from "./release-command.ts";
 import { RENEW_USAGE, runRenewCommand } from "./renew-command.ts";
 import { RUN_USAGE, runRunCommand } from "./run-command.ts";
 import { parseServeOptions, SERVE_DEFAULTS } from "./serve-options.ts";
 import { runStatusCommand, STATUS_USAGE } from "./status-command.ts";
 import { VERSION } from "./version.ts";
+import { createLogger } from "../log/logger.ts";
+import { runWaitCommand, WAIT_USAGE } from "./wait-command.ts";
 
 const HELP = `mcp-lockd ${VERSION}: named locks as leases, with fencing tokens, over gRPC and lease files
 
 Usage:
   mcp-lockd serve [--lock-dir DIR] [--grpc-listen HOST:PORT] [--http-listen HOST:PORT]
+                  [--metrics on|off] [--log-format text|json] [--log-level LEVEL] [TLS, auth and limit options]
   mcp-lockd run RESOURCE [--ttl D] [--wait D] [--holder NAME] [--grace D] -- COMMAND [ARGS...]
-  mcp-lockd status [PREFIX] [--json]
+  mcp-lockd status [PREFIX] [--json] [--watch]
+  mcp-lockd wait RESOURCE --until free|held [--timeout D]
   mcp-lockd acquire RESOURCE [--ttl D] [--wait D] [--holder NAME] [--json]
   mcp-lockd renew [LEASE_ID | -] [--json]
   mcp-lockd release [LEASE_ID | -]
+  mcp-lockd release --force RESOURCE --reason TEXT     (operators: frees a stuck lock)
+  mcp-lockd mcp [--address HOST:PORT] [--holder NAME]
   mcp-lockd call [--address HOST:PORT[,...]] list | describe [SYMBOL] | SERVICE/METHOD [JSON]
   mcp-lockd COMMAND --help | mcp-lockd --help | --version
 
@@ -26,21 +33,41 @@ serve options (flag, then environment variable, then default):
   --lock-dir DIR          MCP_LOCKD_DIR          ${SERVE_DEFAULTS.lockDir}
   --grpc-listen HOST:PORT MCP_LOCKD_GRPC_LISTEN  ${SERVE_DEFAULTS.grpcListen}
   --http-listen HOST:PORT MCP_LOCKD_HTTP_LISTEN  ${SERVE_DEFAULTS.httpListen}
+  --cert-file F           MCP_LOCKD_CERT_FILE         serve gRPC and HTTP over TLS (with --key-file)
+  --key-file F            MCP_LOCKD_KEY_FILE
+  --trusted-ca-file F     MCP_LOCKD_TRUSTED_CA_FILE   CA of client certificates
+  --client-cert-auth      MCP_LOCKD_CLIENT_CERT_AUTH  mutual TLS: require a client certificate
+  --tls-min-version V     MCP_LOCKD_TLS_MIN_VERSION   1.2 (default) or 1.3
+  --auth-file F           MCP_LOCKD_AUTH_FILE         principals, tokens, grants (docs/security.md)
+  --insecure-listen       serve plaintext on a non-loopback address anyway
+  --max-waiters-per-resource N (1000)  --max-waiters N (10000)
+  --max-keepalive-streams N (10000)    --max-streams-per-connection N (1000)
+  --max-connections N (10000, gRPC)   --max-leases-per-owner N (50000: per principal, else per connection)
+                          over a limit, a call gets RESOURCE_EXHAUSTED naming it
+  Port 0 picks a free port. A non-loopback address needs TLS or --insecure-listen.
+  Certificates and the auth file are re-read when they change, or on SIGHUP.
+  --metrics on|off        MCP_LOCKD_METRICS      ${SERVE_DEFAULTS.metrics} (GET /metrics, Prometheus)
+  --log-format text|json  MCP_LOCKD_LOG_FORMAT   text on a terminal, else json
+  --log-level LEVEL       MCP_LOCKD_LOG_LEVEL    ${SERVE_DEFAULTS.logLevel} (error, warn, info, debug)
   Port 0 picks a free port. Listening beyond loopback must be asked for.
 
-Client commands (run, status, acquire, renew, release) talk to the service at
+Client commands (run, status, wait, acquire, renew, release, mcp) talk to the service at
   --address HOST:PORT     MCP_LOCKD_ADDRESS      ${DEFAULT_ADDRESS}
   or several replicas, --address HOST:PORT,HOST:PORT: calls and renewals move
   to the next when one is down.
+  --cacert F  --cert F  --key F  --token-file F   (MCP_LOCKD_CACERT, MCP_LOCKD_CERT,
+      MCP_LOCKD_KEY, MCP_LOCKD_TOKEN_FILE): TLS, a client certificate, a bearer token
 run: holds RESOURCE while COMMAND runs (renewing it), passes MCP_LOCKD_RESOURCE,
   MCP_LOCKD_FENCING_TOKEN and MCP_LOCKD_EXPIRES_AT, exits with COMMAND's code;
   if the lease is lost, COMMAND gets SIGTERM, then SIGKILL after --grace (5s).
 acquire prints the lease id (a capability: keep it out of logs) for scripts
   that release or renew it themselves; the lease is not renewed after it exits.
 Durations: 500ms, 30s, 5m, 1h, 1m30s; a bare number is seconds.
+mcp: an MCP server on stdio with lock tools for AI agents (docs/mcp.md).
 call: a client that learns the API through gRPC reflection (mcp-lockd call --help).
 gRPC also serves grpc.health.v1.Health and server reflection (v1, v1alpha).
-HTTP: GET /health/locks lists holders; GET /healthz answers liveness.
+HTTP: GET /health/locks lists holders; GET /healthz answers liveness;
+  GET /metrics (Prometheus); GET / a live web view of the locks.
 Lease files: <lock-dir>/<resource>.lock, protocol in docs/protocol.md.
 
 ${EXIT_CODES_HELP}`;
@@ -53,12 +80,30 @@ const CLIENT_COMMANDS = new Map<string, { usage: string; run: (args: string[]) =
   ["acquire", { usage: ACQUIRE_USAGE, run: runAcquireCommand }],
   ["renew", { usage: RENEW_USAGE, run: runRenewCommand }],
   ["release", { usage: RELEASE_USAGE, run: runReleaseCommand }],
+  ["wait", { usage: WAIT_USAGE, run: runWaitCommand }],
+  // Loaded when used: the MCP SDK is a large import that no other command needs.
+  ["mcp", { usage: MCP_USAGE, run: async (args) => (await import("./mcp-command.ts")).runMcpCommand(args) }],
 ]);
 
 /** --help among the command's own arguments; for `run`, only before "--" (after it they are COMMAND's). */
 function asksForHelp(args: string[]): boolean {
   const end = args.indexOf("--");
   return (end < 0 ? args : args.slice(0, end)).some((arg) => arg === "--help" || arg === "-h");
+}
+
+/**
+ * grpc-js passes the target's host as the TLS server name, and Node warns
+ * (DEP0123) on each TLS connection to an IP address such as 127.0.0.1:
+ * noise on every client command, about a library's choice. Only that one
+ * warning is dropped.
+ */
+function dropServerNameWarning(): void {
+  const emit = process.emitWarning;
+  process.emitWarning = function (this: unknown, warning: string | Error, ...rest: unknown[]) {
+    const code = typeof rest[0] === "object" ? (rest[0] as { code?: string } | null)?.code : rest[1];
+    if (code === "DEP0123") return;
+    return (emit as (...args: unknown[]) => void).call(process, warning, ...rest);
+  } as typeof process.emitWarning;
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -80,6 +125,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const client = command === undefined ? undefined : CLIENT_COMMANDS.get(command);
   if (client) {
+    dropServerNameWarning();
     if (asksForHelp(rest)) {
       process.stdout.write(client.usage);
       return 0;
@@ -101,14 +147,16 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 async function serve(options: ReturnType<typeof parseServeOptions>): Promise<number> {
-  const log = (message: string) => process.stderr.write(`${new Date().toISOString()} mcp-lockd: ${message}\n`);
+  const logger = createLogger({ format: options.logFormat ?? (process.stderr.isTTY ? "text" : "json"), level: options.logLevel });
+  const log = (message: string) => logger.info(message);
   let service;
   try {
-    service = await startService({ ...options, log });
+    service = await startService({ ...options, logger });
   } catch (err) {
-    log(`cannot start: ${(err as Error).message}`);
+    logger.error(`cannot start: ${(err as Error).message}`);
     return 1;
   }
+  logger.info("serving", { grpc: service.grpcAddress, http: service.httpAddress, lock_dir: service.lockDir, version: VERSION });
   process.stdout.write(
     `mcp-lockd serving grpc=${service.grpcAddress} http=${service.httpAddress} lock-dir=${service.lockDir}\n`,
   );
@@ -120,5 +168,9 @@ async function serve(options: ReturnType<typeof parseServeOptions>): Promise<num
     };
     process.once("SIGTERM", onSignal);
     process.once("SIGINT", onSignal);
+    process.on("SIGHUP", () => {
+      log("SIGHUP: re-reading the certificates and the auth file");
+      void running.reload();
+    });
   });
 }

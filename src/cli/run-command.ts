@@ -3,7 +3,7 @@ import { parseArgs } from "node:util";
 import { LeaseLostError, LockClient, ResourceBusyError, type Lock } from "../client/index.ts";
 import { keepAliveDiagnostics } from "../client/diagnostics.ts";
 import { describeBusy, describeFailure, exitCodeFor } from "./client-failure.ts";
-import { defaultHolder, durationOption, resolveAddress, UsageError, DEFAULT_ADDRESS } from "./client-options.ts";
+import { CONNECTION_FLAGS, defaultHolder, durationOption, resolveConnection, UsageError, DEFAULT_ADDRESS, type ClientConnection } from "./client-options.ts";
 import { SpawnError, SupervisedChild, type ChildExit } from "./child-supervisor.ts";
 import { processIo, type CommandIo } from "./command-io.ts";
 import { quoted, printable } from "./display-text.ts";
@@ -54,6 +54,7 @@ out to be gone when COMMAND finishes.
   --grace D     SIGTERM to SIGKILL after a loss (default ${formatDuration(DEFAULT_GRACE_MS)}; 0 = SIGKILL at once)
   --address     MCP_LOCKD_ADDRESS, else ${DEFAULT_ADDRESS}; several replicas
                 separated by commas: renewals move to the next when one is down
+  --cacert F, --cert F, --key F, --token-file F: TLS and credentials (MCP_LOCKD_CACERT, MCP_LOCKD_CERT, MCP_LOCKD_KEY, MCP_LOCKD_TOKEN_FILE)
 Durations: 500ms, 30s, 5m, 1h, 1m30s; a bare number is seconds.
 COMMAND runs in its own process group and session (so that a loss stops
 everything it started): it has no controlling terminal, so programs that
@@ -62,6 +63,7 @@ open /dev/tty to prompt cannot.
 
 export interface RunArgs {
   address: string;
+  connection: ClientConnection;
   resource: string;
   ttl: number | undefined;
   wait: number;
@@ -83,7 +85,7 @@ export function parseRunArgs(args: string[], env: NodeJS.ProcessEnv, pid = proce
       wait: { type: "string" },
       holder: { type: "string" },
       grace: { type: "string" },
-      address: { type: "string" },
+      ...CONNECTION_FLAGS,
     },
     strict: true,
     allowPositionals: true,
@@ -97,8 +99,10 @@ export function parseRunArgs(args: string[], env: NodeJS.ProcessEnv, pid = proce
   }
   const graceMs = durationOption(values.grace, "--grace") ?? DEFAULT_GRACE_MS;
   if (graceMs > MAX_GRACE_MS) throw new UsageError(`--grace ${values.grace}: at most 1h`);
+  const connection = resolveConnection(values, env);
   return {
-    address: resolveAddress(values.address, env),
+    address: connection.address,
+    connection,
     resource: positionals[0]!,
     ttl: durationOption(values.ttl, "--ttl"),
     wait: durationOption(values.wait, "--wait") ?? Number.POSITIVE_INFINITY,
@@ -122,7 +126,7 @@ export async function runRunCommand(args: string[], io: CommandIo = processIo): 
   }
   const say = (text: string) => io.stderr(`mcp-lockd run: ${text}\n`);
   const resource = quoted(parsed.resource);
-  const client = new LockClient({ address: parsed.address });
+  const client = new LockClient(parsed.connection);
   if (client.addresses.length > 1) {
     // Replicas: say where renewals went when they move (the command is not disturbed).
     const diagnostics = client[keepAliveDiagnostics];

@@ -1,5 +1,6 @@
 import { formatDuration } from "./duration.ts";
 import { quoted } from "./display-text.ts";
+import { pollHolder, type HeldLock, type HolderSighting } from "./holder-poll.ts";
 
 // While `run` or `acquire` waits, it says on stderr who holds the resource and
 // for how long. The facts come from ListLocks, polled about once a second;
@@ -9,15 +10,7 @@ import { quoted } from "./display-text.ts";
 // (CI logs, files) a plain line is written when the holder changes, so a log
 // shows each holder once instead of a line per second.
 
-/** What the display needs from a listed lock (the client's LockInfo has it). */
-export interface HeldLock {
-  resource: string;
-  holder: string;
-  fencingToken: bigint | number;
-  acquiredAt: Date;
-  expiresAt: Date;
-  waiters: number;
-}
+export type { HeldLock };
 
 export interface WaitDisplayOptions {
   resource: string;
@@ -42,54 +35,43 @@ export interface WaitDisplay {
 }
 
 export function startWaitDisplay(options: WaitDisplayOptions): WaitDisplay {
-  const everyMs = options.everyMs ?? 1000;
   const now = options.now ?? Date.now;
   const started = now();
   let stopped = false;
-  let timer: NodeJS.Timeout | undefined;
   let lineShown = false;
   let saidSomething = false;
   let lastHolderKey: string | undefined;
 
-  const poll = async () => {
-    let held: HeldLock | undefined;
-    let failed = false;
-    try {
-      held = (await options.list(options.resource)).find((lock) => lock.resource === options.resource);
-    } catch {
-      failed = true; // The Acquire call reports real trouble; the display just says it cannot tell.
-    }
-    if (stopped) return;
-    const waited = formatDuration(now() - started);
-    if (options.live) {
-      const what = failed
-        ? "cannot list the holders right now"
-        : held === undefined
-          ? "it is free, being granted"
-          : describeHolder(held, now());
-      const line = `${options.label}: waiting ${waited} for ${quoted(options.resource)}: ${what}`;
-      const width = options.columns ?? 0;
-      options.write(`\r\x1b[K${width > 1 && line.length >= width ? `${line.slice(0, width - 2)}…` : line}`);
-      lineShown = true;
-      if (held !== undefined) saidSomething = true;
-    } else if (held !== undefined) {
-      // One line per holder (a new fencing token is a new grant, even to the same holder name).
-      const key = `${held.holder}\u0000${String(held.fencingToken)}`;
-      if (key !== lastHolderKey) {
-        lastHolderKey = key;
-        saidSomething = true;
-        options.write(`${options.label}: waiting for ${quoted(options.resource)}: ${describeHolder(held, now())}\n`);
+  const stopPolling = pollHolder({
+    resource: options.resource,
+    list: options.list,
+    everyMs: options.everyMs,
+    firstAfterMs: options.firstAfterMs,
+    report: (held) => {
+      const waited = formatDuration(now() - started);
+      if (options.live) {
+        const line = `${options.label}: waiting ${waited} for ${quoted(options.resource)}: ${describeSighting(held, now())}`;
+        const width = options.columns ?? 0;
+        options.write(`\r\x1b[K${width > 1 && line.length >= width ? `${line.slice(0, width - 2)}…` : line}`);
+        lineShown = true;
+        if (held !== undefined && held !== "unknown") saidSomething = true;
+      } else if (held !== undefined && held !== "unknown") {
+        // One line per holder (a new fencing token is a new grant, even to the same holder name).
+        const key = `${held.holder}\u0000${String(held.fencingToken)}`;
+        if (key !== lastHolderKey) {
+          lastHolderKey = key;
+          saidSomething = true;
+          options.write(`${options.label}: waiting for ${quoted(options.resource)}: ${describeHolder(held, now())}\n`);
+        }
       }
-    }
-    if (!stopped) timer = setTimeout(() => void poll(), everyMs).unref();
-  };
-  timer = setTimeout(() => void poll(), options.firstAfterMs ?? 200).unref();
+    },
+  });
 
   return {
     stop() {
       if (!stopped) {
         stopped = true;
-        clearTimeout(timer);
+        stopPolling();
         if (lineShown) options.write("\r\x1b[K");
         lineShown = false;
       }
@@ -105,4 +87,11 @@ export function describeHolder(lock: HeldLock, nowMs: number): string {
   const expiry = expiresIn > 0 ? `expires in ${formatDuration(expiresIn)}` : "expired, being reclaimed";
   const waiting = lock.waiters > 0 ? `, ${lock.waiters} waiting` : "";
   return `held by ${quoted(lock.holder)} for ${heldFor} (fencing token ${String(lock.fencingToken)}, ${expiry}${waiting})`;
+}
+
+/** What one look found, as a waiting line or progress message ends. */
+export function describeSighting(sighting: HolderSighting, nowMs: number): string {
+  if (sighting === "unknown") return "cannot list the holders right now";
+  if (sighting === undefined) return "it is free, being granted";
+  return describeHolder(sighting, nowMs);
 }

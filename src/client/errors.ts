@@ -75,10 +75,30 @@ export class InvalidArgumentError extends LockClientError {
   }
 }
 
+/**
+ * The service refused the caller: no or unknown credentials
+ * (UNAUTHENTICATED), or its principal may not do this (PERMISSION_DENIED;
+ * the message names the resource and the action).
+ */
+export class AccessDeniedError extends LockClientError {
+  constructor(message: string, code: status.UNAUTHENTICATED | status.PERMISSION_DENIED, options?: ErrorOptions) {
+    super(message, code, options);
+    this.name = "AccessDeniedError";
+  }
+}
+
 /** The service cannot be reached, is starting or shutting down, or its lock dir cannot be used. Retryable. */
 export class UnavailableError extends LockClientError {
   constructor(message: string, options?: ErrorOptions) {
     super(message, status.UNAVAILABLE, options);
     this.name = "UnavailableError";
+  }
+}
+
+/** A Watch fell too far behind and the service ended it; open a new watch (it starts with a fresh snapshot). */
+export class WatcherTooSlowError extends LockClientError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, status.RESOURCE_EXHAUSTED, options);
+    this.name = "WatcherTooSlowError";
   }
 }

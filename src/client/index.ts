@@ -2,11 +2,23 @@
 export { LockClient } from "./lock-client.ts";
 export { Lock } from "./lock.ts";
 export {
+  AccessDeniedError,
   InvalidArgumentError,
   LeaseLostError,
   LockClientError,
   ResourceBusyError,
   UnavailableError,
+  WatcherTooSlowError,
   type LeaseLossReason,
 } from "./errors.ts";
-export type { AcquireOptions, LockClientOptions, LockInfo, ReconnectOptions, Renewal } from "./types.ts";
+export type {
+  AcquireOptions,
+  ForceReleaseResult,
+  LockClientOptions,
+  LockClientTls,
+  LockEventInfo,
+  LockInfo,
+  ReconnectOptions,
+  Renewal,
+  WatchOptions,
+} from "./types.ts";

@@ -1,17 +1,19 @@
 import { hostname } from "node:os";
 import { performance } from "node:perf_hooks";
-import { credentials as grpcCredentials, Metadata, status } from "@grpc/grpc-js";
+import { Metadata, status } from "@grpc/grpc-js";
 import { LockServiceClient, type AcquireResponse, type Lease } from "../gen/mcplockd/v1/lock.ts";
+import { channelCredentials, tokenOptions } from "./channel.ts";
 import { keepAliveDiagnostics, type KeepAliveDiagnostics } from "./diagnostics.ts";
-import { InvalidArgumentError, LockClientError, UnavailableError } from "./errors.ts";
+import { InvalidArgumentError, LeaseLostError, LockClientError, UnavailableError } from "./errors.ts";
 import { LeaseKeeper, type KeptLease } from "./lease-keeper.ts";
+import { watchEvents } from "./lock-watch.ts";
 import { Lock } from "./lock.ts";
 import { durationToMs, msToDuration, timestampToDate, toFencingToken } from "./proto-time.ts";
 import { MAX_WAIT_MS } from "../core/limits.ts";
 import { errorFromStatus, isServiceError } from "./status-errors.ts";
 import { AddressListError, DEFAULT_ADDRESS, parseAddressList } from "./address-list.ts";
 import { ServiceEndpoints, type Endpoint } from "../grpc/service-endpoints.ts";
-import type { AcquireOptions, LockClientOptions, LockInfo, Renewal } from "./types.ts";
+import type { AcquireOptions, ForceReleaseResult, LockClientOptions, LockEventInfo, LockInfo, Renewal, WatchOptions } from "./types.ts";
 
 export { DEFAULT_ADDRESS };
 /** Release and ListLocks answer at once; this only bounds an unresponsive peer. */
@@ -31,6 +33,8 @@ export class LockClient implements AsyncDisposable {
   readonly #keeper: LeaseKeeper;
   #closed = false;
   #closing: Promise<void> | undefined;
+  /** Open watches, ended by close(). */
+  readonly #watches = new Set<AbortController>();
 
   constructor(options: LockClientOptions = {}) {
     // An empty MCP_LOCKD_ADDRESS counts as unset, as for the CLI.
@@ -43,11 +47,12 @@ export class LockClient implements AsyncDisposable {
     }
     const initialDelayMs = options.reconnect?.initialDelayMs ?? 100;
     const maxDelayMs = Math.max(initialDelayMs, options.reconnect?.maxDelayMs ?? 2_000);
-    const credentials = options.credentials ?? grpcCredentials.createInsecure();
+    const credentials = options.credentials ?? channelCredentials(options.tls);
     this.#endpoints = new ServiceEndpoints(
       this.addresses,
       (address) =>
         new LockServiceClient(address, credentials, {
+          ...tokenOptions(options.token),
           // grpc-js backs off reconnecting too (1 s growing to 120 s by default),
           // and fails calls fast meanwhile: keep its pace no slower than ours.
           "grpc.initial_reconnect_backoff_ms": initialDelayMs,
@@ -82,7 +87,6 @@ export class LockClient implements AsyncDisposable {
     };
     const startedAt = performance.now();
     let sentAt = startedAt;
-    let sentAtWall = Date.now();
     const response = await this.#call(resource, ({ stub }, attempt) => {
       if (signal?.aborted) return Promise.reject(signal.reason);
       if (attempt > 0 && waitMs > 0) {
@@ -91,7 +95,6 @@ export class LockClient implements AsyncDisposable {
         request.waitTimeout = leftMs === 0 ? undefined : msToDuration(leftMs);
       }
       sentAt = performance.now();
-      sentAtWall = Date.now();
       return new Promise<AcquireResponse>((resolve, reject) => {
         const call = stub.acquire(request, new Metadata(), {}, (err, res) => {
           signal?.removeEventListener("abort", cancel);
@@ -113,10 +116,23 @@ export class LockClient implements AsyncDisposable {
     const ttl = durationToMs(lease.ttl);
     // The lease was granted after the request was sent, so sent + ttl is
     // never later than the service's expiry. After a long wait that would
-    // leave too little: count from receipt instead (late by the response's
-    // transit at most) and renew at once, which confirms it properly.
+    // leave too little: count from receipt instead and renew at once, which
+    // confirms it properly. Receipt can be late by more than the response's
+    // transit (this process paused, a stalled network), so never count past
+    // the service's own expiry either, by the wall clock the processes of one
+    // host share, as the Python client does.
     const basis = receivedAt - sentAt <= (2 / 3) * ttl ? sentAt : receivedAt;
-    const basisWall = basis === sentAt ? sentAtWall : sentAtWall + (receivedAt - sentAt);
+    const serverExpiresAt = lease.expiresAt === undefined ? Infinity : receivedAt + (timestampToDate(lease.expiresAt).getTime() - Date.now());
+    const expiresAt = Math.min(basis + ttl, serverExpiresAt);
+    if (expiresAt <= performance.now()) {
+      void this.release(lease.leaseId).catch(() => {});
+      throw new LeaseLostError(
+        resource,
+        "expired",
+        `the grant of "${resource}" reached this process after its lease had ended (the process or the network was held up); nothing is held`,
+      );
+    }
+    const expiresAtWall = Date.now() + (expiresAt - performance.now());
     let kept: KeptLease | undefined;
     const lock = new Lock(
       {
@@ -124,7 +140,7 @@ export class LockClient implements AsyncDisposable {
         holder: lease.holder,
         fencingToken: toFencingToken(lease.fencingToken),
         leaseId: lease.leaseId,
-        expiresAt: new Date(basisWall + ttl),
+        expiresAt: new Date(expiresAtWall),
         ttl,
       },
       { stopKeeping: (id) => this.#keeper.untrack(id), releaseLease: (id) => this.release(id) },
@@ -139,7 +155,7 @@ export class LockClient implements AsyncDisposable {
       }
       throw closedError();
     }
-    this.#keeper.track(lease.leaseId, kept!, { ttlMs: ttl, sentAt, expiresAt: basis + ttl });
+    this.#keeper.track(lease.leaseId, kept!, { ttlMs: ttl, sentAt, expiresAt });
     return lock;
   }
 
@@ -176,6 +192,55 @@ export class LockClient implements AsyncDisposable {
       ),
     );
     return response.locks.map(toLockInfo);
+  }
+
+  /**
+   * Operators: frees `resource` whoever holds it (needs the "admin" action
+   * when the service has --auth-file). The holder's next renewal finds its
+   * lease expired; the next waiter is granted with a higher fencing token.
+   */
+  async forceRelease(resource: string, reason: string): Promise<ForceReleaseResult> {
+    this.#assertOpen();
+    // Not sent again to another replica: had the first one freed it before
+    // its answer was lost, a second force could free the next holder.
+    const response = await this.#call(
+      resource,
+      ({ stub }) =>
+        new Promise<{ released: boolean; fencingToken: number }>((resolve, reject) =>
+          stub.forceRelease({ resource, reason }, new Metadata(), { deadline: deadline() }, (err, res) => (err ? reject(err) : resolve(res))),
+        ),
+      false,
+    );
+    return { released: response.released, fencingToken: toFencingToken(response.fencingToken) };
+  }
+
+  /**
+   * What happens to the resources starting with `resourcePrefix`: first one
+   * "HELD" event per held resource and "SNAPSHOT_COMPLETE", then every
+   * change as it happens (ACQUIRED, RELEASED, EXPIRED, HANDED_OVER,
+   * WAITERS_CHANGED, RENEWED...). Break out of the loop, or abort
+   * `options.signal`, to stop. Throws UnavailableError when the service
+   * goes away and WatcherTooSlowError when this reader fell too far behind;
+   * a new watch then starts again from a fresh snapshot.
+   */
+  async *watch(resourcePrefix = "", options: WatchOptions = {}): AsyncGenerator<LockEventInfo> {
+    this.#assertOpen();
+    const controller = new AbortController();
+    const onAbort = () => controller.abort();
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    if (options.signal?.aborted) controller.abort();
+    this.#watches.add(controller);
+    const endpoint = this.#endpoints.current();
+    try {
+      yield* watchEvents(endpoint.stub, resourcePrefix, { signal: controller.signal });
+    } catch (err) {
+      // The next watch goes to another replica.
+      if (err instanceof UnavailableError) this.#endpoints.failed(endpoint);
+      throw err;
+    } finally {
+      this.#watches.delete(controller);
+      options.signal?.removeEventListener("abort", onAbort);
+    }
   }
 
   /**
@@ -227,6 +292,7 @@ export class LockClient implements AsyncDisposable {
   #shutdown(): Promise<void> {
     if (this.#closing) return this.#closing;
     this.#closed = true;
+    for (const watch of this.#watches) watch.abort();
     const held = this.#keeper.close();
     const releases = held.map((leaseId) => this.#endpoints.withFailover((endpoint) => releaseVia(endpoint, leaseId)).catch(() => {}));
     this.#closing = Promise.all(releases).then(() => this.#endpoints.close());
@@ -235,16 +301,21 @@ export class LockClient implements AsyncDisposable {
 
   /**
    * Runs a call on the current replica, failing over to the next ones while
-   * it gets UNAVAILABLE; gRPC errors become the client's typed errors.
+   * it gets UNAVAILABLE (unless `failOver` is false: then only the next call
+   * goes elsewhere); gRPC errors become the client's typed errors.
    */
-  async #call<T>(resource: string | undefined, call: (endpoint: Endpoint<LockServiceClient>, attempt: number) => Promise<T>): Promise<T> {
+  async #call<T>(
+    resource: string | undefined,
+    call: (endpoint: Endpoint<LockServiceClient>, attempt: number) => Promise<T>,
+    failOver = true,
+  ): Promise<T> {
     try {
-      return await this.#endpoints.withFailover(call);
+      return await this.#endpoints.withFailover(call, () => failOver);
     } catch (err) {
       if (!isServiceError(err)) throw err;
       const error = errorFromStatus(err, resource);
-      if (error instanceof UnavailableError && this.addresses.length > 1) {
-        return Promise.reject(new UnavailableError(`${error.message} (tried ${this.addresses.join(", ")})`, { cause: err }));
+      if (error instanceof UnavailableError && failOver && this.addresses.length > 1) {
+        throw new UnavailableError(`${error.message} (tried ${this.addresses.join(", ")})`, { cause: err });
       }
       throw error;
     }

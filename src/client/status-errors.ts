@@ -1,13 +1,15 @@
 import { Metadata, status, type ServiceError } from "@grpc/grpc-js";
 import type { RenewalError } from "../gen/mcplockd/v1/lock.ts";
 import {
+  AccessDeniedError,
   InvalidArgumentError,
   LeaseLostError,
   LockClientError,
   ResourceBusyError,
   UnavailableError,
+  WatcherTooSlowError,
 } from "./errors.ts";
-import { EXPIRES_AT_KEY, FIELD_KEY, HOLDER_KEY } from "../grpc/error-metadata.ts";
+import { ERROR_CODE_KEY, EXPIRES_AT_KEY, FIELD_KEY, HOLDER_KEY } from "../grpc/error-metadata.ts";
 
 // The one place where gRPC statuses become the client's typed errors.
 
@@ -28,6 +30,15 @@ export function errorFromStatus(err: ServiceError, resource?: string): LockClien
       return new InvalidArgumentError(message, firstString(err.metadata, FIELD_KEY) ?? /^([\w.[\]]+):/.exec(message)?.[1], options);
     case status.UNAVAILABLE:
       return new UnavailableError(message, options);
+    case status.UNAUTHENTICATED:
+    case status.PERMISSION_DENIED:
+      return new AccessDeniedError(message, err.code, options);
+    case status.RESOURCE_EXHAUSTED:
+      // Also the service's limits (waiters, leases, streams): only a Watch that fell behind is a WatcherTooSlowError.
+      if (firstString(err.metadata, ERROR_CODE_KEY) === "WATCHER_TOO_SLOW" || /the watcher fell behind/.test(message)) {
+        return new WatcherTooSlowError(message, options);
+      }
+      return new LockClientError(message, err.code, options);
     case status.NOT_FOUND:
       return new LeaseLostError(resource, "expired", message, status.NOT_FOUND, options);
     default:

@@ -1,4 +1,5 @@
 import type { ChannelCredentials } from "@grpc/grpc-js";
+import type { LockEventType } from "../core/lock-events.ts";
 
 export interface LockClientOptions {
   /**
@@ -7,10 +8,27 @@ export interface LockClientOptions {
    * is unavailable. Default: MCP_LOCKD_ADDRESS, else 127.0.0.1:50051.
    */
   address?: string;
-  /** Default: insecure (the service listens on loopback unless told otherwise). */
+  /** TLS to the service: PEM contents (not paths). `ca` trusts the service's certificate (default: the system's CAs); `cert` and `key` are this client's certificate for mutual TLS. */
+  tls?: LockClientTls;
+  /** A bearer token, sent as `authorization: Bearer <token>` on every call (services with --auth-file). */
+  token?: string;
+  /** Explicit channel credentials, instead of `tls`. Default: plaintext (the service listens on loopback unless told otherwise). */
   credentials?: ChannelCredentials;
   /** Backoff of the KeepAlive stream's reconnection (exponential, with jitter). */
   reconnect?: ReconnectOptions;
+}
+
+export interface LockClientTls {
+  ca?: string | Buffer;
+  cert?: string | Buffer;
+  key?: string | Buffer;
+}
+
+export interface ForceReleaseResult {
+  /** False when the resource was free. */
+  released: boolean;
+  /** The token of the lease that was ended; 0n when none was, or its file was unreadable. */
+  fencingToken: bigint;
 }
 
 export interface ReconnectOptions {
@@ -57,4 +75,38 @@ export interface Renewal {
   expiresAt: Date;
   /** ms */
   ttl: number;
+}
+
+/**
+ * What LockClient.watch() yields. A watch opens with one "HELD" event per
+ * held resource and one "SNAPSHOT_COMPLETE", then the changes in order.
+ * Lease ids never appear.
+ */
+export interface LockEventInfo {
+  /** "UNKNOWN" for a type this client does not know (a newer service). */
+  type: LockEventType | "UNKNOWN";
+  /** "" for SNAPSHOT_COMPLETE. */
+  resource: string;
+  /** "held", "unreadable", or "free" (after RELEASED, EXPIRED). */
+  state: string;
+  /** "" when free. */
+  holder: string;
+  /** 0n when there is no readable lease. */
+  fencingToken: bigint;
+  /** On the service's clock; undefined when free. */
+  acquiredAt: Date | undefined;
+  expiresAt: Date | undefined;
+  /** ms; undefined when free. */
+  ttl: number | undefined;
+  waiters: number;
+  /** When the service saw it. */
+  time: Date;
+  /** HANDED_OVER: who held it before. */
+  previousHolder?: string;
+  previousFencingToken?: bigint;
+}
+
+export interface WatchOptions {
+  /** Aborting ends the iteration (without an error). */
+  signal?: AbortSignal;
 }

@@ -10,7 +10,11 @@ export type LockErrorCode =
   | "WAIT_CANCELLED"
   | "WAIT_DEADLINE_EXCEEDED"
   | "SHUTTING_DOWN"
-  | "STARTING";
+  | "STARTING"
+  | "UNAUTHENTICATED"
+  | "PERMISSION_DENIED"
+  | "LIMIT_REACHED"
+  | "WATCHER_TOO_SLOW";
 
 export abstract class LockError extends Error {
   abstract readonly code: LockErrorCode;
@@ -111,5 +115,50 @@ export class ServiceStartingError extends LockError {
   constructor(what: string) {
     super(`mcp-lockd is starting (${what}); retry shortly`);
     this.name = "ServiceStartingError";
+  }
+}
+
+/** Authorization is on and the call carries no credentials, or unknown ones. */
+export class UnauthenticatedError extends LockError {
+  readonly code = "UNAUTHENTICATED";
+  constructor(why: string) {
+    super(`unauthenticated: ${why}`);
+    this.name = "UnauthenticatedError";
+  }
+}
+
+/** The caller's principal has no grant for this action on this resource. */
+export class PermissionDeniedError extends LockError {
+  readonly code = "PERMISSION_DENIED";
+  constructor(
+    readonly principal: string,
+    readonly action: string,
+    readonly resource: string | undefined,
+  ) {
+    const on = resource === undefined ? "" : ` on resource "${resource}"`;
+    super(`permission denied: principal "${principal}" may not ${action}${on}`);
+    this.name = "PermissionDeniedError";
+  }
+}
+
+/** A configured limit (waiters, leases, streams...) is reached; the message names it and its value. */
+export class LimitReachedError extends LockError {
+  readonly code = "LIMIT_REACHED";
+  constructor(
+    readonly limit: string,
+    readonly value: number,
+    detail: string,
+  ) {
+    super(`limit ${limit} (${value}) reached: ${detail}`);
+    this.name = "LimitReachedError";
+  }
+}
+
+/** A watcher read too slowly: more events were queued for it than the limit. */
+export class WatcherTooSlowError extends LockError {
+  readonly code = "WATCHER_TOO_SLOW";
+  constructor(limit: number) {
+    super(`the watcher fell behind: more than ${limit} events were queued for it; open a new Watch (it starts with a fresh snapshot)`);
+    this.name = "WatcherTooSlowError";
   }
 }

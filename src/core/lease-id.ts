@@ -1,8 +1,16 @@
 import { createHash, randomBytes } from "node:crypto";
 
-/** A new lease id: 256 random bits, base64url (43 characters). It is a capability. */
+/**
+ * A new lease id: 256 random bits, base64url (43 characters). It is a
+ * capability. Never starting with "-", so that `mcp-lockd release ID` and
+ * other command lines take it as an argument, not an option (1 id in 64 would
+ * otherwise; redrawing those costs under 0.03 bits).
+ */
 export function newLeaseId(): string {
-  return randomBytes(32).toString("base64url");
+  for (;;) {
+    const id = randomBytes(32).toString("base64url");
+    if (!id.startsWith("-")) return id;
+  }
 }
 
 /**

@@ -50,4 +50,12 @@ export interface LeaseStore {
   watch(onChange: (resource: string | undefined) => void): () => void;
   /** Throws the store error if the store cannot be written right now (for health checks); leaves nothing behind. */
   probeWritable(): Promise<void>;
+  /**
+   * Removes whatever holds the resource now (a live lease of anyone, an
+   * unreadable lease file), under the same exclusion as every other write,
+   * keeping the fencing counter at least as high as the removed lease's
+   * token. Returns what was removed; undefined when the resource was free.
+   * Optional: only stores that support operators' ForceRelease have it.
+   */
+  forceRemove?(resource: string): Promise<BlockingState | undefined>;
 }

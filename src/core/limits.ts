@@ -20,6 +20,8 @@ export const MAX_METADATA_VALUE_BYTES = 1024;
 export const MAX_METADATA_TOTAL_BYTES = 8192;
 /** Longer strings cannot be lease ids; reject them before hashing. */
 export const MAX_LEASE_ID_LENGTH = 128;
+/** ForceRelease's reason, written to the log. */
+export const MAX_REASON_BYTES = 1024;
 
 // Control characters would corrupt logs and terminals that show holders.
 const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/;
@@ -92,6 +94,27 @@ export function validateMetadata(metadata: Record<string, string>): Record<strin
     throw new InvalidArgumentError("metadata", `is ${total} bytes in all; the limit is ${MAX_METADATA_TOTAL_BYTES} bytes`);
   }
   return { ...metadata };
+}
+
+/** Over-long ids are malformed, not merely unknown: refused rather than echoed back. */
+export function validateLeaseId(leaseId: string): string {
+  if (leaseId.length > MAX_LEASE_ID_LENGTH) {
+    throw new InvalidArgumentError("lease_id", `is ${leaseId.length} characters; the limit is ${MAX_LEASE_ID_LENGTH}`);
+  }
+  return leaseId;
+}
+
+/** A listing prefix is at most as long as a resource name; it may be empty or partial. */
+export function validateResourcePrefix(prefix: string): string {
+  if (prefix.length > 128) throw new InvalidArgumentError("resource_prefix", `is ${prefix.length} characters; the limit is 128`);
+  return prefix;
+}
+
+export function validateReason(reason: string): string {
+  const bytes = Buffer.byteLength(reason, "utf8");
+  if (bytes > MAX_REASON_BYTES) throw new InvalidArgumentError("reason", `is ${bytes} bytes; the limit is ${MAX_REASON_BYTES} bytes`);
+  if (CONTROL_CHARACTERS.test(reason)) throw new InvalidArgumentError("reason", "must not contain control characters");
+  return reason;
 }
 
 function describeMs(ms: number): string {

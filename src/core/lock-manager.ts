@@ -1,6 +1,7 @@
 import { systemClock, type Clock, type TimerHandle } from "./clock.ts";
 import {
   LeaseNotFoundError,
+  LimitReachedError,
   ResourceBusyError,
   ShuttingDownError,
   WaitCancelledError,
@@ -9,14 +10,17 @@ import {
 import { blockedUntil, holderOf, type BlockingState, type LeaseGrant, type LeaseRecord, type ResourceState } from "./lease.ts";
 import { hashLeaseId, newLeaseId } from "./lease-id.ts";
 import { KeyedMutex } from "./keyed-mutex.ts";
+import { describeState, transitionEvents, type LockEvent, type LockEventListener } from "./lock-events.ts";
 import {
   MAX_LEASE_ID_LENGTH,
   validateHolder,
   validateMetadata,
+  validateReason,
   validateResource,
   validateTtl,
   validateWait,
 } from "./limits.ts";
+import { DEFAULT_SERVICE_LIMITS, type ServiceLimits } from "./service-limits.ts";
 import { WaitQueue } from "./wait-queue.ts";
 import { Waiter } from "./waiter.ts";
 import type { LeaseStore } from "./lease-store.ts";
@@ -28,6 +32,8 @@ export interface AcquireInput {
   /** 0 or undefined: try once. */
   waitMs?: number;
   metadata?: Record<string, string>;
+  /** Who asks (a principal, or a connection), for the limit on leases per owner; unlimited when absent. */
+  owner?: string;
 }
 
 export interface GrantedLease {
@@ -41,6 +47,11 @@ export interface ListedLock {
   waiters: number;
 }
 
+export interface ForceReleased {
+  /** What held the resource and was removed; undefined when it was free. */
+  removed: BlockingState | undefined;
+}
+
 export interface LockManagerOptions {
   /** Reads the same clock as the manager (give it `clock` too). */
   store: LeaseStore;
@@ -48,6 +59,8 @@ export interface LockManagerOptions {
   log?: (message: string) => void;
   /** How often resources with waiters are re-read in case a watch event was lost. */
   safetyRescanMs?: number;
+  /** Waiters per resource and in total (the rest of ServiceLimits is the edges'). */
+  limits?: Pick<ServiceLimits, "maxWaitersPerResource" | "maxWaiters" | "maxLeasesPerOwner">;
 }
 
 /**
@@ -81,17 +94,31 @@ export class LockManager {
   /** sha256(lease id) → resource, for leases granted with an id. */
   private readonly resourceByHash = new Map<string, string>();
   private readonly safetyRescanMs: number;
+  private readonly limits: Pick<ServiceLimits, "maxWaitersPerResource" | "maxWaiters" | "maxLeasesPerOwner">;
+  /** Callers waiting (not try-once) in all queues. */
+  private waiting = 0;
+  /** Lease id hashes of each owner's leases and pending acquires; pruned lazily (see admitOwner). */
+  private readonly hashesByOwner = new Map<string, Set<string>>();
+  /** Hashes of acquires not yet settled. */
+  private readonly pendingHashes = new Set<string>();
+  private ownerAdmissions = 0;
   /** Whether every lease file has been read once, so the records list them all. */
   private loaded = false;
   private stopWatching: (() => void) | undefined;
   private rescanTimer: TimerHandle | undefined;
   private closed = false;
+  private readonly eventListeners = new Set<LockEventListener>();
+  /** Listeners that want RENEWED events (one per renewal: the hot path of KeepAlive). */
+  private renewalListeners = 0;
+  /** The waiter count last announced per resource (absent: 0). */
+  private readonly announcedWaiters = new Map<string, number>();
 
   constructor(options: LockManagerOptions) {
     this.store = options.store;
     this.clock = options.clock ?? systemClock;
     this.log = options.log ?? (() => {});
     this.safetyRescanMs = options.safetyRescanMs ?? 2_000;
+    this.limits = options.limits ?? DEFAULT_SERVICE_LIMITS;
   }
 
   /** Loads every lease from the store: live ones stay held, expired ones are reclaimed. */
@@ -126,9 +153,21 @@ export class LockManager {
     if (tryOnce && queue.size > 0) {
       throw this.busyError(resource, queue.size, "callers are already waiting");
     }
+    if (!tryOnce) this.admitWaiter(resource, queue.size);
+    const owned = input.owner === undefined ? undefined : this.admitOwner(input.owner);
     const leaseId = newLeaseId();
     const waiter = new Waiter(hashLeaseId(leaseId), holder, ttlMs, metadata, tryOnce);
     queue.push(waiter);
+    if (owned) {
+      owned.add(waiter.leaseIdHash);
+      this.pendingHashes.add(waiter.leaseIdHash);
+      waiter.onSettle(() => this.pendingHashes.delete(waiter.leaseIdHash));
+    }
+    if (!tryOnce) {
+      this.waiting++;
+      waiter.onSettle(() => this.waiting--);
+    }
+    this.announceWaiters(resource);
     waiter.onSettle(() => this.leaveQueue(resource, waiter));
     if (!tryOnce) {
       const timer = this.clock.setTimer(waitMs, () =>
@@ -141,7 +180,11 @@ export class LockManager {
       signal.addEventListener("abort", onAbort, { once: true });
       waiter.onSettle(() => signal.removeEventListener("abort", onAbort));
     }
-    this.pump(resource);
+    // Only a waiter at the head can be granted now (FIFO): one behind others
+    // is reached by the pump already draining, or by the release, expiry or
+    // watch event that frees the resource. Pumping for each arrival would
+    // re-try the blocked head (a guarded file read) once per waiter.
+    if (queue.peek() === waiter) this.pump(resource);
     return { leaseId, lease: await waiter.promise };
   }
 
@@ -216,6 +259,40 @@ export class LockManager {
   }
 
   /**
+   * The resource a live lease id holds, or undefined: for edges that must
+   * check a caller's permission on it before a Release or a renewal.
+   */
+  resourceOfLease(leaseId: string): string | undefined {
+    if (leaseId.length === 0 || leaseId.length > MAX_LEASE_ID_LENGTH) return undefined;
+    return this.resourceByHash.get(hashLeaseId(leaseId));
+  }
+
+  /**
+   * An operator frees `resource` whoever holds it (a stuck holder, a file
+   * protocol lease, an unreadable file): its holder's next renewal finds the
+   * lease gone, and the next waiter is granted with a higher fencing token.
+   * `by` (the principal) and `reason` go to the log with the holder.
+   */
+  async forceRelease(resource: string, by: string, reason: string): Promise<ForceReleased> {
+    validateResource(resource);
+    validateReason(reason);
+    if (this.closed) throw new ShuttingDownError();
+    const forceRemove = this.store.forceRemove?.bind(this.store);
+    if (forceRemove === undefined) throw new Error("this lease store cannot force a release");
+    const removed = await this.mutex.run(resource, async () => {
+      const previous = await forceRemove(resource);
+      this.observe({ kind: "free", resource }, true);
+      return previous;
+    });
+    if (removed !== undefined) {
+      const holder = removed.kind === "held" ? `"${removed.lease.holder}" (fencing token ${removed.lease.fencingToken})` : `an unreadable lease file (${removed.reason})`;
+      this.log(`force-release of "${resource}" by ${JSON.stringify(by)}: removed ${holder}; reason: ${JSON.stringify(reason)}`);
+      this.pump(resource);
+    }
+    return { removed };
+  }
+
+  /**
    * Throws the store error if the lock dir cannot be written right now. For
    * health: a service whose every Acquire would fail is not serving.
    */
@@ -245,6 +322,50 @@ export class LockManager {
     return { hash, resource };
   }
 
+  /** RESOURCE_EXHAUSTED when one more waiter would pass a limit; try-once callers never wait. */
+  private admitWaiter(resource: string, queued: number): void {
+    const { maxWaitersPerResource, maxWaiters } = this.limits;
+    if (queued >= maxWaitersPerResource) {
+      throw new LimitReachedError("max-waiters-per-resource", maxWaitersPerResource, `${queued} callers already wait for resource "${resource}"`);
+    }
+    if (this.waiting >= maxWaiters) {
+      throw new LimitReachedError("max-waiters", maxWaiters, `${this.waiting} callers already wait for locks`);
+    }
+  }
+
+  /**
+   * The owner's set of hashes, once RESOURCE_EXHAUSTED is ruled out. Hashes
+   * of leases that ended (released, expired, lost, never granted) are pruned
+   * here rather than tracked on every path that ends a lease: what is live
+   * is what resourceByHash or a pending acquire still has.
+   */
+  private admitOwner(owner: string): Set<string> {
+    // Every so often, forget ended leases and owners (connections come and go).
+    if (++this.ownerAdmissions % 1024 === 0) {
+      for (const [name, hashes] of this.hashesByOwner) {
+        this.pruneEnded(hashes);
+        if (hashes.size === 0) this.hashesByOwner.delete(name);
+      }
+    }
+    let owned = this.hashesByOwner.get(owner);
+    if (!owned) {
+      owned = new Set();
+      this.hashesByOwner.set(owner, owned);
+    }
+    const { maxLeasesPerOwner } = this.limits;
+    if (owned.size >= maxLeasesPerOwner) {
+      this.pruneEnded(owned);
+      if (owned.size >= maxLeasesPerOwner) {
+        throw new LimitReachedError("max-leases-per-owner", maxLeasesPerOwner, `${owner} holds or waits for ${owned.size} leases`);
+      }
+    }
+    return owned;
+  }
+
+  private pruneEnded(hashes: Set<string>): void {
+    for (const hash of hashes) if (!this.resourceByHash.has(hash) && !this.pendingHashes.has(hash)) hashes.delete(hash);
+  }
+
   private recordOf(resource: string): ResourceRecord {
     let record = this.resources.get(resource);
     if (!record) {
@@ -265,6 +386,7 @@ export class LockManager {
   private leaveQueue(resource: string, waiter: Waiter): void {
     this.resources.get(resource)?.queue.remove(waiter);
     this.forgetIfIdle(resource);
+    this.announceWaiters(resource);
   }
 
   /**
@@ -333,7 +455,7 @@ export class LockManager {
    * Called only inside the resource's mutex, so observations never go stale
    * out of order.
    */
-  private observe(state: ResourceState): void {
+  private observe(state: ResourceState, forced = false): void {
     const { resource } = state;
     const record = state.kind === "free" ? this.resources.get(resource) : this.recordOf(resource);
     if (record === undefined) return;
@@ -346,11 +468,109 @@ export class LockManager {
     if (state.kind === "free") {
       record.blocker = undefined;
       this.forgetIfIdle(resource);
+      this.announceChange(previous, state, forced);
       return;
     }
     record.blocker = state;
     if (currentHash !== undefined) this.resourceByHash.set(currentHash, resource);
     this.armExpiry(record, resource, blockedUntil(state));
+    this.announceChange(previous, state);
+  }
+
+  /**
+   * Calls `listener` with every lock event from now on, synchronously and in
+   * the order they happen (so it must be quick). Returns the unsubscriber.
+   */
+  subscribe(listener: LockEventListener, options: { renewals?: boolean } = {}): () => void {
+    // Each subscription its own entry, so the same function may subscribe twice.
+    const entry: LockEventListener = (event) => {
+      if (event.type !== "RENEWED" || options.renewals !== false) listener(event);
+    };
+    this.eventListeners.add(entry);
+    if (options.renewals !== false) this.renewalListeners++;
+    let subscribed = true;
+    return () => {
+      if (!subscribed) return;
+      subscribed = false;
+      this.eventListeners.delete(entry);
+      if (options.renewals !== false) this.renewalListeners--;
+    };
+  }
+
+  /**
+   * The resources held now (prefix-filtered, name order) as HELD events. Taken
+   * in the same turn as subscribe(), it is exactly the state the events
+   * that follow start from.
+   */
+  snapshot(prefix = ""): LockEvent[] {
+    const now = this.clock.now();
+    const held: LockEvent[] = [];
+    for (const { blocker: state } of this.resources.values()) {
+      if (state === undefined || !state.resource.startsWith(prefix) || blockedUntil(state) <= now) continue;
+      const waiters = this.waitingFor(state.resource);
+      held.push({ type: "HELD", resource: state.resource, ...describeState(state), waiters, time: now });
+    }
+    return held.sort((a, b) => (a.resource < b.resource ? -1 : a.resource > b.resource ? 1 : 0));
+  }
+
+  /** Waiters of all resources, for metrics. */
+  waiterCount(): number {
+    let total = 0;
+    for (const count of this.announcedWaiters.values()) total += count;
+    return total;
+  }
+
+  /**
+   * Callers waiting for `resource`, not counting one being granted right now
+   * (the head of the queue while the resource is free, or once its lease is
+   * written): an uncontended acquire never shows as a waiter.
+   */
+  private waitingFor(resource: string): number {
+    const record = this.resources.get(resource);
+    if (record === undefined || record.queue.size === 0) return 0;
+    const { queue, blocker } = record;
+    if (blocker === undefined) return queue.size - 1;
+    const grantedToHead = blocker.kind === "held" && blocker.lease.leaseIdHash === queue.peek()?.leaseIdHash;
+    return grantedToHead ? queue.size - 1 : queue.size;
+  }
+
+  /** `forced`: an operator's ForceRelease ended it, announced as FORCE_RELEASED. */
+  private announceChange(previous: BlockingState | undefined, state: ResourceState, forced = false): void {
+    const waiters = this.noteWaiters(state.resource);
+    if (this.eventListeners.size === 0) return;
+    // A renewal nobody listens for: skip building its event.
+    const renewal = previous?.kind === "held" && state.kind === "held" && previous.lease.fencingToken === state.lease.fencingToken;
+    if (renewal && this.renewalListeners === 0) return;
+    for (const event of transitionEvents(previous, state, this.clock.now(), waiters)) {
+      this.emit(forced && (event.type === "RELEASED" || event.type === "EXPIRED") ? { ...event, type: "FORCE_RELEASED" } : event);
+    }
+  }
+
+  /** WAITERS_CHANGED when the count differs from the one last announced. */
+  private announceWaiters(resource: string): void {
+    const before = this.announcedWaiters.get(resource) ?? 0;
+    const waiters = this.noteWaiters(resource);
+    if (waiters === before || this.eventListeners.size === 0) return;
+    const blocker = this.resources.get(resource)?.blocker;
+    const holding = blocker ? describeState(blocker) : { state: "free" as const, holder: "", fencingToken: 0 };
+    this.emit({ type: "WAITERS_CHANGED", resource, ...holding, waiters, time: this.clock.now() });
+  }
+
+  private noteWaiters(resource: string): number {
+    const waiters = this.waitingFor(resource);
+    if (waiters === 0) this.announcedWaiters.delete(resource);
+    else this.announcedWaiters.set(resource, waiters);
+    return waiters;
+  }
+
+  private emit(event: LockEvent): void {
+    for (const listener of this.eventListeners) {
+      try {
+        listener(event);
+      } catch (err) {
+        this.log(`a lock event listener failed: ${(err as Error).message}`);
+      }
+    }
   }
 
   private armExpiry(record: ResourceRecord, resource: string, at: number): void {

@@ -4,8 +4,10 @@ import type {
   ServerDuplexStream,
   ServerUnaryCall,
 } from "@grpc/grpc-js";
+import { presentedCredentials, type PresentedCredentials } from "../auth/access-policy.ts";
 import { WaitCancelledError, WaitDeadlineError, type LockError } from "../core/errors.ts";
 import { toServiceError } from "./status-map.ts";
+import { UndecodableRequest } from "./undecodable-request.ts";
 
 // Turns grpc-js's callback and event-emitter handlers into plain async
 // functions and async iterables with an AbortSignal (the nice-grpc style), so
@@ -14,6 +16,10 @@ import { toServiceError } from "./status-map.ts";
 export interface CallContext {
   /** Aborts when the client cancels or disconnects, the deadline passes, or the server shuts down. */
   signal: AbortSignal;
+  /** The bearer token and the verified client certificate's common name, when the call has them. */
+  presented: PresentedCredentials;
+  /** The client's address and port: one connection. */
+  peer: string;
 }
 
 export type UnaryHandler<Req, Res> = (request: Req, context: CallContext) => Promise<Res>;
@@ -28,6 +34,7 @@ export function unary<Req, Res>(handler: UnaryHandler<Req, Res>, shutdown: Abort
   return (call, callback) => {
     const refused = gate?.refusal();
     if (refused) return callback(toServiceError(refused));
+    if (call.request instanceof UndecodableRequest) return callback(toServiceError(call.request.error()));
     const context = contextOf(call, shutdown);
     handler(call.request, context.context).then(
       (response) => callback(null, response),
@@ -75,6 +82,11 @@ async function* untilAborted<Req>(call: ServerDuplexStream<Req, unknown>, signal
     wake = undefined;
   };
   const onData = (request: Req) => {
+    if (request instanceof UndecodableRequest) {
+      failure ??= request.error();
+      call.pause();
+      return notify();
+    }
     queued.push(request);
     if (queued.length >= 64) call.pause();
     notify();
@@ -138,5 +150,14 @@ function contextOf(call: ServerUnaryCall<unknown, unknown> | ServerDuplexStream<
     call.removeListener("cancelled", onCancelled);
     shutdown.removeEventListener("abort", onShutdown);
   };
-  return { context: { signal: controller.signal }, dispose };
+  return { context: { signal: controller.signal, presented: presentedByCall(call), peer: call.getPeer() }, dispose };
+}
+
+/**
+ * The call's credentials: `authorization: Bearer <token>` metadata, and the
+ * subject CN of a client certificate that the TLS handshake verified
+ * (grpc-js gives no certificate for an unverified peer).
+ */
+export function presentedByCall(call: Pick<ServerUnaryCall<unknown, unknown>, "metadata" | "getAuthContext">): PresentedCredentials {
+  return presentedCredentials(call.metadata.get("authorization")[0], call.getAuthContext?.().sslPeerCertificate?.subject?.CN);
 }

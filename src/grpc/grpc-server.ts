@@ -1,5 +1,7 @@
-import { Server, ServerCredentials } from "@grpc/grpc-js";
+import { Server, ServerCredentials, type ServerInterceptor } from "@grpc/grpc-js";
+import type { AccessPolicy } from "../auth/access-policy.ts";
 import type { LockManager } from "../core/lock-manager.ts";
+import { DEFAULT_SERVICE_LIMITS, MAX_REQUEST_BYTES, type ServiceLimits } from "../core/service-limits.ts";
 import { HealthService } from "../gen/grpc/health/v1/health.ts";
 import { ServerReflectionService } from "../gen/grpc/reflection/v1/reflection.ts";
 import { ServerReflectionService as ServerReflectionAlphaService } from "../gen/grpc/reflection/v1alpha/reflection.ts";
@@ -7,6 +9,8 @@ import { LockServiceService } from "../gen/mcplockd/v1/lock.ts";
 import { healthService, ServingStatusMonitor } from "./health-service.ts";
 import { lockService } from "./lock-service.ts";
 import { retireConnectionsAfter } from "./session-stream-limit.ts";
+import { capConnections } from "./connection-limit.ts";
+import { refusingUndecodable, withTolerantDeserializers } from "./undecodable-request.ts";
 import type { ReadinessGate } from "./readiness-gate.ts";
 import { embeddedRegistry, ReflectionIndex, reflectionService } from "./reflection-service.ts";
 
@@ -31,6 +35,15 @@ export interface GrpcServerOptions {
   /** LockService calls are refused until it opens; health says NOT_SERVING until then. */
   readiness: ReadinessGate;
   log?: (message: string) => void;
+  /** TLS (or mutual TLS); plaintext when absent. */
+  credentials?: ServerCredentials;
+  /** The current access policy; authorization is off while it returns undefined. */
+  access?: () => AccessPolicy | undefined;
+  limits?: ServiceLimits;
+  /** Events a Watch stream may fall behind by before it is ended (default WATCH_QUEUE_LIMIT). */
+  watchQueueLimit?: number;
+  /** Around every call (metrics). */
+  interceptors?: ServerInterceptor[];
 }
 
 export interface RunningGrpcServer {
@@ -47,8 +60,23 @@ export interface RunningGrpcServer {
  */
 export async function startGrpcServer(manager: LockManager, options: GrpcServerOptions): Promise<RunningGrpcServer> {
   const { listen, shutdown, readiness } = options;
-  const server = new Server(SERVER_OPTIONS);
-  server.addService(LockServiceService, lockService(manager, shutdown.signal, readiness));
+  const limits = options.limits ?? DEFAULT_SERVICE_LIMITS;
+  const server = new Server({
+    ...SERVER_OPTIONS,
+    // grpc-js checks the size before parsing and answers RESOURCE_EXHAUSTED.
+    "grpc.max_receive_message_length": MAX_REQUEST_BYTES,
+    "grpc.max_concurrent_streams": limits.maxStreamsPerConnection,
+    interceptors: options.interceptors ?? [],
+  });
+  server.addService(
+    withTolerantDeserializers(LockServiceService),
+    lockService(manager, shutdown.signal, {
+      gate: readiness,
+      access: options.access,
+      maxKeepAliveStreams: limits.maxKeepAliveStreams,
+      watchQueueLimit: options.watchQueueLimit,
+    }),
+  );
 
   const healthOptions = {
     services: [LOCK_SERVICE_NAME],
@@ -57,20 +85,21 @@ export async function startGrpcServer(manager: LockManager, options: GrpcServerO
     probeWritable: () => manager.probeWritable(),
     log: options.log,
   };
-  server.addService(HealthService, healthService(new ServingStatusMonitor(healthOptions), healthOptions));
+  server.addService(withTolerantDeserializers(HealthService), refusingUndecodable(healthService(new ServingStatusMonitor(healthOptions), healthOptions)));
 
   const served = [LOCK_SERVICE_NAME, HEALTH_SERVICE_NAME, REFLECTION_SERVICE_NAME, REFLECTION_ALPHA_SERVICE_NAME];
   const reflection = reflectionService(new ReflectionIndex(embeddedRegistry(), served), shutdown.signal);
-  server.addService(ServerReflectionService, reflection);
+  server.addService(withTolerantDeserializers(ServerReflectionService), reflection);
   // The v1alpha messages are field for field the v1 ones: one implementation.
-  server.addService(ServerReflectionAlphaService, reflection);
+  server.addService(withTolerantDeserializers(ServerReflectionAlphaService), reflection);
 
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(listen, ServerCredentials.createInsecure(), (err, boundPort) => (err ? reject(err) : resolve(boundPort))),
+    server.bindAsync(listen, options.credentials ?? ServerCredentials.createInsecure(), (err, boundPort) => (err ? reject(err) : resolve(boundPort))),
   );
   // Deno's node:http2 can crash on a client's GOAWAY after many streams on one
   // connection (see session-stream-limit.ts); 10 held in every run measured.
   if ("Deno" in globalThis) retireConnectionsAfter(server, 10);
+  if (!capConnections(server, limits.maxConnections)) options.log?.("cannot cap gRPC connections (grpc-js internals changed): --max-connections has no effect");
   const host = listen.slice(0, listen.lastIndexOf(":"));
   let stopping: Promise<void> | undefined;
   return {

@@ -62,6 +62,12 @@ export async function* mapUnordered<T, R>(
     }
   } finally {
     sourceDone = true;
-    await iterator.return?.();
+    // After a failure the source may be parked waiting for its next item (a
+    // request stream the client keeps open): awaiting its return() would
+    // hold the failure back until the client sends or hangs up. It still
+    // ends, unobserved, once it wakes.
+    const ending = iterator.return?.();
+    if (failure === undefined) await ending;
+    else void Promise.resolve(ending).catch(() => {});
   }
 }

@@ -1,6 +1,7 @@
 import { create, createFileRegistry, fromBinary, type FileRegistry } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema, FileDescriptorSetSchema, type FileDescriptorProto } from "@bufbuild/protobuf/wkt";
-import { credentials, Metadata, status, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
+import { Metadata, status, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
+import { channelCredentials, tokenOptions, type ChannelSecurity } from "../client/channel.ts";
 import {
   ServerReflectionClient,
   type ServerReflectionRequest,
@@ -61,9 +62,11 @@ export class ReflectionClient {
   constructor(
     address: string,
     private readonly deadlineMs = 10_000,
+    security: ChannelSecurity = {},
   ) {
-    const insecure = credentials.createInsecure();
-    this.clients = [new ServerReflectionClient(address, insecure), new ServerReflectionAlphaClient(address, insecure)];
+    const channel = channelCredentials(security.tls);
+    const options = tokenOptions(security.token);
+    this.clients = [new ServerReflectionClient(address, channel, options), new ServerReflectionAlphaClient(address, channel, options)];
   }
 
   /** The full names of the services the server has, as it lists them. */

@@ -13,6 +13,10 @@ export const STATUS_OF: Record<LockErrorCode, status> = {
   WAIT_DEADLINE_EXCEEDED: status.DEADLINE_EXCEEDED,
   SHUTTING_DOWN: status.UNAVAILABLE,
   STARTING: status.UNAVAILABLE,
+  UNAUTHENTICATED: status.UNAUTHENTICATED,
+  PERMISSION_DENIED: status.PERMISSION_DENIED,
+  LIMIT_REACHED: status.RESOURCE_EXHAUSTED,
+  WATCHER_TOO_SLOW: status.RESOURCE_EXHAUSTED,
 };
 
 export function toServiceError(err: unknown): Partial<ServiceError> {

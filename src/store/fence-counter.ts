@@ -62,15 +62,19 @@ export class FenceCounter {
   /**
    * Issues `max(current, floor) + 1` (or exactly `floor` with `exact`, to
    * raise the counter to a token already issued). Throws CommitConflictError
-   * when someone else moved the counter since `current` was read.
+   * when someone else moved the counter since `current` was read. With
+   * `lockDirSyncFollows` the caller fsyncs the lock dir before anyone learns
+   * the token (a grant does, for its lease file), and a counter made for the
+   * first time (an entry of the lock dir) is made durable by that same fsync.
    */
-  async advance(resource: string, current: FenceState, floor: number, exact = false): Promise<number> {
+  async advance(resource: string, current: FenceState, floor: number, options: { exact?: boolean; lockDirSyncFollows?: boolean } = {}): Promise<number> {
+    const exact = options.exact ?? false;
     const token = exact ? Math.max(current.token, floor) : Math.max(current.token, floor) + 1;
     if (token > Number.MAX_SAFE_INTEGER) {
       throw new StoreFailureError(`the fencing counter of ${resource} is exhausted`, this.layout.fenceFile(resource));
     }
     if (current.kind === "directory") await this.renameToken(resource, current.token, token);
-    else await this.create(resource, current, token);
+    else await this.create(resource, current, token, options.lockDirSyncFollows ?? false);
     return token;
   }
 
@@ -105,7 +109,7 @@ export class FenceCounter {
    * and whoever finds it absent reads the moved file's value as its floor
    * (see readRetired), so no token below it is ever issued.
    */
-  private async create(resource: string, current: FenceState, token: number): Promise<void> {
+  private async create(resource: string, current: FenceState, token: number, lockDirSyncFollows: boolean): Promise<void> {
     const dir = this.layout.fenceFile(resource);
     const temp = this.layout.tempFileFor(resource, randomBytes(6).toString("hex"));
     const tokenFile = join(temp, String(token));
@@ -125,7 +129,7 @@ export class FenceCounter {
       }
       throw toStoreError("creating the fencing counter", dir, err);
     }
-    await this.sync(this.layout.dir);
+    if (!lockDirSyncFollows) await this.sync(this.layout.dir);
   }
 
   private async retireVersion1(resource: string, token: number): Promise<void> {

@@ -41,7 +41,19 @@ export interface PathInfo {
 // A symbolic link in the lock dir is never followed (ELOOP), and what is not a
 // regular file is never read as a lease (EISDIR, ENOTREG): nothing outside the
 // lock dir can leak into a listing or pass for a lease.
-const READ_NO_FOLLOW = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW;
+// O_NONBLOCK: opening a FIFO must not wait for a writer.
+const READ_NO_FOLLOW = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK;
+
+/**
+ * What was opened is the regular file lstat saw before: Deno 2.9 under
+ * --allow-read=DIR ignores O_NOFOLLOW and opens through a symlink (even to a
+ * target outside DIR), so the path itself is checked first, and anything
+ * swapped in between is refused.
+ */
+function sameFile(opened: fs.BigIntStats, before: fs.BigIntStats, path: string): fs.BigIntStats {
+  if (opened.ino === before.ino && opened.dev === before.dev) return opened;
+  throw Object.assign(new Error(`ENOTREG: ${path} changed while it was opened`), { code: "ENOTREG", path });
+}
 
 function regularFile(stat: fs.BigIntStats, path: string): fs.BigIntStats {
   if (stat.isFile()) return stat;
@@ -64,9 +76,10 @@ function pathInfoOf(stat: fs.BigIntStats | undefined): PathInfo {
 // See docs/performance.md.
 export const nodeFileSystem: FileSystem = {
   readFileWithMtime: async (path) => {
+    const before = regularFile(fs.lstatSync(path, { bigint: true }), path);
     const fd = fs.openSync(path, READ_NO_FOLLOW);
     try {
-      const stat = regularFile(fs.fstatSync(fd, { bigint: true }), path);
+      const stat = sameFile(regularFile(fs.fstatSync(fd, { bigint: true }), path), before, path);
       return { text: fs.readFileSync(fd, "utf8"), mtimeMs: msOf(stat.mtimeNs), identity: identityOf(stat) };
     } finally {
       fs.closeSync(fd);
@@ -118,9 +131,10 @@ export const nodeFileSystem: FileSystem = {
  */
 export const threadPoolFileSystem: FileSystem = {
   readFileWithMtime: async (path) => {
+    const before = regularFile(await fs.promises.lstat(path, { bigint: true }), path);
     const handle = await fs.promises.open(path, READ_NO_FOLLOW);
     try {
-      const stat = regularFile(await handle.stat({ bigint: true }), path);
+      const stat = sameFile(regularFile(await handle.stat({ bigint: true }), path), before, path);
       return { text: await handle.readFile("utf8"), mtimeMs: msOf(stat.mtimeNs), identity: identityOf(stat) };
     } finally {
       await handle.close();

@@ -2,6 +2,7 @@ import type { Clock } from "../core/clock.ts";
 import { StoreFailureError } from "../core/errors.ts";
 import type { FileSystem } from "./file-system.ts";
 import { CommitConflictError } from "./commit-conflict.ts";
+import type { PauseHook } from "./stop-hook.ts";
 import { toStoreError } from "./store-error.ts";
 
 /**
@@ -21,10 +22,6 @@ export const COMMIT_DEADLINE_MS = 5_000;
 // a crashed process is broken within one attempt instead of failing the caller.
 const GUARD_WAIT_MS = 15_000;
 const GUARD_BACKOFF = { firstMs: 2, factor: 1.3, maxMs: 100 };
-
-/** The protocol's steps at which a test may freeze a writer (see stop-hook.ts). */
-export type PausePoint = "guard" | "temp" | "commit";
-export type PauseHook = (point: PausePoint, resource: string) => void;
 
 /** A guard this writer holds: the deadline of its commits, and its release. */
 export class GuardHold {

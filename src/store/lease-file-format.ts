@@ -42,15 +42,16 @@ export function parseLease(text: string, resource: string, modifiedAt: number): 
   let document: unknown;
   try {
     document = JSON.parse(text);
-  } catch (err) {
-    return text.trim() === "" ? "the file is empty" : `not JSON (${(err as Error).message})`;
+  } catch {
+    // Not the parser's message: it quotes the text, and a reason never shows file content.
+    return text.trim() === "" ? "the file is empty" : "not JSON";
   }
   if (typeof document !== "object" || document === null || Array.isArray(document)) return "not a JSON object";
   const d = document as Record<string, unknown>;
   if (typeof d.version !== "number" || !READABLE_LEASE_FILE_VERSIONS.includes(d.version)) {
-    return `unsupported version ${JSON.stringify(d.version)}`;
+    return `unsupported version (readable: ${READABLE_LEASE_FILE_VERSIONS.join(", ")})`;
   }
-  if (d.resource !== resource) return `resource ${JSON.stringify(d.resource)} does not match the file name`;
+  if (d.resource !== resource) return "resource does not match the file name";
   if (typeof d.holder !== "string") return "holder is not a string";
   const acquiredAt = parseTime(d.acquired_at, "down");
   if (acquiredAt === undefined) return `acquired_at ${DATE_TIME_RULE}`;

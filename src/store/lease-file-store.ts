@@ -9,12 +9,13 @@ import type { AcquireOutcome, HandOverOutcome, LeaseStore } from "../core/lease-
 import { CommitConflictError } from "./commit-conflict.ts";
 import { FenceCounter } from "./fence-counter.ts";
 import { ABSENT, nodeFileSystem, threadPoolFileSystem, type FileSystem } from "./file-system.ts";
-import { Guard, type GuardHold, type PauseHook } from "./guard.ts";
+import { Guard, type GuardHold } from "./guard.ts";
 import { HorizonRewrites } from "./horizon-rewrites.ts";
 import { parseLease, serializeLease, tokenOfAnyLeaseText } from "./lease-file-format.ts";
 import { LockDirLayout } from "./lock-dir-layout.ts";
 import { horizonFor, PromisedExpiries } from "./promised-expiries.ts";
 import { toStoreError } from "./store-error.ts";
+import type { PauseHook } from "./stop-hook.ts";
 import { TempFileSweeper } from "./temp-file-sweeper.ts";
 
 export { GUARD_STALE_MS, COMMIT_DEADLINE_MS } from "./guard.ts";
@@ -231,7 +232,8 @@ export class LeaseFileStore implements LeaseStore {
     }
     // The counter moves first: if we stop before the lease file, the next
     // token is still higher than any token a holder ever saw.
-    const fencingToken = await this.io.fence.advance(resource, fence, read.token);
+    // commitLease fsyncs the lock dir before the grant is answered.
+    const fencingToken = await this.io.fence.advance(resource, fence, read.token, { lockDirSyncFollows: true });
     const onDisk: LeaseRecord = {
       resource,
       holder: grant.holder,
@@ -324,6 +326,19 @@ export class LeaseFileStore implements LeaseStore {
     });
   }
 
+  /** See LeaseStore.forceRemove: an operator's ForceRelease, for any holder. */
+  forceRemove(resource: string): Promise<BlockingState | undefined> {
+    return this.guarded(resource, this.io, async (hold) => {
+      const read = await this.readLeaseFile(resource, this.fs);
+      const current = read.state;
+      if (current.kind === "free") return undefined;
+      const fence = await this.io.fence.read(resource);
+      if (read.token > fence.token) await this.io.fence.advance(resource, fence, read.token, { exact: true });
+      await this.removeLease(hold, resource, read.identity, this.io);
+      return current;
+    });
+  }
+
   reclaimIfExpired(resource: string): Promise<ResourceState> {
     return this.guarded(resource, this.io, async (hold) => {
       const now = this.clock.now();
@@ -333,7 +348,7 @@ export class LeaseFileStore implements LeaseStore {
       // Keep the counter >= the token being forgotten (it already is, unless
       // the files were edited or restored by hand).
       const fence = await this.io.fence.read(resource);
-      if (read.token > fence.token) await this.io.fence.advance(resource, fence, read.token, true);
+      if (read.token > fence.token) await this.io.fence.advance(resource, fence, read.token, { exact: true });
       await this.removeLease(hold, resource, read.identity, this.io);
       return { kind: "free", resource };
     });

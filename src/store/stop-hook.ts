@@ -1,4 +1,7 @@
-import type { PauseHook, PausePoint } from "./guard.ts";
+/** The protocol's steps at which a test may freeze a writer. */
+export type PausePoint = "guard" | "temp" | "commit";
+/** Called by the store at each PausePoint (docs/protocol.md §3 and §4). */
+export type PauseHook = (point: PausePoint, resource: string) => void;
 
 const POINTS: readonly PausePoint[] = ["guard", "temp", "commit"];
 

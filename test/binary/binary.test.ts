@@ -10,6 +10,7 @@ import { runLifecycle } from "../helpers/e2e-lifecycle.ts";
 import { runProcess } from "../helpers/run-process.ts";
 import { BUILT_BINARY_PATH, startServiceProcess } from "../helpers/service-process.ts";
 import { makeTempDir } from "../helpers/temp-dir.ts";
+import { openMcpSession } from "../mcp/mcp-session.ts";
 
 const PACKAGE_JSON = new URL("../../../package.json", import.meta.url);
 const BUILD_SCRIPT = fileURLToPath(new URL("../../../scripts/build-binary.mjs", import.meta.url));
@@ -69,5 +70,27 @@ test("the binary alone serves: Acquire, KeepAlive, health, reflection, SIGKILL a
   await runLifecycle((lockDir) =>
     startServiceProcess({ lockDir, runtime: "binary", binary, cwd: home.path, env: cleanEnv() as Record<string, string> }),
   );
+  assert.deepEqual(await readdir(home.path), ["mcp-lockd"], "the binary wrote nothing beside itself");
+});
+
+test("the binary alone runs `mcp`: the MCP SDK's client lists the tools, takes and releases a lock", async () => {
+  const lockDir = await makeTempDir("mcp-lockd-binary-mcp-");
+  const service = await startServiceProcess({ lockDir: lockDir.path, runtime: "binary", binary, cwd: home.path, env: cleanEnv() as Record<string, string> });
+  try {
+    const session = await openMcpSession(service.grpcAddress, "binary-check", [], { binary, cwd: home.path });
+    try {
+      const { tools } = await session.client.listTools();
+      assert.deepEqual(tools.map((tool) => tool.name).sort(), ["lock_acquire", "lock_release", "lock_status"]);
+      const grant = await session.call("lock_acquire", { resource: "alone" });
+      assert.equal(grant.isError, undefined);
+      assert.equal((grant.structuredContent as { fencing_token: number }).fencing_token, 1);
+      assert.deepEqual((await session.call("lock_release", { resource: "alone" })).structuredContent, { resource: "alone", released: true });
+    } finally {
+      await session.close();
+    }
+  } finally {
+    await service.stop();
+    await lockDir.remove();
+  }
   assert.deepEqual(await readdir(home.path), ["mcp-lockd"], "the binary wrote nothing beside itself");
 });

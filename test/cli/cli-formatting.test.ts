@@ -39,6 +39,7 @@ test("run: options before --, the command after it, defaults", () => {
   const parsed = parseRunArgs(["deploy", "--ttl", "10s", "--holder", "me", "--", "sh", "-c", "echo --ttl $1", "--help"], {}, 4242);
   assert.deepEqual(parsed, {
     address: "127.0.0.1:50051",
+    connection: { address: "127.0.0.1:50051" },
     resource: "deploy",
     ttl: 10_000,
     wait: Number.POSITIVE_INFINITY,
@@ -239,4 +240,73 @@ test("exit codes for signals are 128 + the platform's number", () => {
   assert.equal(exitCodeForSignal("SIGTERM"), 143);
   assert.equal(exitCodeForSignal("SIGHUP"), 129);
   assert.equal(exitCodeForSignal("SIGKILL"), 137);
+});
+
+test("connection flags: TLS files and a token file are read; bad combinations are usage errors", async () => {
+  const { mkdtemp, writeFile, rm } = await import("node:fs/promises");
+  const { join } = await import("node:path");
+  const { tmpdir } = await import("node:os");
+  const { resolveConnection } = await import("../../src/cli/client-options.ts");
+  const dir = await mkdtemp(join(tmpdir(), "mcp-lockd-conn-"));
+  try {
+    await writeFile(join(dir, "ca.pem"), "CA");
+    await writeFile(join(dir, "token"), "s3cret\n");
+    const connection = resolveConnection({ cacert: join(dir, "ca.pem") }, { MCP_LOCKD_TOKEN_FILE: join(dir, "token") });
+    assert.deepEqual(connection, { address: "127.0.0.1:50051", tls: { ca: Buffer.from("CA") }, token: "s3cret" });
+    assert.throws(() => resolveConnection({ cert: join(dir, "ca.pem") }, {}), /--cert and --key go together/);
+    assert.throws(() => resolveConnection({ "token-file": join(dir, "missing") }, {}), /--token-file .*missing: cannot read it \(ENOENT\)/);
+    await writeFile(join(dir, "empty"), "\n");
+    assert.throws(() => resolveConnection({ "token-file": join(dir, "empty") }, {}), UsageError);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("status --watch: the events add up to the held locks; a re-opened watch starts over; JSON lines have no lease id", async () => {
+  const { LockSet, eventToJson, describeEvent } = await import("../../src/cli/lock-event-view.ts");
+  const at = (ms: number) => new Date(NOW + ms);
+  const event = (type: string, resource: string, extra: Record<string, unknown> = {}) =>
+    ({
+      type,
+      resource,
+      state: "held",
+      holder: "h",
+      fencingToken: 3n,
+      acquiredAt: at(-5_000),
+      expiresAt: at(25_000),
+      ttl: 30_000,
+      waiters: 0,
+      time: at(0),
+      ...extra,
+    }) as Parameters<InstanceType<typeof LockSet>["apply"]>[0];
+  const locks = new LockSet();
+  locks.apply(event("HELD", "a"));
+  locks.apply(event("HELD", "b"));
+  locks.apply(event("SNAPSHOT_COMPLETE", "", { state: "free", acquiredAt: undefined, expiresAt: undefined }));
+  locks.apply(event("WAITERS_CHANGED", "a", { waiters: 2 }));
+  locks.apply(event("RELEASED", "b", { state: "free" }));
+  assert.deepEqual(locks.list().map((lock) => `${lock.resource} w${lock.waiters}`), ["a w2"]);
+  // A re-opened watch: its snapshot replaces what was known.
+  locks.apply(event("HELD", "c"));
+  locks.apply(event("SNAPSHOT_COMPLETE", "", { state: "free", acquiredAt: undefined, expiresAt: undefined }));
+  assert.deepEqual(locks.list().map((lock) => lock.resource), ["c"]);
+  assert.equal(formatLockTable(locks.list(), NOW).split("\n")[1], "c         h       5s        30s  25s         3              0");
+
+  const handedOver = event("HANDED_OVER", "c", { holder: "next", previousHolder: "h", previousFencingToken: 3n, fencingToken: 4n });
+  assert.deepEqual(eventToJson(handedOver), {
+    type: "HANDED_OVER",
+    resource: "c",
+    state: "held",
+    holder: "next",
+    fencing_token: 4,
+    acquired_at: "2026-01-09T14:29:55.000Z",
+    expires_at: "2026-01-09T14:30:25.000Z",
+    ttl: 30,
+    waiters: 0,
+    time: "2026-01-09T14:30:00.000Z",
+    previous_holder: "h",
+    previous_fencing_token: 3,
+  });
+  assert.equal(describeEvent(handedOver), "14:30:00 HANDED_OVER c holder=next token=4 from=h waiters=0");
+  assert.equal(describeEvent(event("ACQUIRED", "x", { holder: "evil\u001b[2J" })), "14:30:00 ACQUIRED x holder=evil?[2J token=3 waiters=0");
 });

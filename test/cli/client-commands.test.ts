@@ -1,9 +1,9 @@
 // `mcp-lockd status`, `acquire`, `renew` and `release` as scripts use them,
 // against a real service; exit codes for usage errors (64), an unreachable
 // service (69), busy (75) and gone leases (76).
+import { newLeaseId } from "../../src/core/lease-id.ts";
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
 import { startServiceFixture, type ServiceFixture } from "../helpers/service-process.ts";
 import { waitFor, withTimeout } from "../helpers/wait.ts";
 import { runClientCli, startClientCli } from "./client-cli.ts";
@@ -139,7 +139,7 @@ test("acquire prints the lease for a script; it stays held after acquire exits; 
 
 test("release of a lease id the service does not know exits 76", async () => {
   await withService(async (fx) => {
-    const unknown = randomBytes(32).toString("base64url");
+    const unknown = newLeaseId(); // shaped like the ids the service issues
     const result = await runClientCli(["release", unknown], { address: fx.service.grpcAddress });
     assert.equal(result.code, 76, result.stderr);
     assert.ok(!result.stderr.includes(unknown), "the id is not echoed");
@@ -148,7 +148,7 @@ test("release of a lease id the service does not know exits 76", async () => {
 
 test("an unreachable service exits 69 and says where it looked; the command does not run", async () => {
   const address = "127.0.0.1:1";
-  for (const args of [["status"], ["acquire", "x", "--wait", "0"], ["release", randomBytes(32).toString("base64url")], ["run", "x", "--wait", "0", "--", "sh", "-c", "echo ran"]]) {
+  for (const args of [["status"], ["acquire", "x", "--wait", "0"], ["release", newLeaseId()], ["run", "x", "--wait", "0", "--", "sh", "-c", "echo ran"]]) {
     const result = await runClientCli(args, { address });
     assert.equal(result.code, 69, `mcp-lockd ${args[0]}: exit 69 (stderr: ${result.stderr})`);
     assert.match(result.stderr, /is mcp-lockd serving on 127\.0\.0\.1:1\?/);

@@ -12,6 +12,7 @@ import { makeTempDir } from "../helpers/temp-dir.ts";
 const REPO = fileURLToPath(new URL("../../../", import.meta.url));
 
 const CLIENT_EXPORTS = [
+  "AccessDeniedError",
   "InvalidArgumentError",
   "LeaseLostError",
   "Lock",
@@ -19,6 +20,7 @@ const CLIENT_EXPORTS = [
   "LockClientError",
   "ResourceBusyError",
   "UnavailableError",
+  "WatcherTooSlowError",
 ];
 
 // A variable, so that tsc does not resolve it before dist/ exists.

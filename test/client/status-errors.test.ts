@@ -10,7 +10,9 @@ import {
   LockClientError,
   ResourceBusyError,
   UnavailableError,
+  WatcherTooSlowError,
 } from "../../src/client/errors.ts";
+import { WatcherTooSlowError as CoreWatcherTooSlow } from "../../src/core/errors.ts";
 
 // The service's structured trailing metadata and the client's reading of it,
 // end to end without a network: status-map.ts → errorFromStatus. (Both use
@@ -69,4 +71,11 @@ test("the other statuses", () => {
   const internal = make(status.INTERNAL);
   assert.equal(internal.constructor, LockClientError);
   assert.equal(internal.code, status.INTERNAL);
+});
+
+test("a watcher that fell behind: RESOURCE_EXHAUSTED, WatcherTooSlowError saying to re-open", () => {
+  const err = roundTrip(new CoreWatcherTooSlow(4096));
+  assert.ok(err instanceof WatcherTooSlowError, String(err));
+  assert.equal(err.code, status.RESOURCE_EXHAUSTED);
+  assert.match(err.message, /more than 4096 events were queued for it; open a new Watch/);
 });

@@ -8,7 +8,7 @@
 // through its test hook (MCP_LOCKD_TEST_STOP_AT), so the point is exact.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { readFile } from "node:fs/promises";
+import { lstat, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { status } from "@grpc/grpc-js";
 import { readFenceToken } from "../helpers/fence.ts";
@@ -50,6 +50,8 @@ describe("services stopped inside the guard past its staleness", { concurrency: 
           const pid = paused.child.pid!;
           await waitFor(async () => (await processState(pid)) === "T", `the service stopping itself at ${point}`, 10_000, 5);
           const stoppedAt = Date.now();
+          // The guard was made before the stop (its mtime says when): nobody may break it for 10 s.
+          const guardMadeAt = (await lstat(join(lockDir, "r0.lock.guard"))).mtimeMs;
 
           // The other service waits out the guard's staleness, breaks it and takes r0.
           const second = await withTimeout(
@@ -57,7 +59,7 @@ describe("services stopped inside the guard past its staleness", { concurrency: 
             25_000,
             "the second service's grant",
           );
-          assert.ok(Date.now() - stoppedAt >= 9_000, "the guard was broken only once stale");
+          assert.ok(Date.now() - guardMadeAt >= 10_000, "the guard was broken only once stale");
           const secondToken = Number(second.lease!.fencingToken);
           const secondFile = await readFile(join(lockDir, "r0.lock"), "utf8");
           // Keep it stopped a little past the staleness, as in the reproduction (11-12 s).

@@ -9,7 +9,7 @@
 // commit over the other's lease: it finds the resource busy.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { readFile } from "node:fs/promises";
+import { lstat, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { status } from "@grpc/grpc-js";
 import { readFenceToken } from "../helpers/fence.ts";
@@ -28,10 +28,15 @@ async function processState(pid: number): Promise<string> {
   return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
 }
 
-/** Waits until `pid` has stopped itself; returns when (Date.now()). */
-async function stopped(pid: number, point: string): Promise<number> {
+/**
+ * Waits until `pid` has stopped itself inside the guard of r0; returns when
+ * (Date.now()) and when its guard was made (the guard's mtime): nobody may
+ * break it until 10 s after that.
+ */
+async function stopped(pid: number, point: string, lockDir: string): Promise<{ stoppedAt: number; guardMadeAt: number }> {
   await waitFor(async () => (await processState(pid)) === "T", `the process stopping itself at ${point}`, 10_000, 5);
-  return Date.now();
+  const stoppedAt = Date.now();
+  return { stoppedAt, guardMadeAt: (await lstat(join(lockDir, "r0.lock.guard"))).mtimeMs };
 }
 
 async function keepStoppedUntil(stoppedAt: number): Promise<void> {
@@ -51,10 +56,10 @@ describe("a file-protocol process and the service, each stopped inside the guard
         client = new TestLockClient(service.grpcAddress);
         py = PyDriver.start(temp.path, { MCP_LOCKD_TEST_STOP_AT: `${point}:r0` });
         const first = py.call({ op: "acquire", resource: "r0", holder: "py-first", ttl: 30 });
-        const stoppedAt = await stopped(py.child.pid!, point);
+        const { stoppedAt, guardMadeAt } = await stopped(py.child.pid!, point, temp.path);
 
         const second = await withTimeout(client.acquire({ resource: "r0", holder: "svc-second", ttl: { seconds: 30, nanos: 0 } }), 25_000, "the service's grant");
-        assert.ok(Date.now() - stoppedAt >= 9_000, "the guard was broken only once stale");
+        assert.ok(Date.now() - guardMadeAt >= 10_000, "the guard was broken only once stale");
         const secondToken = Number(second.lease!.fencingToken);
         const secondFile = await readFile(join(temp.path, "r0.lock"), "utf8");
         await keepStoppedUntil(stoppedAt);
@@ -94,12 +99,12 @@ describe("a file-protocol process and the service, each stopped inside the guard
           (response) => ({ response }),
           (error: unknown) => ({ error }),
         );
-        const stoppedAt = await stopped(service.child.pid!, point);
+        const { stoppedAt, guardMadeAt } = await stopped(service.child.pid!, point, temp.path);
 
         // Python waits for the guard until it is stale (10 s), breaks it and takes r0.
         const second = await withTimeout(py.call({ op: "acquire", resource: "r0", holder: "py-second", ttl: 30, wait_timeout: 20 }), 25_000, "python's grant");
         assert.ok(second.ok && second.lease, JSON.stringify(second));
-        assert.ok(Date.now() - stoppedAt >= 9_000, "the guard was broken only once stale");
+        assert.ok(Date.now() - guardMadeAt >= 10_000, "the guard was broken only once stale");
         const secondToken = second.lease.fencing_token;
         const secondFile = await readFile(join(temp.path, "r0.lock"), "utf8");
         await keepStoppedUntil(stoppedAt);

@@ -132,10 +132,10 @@ describe("bad input against a healthy lock dir", () => {
 
   test("an oversized holder and oversized metadata are INVALID_ARGUMENT naming the field and limit", async () => {
     await expectGrpcError(
-      client.acquire({ resource: "holder-check", holder: "h".repeat(100 * 1024), ttl: seconds(5) }),
+      client.acquire({ resource: "holder-check", holder: "h".repeat(10 * 1024), ttl: seconds(5) }),
       status.INVALID_ARGUMENT,
       [/\bholder\b/, /256/],
-      "holder of 100 KB",
+      "holder of 10 KB",
     );
     await expectGrpcError(
       client.acquire({ resource: "holder-check", holder: "line\nbreak", ttl: seconds(5) }),
@@ -152,10 +152,10 @@ describe("bad input against a healthy lock dir", () => {
       "metadata with 1000 entries",
     );
     await expectGrpcError(
-      client.acquire({ resource: "meta-check", holder: "bad", ttl: seconds(5), metadata: { big: "v".repeat(100 * 1024) } }),
+      client.acquire({ resource: "meta-check", holder: "bad", ttl: seconds(5), metadata: { big: "v".repeat(10 * 1024) } }),
       status.INVALID_ARGUMENT,
       [/\bmetadata\b/, /1024/],
-      "metadata with a 100 KB value",
+      "metadata with a 10 KB value",
     );
     await expectGrpcError(
       client.acquire({ resource: "meta-check", holder: "bad", ttl: seconds(5), metadata: { "bad key": "v" } }),

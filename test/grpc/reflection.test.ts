@@ -71,7 +71,7 @@ test("describe: the services have the methods of the compiled-in definitions", a
   const lock = await describeService(address, "mcplockd.v1.LockService");
   assert.equal(lock.file, LOCK_FILE);
   assert.deepEqual(lock.methods, methodsOf(LockServiceService));
-  assert.deepEqual(lock.methods, ["Acquire", "Release", "KeepAlive", "ListLocks"]);
+  assert.deepEqual(lock.methods, ["Acquire", "Release", "KeepAlive", "ListLocks", "ForceRelease", "Watch"]);
   const keepAlive = lock.methodDetails.find((m) => m.name === "KeepAlive")!;
   assert.deepEqual(keepAlive, {
     name: "KeepAlive",
@@ -257,7 +257,7 @@ test("python grpcio (stubs from the vendored reflection.proto): lists services, 
       assert.equal(out.files[0], LOCK_FILE);
       assert.deepEqual(out.files.slice(1).sort(), LOCK_IMPORTS);
       assert.equal(out.package, "mcplockd.v1");
-      assert.deepEqual(out.methods.map((m) => m.name), ["Acquire", "Release", "KeepAlive", "ListLocks"]);
+      assert.deepEqual(out.methods.map((m) => m.name), ["Acquire", "Release", "KeepAlive", "ListLocks", "ForceRelease", "Watch"]);
       assert.deepEqual(out.methods[0], {
         name: "Acquire",
         input_type: ".mcplockd.v1.AcquireRequest",

@@ -3,7 +3,7 @@ import { once } from "node:events";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { EtcdClient } from "../../src/store/etcd/etcd-client.ts";
-import { makeTestCertificates, type CertificateFiles } from "./test-certificates.ts";
+import { TestCertificateAuthority, type CertificateFiles } from "./test-certificates.ts";
 import { makeTempDir } from "./temp-dir.ts";
 import { waitFor } from "./wait.ts";
 
@@ -38,12 +38,19 @@ export interface EtcdMember {
   restart(): Promise<void>;
 }
 
+/** A throwaway CA, etcd's server certificate and a client certificate it accepts. */
+export interface EtcdCertificates {
+  ca: TestCertificateAuthority;
+  server: CertificateFiles;
+  client: CertificateFiles;
+}
+
 export interface EtcdCluster {
   readonly members: readonly EtcdMember[];
   /** Every member's "http://127.0.0.1:PORT" (https:// with `tls`), as --etcd-endpoints takes them. */
   readonly clientUrls: string[];
   /** With `tls`: the CA, and a client certificate etcd requires (--client-cert-auth). */
-  readonly certificates: CertificateFiles | undefined;
+  readonly certificates: EtcdCertificates | undefined;
   /** The member the others follow, once there is one (waits up to `timeoutMs`). */
   leader(timeoutMs?: number): Promise<EtcdMember>;
   /** Kills every member (SIGKILL; stopped ones are resumed first) and removes the data dirs; safe to call twice. */
@@ -75,7 +82,7 @@ class Member implements EtcdMember {
     readonly dataDir: string,
     private readonly initialCluster: string,
     private readonly clusterToken: string,
-    private readonly certificates: CertificateFiles | undefined,
+    private readonly certificates: EtcdCertificates | undefined,
   ) {}
 
   get endpoint(): string {
@@ -109,9 +116,9 @@ class Member implements EtcdMember {
       "--log-outputs", "stderr",
       ...(this.certificates
         ? [
-            "--cert-file", this.certificates.serverCertFile,
-            "--key-file", this.certificates.serverKeyFile,
-            "--trusted-ca-file", this.certificates.caFile,
+            "--cert-file", this.certificates.server.certFile,
+            "--key-file", this.certificates.server.keyFile,
+            "--trusted-ca-file", this.certificates.ca.certFile,
             "--client-cert-auth",
           ]
         : []),
@@ -173,8 +180,8 @@ class Member implements EtcdMember {
 }
 
 /** The TLS options a client of the cluster needs. */
-export function clientTls(certificates: CertificateFiles | undefined) {
-  return certificates && { ca: certificates.ca, cert: certificates.clientCert, key: certificates.clientKey };
+export function clientTls(certificates: EtcdCertificates | undefined) {
+  return certificates && { ca: certificates.ca.cert, cert: certificates.client.cert, key: certificates.client.key };
 }
 
 /**
@@ -184,7 +191,11 @@ export function clientTls(certificates: CertificateFiles | undefined) {
  */
 export async function startEtcdCluster(size: 1 | 3 = 1, options: { tls?: boolean } = {}): Promise<EtcdCluster> {
   const temp = await makeTempDir("mcp-lockd-etcd-");
-  const certificates = options.tls ? await makeTestCertificates(temp.path) : undefined;
+  let certificates: EtcdCertificates | undefined;
+  if (options.tls) {
+    const ca = await TestCertificateAuthority.create(temp.path, "etcd-ca");
+    certificates = { ca, server: await ca.server("etcd"), client: await ca.client("mcp-lockd") };
+  }
   const ports = [];
   for (let i = 0; i < size; i++) ports.push({ client: await freePort(), peer: await freePort() });
   const initialCluster = ports.map((p, i) => `m${i + 1}=http://127.0.0.1:${p.peer}`).join(",");
@@ -215,7 +226,7 @@ export async function startEtcdCluster(size: 1 | 3 = 1, options: { tls?: boolean
 }
 
 /** The member that the running members agree leads, asking each for its status. */
-async function findLeader(members: readonly Member[], timeoutMs: number, certificates: CertificateFiles | undefined): Promise<EtcdMember> {
+async function findLeader(members: readonly Member[], timeoutMs: number, certificates: EtcdCertificates | undefined): Promise<EtcdMember> {
   let leader: EtcdMember | undefined;
   await waitFor(
     async () => {

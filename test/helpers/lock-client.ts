@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
-import { credentials, Metadata, status, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
+import { credentials, Metadata, status, type ChannelOptions, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
+import { bearerTokenInterceptor } from "../../src/client/bearer-token.ts";
 import {
   LockServiceClient,
+  type ForceReleaseResponse,
   type AcquireRequest,
   type AcquireResponse,
   type KeepAliveRequest,
@@ -14,8 +16,16 @@ import {
 export class TestLockClient {
   readonly raw: LockServiceClient;
 
-  constructor(address: string) {
-    this.raw = new LockServiceClient(address, credentials.createInsecure());
+  /** `token`: sent as a bearer token on every call; `channelOptions`: grpc-js channel options. */
+  constructor(address: string, options: { token?: string; channelOptions?: ChannelOptions } = {}) {
+    const interceptors = options.token === undefined ? [] : [bearerTokenInterceptor(options.token)];
+    this.raw = new LockServiceClient(address, credentials.createInsecure(), { ...options.channelOptions, interceptors });
+  }
+
+  forceRelease(resource: string, reason: string): Promise<ForceReleaseResponse> {
+    return new Promise((resolve, reject) =>
+      this.raw.forceRelease({ resource, reason }, (err, res) => (err ? reject(err) : resolve(res))),
+    );
   }
 
   acquire(

@@ -77,6 +77,8 @@ export async function startServiceProcess(options: {
   /** The executable, for runtime "binary". */
   binary?: string;
   cwd?: string;
+  /** More `serve` flags (TLS, --auth-file...). */
+  extraArgs?: string[];
 }): Promise<ServiceProcess> {
   const { command, args } = cliCommand(
     [
@@ -87,6 +89,7 @@ export async function startServiceProcess(options: {
       options.grpcListen ?? "127.0.0.1:0",
       "--http-listen",
       options.httpListen ?? "127.0.0.1:0",
+      ...(options.extraArgs ?? []),
     ],
     options.runtime,
     options.binary,

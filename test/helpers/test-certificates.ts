@@ -5,41 +5,61 @@ import { promisify } from "node:util";
 
 const run = promisify(execFile);
 
+/** A certificate and its key, as files and as PEM. */
 export interface CertificateFiles {
-  caFile: string;
-  /** For 127.0.0.1 (serverAuth and clientAuth). */
-  serverCertFile: string;
-  serverKeyFile: string;
-  /** Signed by the CA, for client-certificate authentication. */
-  clientCertFile: string;
-  clientKeyFile: string;
-  /** The same, read. */
-  ca: Buffer;
-  clientCert: Buffer;
-  clientKey: Buffer;
+  certFile: string;
+  keyFile: string;
+  cert: Buffer;
+  key: Buffer;
 }
 
-/** A throwaway CA, a server certificate for IP 127.0.0.1 and a client certificate (ECDSA P-256, one day), made with Debian's openssl in `dir`. */
-export async function makeTestCertificates(dir: string): Promise<CertificateFiles> {
-  const file = (name: string) => join(dir, name);
-  const key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-  await run("openssl", ["req", "-x509", ...key, "-keyout", file("ca.key"), "-out", file("ca.crt"), "-days", "1", "-subj", "/CN=mcp-lockd test CA"]);
-  for (const [name, usage] of [
-    ["server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n"],
-    ["client", "extendedKeyUsage=clientAuth\n"],
-  ] as const) {
-    await writeFile(file(`${name}.ext`), usage);
-    await run("openssl", ["req", ...key, "-keyout", file(`${name}.key`), "-out", file(`${name}.csr`), "-subj", `/CN=mcp-lockd test ${name}`]);
-    await run("openssl", ["x509", "-req", "-in", file(`${name}.csr`), "-CA", file("ca.crt"), "-CAkey", file("ca.key"), "-CAcreateserial", "-out", file(`${name}.crt`), "-days", "1", "-extfile", file(`${name}.ext`)]);
+/**
+ * A certificate authority made with Debian's openssl, and certificates it
+ * signs: for servers on 127.0.0.1 and localhost, or for clients with a given
+ * common name. EC P-256 keys: quick to make.
+ */
+export class TestCertificateAuthority implements CertificateFiles {
+  private constructor(
+    private readonly dir: string,
+    readonly name: string,
+    readonly certFile: string,
+    readonly keyFile: string,
+    readonly cert: Buffer,
+    readonly key: Buffer,
+  ) {}
+
+  static async create(dir: string, name = "ca"): Promise<TestCertificateAuthority> {
+    const certFile = join(dir, `${name}.pem`);
+    const keyFile = join(dir, `${name}.key`);
+    await run("openssl", [
+      "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+      "-keyout", keyFile, "-out", certFile, "-days", "2", "-subj", `/CN=mcp-lockd test ${name}`,
+    ]);
+    return new TestCertificateAuthority(dir, name, certFile, keyFile, await readFile(certFile), await readFile(keyFile));
   }
-  return {
-    caFile: file("ca.crt"),
-    serverCertFile: file("server.crt"),
-    serverKeyFile: file("server.key"),
-    clientCertFile: file("client.crt"),
-    clientKeyFile: file("client.key"),
-    ca: await readFile(file("ca.crt")),
-    clientCert: await readFile(file("client.crt")),
-    clientKey: await readFile(file("client.key")),
-  };
+
+  /** A server certificate valid for IP 127.0.0.1 and DNS localhost. */
+  server(name = "server"): Promise<CertificateFiles> {
+    return this.issue(name, "localhost", "subjectAltName=IP:127.0.0.1,DNS:localhost");
+  }
+
+  /** A client certificate whose subject CN is `commonName`. */
+  client(commonName: string): Promise<CertificateFiles> {
+    return this.issue(`client-${commonName}`, commonName, "extendedKeyUsage=clientAuth");
+  }
+
+  private async issue(name: string, commonName: string, extension: string): Promise<CertificateFiles> {
+    const base = join(this.dir, `${this.name}-${name}`);
+    const [keyFile, csr, certFile, ext] = [`${base}.key`, `${base}.csr`, `${base}.pem`, `${base}.ext`];
+    await writeFile(ext, `${extension}\n`);
+    await run("openssl", [
+      "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+      "-keyout", keyFile, "-out", csr, "-subj", `/CN=${commonName}`,
+    ]);
+    await run("openssl", [
+      "x509", "-req", "-in", csr, "-CA", this.certFile, "-CAkey", this.keyFile, "-CAcreateserial",
+      "-out", certFile, "-days", "2", "-extfile", ext,
+    ]);
+    return { certFile, keyFile, cert: await readFile(certFile), key: await readFile(keyFile) };
+  }
 }

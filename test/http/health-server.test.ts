@@ -153,7 +153,8 @@ describe("HTTP shim", () => {
   });
 
   test("an unknown path is 404 with a JSON body", async () => {
-    for (const path of ["/nope", "/health", "/health/locks/extra", "/"]) {
+    // "/" is the web view now (test/http/web-view.test.ts).
+    for (const path of ["/nope", "/health", "/health/locks/extra", "/index.html"]) {
       const response = await fetch(`${base}${path}`);
       assert.equal(response.status, 404, `${path} is 404`);
       assert.match(response.headers.get("content-type") ?? "", /^application\/json/, `${path} answers JSON`);

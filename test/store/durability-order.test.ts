@@ -79,7 +79,7 @@ async function recorded<T>(fs: RecordingFileSystem, work: () => Promise<T>): Pro
   return [...fs.calls];
 }
 
-test("a first grant: counter made and fsynced, lease fsynced, linked, lock dir fsynced, then the answer", async () => {
+test("a first grant: counter made, lease fsynced, linked, lock dir fsynced (both entries durable), then the answer", async () => {
   const temp = await makeTempDir();
   try {
     const fs = new RecordingFileSystem(temp.path);
@@ -93,8 +93,7 @@ test("a first grant: counter made and fsynced, lease fsynced, linked, lock dir f
       "mkdir .r.tmp", // the counter's first directory, holding the token's file
       "write+fsync 1",
       "fsync .r.tmp",
-      "rename r.lock.fence",
-      "fsync <dir>",
+      "rename r.lock.fence", // made durable by the lock dir's fsync below, before the answer
       "write+fsync .r.tmp", // the lease, under a temp name
       "stat r.lock", // the commit rule: still absent
       "lstat 1", // still the last token issued

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
+    AccessDeniedError,
     CorruptFenceError,
     GuardTimeoutError,
     InvalidArgumentError,
@@ -24,9 +25,11 @@ from .errors import (
     LockError,
     ResourceBusyError,
     UnavailableError,
+    WatcherTooSlowError,
 )
 from .file_lock import FileLease, FileLock, FileLockClient
 from .lease import Lease, LockInfo
+from .lock_event import LockEvent
 from .lost_event import LostEvent
 
 if TYPE_CHECKING:
@@ -43,14 +46,17 @@ __all__ = [
     "FileLease",
     "Lease",
     "LockInfo",
+    "LockEvent",
     "LostEvent",
     "LockError",
     "ResourceBusyError",
     "LeaseLostError",
     "InvalidArgumentError",
     "UnavailableError",
+    "WatcherTooSlowError",
     "GuardTimeoutError",
     "CorruptFenceError",
+    "AccessDeniedError",
 ]
 
 _GRPC_NAMES = ("LockClient", "ServiceLock", "ServiceLease")

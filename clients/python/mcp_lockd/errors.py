@@ -18,6 +18,7 @@ __all__ = [
     "UnavailableError",
     "GuardTimeoutError",
     "CorruptFenceError",
+    "AccessDeniedError",
 ]
 
 
@@ -77,6 +78,14 @@ class InvalidArgumentError(LockError, ValueError):
         self.field = field
 
 
+class AccessDeniedError(LockError):
+    """The service refused the caller (services with --auth-file): no or unknown credentials
+    (code UNAUTHENTICATED), or its principal may not do this (PERMISSION_DENIED; the message
+    names the resource and the action)."""
+
+    code = "PERMISSION_DENIED"
+
+
 class UnavailableError(LockError):
     """The service cannot be reached, is starting or stopping, or the lock dir cannot be used. Retryable."""
 
@@ -95,3 +104,9 @@ class CorruptFenceError(LockError):
     """
 
     code = "INTERNAL"
+
+
+class WatcherTooSlowError(LockError):
+    """A watch read too slowly and the service ended it; open a new one (it starts with a fresh snapshot)."""
+
+    code = "RESOURCE_EXHAUSTED"

@@ -14,18 +14,20 @@ import os
 import threading
 import time
 import weakref
-from typing import Any, Callable, Dict, List, Optional, TypeVar
+from typing import Any, Callable, Dict, Iterator, List, Optional, TypeVar, Union
 
 import grpc
 from google.protobuf import duration_pb2
 
 from ._gen import lock_pb2 as pb
 from ._gen import lock_pb2_grpc as pb_grpc
+from .bearer_token import BearerTokenInterceptor
 from .endpoints import Endpoint, Endpoints, parse_addresses
 from .errors import InvalidArgumentError, LeaseLostError, LockError, UnavailableError
 from .file_protocol import check_wait
 from .keepalive import KeepAliveSession
 from .lease import HoldsOneLease, Lease, LockInfo, default_holder, utc_from_seconds
+from .lock_event import LockEvent
 from .status_errors import error_from_rpc
 
 __all__ = ["LockClient", "ServiceLock", "ServiceLease", "DEFAULT_ADDRESS"]
@@ -73,6 +75,20 @@ def _shut_down(session: KeepAliveSession, endpoints: Endpoints) -> None:
     endpoints.close()
 
 
+def _tls_credentials(tls: Dict[str, Union[bytes, str]]) -> grpc.ChannelCredentials:
+    unknown = set(tls) - {"ca", "cert", "key"}
+    if unknown:
+        raise InvalidArgumentError(f"tls: unknown key(s) {sorted(unknown)}; expected ca, cert, key", "tls")
+    if ("cert" in tls) != ("key" in tls):
+        raise InvalidArgumentError("tls: cert and key go together (a client certificate and its key)", "tls")
+
+    def pem(name: str) -> Optional[bytes]:
+        value = tls.get(name)
+        return value.encode("ascii") if isinstance(value, str) else value
+
+    return grpc.ssl_channel_credentials(root_certificates=pem("ca"), private_key=pem("key"), certificate_chain=pem("cert"))
+
+
 def _duration(seconds: float) -> duration_pb2.Duration:
     whole = math.floor(seconds)
     return duration_pb2.Duration(seconds=int(whole), nanos=int(round((seconds - whole) * 1e9)))
@@ -80,6 +96,26 @@ def _duration(seconds: float) -> duration_pb2.Duration:
 
 def _seconds(message: Any) -> float:
     return message.seconds + message.nanos / 1e9
+
+
+def _event_from(event: Any) -> LockEvent:
+    """The wire's LockEvent as the Python one (times as aware UTC datetimes, ttl in seconds)."""
+    has_lease = event.HasField("acquired_at")
+    handed_over = event.type == pb.LockEvent.HANDED_OVER
+    return LockEvent(
+        type=pb.LockEvent.Type.Name(event.type) if event.type in pb.LockEvent.Type.values() else "UNKNOWN",
+        resource=event.resource,
+        state=event.state,
+        holder=event.holder,
+        fencing_token=event.fencing_token,
+        acquired_at=utc_from_seconds(_seconds(event.acquired_at)) if has_lease else None,
+        expires_at=utc_from_seconds(_seconds(event.expires_at)) if event.HasField("expires_at") else None,
+        ttl=_seconds(event.ttl) if event.HasField("ttl") else None,
+        waiters=event.waiters,
+        time=utc_from_seconds(_seconds(event.time)),
+        previous_holder=event.previous_holder if handed_over else None,
+        previous_fencing_token=event.previous_fencing_token if handed_over else None,
+    )
 
 
 class ServiceLease(Lease):
@@ -169,6 +205,9 @@ class LockClient:
       127.0.0.1:50051.
     timeout: seconds a call may take, on top of any waiting it asks for.
     connect_timeout: seconds a call waits for a connection (to any replica) before UnavailableError.
+    tls: {"ca": PEM, "cert": PEM, "key": PEM} (bytes or str; each optional): TLS to the service,
+        trusting `ca` (default: the system's CAs), with a client certificate for mutual TLS.
+    token: a bearer token sent on every call (services with --auth-file).
     All leases of a client are renewed over one KeepAlive stream by one daemon thread; with
     several replicas the stream moves to the next when its replica fails, keeping the leases.
     """
@@ -181,6 +220,8 @@ class LockClient:
         timeout: float = DEFAULT_TIMEOUT_S,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
         credentials: Optional[grpc.ChannelCredentials] = None,
+        tls: Optional[Dict[str, Union[bytes, str]]] = None,
+        token: Optional[str] = None,
         reconnect_initial_delay: float = 0.1,
         reconnect_max_delay: float = 2.0,
     ):
@@ -189,13 +230,19 @@ class LockClient:
         self.holder = holder
         self.timeout = timeout
         self.connect_timeout = connect_timeout
+        if credentials is None and tls is not None:
+            credentials = _tls_credentials(tls)
 
         def make_channel(target: str) -> grpc.Channel:
             if credentials is None:
                 return grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
             return grpc.secure_channel(target, credentials, options=_CHANNEL_OPTIONS)
 
-        self._endpoints = endpoints = Endpoints(self.addresses, make_channel, pb_grpc.LockServiceStub)
+        def make_stub(channel: grpc.Channel) -> Any:
+            calls = channel if token is None else grpc.intercept_channel(channel, BearerTokenInterceptor(token))
+            return pb_grpc.LockServiceStub(calls)
+
+        self._endpoints = endpoints = Endpoints(self.addresses, make_channel, make_stub)
         # The session must not refer to the client, so that a client nobody refers to any more
         # (`LockClient(address).lock(...)` inline) is freed at once, closing its channels.
         self._session = KeepAliveSession(
@@ -316,6 +363,28 @@ class LockClient:
             )
             for lock in response.locks
         ]
+
+    def watch(self, resource_prefix: str = "") -> Iterator[LockEvent]:
+        """What happens to the resources starting with resource_prefix, as an iterator: first a
+        "HELD" event per held resource and "SNAPSHOT_COMPLETE", then every change as it happens.
+        Blocks between events. Leaving the loop (break, or close() of the iterator) ends the watch.
+        Raises UnavailableError when the service goes away and WatcherTooSlowError when this reader
+        fell too far behind; a new watch then starts from a fresh snapshot."""
+        if self._closed:
+            raise LockError("cannot watch: the LockClient is closed")
+        endpoint, fresh = self._connect("watch", self.connect_timeout)
+        call = endpoint.stub.Watch(pb.WatchRequest(resource_prefix=resource_prefix), wait_for_ready=fresh)
+        try:
+            for event in call:
+                yield _event_from(event)
+            raise UnavailableError("the service ended the watch")
+        except grpc.RpcError as err:
+            endpoint.state.failed(err)
+            if err.code() == grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
+                self._endpoints.failed(endpoint)  # the next watch goes to another replica
+            raise error_from_rpc(err) from None
+        finally:
+            call.cancel()
 
     def _call(
         self,

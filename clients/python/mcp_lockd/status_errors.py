@@ -8,12 +8,21 @@ from typing import Any, Optional, Tuple
 
 import grpc
 
-from .errors import InvalidArgumentError, LeaseLostError, LockError, ResourceBusyError, UnavailableError
+from .errors import (
+    AccessDeniedError,
+    InvalidArgumentError,
+    LeaseLostError,
+    LockError,
+    ResourceBusyError,
+    UnavailableError,
+    WatcherTooSlowError,
+)
 
 # Trailing metadata the service sets (src/grpc/status-map.ts). The holder is UTF-8, hence "-bin".
 HOLDER_KEY = "mcp-lockd-holder-bin"
 EXPIRES_AT_KEY = "mcp-lockd-expires-at"
 FIELD_KEY = "mcp-lockd-field"
+ERROR_CODE_KEY = "mcp-lockd-error-code"
 
 # The message of an older service: resource "R" is held by "H" until 2026-01-09T14:30:00.000Z ...
 _BUSY_MESSAGE = re.compile(r'is held by "(.*)" until (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z)')
@@ -73,6 +82,13 @@ def error_from_rpc(err: grpc.RpcError, resource: Optional[str] = None) -> LockEr
         return UnavailableError(message)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return UnavailableError(f"the service did not answer in time ({message})")
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        # Also the service's limits (waiters, leases, streams): only a Watch that fell behind is WatcherTooSlowError.
+        if _trailing(err).get(ERROR_CODE_KEY) == "WATCHER_TOO_SLOW" or "the watcher fell behind" in message:
+            return WatcherTooSlowError(message)
+        return LockError(message, code="RESOURCE_EXHAUSTED")
     if code == grpc.StatusCode.NOT_FOUND:
         return LeaseLostError(message, resource, "expired")
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        return AccessDeniedError(message, code=code.name)
     return LockError(message, code=code.name if code is not None else "UNKNOWN")

@@ -18,6 +18,9 @@ export function binaryExists(): boolean {
  */
 export function startMcpLockd(runtime: McpLockdRuntime, lockDir: string): Promise<ServerProcess> {
   const args = ["serve", "--lock-dir", lockDir, "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"];
+  // BENCH_MCP_LOCKD_METRICS=off measures the service without its Prometheus
+  // metrics (docs/operations.md gives both; the default is on, as users run it).
+  if (process.env.BENCH_MCP_LOCKD_METRICS === "off") args.push("--metrics", "off");
   return startServerProcess({
     command: runtime === "node" ? process.execPath : BINARY_PATH,
     args: runtime === "node" ? [CLI_PATH, ...args] : args,

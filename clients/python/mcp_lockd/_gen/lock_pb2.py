@@ -21,11 +21,205 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='mcplockd/v1/lock.proto',
   package='mcplockd.v1',
   syntax='proto3',
-  serialized_pb=_b('\n\x16mcplockd/v1/lock.proto\x12\x0bmcplockd.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf9\x01\n\x0e\x41\x63quireRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x0e\n\x06holder\x18\x02 \x01(\t\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cwait_timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12;\n\x08metadata\x18\x05 \x03(\x0b\x32).mcplockd.v1.AcquireRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"4\n\x0f\x41\x63quireResponse\x12!\n\x05lease\x18\x01 \x01(\x0b\x32\x12.mcplockd.v1.Lease\"\"\n\x0eReleaseRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\"#\n\x0fReleaseResponse\x12\x10\n\x08released\x18\x01 \x01(\x08\"$\n\x10KeepAliveRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\"\xb8\x01\n\x11KeepAliveResponse\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0f\n\x07\x65xpired\x18\x04 \x01(\x08\x12(\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x19.mcplockd.v1.RenewalError\"-\n\x0cRenewalError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"+\n\x10ListLocksRequest\x12\x17\n\x0fresource_prefix\x18\x01 \x01(\t\"6\n\x11ListLocksResponse\x12!\n\x05locks\x18\x01 \x03(\x0b\x32\x12.mcplockd.v1.Lease\"\xe0\x02\n\x05Lease\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x10\n\x08resource\x18\x02 \x01(\t\x12\x0e\n\x06holder\x18\x03 \x01(\t\x12\x15\n\rfencing_token\x18\x04 \x01(\x04\x12/\n\x0b\x61\x63quired_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x03ttl\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x32\n\x08metadata\x18\x08 \x03(\x0b\x32 .mcplockd.v1.Lease.MetadataEntry\x12\x0f\n\x07waiters\x18\t \x01(\r\x12\r\n\x05state\x18\n \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xb5\x02\n\x0bLockService\x12\x44\n\x07\x41\x63quire\x12\x1b.mcplockd.v1.AcquireRequest\x1a\x1c.mcplockd.v1.AcquireResponse\x12\x44\n\x07Release\x12\x1b.mcplockd.v1.ReleaseRequest\x1a\x1c.mcplockd.v1.ReleaseResponse\x12N\n\tKeepAlive\x12\x1d.mcplockd.v1.KeepAliveRequest\x1a\x1e.mcplockd.v1.KeepAliveResponse(\x01\x30\x01\x12J\n\tListLocks\x12\x1d.mcplockd.v1.ListLocksRequest\x1a\x1e.mcplockd.v1.ListLocksResponseb\x06proto3')
+  serialized_pb=_b('\n\x16mcplockd/v1/lock.proto\x12\x0bmcplockd.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\'\n\x0cWatchRequest\x12\x17\n\x0fresource_prefix\x18\x01 \x01(\t\"\xab\x04\n\tLockEvent\x12)\n\x04type\x18\x01 \x01(\x0e\x32\x1b.mcplockd.v1.LockEvent.Type\x12\x10\n\x08resource\x18\x02 \x01(\t\x12\x0e\n\x06holder\x18\x03 \x01(\t\x12\x15\n\rfencing_token\x18\x04 \x01(\x04\x12/\n\x0b\x61\x63quired_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x03ttl\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0f\n\x07waiters\x18\x08 \x01(\r\x12(\n\x04time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05state\x18\n \x01(\t\x12\x17\n\x0fprevious_holder\x18\x0b \x01(\t\x12\x1e\n\x16previous_fencing_token\x18\x0c \x01(\x04\"\xad\x01\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x08\n\x04HELD\x10\x01\x12\x15\n\x11SNAPSHOT_COMPLETE\x10\x02\x12\x0c\n\x08\x41\x43QUIRED\x10\x03\x12\x0c\n\x08RELEASED\x10\x04\x12\x0b\n\x07\x45XPIRED\x10\x05\x12\x0f\n\x0bHANDED_OVER\x10\x06\x12\x12\n\x0e\x46ORCE_RELEASED\x10\x07\x12\x13\n\x0fWAITERS_CHANGED\x10\x08\x12\x0b\n\x07RENEWED\x10\t\"\xf9\x01\n\x0e\x41\x63quireRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x0e\n\x06holder\x18\x02 \x01(\t\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cwait_timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12;\n\x08metadata\x18\x05 \x03(\x0b\x32).mcplockd.v1.AcquireRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"4\n\x0f\x41\x63quireResponse\x12!\n\x05lease\x18\x01 \x01(\x0b\x32\x12.mcplockd.v1.Lease\"\"\n\x0eReleaseRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\"#\n\x0fReleaseResponse\x12\x10\n\x08released\x18\x01 \x01(\x08\"$\n\x10KeepAliveRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\"\xb8\x01\n\x11KeepAliveResponse\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0f\n\x07\x65xpired\x18\x04 \x01(\x08\x12(\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x19.mcplockd.v1.RenewalError\"-\n\x0cRenewalError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"+\n\x10ListLocksRequest\x12\x17\n\x0fresource_prefix\x18\x01 \x01(\t\"6\n\x11ListLocksResponse\x12!\n\x05locks\x18\x01 \x03(\x0b\x32\x12.mcplockd.v1.Lease\"7\n\x13\x46orceReleaseRequest\x12\x10\n\x08resource\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"?\n\x14\x46orceReleaseResponse\x12\x10\n\x08released\x18\x01 \x01(\x08\x12\x15\n\rfencing_token\x18\x02 \x01(\x04\"\xe0\x02\n\x05Lease\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x10\n\x08resource\x18\x02 \x01(\t\x12\x0e\n\x06holder\x18\x03 \x01(\t\x12\x15\n\rfencing_token\x18\x04 \x01(\x04\x12/\n\x0b\x61\x63quired_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x03ttl\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x32\n\x08metadata\x18\x08 \x03(\x0b\x32 .mcplockd.v1.Lease.MetadataEntry\x12\x0f\n\x07waiters\x18\t \x01(\r\x12\r\n\x05state\x18\n \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xc8\x03\n\x0bLockService\x12\x44\n\x07\x41\x63quire\x12\x1b.mcplockd.v1.AcquireRequest\x1a\x1c.mcplockd.v1.AcquireResponse\x12\x44\n\x07Release\x12\x1b.mcplockd.v1.ReleaseRequest\x1a\x1c.mcplockd.v1.ReleaseResponse\x12N\n\tKeepAlive\x12\x1d.mcplockd.v1.KeepAliveRequest\x1a\x1e.mcplockd.v1.KeepAliveResponse(\x01\x30\x01\x12J\n\tListLocks\x12\x1d.mcplockd.v1.ListLocksRequest\x1a\x1e.mcplockd.v1.ListLocksResponse\x12S\n\x0c\x46orceRelease\x12 .mcplockd.v1.ForceReleaseRequest\x1a!.mcplockd.v1.ForceReleaseResponse\x12<\n\x05Watch\x12\x19.mcplockd.v1.WatchRequest\x1a\x16.mcplockd.v1.LockEvent0\x01\x62\x06proto3')
   ,
   dependencies=[google_dot_protobuf_dot_duration__pb2.DESCRIPTOR,google_dot_protobuf_dot_timestamp__pb2.DESCRIPTOR,])
 
 
+
+_LOCKEVENT_TYPE = _descriptor.EnumDescriptor(
+  name='Type',
+  full_name='mcplockd.v1.LockEvent.Type',
+  filename=None,
+  file=DESCRIPTOR,
+  values=[
+    _descriptor.EnumValueDescriptor(
+      name='TYPE_UNSPECIFIED', index=0, number=0,
+      options=None,
+      type=None),
+    _descriptor.EnumValueDescriptor(
+      name='HELD', index=1, number=1,
+      options=None,
+      type=None),
+    _descriptor.EnumValueDescriptor(
+      name='SNAPSHOT_COMPLETE', index=2, number=2,
+      options=None,
+      type=None),
+    _descriptor.EnumValueDescriptor(
+      name='ACQUIRED', index=3, number=3,
+      options=None,
+      type=None),
+    _descriptor.EnumValueDescriptor(
+      name='RELEASED', index=4, number=4,
+      options=None,
+      type=None),
+    _descriptor.EnumValueDescriptor(
+      name='EXPIRED', index=5, number=5,
+      options=None,
+      type=None),
+    _descriptor.EnumValueDescriptor(
+      name='HANDED_OVER', index=6, number=6,
+      options=None,
+      type=None),
+    _descriptor.EnumValueDescriptor(
+      name='FORCE_RELEASED', index=7, number=7,
+      options=None,
+      type=None),
+    _descriptor.EnumValueDescriptor(
+      name='WAITERS_CHANGED', index=8, number=8,
+      options=None,
+      type=None),
+    _descriptor.EnumValueDescriptor(
+      name='RENEWED', index=9, number=9,
+      options=None,
+      type=None),
+  ],
+  containing_type=None,
+  options=None,
+  serialized_start=528,
+  serialized_end=701,
+)
+_sym_db.RegisterEnumDescriptor(_LOCKEVENT_TYPE)
+
+
+_WATCHREQUEST = _descriptor.Descriptor(
+  name='WatchRequest',
+  full_name='mcplockd.v1.WatchRequest',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='resource_prefix', full_name='mcplockd.v1.WatchRequest.resource_prefix', index=0,
+      number=1, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=104,
+  serialized_end=143,
+)
+
+
+_LOCKEVENT = _descriptor.Descriptor(
+  name='LockEvent',
+  full_name='mcplockd.v1.LockEvent',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='type', full_name='mcplockd.v1.LockEvent.type', index=0,
+      number=1, type=14, cpp_type=8, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='resource', full_name='mcplockd.v1.LockEvent.resource', index=1,
+      number=2, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='holder', full_name='mcplockd.v1.LockEvent.holder', index=2,
+      number=3, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='fencing_token', full_name='mcplockd.v1.LockEvent.fencing_token', index=3,
+      number=4, type=4, cpp_type=4, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='acquired_at', full_name='mcplockd.v1.LockEvent.acquired_at', index=4,
+      number=5, type=11, cpp_type=10, label=1,
+      has_default_value=False, default_value=None,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='expires_at', full_name='mcplockd.v1.LockEvent.expires_at', index=5,
+      number=6, type=11, cpp_type=10, label=1,
+      has_default_value=False, default_value=None,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='ttl', full_name='mcplockd.v1.LockEvent.ttl', index=6,
+      number=7, type=11, cpp_type=10, label=1,
+      has_default_value=False, default_value=None,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='waiters', full_name='mcplockd.v1.LockEvent.waiters', index=7,
+      number=8, type=13, cpp_type=3, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='time', full_name='mcplockd.v1.LockEvent.time', index=8,
+      number=9, type=11, cpp_type=10, label=1,
+      has_default_value=False, default_value=None,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='state', full_name='mcplockd.v1.LockEvent.state', index=9,
+      number=10, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='previous_holder', full_name='mcplockd.v1.LockEvent.previous_holder', index=10,
+      number=11, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='previous_fencing_token', full_name='mcplockd.v1.LockEvent.previous_fencing_token', index=11,
+      number=12, type=4, cpp_type=4, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+    _LOCKEVENT_TYPE,
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=146,
+  serialized_end=701,
+)
 
 
 _ACQUIREREQUEST_METADATAENTRY = _descriptor.Descriptor(
@@ -61,8 +255,8 @@ _ACQUIREREQUEST_METADATAENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=307,
-  serialized_end=354,
+  serialized_start=906,
+  serialized_end=953,
 )
 
 _ACQUIREREQUEST = _descriptor.Descriptor(
@@ -119,8 +313,8 @@ _ACQUIREREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=105,
-  serialized_end=354,
+  serialized_start=704,
+  serialized_end=953,
 )
 
 
@@ -150,8 +344,8 @@ _ACQUIRERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=356,
-  serialized_end=408,
+  serialized_start=955,
+  serialized_end=1007,
 )
 
 
@@ -181,8 +375,8 @@ _RELEASEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=410,
-  serialized_end=444,
+  serialized_start=1009,
+  serialized_end=1043,
 )
 
 
@@ -212,8 +406,8 @@ _RELEASERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=446,
-  serialized_end=481,
+  serialized_start=1045,
+  serialized_end=1080,
 )
 
 
@@ -243,8 +437,8 @@ _KEEPALIVEREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=483,
-  serialized_end=519,
+  serialized_start=1082,
+  serialized_end=1118,
 )
 
 
@@ -302,8 +496,8 @@ _KEEPALIVERESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=522,
-  serialized_end=706,
+  serialized_start=1121,
+  serialized_end=1305,
 )
 
 
@@ -340,8 +534,8 @@ _RENEWALERROR = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=708,
-  serialized_end=753,
+  serialized_start=1307,
+  serialized_end=1352,
 )
 
 
@@ -371,8 +565,8 @@ _LISTLOCKSREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=755,
-  serialized_end=798,
+  serialized_start=1354,
+  serialized_end=1397,
 )
 
 
@@ -402,8 +596,84 @@ _LISTLOCKSRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=800,
-  serialized_end=854,
+  serialized_start=1399,
+  serialized_end=1453,
+)
+
+
+_FORCERELEASEREQUEST = _descriptor.Descriptor(
+  name='ForceReleaseRequest',
+  full_name='mcplockd.v1.ForceReleaseRequest',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='resource', full_name='mcplockd.v1.ForceReleaseRequest.resource', index=0,
+      number=1, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='reason', full_name='mcplockd.v1.ForceReleaseRequest.reason', index=1,
+      number=2, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=1455,
+  serialized_end=1510,
+)
+
+
+_FORCERELEASERESPONSE = _descriptor.Descriptor(
+  name='ForceReleaseResponse',
+  full_name='mcplockd.v1.ForceReleaseResponse',
+  filename=None,
+  file=DESCRIPTOR,
+  containing_type=None,
+  fields=[
+    _descriptor.FieldDescriptor(
+      name='released', full_name='mcplockd.v1.ForceReleaseResponse.released', index=0,
+      number=1, type=8, cpp_type=7, label=1,
+      has_default_value=False, default_value=False,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='fencing_token', full_name='mcplockd.v1.ForceReleaseResponse.fencing_token', index=1,
+      number=2, type=4, cpp_type=4, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+  ],
+  extensions=[
+  ],
+  nested_types=[],
+  enum_types=[
+  ],
+  options=None,
+  is_extendable=False,
+  syntax='proto3',
+  extension_ranges=[],
+  oneofs=[
+  ],
+  serialized_start=1512,
+  serialized_end=1575,
 )
 
 
@@ -440,8 +710,8 @@ _LEASE_METADATAENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=307,
-  serialized_end=354,
+  serialized_start=906,
+  serialized_end=953,
 )
 
 _LEASE = _descriptor.Descriptor(
@@ -533,10 +803,16 @@ _LEASE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=857,
-  serialized_end=1209,
+  serialized_start=1578,
+  serialized_end=1930,
 )
 
+_LOCKEVENT.fields_by_name['type'].enum_type = _LOCKEVENT_TYPE
+_LOCKEVENT.fields_by_name['acquired_at'].message_type = google_dot_protobuf_dot_timestamp__pb2._TIMESTAMP
+_LOCKEVENT.fields_by_name['expires_at'].message_type = google_dot_protobuf_dot_timestamp__pb2._TIMESTAMP
+_LOCKEVENT.fields_by_name['ttl'].message_type = google_dot_protobuf_dot_duration__pb2._DURATION
+_LOCKEVENT.fields_by_name['time'].message_type = google_dot_protobuf_dot_timestamp__pb2._TIMESTAMP
+_LOCKEVENT_TYPE.containing_type = _LOCKEVENT
 _ACQUIREREQUEST_METADATAENTRY.containing_type = _ACQUIREREQUEST
 _ACQUIREREQUEST.fields_by_name['ttl'].message_type = google_dot_protobuf_dot_duration__pb2._DURATION
 _ACQUIREREQUEST.fields_by_name['wait_timeout'].message_type = google_dot_protobuf_dot_duration__pb2._DURATION
@@ -551,6 +827,8 @@ _LEASE.fields_by_name['acquired_at'].message_type = google_dot_protobuf_dot_time
 _LEASE.fields_by_name['expires_at'].message_type = google_dot_protobuf_dot_timestamp__pb2._TIMESTAMP
 _LEASE.fields_by_name['ttl'].message_type = google_dot_protobuf_dot_duration__pb2._DURATION
 _LEASE.fields_by_name['metadata'].message_type = _LEASE_METADATAENTRY
+DESCRIPTOR.message_types_by_name['WatchRequest'] = _WATCHREQUEST
+DESCRIPTOR.message_types_by_name['LockEvent'] = _LOCKEVENT
 DESCRIPTOR.message_types_by_name['AcquireRequest'] = _ACQUIREREQUEST
 DESCRIPTOR.message_types_by_name['AcquireResponse'] = _ACQUIRERESPONSE
 DESCRIPTOR.message_types_by_name['ReleaseRequest'] = _RELEASEREQUEST
@@ -560,8 +838,24 @@ DESCRIPTOR.message_types_by_name['KeepAliveResponse'] = _KEEPALIVERESPONSE
 DESCRIPTOR.message_types_by_name['RenewalError'] = _RENEWALERROR
 DESCRIPTOR.message_types_by_name['ListLocksRequest'] = _LISTLOCKSREQUEST
 DESCRIPTOR.message_types_by_name['ListLocksResponse'] = _LISTLOCKSRESPONSE
+DESCRIPTOR.message_types_by_name['ForceReleaseRequest'] = _FORCERELEASEREQUEST
+DESCRIPTOR.message_types_by_name['ForceReleaseResponse'] = _FORCERELEASERESPONSE
 DESCRIPTOR.message_types_by_name['Lease'] = _LEASE
 _sym_db.RegisterFileDescriptor(DESCRIPTOR)
+
+WatchRequest = _reflection.GeneratedProtocolMessageType('WatchRequest', (_message.Message,), dict(
+  DESCRIPTOR = _WATCHREQUEST,
+  __module__ = 'mcplockd.v1.lock_pb2'
+  # @@protoc_insertion_point(class_scope:mcplockd.v1.WatchRequest)
+  ))
+_sym_db.RegisterMessage(WatchRequest)
+
+LockEvent = _reflection.GeneratedProtocolMessageType('LockEvent', (_message.Message,), dict(
+  DESCRIPTOR = _LOCKEVENT,
+  __module__ = 'mcplockd.v1.lock_pb2'
+  # @@protoc_insertion_point(class_scope:mcplockd.v1.LockEvent)
+  ))
+_sym_db.RegisterMessage(LockEvent)
 
 AcquireRequest = _reflection.GeneratedProtocolMessageType('AcquireRequest', (_message.Message,), dict(
 
@@ -634,6 +928,20 @@ ListLocksResponse = _reflection.GeneratedProtocolMessageType('ListLocksResponse'
   ))
 _sym_db.RegisterMessage(ListLocksResponse)
 
+ForceReleaseRequest = _reflection.GeneratedProtocolMessageType('ForceReleaseRequest', (_message.Message,), dict(
+  DESCRIPTOR = _FORCERELEASEREQUEST,
+  __module__ = 'mcplockd.v1.lock_pb2'
+  # @@protoc_insertion_point(class_scope:mcplockd.v1.ForceReleaseRequest)
+  ))
+_sym_db.RegisterMessage(ForceReleaseRequest)
+
+ForceReleaseResponse = _reflection.GeneratedProtocolMessageType('ForceReleaseResponse', (_message.Message,), dict(
+  DESCRIPTOR = _FORCERELEASERESPONSE,
+  __module__ = 'mcplockd.v1.lock_pb2'
+  # @@protoc_insertion_point(class_scope:mcplockd.v1.ForceReleaseResponse)
+  ))
+_sym_db.RegisterMessage(ForceReleaseResponse)
+
 Lease = _reflection.GeneratedProtocolMessageType('Lease', (_message.Message,), dict(
 
   MetadataEntry = _reflection.GeneratedProtocolMessageType('MetadataEntry', (_message.Message,), dict(
@@ -661,8 +969,8 @@ _LOCKSERVICE = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=1212,
-  serialized_end=1521,
+  serialized_start=1933,
+  serialized_end=2389,
   methods=[
   _descriptor.MethodDescriptor(
     name='Acquire',
@@ -698,6 +1006,24 @@ _LOCKSERVICE = _descriptor.ServiceDescriptor(
     containing_service=None,
     input_type=_LISTLOCKSREQUEST,
     output_type=_LISTLOCKSRESPONSE,
+    options=None,
+  ),
+  _descriptor.MethodDescriptor(
+    name='ForceRelease',
+    full_name='mcplockd.v1.LockService.ForceRelease',
+    index=4,
+    containing_service=None,
+    input_type=_FORCERELEASEREQUEST,
+    output_type=_FORCERELEASERESPONSE,
+    options=None,
+  ),
+  _descriptor.MethodDescriptor(
+    name='Watch',
+    full_name='mcplockd.v1.LockService.Watch',
+    index=5,
+    containing_service=None,
+    input_type=_WATCHREQUEST,
+    output_type=_LOCKEVENT,
     options=None,
   ),
 ])

@@ -34,6 +34,16 @@ class LockServiceStub(object):
         request_serializer=mcplockd_dot_v1_dot_lock__pb2.ListLocksRequest.SerializeToString,
         response_deserializer=mcplockd_dot_v1_dot_lock__pb2.ListLocksResponse.FromString,
         )
+    self.ForceRelease = channel.unary_unary(
+        '/mcplockd.v1.LockService/ForceRelease',
+        request_serializer=mcplockd_dot_v1_dot_lock__pb2.ForceReleaseRequest.SerializeToString,
+        response_deserializer=mcplockd_dot_v1_dot_lock__pb2.ForceReleaseResponse.FromString,
+        )
+    self.Watch = channel.unary_stream(
+        '/mcplockd.v1.LockService/Watch',
+        request_serializer=mcplockd_dot_v1_dot_lock__pb2.WatchRequest.SerializeToString,
+        response_deserializer=mcplockd_dot_v1_dot_lock__pb2.LockEvent.FromString,
+        )
 
 
 class LockServiceServicer(object):
@@ -79,6 +89,34 @@ class LockServiceServicer(object):
     context.set_details('Method not implemented!')
     raise NotImplementedError('Method not implemented!')
 
+  def ForceRelease(self, request, context):
+    """ForceRelease ends whatever lease holds `resource` now, for an operator
+    freeing a lock whose holder is stuck: the holder's next renewal answers
+    expired = true, and the next waiter is granted with a higher fencing
+    token. Works on leases taken through the file protocol too (the lease
+    file is removed under the guard). Needs the "admin" action when
+    authorization is on. The action is logged with the caller's principal,
+    the resource, the holder and the reason.
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
+  def Watch(self, request, context):
+    """Watch streams what happens to the resources whose name starts with
+    resource_prefix. It opens with the current state (one HELD event per held
+    or unreadable resource, then one SNAPSHOT_COMPLETE) and then sends every
+    change in the order it happened, including those made by processes that
+    use the file protocol alone. Lease ids are never sent. A watcher that
+    reads too slowly is not waited for: once more than a bounded number of
+    events are queued for it, its stream ends with RESOURCE_EXHAUSTED and it
+    should open a new Watch (which starts with a fresh snapshot). The stream
+    ends with UNAVAILABLE when the service shuts down.
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
 
 def add_LockServiceServicer_to_server(servicer, server):
   rpc_method_handlers = {
@@ -101,6 +139,16 @@ def add_LockServiceServicer_to_server(servicer, server):
           servicer.ListLocks,
           request_deserializer=mcplockd_dot_v1_dot_lock__pb2.ListLocksRequest.FromString,
           response_serializer=mcplockd_dot_v1_dot_lock__pb2.ListLocksResponse.SerializeToString,
+      ),
+      'ForceRelease': grpc.unary_unary_rpc_method_handler(
+          servicer.ForceRelease,
+          request_deserializer=mcplockd_dot_v1_dot_lock__pb2.ForceReleaseRequest.FromString,
+          response_serializer=mcplockd_dot_v1_dot_lock__pb2.ForceReleaseResponse.SerializeToString,
+      ),
+      'Watch': grpc.unary_stream_rpc_method_handler(
+          servicer.Watch,
+          request_deserializer=mcplockd_dot_v1_dot_lock__pb2.WatchRequest.FromString,
+          response_serializer=mcplockd_dot_v1_dot_lock__pb2.LockEvent.SerializeToString,
       ),
   }
   generic_handler = grpc.method_handlers_generic_handler(

@@ -12,8 +12,10 @@ import {
   Client,
   type ClientDuplexStream,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
   type handleBidiStreamingCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -43,8 +45,158 @@ export const protobufFileName = "mcplockd/v1/lock.proto";
  *                     service is shutting down; safe to retry.
  *   INTERNAL          an unexpected file-system error; the message carries
  *                     the path and the errno.
+ *   UNAUTHENTICATED   authorization is on (serve --auth-file) and the call
+ *                     has no credentials, or unknown ones.
+ *   PERMISSION_DENIED the caller's principal may not do this; the message
+ *                     names the resource and the action.
+ *   RESOURCE_EXHAUSTED a limit of the service is reached (waiters, leases,
+ *                     streams); the message names the limit.
  *   CANCELLED / DEADLINE_EXCEEDED  the caller gave up while waiting.
  */
+
+export interface WatchRequest {
+  /**
+   * Only resources whose name starts with this prefix. Empty watches all. At
+   * most 128 characters of [A-Za-z0-9._-].
+   */
+  resourcePrefix: string;
+}
+
+export interface LockEvent {
+  type: LockEvent_Type;
+  /** The resource; empty only for SNAPSHOT_COMPLETE. */
+  resource: string;
+  /** The holder name ("unknown" for an unreadable lease file; empty when free). */
+  holder: string;
+  /** The lease's fencing token (0 when free or for an unreadable lease file). */
+  fencingToken: number;
+  /** When the lease was granted (for an unreadable file: when it was written). */
+  acquiredAt:
+    | Timestamp
+    | undefined;
+  /** When the lease expires unless renewed. */
+  expiresAt:
+    | Timestamp
+    | undefined;
+  /** The lease's time to live. */
+  ttl:
+    | Duration
+    | undefined;
+  /** Callers waiting in this service's queue for the resource, after the event. */
+  waiters: number;
+  /** When the service saw the event happen. */
+  time:
+    | Timestamp
+    | undefined;
+  /** "held", "unreadable" (a lease file that cannot be parsed) or "free". */
+  state: string;
+  /** HANDED_OVER: the holder and fencing token of the lease that ended. */
+  previousHolder: string;
+  previousFencingToken: number;
+}
+
+export enum LockEvent_Type {
+  TYPE_UNSPECIFIED = 0,
+  /** HELD - Part of the opening snapshot: the resource is held now. */
+  HELD = 1,
+  /** SNAPSHOT_COMPLETE - The opening snapshot is complete; the events after it are changes. */
+  SNAPSHOT_COMPLETE = 2,
+  /** ACQUIRED - A free resource was taken (holder, token and times are the new lease's). */
+  ACQUIRED = 3,
+  /**
+   * RELEASED - The holder released the resource, which is free now (the fields
+   * describe the lease that ended).
+   */
+  RELEASED = 4,
+  /**
+   * EXPIRED - The lease ran out without being renewed, or an unreadable lease file
+   * aged out; the resource is free now (the fields describe what ended).
+   */
+  EXPIRED = 5,
+  /**
+   * HANDED_OVER - The lease passed straight to the next holder (usually the first
+   * waiter on a Release); the fields are the new lease's, previous_* the
+   * old one's.
+   */
+  HANDED_OVER = 6,
+  /**
+   * FORCE_RELEASED - An operator removed the lease by force (the fields describe the lease
+   * that ended).
+   */
+  FORCE_RELEASED = 7,
+  /** WAITERS_CHANGED - The number of callers waiting for the resource changed (waiters). */
+  WAITERS_CHANGED = 8,
+  /** RENEWED - The holder renewed the lease: expires_at moved. */
+  RENEWED = 9,
+  UNRECOGNIZED = -1,
+}
+
+export function lockEvent_TypeFromJSON(object: any): LockEvent_Type {
+  switch (object) {
+    case 0:
+    case "TYPE_UNSPECIFIED":
+      return LockEvent_Type.TYPE_UNSPECIFIED;
+    case 1:
+    case "HELD":
+      return LockEvent_Type.HELD;
+    case 2:
+    case "SNAPSHOT_COMPLETE":
+      return LockEvent_Type.SNAPSHOT_COMPLETE;
+    case 3:
+    case "ACQUIRED":
+      return LockEvent_Type.ACQUIRED;
+    case 4:
+    case "RELEASED":
+      return LockEvent_Type.RELEASED;
+    case 5:
+    case "EXPIRED":
+      return LockEvent_Type.EXPIRED;
+    case 6:
+    case "HANDED_OVER":
+      return LockEvent_Type.HANDED_OVER;
+    case 7:
+    case "FORCE_RELEASED":
+      return LockEvent_Type.FORCE_RELEASED;
+    case 8:
+    case "WAITERS_CHANGED":
+      return LockEvent_Type.WAITERS_CHANGED;
+    case 9:
+    case "RENEWED":
+      return LockEvent_Type.RENEWED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return LockEvent_Type.UNRECOGNIZED;
+  }
+}
+
+export function lockEvent_TypeToJSON(object: LockEvent_Type): string {
+  switch (object) {
+    case LockEvent_Type.TYPE_UNSPECIFIED:
+      return "TYPE_UNSPECIFIED";
+    case LockEvent_Type.HELD:
+      return "HELD";
+    case LockEvent_Type.SNAPSHOT_COMPLETE:
+      return "SNAPSHOT_COMPLETE";
+    case LockEvent_Type.ACQUIRED:
+      return "ACQUIRED";
+    case LockEvent_Type.RELEASED:
+      return "RELEASED";
+    case LockEvent_Type.EXPIRED:
+      return "EXPIRED";
+    case LockEvent_Type.HANDED_OVER:
+      return "HANDED_OVER";
+    case LockEvent_Type.FORCE_RELEASED:
+      return "FORCE_RELEASED";
+    case LockEvent_Type.WAITERS_CHANGED:
+      return "WAITERS_CHANGED";
+    case LockEvent_Type.RENEWED:
+      return "RENEWED";
+    case LockEvent_Type.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
 
 export interface AcquireRequest {
   /**
@@ -160,6 +312,26 @@ export interface ListLocksResponse {
   locks: Lease[];
 }
 
+export interface ForceReleaseRequest {
+  /** The resource to free (same rules as AcquireRequest.resource). */
+  resource: string;
+  /** Why, for the log: at most 1024 bytes of UTF-8, no control characters. */
+  reason: string;
+}
+
+export interface ForceReleaseResponse {
+  /**
+   * True when a lease (or an unreadable lease file) held the resource and
+   * was removed; false when the resource was free.
+   */
+  released: boolean;
+  /**
+   * The fencing token of the lease that was ended (0 when none was, or the
+   * lease file was unreadable).
+   */
+  fencingToken: number;
+}
+
 export interface Lease {
   /**
    * Capability for Release and KeepAlive: 256 random bits, base64url. Set
@@ -208,6 +380,361 @@ export interface Lease_MetadataEntry {
   key: string;
   value: string;
 }
+
+function createBaseWatchRequest(): WatchRequest {
+  return { resourcePrefix: "" };
+}
+
+export const WatchRequest: MessageFns<WatchRequest> = {
+  encode(message: WatchRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.resourcePrefix !== "") {
+      writer.uint32(10).string(message.resourcePrefix);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.resourcePrefix = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchRequest {
+    return {
+      resourcePrefix: isSet(object.resourcePrefix)
+        ? globalThis.String(object.resourcePrefix)
+        : isSet(object.resource_prefix)
+        ? globalThis.String(object.resource_prefix)
+        : "",
+    };
+  },
+
+  toJSON(message: WatchRequest): unknown {
+    const obj: any = {};
+    if (message.resourcePrefix !== "") {
+      obj.resourcePrefix = message.resourcePrefix;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WatchRequest>, I>>(base?: I): WatchRequest {
+    return WatchRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WatchRequest>, I>>(object: I): WatchRequest {
+    const message = createBaseWatchRequest();
+    message.resourcePrefix = object.resourcePrefix ?? "";
+    return message;
+  },
+};
+
+function createBaseLockEvent(): LockEvent {
+  return {
+    type: 0,
+    resource: "",
+    holder: "",
+    fencingToken: 0,
+    acquiredAt: undefined,
+    expiresAt: undefined,
+    ttl: undefined,
+    waiters: 0,
+    time: undefined,
+    state: "",
+    previousHolder: "",
+    previousFencingToken: 0,
+  };
+}
+
+export const LockEvent: MessageFns<LockEvent> = {
+  encode(message: LockEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.type !== 0) {
+      writer.uint32(8).int32(message.type);
+    }
+    if (message.resource !== "") {
+      writer.uint32(18).string(message.resource);
+    }
+    if (message.holder !== "") {
+      writer.uint32(26).string(message.holder);
+    }
+    if (message.fencingToken !== 0) {
+      writer.uint32(32).uint64(message.fencingToken);
+    }
+    if (message.acquiredAt !== undefined) {
+      Timestamp.encode(message.acquiredAt, writer.uint32(42).fork()).join();
+    }
+    if (message.expiresAt !== undefined) {
+      Timestamp.encode(message.expiresAt, writer.uint32(50).fork()).join();
+    }
+    if (message.ttl !== undefined) {
+      Duration.encode(message.ttl, writer.uint32(58).fork()).join();
+    }
+    if (message.waiters !== 0) {
+      writer.uint32(64).uint32(message.waiters);
+    }
+    if (message.time !== undefined) {
+      Timestamp.encode(message.time, writer.uint32(74).fork()).join();
+    }
+    if (message.state !== "") {
+      writer.uint32(82).string(message.state);
+    }
+    if (message.previousHolder !== "") {
+      writer.uint32(90).string(message.previousHolder);
+    }
+    if (message.previousFencingToken !== 0) {
+      writer.uint32(96).uint64(message.previousFencingToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LockEvent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLockEvent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.type = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.resource = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.holder = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.fencingToken = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.acquiredAt = Timestamp.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.expiresAt = Timestamp.decode(reader, reader.uint32());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.ttl = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.waiters = reader.uint32();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.time = Timestamp.decode(reader, reader.uint32());
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.state = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.previousHolder = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.previousFencingToken = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LockEvent {
+    return {
+      type: isSet(object.type) ? lockEvent_TypeFromJSON(object.type) : 0,
+      resource: isSet(object.resource) ? globalThis.String(object.resource) : "",
+      holder: isSet(object.holder) ? globalThis.String(object.holder) : "",
+      fencingToken: isSet(object.fencingToken)
+        ? globalThis.Number(object.fencingToken)
+        : isSet(object.fencing_token)
+        ? globalThis.Number(object.fencing_token)
+        : 0,
+      acquiredAt: isSet(object.acquiredAt)
+        ? fromJsonTimestamp(object.acquiredAt)
+        : isSet(object.acquired_at)
+        ? fromJsonTimestamp(object.acquired_at)
+        : undefined,
+      expiresAt: isSet(object.expiresAt)
+        ? fromJsonTimestamp(object.expiresAt)
+        : isSet(object.expires_at)
+        ? fromJsonTimestamp(object.expires_at)
+        : undefined,
+      ttl: isSet(object.ttl) ? Duration.fromJSON(object.ttl) : undefined,
+      waiters: isSet(object.waiters) ? globalThis.Number(object.waiters) : 0,
+      time: isSet(object.time) ? fromJsonTimestamp(object.time) : undefined,
+      state: isSet(object.state) ? globalThis.String(object.state) : "",
+      previousHolder: isSet(object.previousHolder)
+        ? globalThis.String(object.previousHolder)
+        : isSet(object.previous_holder)
+        ? globalThis.String(object.previous_holder)
+        : "",
+      previousFencingToken: isSet(object.previousFencingToken)
+        ? globalThis.Number(object.previousFencingToken)
+        : isSet(object.previous_fencing_token)
+        ? globalThis.Number(object.previous_fencing_token)
+        : 0,
+    };
+  },
+
+  toJSON(message: LockEvent): unknown {
+    const obj: any = {};
+    if (message.type !== 0) {
+      obj.type = lockEvent_TypeToJSON(message.type);
+    }
+    if (message.resource !== "") {
+      obj.resource = message.resource;
+    }
+    if (message.holder !== "") {
+      obj.holder = message.holder;
+    }
+    if (message.fencingToken !== 0) {
+      obj.fencingToken = Math.round(message.fencingToken);
+    }
+    if (message.acquiredAt !== undefined) {
+      obj.acquiredAt = fromTimestamp(message.acquiredAt).toISOString();
+    }
+    if (message.expiresAt !== undefined) {
+      obj.expiresAt = fromTimestamp(message.expiresAt).toISOString();
+    }
+    if (message.ttl !== undefined) {
+      obj.ttl = Duration.toJSON(message.ttl);
+    }
+    if (message.waiters !== 0) {
+      obj.waiters = Math.round(message.waiters);
+    }
+    if (message.time !== undefined) {
+      obj.time = fromTimestamp(message.time).toISOString();
+    }
+    if (message.state !== "") {
+      obj.state = message.state;
+    }
+    if (message.previousHolder !== "") {
+      obj.previousHolder = message.previousHolder;
+    }
+    if (message.previousFencingToken !== 0) {
+      obj.previousFencingToken = Math.round(message.previousFencingToken);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LockEvent>, I>>(base?: I): LockEvent {
+    return LockEvent.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LockEvent>, I>>(object: I): LockEvent {
+    const message = createBaseLockEvent();
+    message.type = object.type ?? 0;
+    message.resource = object.resource ?? "";
+    message.holder = object.holder ?? "";
+    message.fencingToken = object.fencingToken ?? 0;
+    message.acquiredAt = (object.acquiredAt !== undefined && object.acquiredAt !== null)
+      ? Timestamp.fromPartial(object.acquiredAt)
+      : undefined;
+    message.expiresAt = (object.expiresAt !== undefined && object.expiresAt !== null)
+      ? Timestamp.fromPartial(object.expiresAt)
+      : undefined;
+    message.ttl = (object.ttl !== undefined && object.ttl !== null) ? Duration.fromPartial(object.ttl) : undefined;
+    message.waiters = object.waiters ?? 0;
+    message.time = (object.time !== undefined && object.time !== null) ? Timestamp.fromPartial(object.time) : undefined;
+    message.state = object.state ?? "";
+    message.previousHolder = object.previousHolder ?? "";
+    message.previousFencingToken = object.previousFencingToken ?? 0;
+    return message;
+  },
+};
 
 function createBaseAcquireRequest(): AcquireRequest {
   return { resource: "", holder: "", ttl: undefined, waitTimeout: undefined, metadata: {} };
@@ -1113,6 +1640,180 @@ export const ListLocksResponse: MessageFns<ListLocksResponse> = {
   },
 };
 
+function createBaseForceReleaseRequest(): ForceReleaseRequest {
+  return { resource: "", reason: "" };
+}
+
+export const ForceReleaseRequest: MessageFns<ForceReleaseRequest> = {
+  encode(message: ForceReleaseRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.resource !== "") {
+      writer.uint32(10).string(message.resource);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ForceReleaseRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseForceReleaseRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.resource = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ForceReleaseRequest {
+    return {
+      resource: isSet(object.resource) ? globalThis.String(object.resource) : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: ForceReleaseRequest): unknown {
+    const obj: any = {};
+    if (message.resource !== "") {
+      obj.resource = message.resource;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ForceReleaseRequest>, I>>(base?: I): ForceReleaseRequest {
+    return ForceReleaseRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ForceReleaseRequest>, I>>(object: I): ForceReleaseRequest {
+    const message = createBaseForceReleaseRequest();
+    message.resource = object.resource ?? "";
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseForceReleaseResponse(): ForceReleaseResponse {
+  return { released: false, fencingToken: 0 };
+}
+
+export const ForceReleaseResponse: MessageFns<ForceReleaseResponse> = {
+  encode(message: ForceReleaseResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.released !== false) {
+      writer.uint32(8).bool(message.released);
+    }
+    if (message.fencingToken !== 0) {
+      writer.uint32(16).uint64(message.fencingToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ForceReleaseResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseForceReleaseResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.released = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.fencingToken = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ForceReleaseResponse {
+    return {
+      released: isSet(object.released) ? globalThis.Boolean(object.released) : false,
+      fencingToken: isSet(object.fencingToken)
+        ? globalThis.Number(object.fencingToken)
+        : isSet(object.fencing_token)
+        ? globalThis.Number(object.fencing_token)
+        : 0,
+    };
+  },
+
+  toJSON(message: ForceReleaseResponse): unknown {
+    const obj: any = {};
+    if (message.released !== false) {
+      obj.released = message.released;
+    }
+    if (message.fencingToken !== 0) {
+      obj.fencingToken = Math.round(message.fencingToken);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ForceReleaseResponse>, I>>(base?: I): ForceReleaseResponse {
+    return ForceReleaseResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ForceReleaseResponse>, I>>(object: I): ForceReleaseResponse {
+    const message = createBaseForceReleaseResponse();
+    message.released = object.released ?? false;
+    message.fencingToken = object.fencingToken ?? 0;
+    return message;
+  },
+};
+
 function createBaseLease(): Lease {
   return {
     leaseId: "",
@@ -1531,6 +2232,45 @@ export const LockServiceService = {
     responseSerialize: (value: ListLocksResponse): Buffer => Buffer.from(ListLocksResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListLocksResponse => ListLocksResponse.decode(value),
   },
+  /**
+   * ForceRelease ends whatever lease holds `resource` now, for an operator
+   * freeing a lock whose holder is stuck: the holder's next renewal answers
+   * expired = true, and the next waiter is granted with a higher fencing
+   * token. Works on leases taken through the file protocol too (the lease
+   * file is removed under the guard). Needs the "admin" action when
+   * authorization is on. The action is logged with the caller's principal,
+   * the resource, the holder and the reason.
+   */
+  forceRelease: {
+    path: "/mcplockd.v1.LockService/ForceRelease" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ForceReleaseRequest): Buffer => Buffer.from(ForceReleaseRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ForceReleaseRequest => ForceReleaseRequest.decode(value),
+    responseSerialize: (value: ForceReleaseResponse): Buffer =>
+      Buffer.from(ForceReleaseResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ForceReleaseResponse => ForceReleaseResponse.decode(value),
+  },
+  /**
+   * Watch streams what happens to the resources whose name starts with
+   * resource_prefix. It opens with the current state (one HELD event per held
+   * or unreadable resource, then one SNAPSHOT_COMPLETE) and then sends every
+   * change in the order it happened, including those made by processes that
+   * use the file protocol alone. Lease ids are never sent. A watcher that
+   * reads too slowly is not waited for: once more than a bounded number of
+   * events are queued for it, its stream ends with RESOURCE_EXHAUSTED and it
+   * should open a new Watch (which starts with a fresh snapshot). The stream
+   * ends with UNAVAILABLE when the service shuts down.
+   */
+  watch: {
+    path: "/mcplockd.v1.LockService/Watch" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: WatchRequest): Buffer => Buffer.from(WatchRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WatchRequest => WatchRequest.decode(value),
+    responseSerialize: (value: LockEvent): Buffer => Buffer.from(LockEvent.encode(value).finish()),
+    responseDeserialize: (value: Buffer): LockEvent => LockEvent.decode(value),
+  },
 } as const;
 
 export interface LockServiceServer extends UntypedServiceImplementation {
@@ -1559,6 +2299,28 @@ export interface LockServiceServer extends UntypedServiceImplementation {
    * Lease ids are never included.
    */
   listLocks: handleUnaryCall<ListLocksRequest, ListLocksResponse>;
+  /**
+   * ForceRelease ends whatever lease holds `resource` now, for an operator
+   * freeing a lock whose holder is stuck: the holder's next renewal answers
+   * expired = true, and the next waiter is granted with a higher fencing
+   * token. Works on leases taken through the file protocol too (the lease
+   * file is removed under the guard). Needs the "admin" action when
+   * authorization is on. The action is logged with the caller's principal,
+   * the resource, the holder and the reason.
+   */
+  forceRelease: handleUnaryCall<ForceReleaseRequest, ForceReleaseResponse>;
+  /**
+   * Watch streams what happens to the resources whose name starts with
+   * resource_prefix. It opens with the current state (one HELD event per held
+   * or unreadable resource, then one SNAPSHOT_COMPLETE) and then sends every
+   * change in the order it happened, including those made by processes that
+   * use the file protocol alone. Lease ids are never sent. A watcher that
+   * reads too slowly is not waited for: once more than a bounded number of
+   * events are queued for it, its stream ends with RESOURCE_EXHAUSTED and it
+   * should open a new Watch (which starts with a fresh snapshot). The stream
+   * ends with UNAVAILABLE when the service shuts down.
+   */
+  watch: handleServerStreamingCall<WatchRequest, LockEvent>;
 }
 
 export interface LockServiceClient extends Client {
@@ -1634,6 +2396,43 @@ export interface LockServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListLocksResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * ForceRelease ends whatever lease holds `resource` now, for an operator
+   * freeing a lock whose holder is stuck: the holder's next renewal answers
+   * expired = true, and the next waiter is granted with a higher fencing
+   * token. Works on leases taken through the file protocol too (the lease
+   * file is removed under the guard). Needs the "admin" action when
+   * authorization is on. The action is logged with the caller's principal,
+   * the resource, the holder and the reason.
+   */
+  forceRelease(
+    request: ForceReleaseRequest,
+    callback: (error: ServiceError | null, response: ForceReleaseResponse) => void,
+  ): ClientUnaryCall;
+  forceRelease(
+    request: ForceReleaseRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ForceReleaseResponse) => void,
+  ): ClientUnaryCall;
+  forceRelease(
+    request: ForceReleaseRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ForceReleaseResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Watch streams what happens to the resources whose name starts with
+   * resource_prefix. It opens with the current state (one HELD event per held
+   * or unreadable resource, then one SNAPSHOT_COMPLETE) and then sends every
+   * change in the order it happened, including those made by processes that
+   * use the file protocol alone. Lease ids are never sent. A watcher that
+   * reads too slowly is not waited for: once more than a bounded number of
+   * events are queued for it, its stream ends with RESOURCE_EXHAUSTED and it
+   * should open a new Watch (which starts with a fresh snapshot). The stream
+   * ends with UNAVAILABLE when the service shuts down.
+   */
+  watch(request: WatchRequest, options?: Partial<CallOptions>): ClientReadableStream<LockEvent>;
+  watch(request: WatchRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<LockEvent>;
 }
 
 export const LockServiceClient = makeGenericClientConstructor(
