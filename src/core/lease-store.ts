@@ -55,7 +55,7 @@ export interface LeaseStore {
    * unreadable lease file), under the same exclusion as every other write,
    * keeping the fencing counter at least as high as the removed lease's
    * token. Returns what was removed; undefined when the resource was free.
-   * Optional: only stores that support operators' ForceRelease have it.
+   * For operators' ForceRelease.
    */
-  forceRemove?(resource: string): Promise<BlockingState | undefined>;
+  forceRemove(resource: string): Promise<BlockingState | undefined>;
 }

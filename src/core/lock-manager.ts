@@ -277,10 +277,8 @@ export class LockManager {
     validateResource(resource);
     validateReason(reason);
     if (this.closed) throw new ShuttingDownError();
-    const forceRemove = this.store.forceRemove?.bind(this.store);
-    if (forceRemove === undefined) throw new Error("this lease store cannot force a release");
     const removed = await this.mutex.run(resource, async () => {
-      const previous = await forceRemove(resource);
+      const previous = await this.store.forceRemove(resource);
       this.observe({ kind: "free", resource }, true);
       return previous;
     });

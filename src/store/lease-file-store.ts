@@ -330,12 +330,9 @@ export class LeaseFileStore implements LeaseStore {
   forceRemove(resource: string): Promise<BlockingState | undefined> {
     return this.guarded(resource, this.io, async (hold) => {
       const read = await this.readLeaseFile(resource, this.fs);
-      const current = read.state;
-      if (current.kind === "free") return undefined;
-      const fence = await this.io.fence.read(resource);
-      if (read.token > fence.token) await this.io.fence.advance(resource, fence, read.token, { exact: true });
-      await this.removeLease(hold, resource, read.identity, this.io);
-      return current;
+      if (read.state.kind === "free") return undefined;
+      await this.removeKeepingToken(hold, resource, read);
+      return read.state;
     });
   }
 
@@ -345,11 +342,7 @@ export class LeaseFileStore implements LeaseStore {
       const read = await this.readLeaseFile(resource, this.fs);
       const current = read.state;
       if (current.kind === "free" || blockedUntil(current) > now) return current;
-      // Keep the counter >= the token being forgotten (it already is, unless
-      // the files were edited or restored by hand).
-      const fence = await this.io.fence.read(resource);
-      if (read.token > fence.token) await this.io.fence.advance(resource, fence, read.token, { exact: true });
-      await this.removeLease(hold, resource, read.identity, this.io);
+      await this.removeKeepingToken(hold, resource, read);
       return { kind: "free", resource };
     });
   }
@@ -469,6 +462,17 @@ export class LeaseFileStore implements LeaseStore {
       throw toStoreError("syncing the lock dir after writing", path, err);
     }
     return identity;
+  }
+
+  /**
+   * Removes the lease file read under the guard, first raising the counter to
+   * its token if the counter is lower (it never is, unless files were edited
+   * or restored by hand): a token that may have been issued stays issued.
+   */
+  private async removeKeepingToken(hold: GuardHold, resource: string, read: LeaseFileRead): Promise<void> {
+    const fence = await this.io.fence.read(resource);
+    if (read.token > fence.token) await this.io.fence.advance(resource, fence, read.token, { exact: true });
+    await this.removeLease(hold, resource, read.identity, this.io);
   }
 
   /** Removes R.lock if it is still exactly the version `expected` (the commit rule, for unlink). */

@@ -80,6 +80,9 @@ class ObservedStore implements LeaseStore {
   probeWritable(): Promise<void> {
     return this.inner.probeWritable();
   }
+  forceRemove(resource: string): Promise<BlockingState | undefined> {
+    return this.inner.forceRemove(resource);
+  }
 
   /** Resolves once the store has answered "blocked" at least `count` times in all. */
   waitForBlocked(count: number): Promise<void> {
