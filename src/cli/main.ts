@@ -25,7 +25,7 @@ Usage:
   mcp-lockd renew [LEASE_ID | -] [--json]
   mcp-lockd release [LEASE_ID | -]
   mcp-lockd release --force RESOURCE --reason TEXT     (operators: frees a stuck lock)
-  mcp-lockd mcp [--address HOST:PORT] [--holder NAME]
+  mcp-lockd mcp [--address HOST:PORT[,...]] [--holder NAME]
   mcp-lockd call [--address HOST:PORT[,...]] list | describe [SYMBOL] | SERVICE/METHOD [JSON]
   mcp-lockd COMMAND --help | mcp-lockd --help | --version
 
