@@ -17,7 +17,8 @@ const buf = join(root, "node_modules", ".bin", "buf");
 
 // --as-file-descriptor-set drops buf's own image extensions: what is left is a
 // plain google.protobuf.FileDescriptorSet.
-const bytes = execFileSync(buf, ["build", "--as-file-descriptor-set", "-o", "-#format=binpb"], {
+// Only the proto/ module: third_party/etcd is a client's API, not ours.
+const bytes = execFileSync(buf, ["build", "proto", "--as-file-descriptor-set", "-o", "-#format=binpb"], {
   cwd: root,
   maxBuffer: 64 * 1024 * 1024,
 });

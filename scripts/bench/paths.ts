@@ -23,8 +23,8 @@ export const REPO_ROOT = findRepoRoot();
 export const CLI_PATH = join(REPO_ROOT, "bin", "mcp-lockd.js");
 /** Written by `npm run build:binary`; used only when it exists. */
 export const BINARY_PATH = join(REPO_ROOT, "dist", "mcp-lockd");
-/** etcd's wire-compatible .proto subset. */
-export const ETCD_PROTO_DIR = join(REPO_ROOT, "bench", "proto", "etcd");
+/** etcd's wire-compatible .proto subset (also the source of src/gen/etcd). */
+export const ETCD_PROTO_DIR = join(REPO_ROOT, "third_party", "etcd");
 export const RESULTS_DIR = join(REPO_ROOT, "bench", "results");
 /** The compiled load generator, run in child processes. */
 export const LOAD_WORKER_PATH = fileURLToPath(new URL("./load-worker.js", import.meta.url));

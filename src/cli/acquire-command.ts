@@ -14,7 +14,7 @@ import { quoted } from "./display-text.ts";
 // unless the script runs `mcp-lockd renew` or `mcp-lockd release`.
 
 export const ACQUIRE_USAGE = `Usage:
-  mcp-lockd acquire RESOURCE [--ttl D] [--wait D] [--holder NAME] [--json] [--address HOST:PORT]
+  mcp-lockd acquire RESOURCE [--ttl D] [--wait D] [--holder NAME] [--json] [--address HOST:PORT[,...]]
 
 Acquires RESOURCE and prints, on stdout, what a script needs to keep:
   MCP_LOCKD_RESOURCE=deploy
@@ -30,7 +30,8 @@ renewed with \`mcp-lockd renew\`; end it with \`mcp-lockd release\`.
   --wait D      how long to wait in line (default: as long as the service
                 allows, 24h); 0 tries once and exits 75 if the resource is held
   --holder NAME shown to others (default USER@HOST pid PARENT_PID (mcp-lockd acquire))
-  --address     MCP_LOCKD_ADDRESS, else ${DEFAULT_ADDRESS}
+  --address     MCP_LOCKD_ADDRESS, else ${DEFAULT_ADDRESS}; several replicas
+                separated by commas are tried in order
   --cacert F, --cert F, --key F, --token-file F: TLS and credentials (MCP_LOCKD_CACERT, MCP_LOCKD_CERT, MCP_LOCKD_KEY, MCP_LOCKD_TOKEN_FILE)
 Durations: 500ms, 30s, 5m, 1h, 1m30s; a bare number is seconds.
 

@@ -20,6 +20,8 @@ import { EXIT_FAILURE, EXIT_USAGE } from "./exit-codes.ts";
 import { SERVE_DEFAULTS } from "./serve-options.ts";
 import { ERROR_CODE_KEY } from "../grpc/error-metadata.ts";
 import { CONNECTION_FLAGS, resolveConnection, UsageError } from "./client-options.ts";
+import { parseAddressList } from "../client/address-list.ts";
+import { isUnavailable } from "../grpc/service-endpoints.ts";
 
 // `mcp-lockd call`: an example client that knows nothing of lock.proto. It
 // learns the services, methods and message types from the server's
@@ -27,9 +29,9 @@ import { CONNECTION_FLAGS, resolveConnection, UsageError } from "./client-option
 // way grpcurl does. It works against any gRPC server with reflection.
 
 export const CALL_USAGE = `Usage:
-  mcp-lockd call [--address HOST:PORT] [--timeout SECONDS] list
-  mcp-lockd call [--address HOST:PORT] [--timeout SECONDS] describe [SYMBOL]
-  mcp-lockd call [--address HOST:PORT] [--timeout SECONDS] SERVICE/METHOD [JSON]
+  mcp-lockd call [--address HOST:PORT[,HOST:PORT...]] [--timeout SECONDS] list
+  mcp-lockd call [--address HOST:PORT[,HOST:PORT...]] [--timeout SECONDS] describe [SYMBOL]
+  mcp-lockd call [--address HOST:PORT[,HOST:PORT...]] [--timeout SECONDS] SERVICE/METHOD [JSON]
 
   list      the services the server has (reflection list_services)
   describe  a service, method, message or enum (every service if no SYMBOL)
@@ -38,7 +40,9 @@ export const CALL_USAGE = `Usage:
             names as in the .proto or in lowerCamelCase; prints the response
             as JSON with every field.
   --address  MCP_LOCKD_ADDRESS (as for the other client commands), else
-             MCP_LOCKD_GRPC_LISTEN (where serve listens), else ${SERVE_DEFAULTS.grpcListen}
+             MCP_LOCKD_GRPC_LISTEN (where serve listens), else ${SERVE_DEFAULTS.grpcListen};
+             several replicas separated by commas: the next is asked when
+             one is unavailable
   --timeout  deadline of each call, in seconds (default 10)
   --cacert F, --cert F --key F, --token-file F: TLS, a client certificate and a
              bearer token, as for the other client commands
@@ -71,24 +75,32 @@ export async function runCallCommand(args: string[], io: CallIo = processIo): Pr
     io.stderr(`mcp-lockd call: ${(err as Error).message}\n\n${CALL_USAGE}`);
     return EXIT_USAGE;
   }
-  const reflection = new ReflectionClient(parsed.address, parsed.timeoutMs, parsed.security);
-  try {
-    io.stdout(await run(parsed, reflection));
-    return 0;
-  } catch (err) {
-    if (err instanceof UsageError) {
-      io.stderr(`mcp-lockd call: ${err.message}\n`);
-      return EXIT_USAGE;
+  // Several addresses are replicas: the first that is not UNAVAILABLE answers.
+  for (const [index, address] of parsed.addresses.entries()) {
+    const reflection = new ReflectionClient(address, parsed.timeoutMs, parsed.security);
+    try {
+      io.stdout(await run(parsed, address, reflection));
+      return 0;
+    } catch (err) {
+      if (err instanceof UsageError) {
+        io.stderr(`mcp-lockd call: ${err.message}\n`);
+        return EXIT_USAGE;
+      }
+      if (isUnavailable(err) && index + 1 < parsed.addresses.length) continue;
+      io.stderr(`mcp-lockd call: ${describeFailure(err, parsed.address)}\n`);
+      return EXIT_CALL_FAILED;
+    } finally {
+      reflection.close();
     }
-    io.stderr(`mcp-lockd call: ${describeFailure(err, parsed.address)}\n`);
-    return EXIT_CALL_FAILED;
-  } finally {
-    reflection.close();
   }
+  throw new Error("unreachable: an address list is never empty");
 }
 
 interface CallArgs {
+  /** As given, for messages. */
   address: string;
+  /** The replicas, in the order they are asked. */
+  addresses: string[];
   security: ChannelSecurity;
   timeoutMs: number;
   verb: string;
@@ -112,6 +124,7 @@ function parseCallArgs(args: string[], env: NodeJS.ProcessEnv): CallArgs {
   const { tls, token } = resolveConnection({ ...values, address }, env);
   return {
     address,
+    addresses: parseAddressList(address),
     security: { tls, token },
     timeoutMs: timeout * 1000,
     verb,
@@ -119,7 +132,7 @@ function parseCallArgs(args: string[], env: NodeJS.ProcessEnv): CallArgs {
   };
 }
 
-async function run(args: CallArgs, reflection: ReflectionClient): Promise<string> {
+async function run(args: CallArgs, address: string, reflection: ReflectionClient): Promise<string> {
   if (args.verb === "list") return (await reflection.listServices()).sort().join("\n") + "\n";
   if (args.verb === "describe") {
     const symbols = args.operands.length > 0 ? args.operands : (await reflection.listServices()).sort();
@@ -142,10 +155,10 @@ async function run(args: CallArgs, reflection: ReflectionClient): Promise<string
   if (method.methodKind !== "unary") {
     throw new UsageError(`${args.verb} is ${method.methodKind.replace("_", " ")}: only unary methods can be called`);
   }
-  return callUnary(args, registry, method, args.operands[0] ?? "{}");
+  return callUnary(args, address, registry, method, args.operands[0] ?? "{}");
 }
 
-async function callUnary(args: CallArgs, registry: FileRegistry, method: DescMethod, jsonText: string): Promise<string> {
+async function callUnary(args: CallArgs, address: string, registry: FileRegistry, method: DescMethod, jsonText: string): Promise<string> {
   let json: JsonValue;
   try {
     json = JSON.parse(jsonText) as JsonValue;
@@ -158,7 +171,7 @@ async function callUnary(args: CallArgs, registry: FileRegistry, method: DescMet
   } catch (err) {
     throw new UsageError(`the request is not a valid ${method.input.typeName}: ${(err as Error).message}`);
   }
-  const client = new Client(args.address, channelCredentials(args.security.tls), tokenOptions(args.security.token));
+  const client = new Client(address, channelCredentials(args.security.tls), tokenOptions(args.security.token));
   try {
     const response = await new Promise<Buffer>((resolve, reject) =>
       client.makeUnaryRequest(

@@ -30,7 +30,9 @@ export function describeFailure(err: unknown, address: string, nowMs = Date.now(
   if (err instanceof ResourceBusyError) return describeBusy(err, nowMs);
   if (err instanceof UnavailableError) {
     const unreachable = /connect|ECONNREFUSED|No connection|unreachable|resolve/i.test(err.message);
-    return `${printable(err.message)}${unreachable ? ` (is mcp-lockd serving on ${address}?)` : ""}`;
+    // With several addresses the client's message already lists what it tried.
+    const where = err.message.includes("(tried ") ? "at any of them" : `on ${address}`;
+    return `${printable(err.message)}${unreachable ? ` (is mcp-lockd serving ${where}?)` : ""}`;
   }
   if (err instanceof Error) return printable(err.message);
   return printable(String(err));

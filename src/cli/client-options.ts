@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { hostname, userInfo } from "node:os";
 import type { LockClientTls } from "../client/types.ts";
-import { DEFAULT_ADDRESS } from "../client/lock-client.ts";
+import { AddressListError, DEFAULT_ADDRESS, parseAddressList } from "../client/address-list.ts";
 import { MAX_HOLDER_BYTES } from "../core/limits.ts";
 import { DurationSyntaxError, parseDuration } from "./duration.ts";
 
@@ -15,12 +15,18 @@ export class UsageError extends Error {
   override name = "UsageError";
 }
 
-/** --address, else MCP_LOCKD_ADDRESS, else DEFAULT_ADDRESS. */
+/**
+ * --address, else MCP_LOCKD_ADDRESS, else DEFAULT_ADDRESS: one address or
+ * several replicas separated by commas (the client moves to the next when one
+ * is down).
+ */
 export function resolveAddress(flag: string | undefined, env: NodeJS.ProcessEnv): string {
   const address = flag ?? (env.MCP_LOCKD_ADDRESS || undefined) ?? DEFAULT_ADDRESS;
-  // HOST:PORT, [IPv6]:PORT, or a gRPC target with a scheme (unix:/path, dns:host:port).
-  if (!/^(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):\d{1,5}$/.test(address) && !/^(dns|unix|unix-abstract|ipv4|ipv6):\S+$/.test(address)) {
-    throw new UsageError(`--address ${JSON.stringify(address)}: expected HOST:PORT (like ${DEFAULT_ADDRESS}) or a gRPC target such as unix:/path`);
+  try {
+    parseAddressList(address);
+  } catch (err) {
+    if (err instanceof AddressListError) throw new UsageError(`--address ${err.message}`);
+    throw err;
   }
   return address;
 }
@@ -35,7 +41,8 @@ export const CONNECTION_FLAGS = {
 } as const;
 
 export const CONNECTION_USAGE = `Connection (every client command; flag, else environment):
-  --address HOST:PORT   MCP_LOCKD_ADDRESS     default ${DEFAULT_ADDRESS}
+  --address HOST:PORT   MCP_LOCKD_ADDRESS     default ${DEFAULT_ADDRESS}; several replicas
+                        separated by commas (a:1,b:2): the next is used when one is down
   --cacert FILE         MCP_LOCKD_CACERT      use TLS, trusting this CA (PEM) for the service's certificate
   --cert FILE --key FILE  MCP_LOCKD_CERT, MCP_LOCKD_KEY   a client certificate (mutual TLS)
   --token-file FILE     MCP_LOCKD_TOKEN_FILE  a bearer token (the file's first line), for --auth-file services

@@ -25,8 +25,8 @@ Usage:
   mcp-lockd renew [LEASE_ID | -] [--json]
   mcp-lockd release [LEASE_ID | -]
   mcp-lockd release --force RESOURCE --reason TEXT     (operators: frees a stuck lock)
-  mcp-lockd mcp [--address HOST:PORT] [--holder NAME]
-  mcp-lockd call [--address HOST:PORT] list | describe [SYMBOL] | SERVICE/METHOD [JSON]
+  mcp-lockd mcp [--address HOST:PORT[,...]] [--holder NAME]
+  mcp-lockd call [--address HOST:PORT[,...]] list | describe [SYMBOL] | SERVICE/METHOD [JSON]
   mcp-lockd COMMAND --help | mcp-lockd --help | --version
 
 serve options (flag, then environment variable, then default):
@@ -53,6 +53,8 @@ serve options (flag, then environment variable, then default):
 
 Client commands (run, status, wait, acquire, renew, release, mcp) talk to the service at
   --address HOST:PORT     MCP_LOCKD_ADDRESS      ${DEFAULT_ADDRESS}
+  or several replicas, --address HOST:PORT,HOST:PORT: calls and renewals move
+  to the next when one is down.
   --cacert F  --cert F  --key F  --token-file F   (MCP_LOCKD_CACERT, MCP_LOCKD_CERT,
       MCP_LOCKD_KEY, MCP_LOCKD_TOKEN_FILE): TLS, a client certificate, a bearer token
 run: holds RESOURCE while COMMAND runs (renewing it), passes MCP_LOCKD_RESOURCE,

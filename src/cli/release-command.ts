@@ -11,8 +11,8 @@ import { runLeaseCommand } from "./lease-command.ts";
 // --force, an operator frees a resource whoever holds it.
 
 export const RELEASE_USAGE = `Usage:
-  mcp-lockd release [LEASE_ID | -] [--address HOST:PORT]
-  mcp-lockd release --force RESOURCE --reason TEXT [--address HOST:PORT]
+  mcp-lockd release [LEASE_ID | -] [--address HOST:PORT[,...]]
+  mcp-lockd release --force RESOURCE --reason TEXT [--address HOST:PORT[,...]]
 
 Releases the lease at once and hands the resource to the next waiter.
 The lease id comes from MCP_LOCKD_LEASE_ID, or from stdin with "-" (a bare

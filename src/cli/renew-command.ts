@@ -7,7 +7,7 @@ import { runLeaseCommand } from "./lease-command.ts";
 // whose work outlasts the ttl calls it every ttl/3 or so.
 
 export const RENEW_USAGE = `Usage:
-  mcp-lockd renew [LEASE_ID | -] [--json] [--address HOST:PORT]
+  mcp-lockd renew [LEASE_ID | -] [--json] [--address HOST:PORT[,...]]
 
 Renews the lease once, to now + its ttl, and prints its new expiry:
   MCP_LOCKD_EXPIRES_AT=2026-01-09T14:35:00.000Z

@@ -1,6 +1,7 @@
 import { basename } from "node:path";
 import { parseArgs } from "node:util";
 import { LeaseLostError, LockClient, ResourceBusyError, type Lock } from "../client/index.ts";
+import { keepAliveDiagnostics } from "../client/diagnostics.ts";
 import { describeBusy, describeFailure, exitCodeFor } from "./client-failure.ts";
 import { CONNECTION_FLAGS, defaultHolder, durationOption, resolveConnection, UsageError, DEFAULT_ADDRESS, type ClientConnection } from "./client-options.ts";
 import { SpawnError, SupervisedChild, type ChildExit } from "./child-supervisor.ts";
@@ -27,7 +28,7 @@ export const DEFAULT_GRACE_MS = 5_000;
 const MAX_GRACE_MS = 3_600_000;
 
 export const RUN_USAGE = `Usage:
-  mcp-lockd run RESOURCE [--ttl D] [--wait D] [--holder NAME] [--grace D] [--address HOST:PORT] -- COMMAND [ARGS...]
+  mcp-lockd run RESOURCE [--ttl D] [--wait D] [--holder NAME] [--grace D] [--address HOST:PORT[,...]] -- COMMAND [ARGS...]
 
 Waits for RESOURCE (in FIFO order), runs COMMAND with stdio inherited while
 the lease is kept alive, releases it when COMMAND exits, and exits with
@@ -51,7 +52,8 @@ out to be gone when COMMAND finishes.
                 0 tries once and exits 75 if the resource is held
   --holder NAME shown to others (default USER@HOST pid PID (mcp-lockd run COMMAND))
   --grace D     SIGTERM to SIGKILL after a loss (default ${formatDuration(DEFAULT_GRACE_MS)}; 0 = SIGKILL at once)
-  --address     MCP_LOCKD_ADDRESS, else ${DEFAULT_ADDRESS}
+  --address     MCP_LOCKD_ADDRESS, else ${DEFAULT_ADDRESS}; several replicas
+                separated by commas: renewals move to the next when one is down
   --cacert F, --cert F, --key F, --token-file F: TLS and credentials (MCP_LOCKD_CACERT, MCP_LOCKD_CERT, MCP_LOCKD_KEY, MCP_LOCKD_TOKEN_FILE)
 Durations: 500ms, 30s, 5m, 1h, 1m30s; a bare number is seconds.
 COMMAND runs in its own process group and session (so that a loss stops
@@ -125,6 +127,16 @@ export async function runRunCommand(args: string[], io: CommandIo = processIo): 
   const say = (text: string) => io.stderr(`mcp-lockd run: ${text}\n`);
   const resource = quoted(parsed.resource);
   const client = new LockClient(parsed.connection);
+  if (client.addresses.length > 1) {
+    // Replicas: say where renewals went when they move (the command is not disturbed).
+    const diagnostics = client[keepAliveDiagnostics];
+    let renewingThrough: string | undefined;
+    diagnostics.once("stream-opened", ({ address }: { address: string }) => (renewingThrough ??= address));
+    diagnostics.on("renewed", ({ address }: { address: string }) => {
+      if (renewingThrough !== undefined && address !== renewingThrough) say(`renewed ${resource} through ${address} (${renewingThrough} stopped answering)`);
+      renewingThrough = address;
+    });
+  }
 
   // One handler for run's whole life (see lock-waiting.ts): it ends the wait,
   // then is forwarded to the command while it runs, then is ignored while

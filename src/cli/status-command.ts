@@ -10,8 +10,8 @@ import { watchStatus } from "./status-watch.ts";
 // `mcp-lockd status`: who holds what, from ListLocks (lease ids never appear).
 
 export const STATUS_USAGE = `Usage:
-  mcp-lockd status [PREFIX] [--json] [--address HOST:PORT]
-  mcp-lockd status [PREFIX] --watch [--json] [--address HOST:PORT]
+  mcp-lockd status [PREFIX] [--json] [--address HOST:PORT[,...]]
+  mcp-lockd status [PREFIX] --watch [--json] [--address HOST:PORT[,...]]
 
 Lists the held locks (those whose resource starts with PREFIX, if given):
 resource, holder, held for, ttl, expires in, fencing token, waiters. With

@@ -23,10 +23,10 @@ export interface KeepAliveStats {
 
 /**
  * Events (all with a `performance.now()` timestamp `at`):
- * - "stream-opened" { at, reconnect: boolean }
- * - "stream-broken" { at, code, details }
+ * - "stream-opened" { at, reconnect: boolean, address }
+ * - "stream-broken" { at, code, details, address }
  * - "reconnect-scheduled" { at, delayMs, attempt }
- * - "renewed" { at, resource, sentAt, expiresAt: Date, ttl }
+ * - "renewed" { at, address, resource, sentAt, expiresAt: Date, ttl }
  * - "renewal-failed" { at, resource, code, message }: that lease is retried sooner
  * - "lost" { at, resource, reason }
  */

@@ -2,6 +2,7 @@ import { performance } from "node:perf_hooks";
 import { status, type ClientDuplexStream, type StatusObject } from "@grpc/grpc-js";
 import type { KeepAliveRequest, KeepAliveResponse, LockServiceClient } from "../gen/mcplockd/v1/lock.ts";
 import { Backoff } from "./backoff.ts";
+import type { Endpoint, ServiceEndpoints } from "../grpc/service-endpoints.ts";
 import { KeepAliveDiagnostics } from "./diagnostics.ts";
 import { LeaseLostError, LockClientError, UnavailableError, type LeaseLossReason } from "./errors.ts";
 import { durationToMs } from "./proto-time.ts";
@@ -43,9 +44,12 @@ interface InFlight {
   sentAtWall: number;
   /** Set for renew() calls; the tracked lease (if any) is updated either way. */
   settle?: (outcome: Outcome) => void;
+  /** With several replicas: fires when the answer is overdue (see answerTimeoutMs). */
+  overdue?: NodeJS.Timeout;
 }
 
 interface Stream {
+  endpoint: Endpoint<LockServiceClient>;
   call: ClientDuplexStream<KeepAliveRequest, KeepAliveResponse>;
   /** Unanswered requests per lease id, oldest first: the service answers each request once, in order. */
   inFlight: Map<string, InFlight[]>;
@@ -67,6 +71,17 @@ const RENEW_TIMEOUT_MS = 10_000;
 const RETRY_AFTER_FAILED_RENEWAL = 1 / 10;
 
 /**
+ * With several replicas, how long a renewal may stay unanswered before the
+ * stream counts as broken and the keeper moves to the next replica: a
+ * replica that froze or whose host vanished ends no stream. A sixth of the
+ * ttl (at least 1 s, at most 10 s), so the renewal sent at ttl/3 is retried
+ * elsewhere well before the lease's expiry. The Python client uses the same.
+ */
+export function answerTimeoutMs(ttlMs: number): number {
+  return Math.min(Math.max(ttlMs / 6, 1_000), 10_000);
+}
+
+/**
  * Keeps a client's leases alive over ONE KeepAlive stream: each lease is
  * renewed a third of its ttl after its last renewal was sent; a renewal
  * confirms the lease until (local time the request was sent) + (ttl the
@@ -83,8 +98,14 @@ const RETRY_AFTER_FAILED_RENEWAL = 1 / 10;
  * lease is held the stream (or a pending reconnection) keeps the process
  * alive, and nothing does afterwards. When it breaks, it is reopened after an
  * exponential backoff with jitter and every live lease is renewed at once.
- * A renewal that is never answered needs no timeout of its own: the lease's
- * loss timer fires at its confirmed expiry regardless.
+ * With one address, a renewal that is never answered needs no timeout of its
+ * own: the lease's loss timer fires at its confirmed expiry regardless.
+ *
+ * With several addresses (replicas of one service), a stream that breaks, or
+ * leaves a renewal unanswered for answerTimeoutMs, counts as its replica's
+ * failure: the keeper opens a stream to the next address at once and renews
+ * every lease there with the same lease ids (any replica serves any lease);
+ * backoff applies only once every address has failed in a row.
  */
 export class LeaseKeeper {
   readonly diagnostics = new KeepAliveDiagnostics();
@@ -93,10 +114,12 @@ export class LeaseKeeper {
   private stream: Stream | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private pendingRenewCalls = 0;
+  /** Streams that failed since one was last answered: below the number of addresses, the next is tried at once. */
+  private failuresInRow = 0;
   private closed = false;
 
   constructor(
-    private readonly stub: LockServiceClient,
+    private readonly endpoints: ServiceEndpoints<LockServiceClient>,
     reconnect: { initialDelayMs: number; maxDelayMs: number },
   ) {
     this.backoff = new Backoff(reconnect.initialDelayMs, reconnect.maxDelayMs);
@@ -159,18 +182,21 @@ export class LeaseKeeper {
     this.closed = true;
     clearTimeout(this.reconnectTimer);
     this.reconnectTimer = undefined;
+    const stream = this.stream;
     this.dropStream(new LockClientError("the LockClient was closed", status.CANCELLED));
+    stream?.call.cancel();
     return held;
   }
 
   private openStream(reconnect: boolean): void {
-    const call = this.stub.keepAlive();
-    const stream: Stream = { call, inFlight: new Map(), answered: false };
+    const endpoint = this.endpoints.current();
+    const call = endpoint.stub.keepAlive();
+    const stream: Stream = { endpoint, call, inFlight: new Map(), answered: false };
     this.stream = stream;
     const { stats } = this.diagnostics;
     stats.streamsOpened += 1;
     stats.streamOpen = true;
-    this.diagnostics.emit("stream-opened", { at: performance.now(), reconnect });
+    this.diagnostics.emit("stream-opened", { at: performance.now(), reconnect, address: endpoint.address });
     call.on("data", (response: KeepAliveResponse) => this.onResponse(stream, response));
     // Every end, error or not, also arrives as "status"; handled there.
     call.on("error", () => {});
@@ -179,6 +205,12 @@ export class LeaseKeeper {
 
   private send(stream: Stream, leaseId: string, settle?: (outcome: Outcome) => void): void {
     const request: InFlight = { sentAt: performance.now(), sentAtWall: Date.now(), settle };
+    if (this.endpoints.size > 1) {
+      const ttlMs = this.entries.get(leaseId)?.ttlMs ?? RENEW_TIMEOUT_MS;
+      const timeoutMs = answerTimeoutMs(ttlMs);
+      request.overdue = setTimeout(() => this.onOverdue(stream, timeoutMs), timeoutMs);
+      request.overdue.unref();
+    }
     const queue = stream.inFlight.get(leaseId);
     if (queue) queue.push(request);
     else stream.inFlight.set(leaseId, [request]);
@@ -197,12 +229,14 @@ export class LeaseKeeper {
     if (stream !== this.stream) return;
     if (!stream.answered) {
       stream.answered = true;
+      this.failuresInRow = 0;
       this.backoff.reset();
     }
     const queue = stream.inFlight.get(response.leaseId);
     const request = queue?.shift();
     if (queue?.length === 0) stream.inFlight.delete(response.leaseId);
     if (!request) return;
+    clearTimeout(request.overdue);
     const entry = this.entries.get(response.leaseId);
     if (response.error !== undefined) {
       this.diagnostics.stats.renewalsFailed += 1;
@@ -238,6 +272,7 @@ export class LeaseKeeper {
       entry.lease.confirmed(renewal.expiresAt, ttlMs);
       this.diagnostics.emit("renewed", {
         at: performance.now(),
+        address: stream.endpoint.address,
         resource: entry.lease.resource,
         sentAt: request.sentAt,
         expiresAt: renewal.expiresAt,
@@ -249,20 +284,56 @@ export class LeaseKeeper {
 
   private onStreamEnd(stream: Stream, end: StatusObject): void {
     if (stream !== this.stream) return;
-    this.diagnostics.emit("stream-broken", { at: performance.now(), code: end.code, details: end.details });
-    this.dropStream(new UnavailableError(`the KeepAlive stream ended: ${end.details || `status ${end.code}`}`));
-    if (this.entries.size > 0) this.scheduleReconnect();
+    this.streamFailed(stream, end.code, `the KeepAlive stream ended: ${end.details || `status ${end.code}`}`);
   }
 
-  /** Forgets the current stream; its unanswered renew() calls fail with `error`. */
-  private dropStream(error: Error): Stream | undefined {
+  /** A renewal on `stream` went unanswered for `timeoutMs`: its replica is taken for dead. */
+  private onOverdue(stream: Stream, timeoutMs: number): void {
+    if (stream !== this.stream) return;
+    this.streamFailed(stream, status.DEADLINE_EXCEEDED, `no answer to a renewal within ${timeoutMs} ms from ${stream.endpoint.address}`);
+    stream.call.cancel();
+  }
+
+  /**
+   * The stream broke. With another address still untried since the last
+   * answer, a stream is opened there at once, every lease renewed on it and
+   * unanswered renew() calls sent again; otherwise they fail and the keeper
+   * reconnects after a backoff.
+   */
+  private streamFailed(stream: Stream, code: number, message: string): void {
+    this.diagnostics.emit("stream-broken", { at: performance.now(), code, details: message, address: stream.endpoint.address });
+    this.endpoints.failed(stream.endpoint);
+    this.failuresInRow += 1;
+    const failOver = this.endpoints.size > 1 && this.failuresInRow < this.endpoints.size;
+    const unanswered = this.dropStream(failOver ? undefined : new UnavailableError(message));
+    if (failOver && (this.entries.size > 0 || unanswered.length > 0)) {
+      this.reconnectNow();
+      for (const { leaseId, settle } of unanswered) this.send(this.stream!, leaseId, settle);
+    } else if (this.entries.size > 0) {
+      this.scheduleReconnect();
+    }
+  }
+
+  /**
+   * Forgets the current stream. Its unanswered renew() calls fail with
+   * `error`, or without one are returned to be sent again.
+   */
+  private dropStream(error?: Error): { leaseId: string; settle: (outcome: Outcome) => void }[] {
     const stream = this.stream;
-    if (!stream) return undefined;
+    if (!stream) return [];
     this.stream = undefined;
     this.diagnostics.stats.streamOpen = false;
-    for (const queue of stream.inFlight.values()) for (const request of queue) request.settle?.(error);
+    const unanswered: { leaseId: string; settle: (outcome: Outcome) => void }[] = [];
+    for (const [leaseId, queue] of stream.inFlight) {
+      for (const request of queue) {
+        clearTimeout(request.overdue);
+        if (!request.settle) continue;
+        if (error) request.settle(error);
+        else unanswered.push({ leaseId, settle: request.settle });
+      }
+    }
     stream.inFlight.clear();
-    return stream;
+    return unanswered;
   }
 
   private scheduleReconnect(): void {
@@ -294,7 +365,9 @@ export class LeaseKeeper {
     this.backoff.reset();
     // Cancel rather than half-close: nothing left to wait for, and a service
     // that does not answer must not keep this process alive.
-    this.dropStream(new UnavailableError("the KeepAlive stream was closed"))?.call.cancel();
+    const stream = this.stream;
+    this.dropStream(new UnavailableError("the KeepAlive stream was closed"));
+    stream?.call.cancel();
   }
 
   private lose(entry: Entry, reason: LeaseLossReason, message: string): void {

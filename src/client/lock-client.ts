@@ -4,16 +4,18 @@ import { Metadata, status } from "@grpc/grpc-js";
 import { LockServiceClient, type AcquireResponse, type Lease } from "../gen/mcplockd/v1/lock.ts";
 import { channelCredentials, tokenOptions } from "./channel.ts";
 import { keepAliveDiagnostics, type KeepAliveDiagnostics } from "./diagnostics.ts";
-import { InvalidArgumentError, LeaseLostError, LockClientError } from "./errors.ts";
+import { InvalidArgumentError, LeaseLostError, LockClientError, UnavailableError } from "./errors.ts";
 import { LeaseKeeper, type KeptLease } from "./lease-keeper.ts";
 import { watchEvents } from "./lock-watch.ts";
 import { Lock } from "./lock.ts";
 import { durationToMs, msToDuration, timestampToDate, toFencingToken } from "./proto-time.ts";
 import { MAX_WAIT_MS } from "../core/limits.ts";
 import { errorFromStatus, isServiceError } from "./status-errors.ts";
+import { AddressListError, DEFAULT_ADDRESS, parseAddressList } from "./address-list.ts";
+import { ServiceEndpoints, type Endpoint } from "../grpc/service-endpoints.ts";
 import type { AcquireOptions, ForceReleaseResult, LockClientOptions, LockEventInfo, LockInfo, Renewal, WatchOptions } from "./types.ts";
 
-export const DEFAULT_ADDRESS = "127.0.0.1:50051";
+export { DEFAULT_ADDRESS };
 /** Release and ListLocks answer at once; this only bounds an unresponsive peer. */
 const UNARY_DEADLINE_MS = 10_000;
 
@@ -23,8 +25,11 @@ const UNARY_DEADLINE_MS = 10_000;
  * (see Lock.signal and docs/client.md).
  */
 export class LockClient implements AsyncDisposable {
+  /** The address list as given (one HOST:PORT, or several separated by commas). */
   readonly address: string;
-  readonly #stub: LockServiceClient;
+  /** The replicas, in the order they are tried. */
+  readonly addresses: readonly string[];
+  readonly #endpoints: ServiceEndpoints<LockServiceClient>;
   readonly #keeper: LeaseKeeper;
   #closed = false;
   #closing: Promise<void> | undefined;
@@ -34,20 +39,31 @@ export class LockClient implements AsyncDisposable {
   constructor(options: LockClientOptions = {}) {
     // An empty MCP_LOCKD_ADDRESS counts as unset, as for the CLI.
     this.address = options.address ?? (process.env.MCP_LOCKD_ADDRESS || undefined) ?? DEFAULT_ADDRESS;
+    try {
+      this.addresses = parseAddressList(this.address);
+    } catch (err) {
+      if (err instanceof AddressListError) throw new InvalidArgumentError(`address: ${err.message}`, "address");
+      throw err;
+    }
     const initialDelayMs = options.reconnect?.initialDelayMs ?? 100;
     const maxDelayMs = Math.max(initialDelayMs, options.reconnect?.maxDelayMs ?? 2_000);
-    this.#stub = new LockServiceClient(this.address, options.credentials ?? channelCredentials(options.tls), {
-      ...tokenOptions(options.token),
-      // grpc-js backs off reconnecting too (1 s growing to 120 s by default),
-      // and fails calls fast meanwhile: keep its pace no slower than ours.
-      "grpc.initial_reconnect_backoff_ms": initialDelayMs,
-      "grpc.max_reconnect_backoff_ms": maxDelayMs,
-      // HTTP/2 pings while calls are open find a peer that vanished without
-      // closing the connection (a host that went away), as the service does.
-      "grpc.keepalive_time_ms": 30_000,
-      "grpc.keepalive_timeout_ms": 10_000,
-    });
-    this.#keeper = new LeaseKeeper(this.#stub, { initialDelayMs, maxDelayMs });
+    const credentials = options.credentials ?? channelCredentials(options.tls);
+    this.#endpoints = new ServiceEndpoints(
+      this.addresses,
+      (address) =>
+        new LockServiceClient(address, credentials, {
+          ...tokenOptions(options.token),
+          // grpc-js backs off reconnecting too (1 s growing to 120 s by default),
+          // and fails calls fast meanwhile: keep its pace no slower than ours.
+          "grpc.initial_reconnect_backoff_ms": initialDelayMs,
+          "grpc.max_reconnect_backoff_ms": maxDelayMs,
+          // HTTP/2 pings while calls are open find a peer that vanished without
+          // closing the connection (a host that went away), as the service does.
+          "grpc.keepalive_time_ms": 30_000,
+          "grpc.keepalive_timeout_ms": 10_000,
+        }),
+    );
+    this.#keeper = new LeaseKeeper(this.#endpoints, { initialDelayMs, maxDelayMs });
   }
 
   /**
@@ -69,20 +85,30 @@ export class LockClient implements AsyncDisposable {
       waitTimeout: waitMs === 0 ? undefined : msToDuration(waitMs),
       metadata: options.metadata ?? {},
     };
-    const sentAt = performance.now();
-    const response = await new Promise<AcquireResponse>((resolve, reject) => {
-      const call = this.#stub.acquire(request, new Metadata(), {}, (err, res) => {
-        signal?.removeEventListener("abort", cancel);
-        if (signal?.aborted) {
-          // Granted as we gave up: nobody will use it.
-          if (!err && res.lease) void this.release(res.lease.leaseId).catch(() => {});
-          return reject(signal.reason);
-        }
-        if (err) return reject(errorFromStatus(err, resource));
-        resolve(res);
+    const startedAt = performance.now();
+    let sentAt = startedAt;
+    const response = await this.#call(resource, ({ stub }, attempt) => {
+      if (signal?.aborted) return Promise.reject(signal.reason);
+      if (attempt > 0 && waitMs > 0) {
+        // Failing over: the wait goes on at the next replica for what is left of it.
+        const leftMs = Math.max(0, waitMs - (performance.now() - startedAt));
+        request.waitTimeout = leftMs === 0 ? undefined : msToDuration(leftMs);
+      }
+      sentAt = performance.now();
+      return new Promise<AcquireResponse>((resolve, reject) => {
+        const call = stub.acquire(request, new Metadata(), {}, (err, res) => {
+          signal?.removeEventListener("abort", cancel);
+          if (signal?.aborted) {
+            // Granted as we gave up: nobody will use it.
+            if (!err && res.lease) void this.release(res.lease.leaseId).catch(() => {});
+            return reject(signal.reason);
+          }
+          if (err) return reject(err);
+          resolve(res);
+        });
+        const cancel = () => call.cancel();
+        signal?.addEventListener("abort", cancel, { once: true });
       });
-      const cancel = () => call.cancel();
-      signal?.addEventListener("abort", cancel, { once: true });
     });
     const receivedAt = performance.now();
     const lease = response.lease;
@@ -123,7 +149,7 @@ export class LockClient implements AsyncDisposable {
     if (this.#closed) {
       // close() ran while the call was in flight: give it back if the channel still can.
       try {
-        this.#stub.release({ leaseId: lease.leaseId }, new Metadata(), { deadline: deadline() }, () => {});
+        this.#endpoints.current().stub.release({ leaseId: lease.leaseId }, new Metadata(), { deadline: deadline() }, () => {});
       } catch {
         // The channel is shut already: the lease expires by its ttl.
       }
@@ -160,9 +186,9 @@ export class LockClient implements AsyncDisposable {
   /** Held resources, sorted by name, optionally only those starting with `resourcePrefix`. */
   async list(resourcePrefix = ""): Promise<LockInfo[]> {
     this.#assertOpen();
-    const response = await new Promise<{ locks: Lease[] }>((resolve, reject) =>
-      this.#stub.listLocks({ resourcePrefix }, new Metadata(), { deadline: deadline() }, (err, res) =>
-        err ? reject(errorFromStatus(err)) : resolve(res),
+    const response = await this.#call(undefined, ({ stub }) =>
+      new Promise<{ locks: Lease[] }>((resolve, reject) =>
+        stub.listLocks({ resourcePrefix }, new Metadata(), { deadline: deadline() }, (err, res) => (err ? reject(err) : resolve(res))),
       ),
     );
     return response.locks.map(toLockInfo);
@@ -175,10 +201,15 @@ export class LockClient implements AsyncDisposable {
    */
   async forceRelease(resource: string, reason: string): Promise<ForceReleaseResult> {
     this.#assertOpen();
-    const response = await new Promise<{ released: boolean; fencingToken: number }>((resolve, reject) =>
-      this.#stub.forceRelease({ resource, reason }, new Metadata(), { deadline: deadline() }, (err, res) =>
-        err ? reject(errorFromStatus(err, resource)) : resolve(res),
-      ),
+    // Not sent again to another replica: had the first one freed it before
+    // its answer was lost, a second force could free the next holder.
+    const response = await this.#call(
+      resource,
+      ({ stub }) =>
+        new Promise<{ released: boolean; fencingToken: number }>((resolve, reject) =>
+          stub.forceRelease({ resource, reason }, new Metadata(), { deadline: deadline() }, (err, res) => (err ? reject(err) : resolve(res))),
+        ),
+      false,
     );
     return { released: response.released, fencingToken: toFencingToken(response.fencingToken) };
   }
@@ -199,8 +230,13 @@ export class LockClient implements AsyncDisposable {
     options.signal?.addEventListener("abort", onAbort, { once: true });
     if (options.signal?.aborted) controller.abort();
     this.#watches.add(controller);
+    const endpoint = this.#endpoints.current();
     try {
-      yield* watchEvents(this.#stub, resourcePrefix, { signal: controller.signal });
+      yield* watchEvents(endpoint.stub, resourcePrefix, { signal: controller.signal });
+    } catch (err) {
+      // The next watch goes to another replica.
+      if (err instanceof UnavailableError) this.#endpoints.failed(endpoint);
+      throw err;
     } finally {
       this.#watches.delete(controller);
       options.signal?.removeEventListener("abort", onAbort);
@@ -216,15 +252,11 @@ export class LockClient implements AsyncDisposable {
     this.#keeper.untrack(leaseId);
     this.#assertOpen();
     try {
-      const response = await new Promise<{ released: boolean }>((resolve, reject) =>
-        this.#stub.release({ leaseId }, new Metadata(), { deadline: deadline() }, (err, res) =>
-          err ? reject(err) : resolve(res),
-        ),
-      );
+      const response = await this.#call(undefined, (endpoint) => releaseVia(endpoint, leaseId));
       return response.released;
     } catch (err) {
-      if (isServiceError(err) && err.code === status.NOT_FOUND) return false;
-      throw isServiceError(err) ? errorFromStatus(err) : err;
+      if (err instanceof LockClientError && err.code === status.NOT_FOUND) return false;
+      throw err;
     }
   }
 
@@ -262,19 +294,42 @@ export class LockClient implements AsyncDisposable {
     this.#closed = true;
     for (const watch of this.#watches) watch.abort();
     const held = this.#keeper.close();
-    const releases = held.map(
-      (leaseId) =>
-        new Promise<void>((resolve) =>
-          this.#stub.release({ leaseId }, new Metadata(), { deadline: deadline() }, () => resolve()),
-        ),
-    );
-    this.#closing = Promise.all(releases).then(() => this.#stub.close());
+    const releases = held.map((leaseId) => this.#endpoints.withFailover((endpoint) => releaseVia(endpoint, leaseId)).catch(() => {}));
+    this.#closing = Promise.all(releases).then(() => this.#endpoints.close());
     return this.#closing;
+  }
+
+  /**
+   * Runs a call on the current replica, failing over to the next ones while
+   * it gets UNAVAILABLE (unless `failOver` is false: then only the next call
+   * goes elsewhere); gRPC errors become the client's typed errors.
+   */
+  async #call<T>(
+    resource: string | undefined,
+    call: (endpoint: Endpoint<LockServiceClient>, attempt: number) => Promise<T>,
+    failOver = true,
+  ): Promise<T> {
+    try {
+      return await this.#endpoints.withFailover(call, () => failOver);
+    } catch (err) {
+      if (!isServiceError(err)) throw err;
+      const error = errorFromStatus(err, resource);
+      if (error instanceof UnavailableError && failOver && this.addresses.length > 1) {
+        throw new UnavailableError(`${error.message} (tried ${this.addresses.join(", ")})`, { cause: err });
+      }
+      throw error;
+    }
   }
 
   #assertOpen(): void {
     if (this.#closed) throw closedError();
   }
+}
+
+function releaseVia({ stub }: Endpoint<LockServiceClient>, leaseId: string): Promise<{ released: boolean }> {
+  return new Promise((resolve, reject) =>
+    stub.release({ leaseId }, new Metadata(), { deadline: deadline() }, (err, res) => (err ? reject(err) : resolve(res))),
+  );
 }
 
 function closedError(): LockClientError {

@@ -2,7 +2,11 @@ import type { ChannelCredentials } from "@grpc/grpc-js";
 import type { LockEventType } from "../core/lock-events.ts";
 
 export interface LockClientOptions {
-  /** host:port of the service. Default: MCP_LOCKD_ADDRESS, else 127.0.0.1:50051. */
+  /**
+   * host:port of the service, or of several replicas separated by commas
+   * ("a:50051,b:50051"): calls go to the first and move to the next when it
+   * is unavailable. Default: MCP_LOCKD_ADDRESS, else 127.0.0.1:50051.
+   */
   address?: string;
   /** TLS to the service: PEM contents (not paths). `ca` trusts the service's certificate (default: the system's CAs); `cert` and `key` are this client's certificate for mutual TLS. */
   tls?: LockClientTls;

@@ -7,6 +7,9 @@ import { Readable } from "node:stream";
 import type { LockInfo } from "../../src/client/index.ts";
 import { parseAcquireArgs } from "../../src/cli/acquire-command.ts";
 import { defaultHolder, resolveAddress, UsageError } from "../../src/cli/client-options.ts";
+import { parseAddressList } from "../../src/client/address-list.ts";
+import { UnavailableError } from "../../src/client/index.ts";
+import { describeFailure } from "../../src/cli/client-failure.ts";
 import { printable } from "../../src/cli/display-text.ts";
 import { exitCodeForSignal } from "../../src/cli/exit-codes.ts";
 import { parseLeaseIdText, resolveLeaseId } from "../../src/cli/lease-id-input.ts";
@@ -88,6 +91,28 @@ test("addresses: HOST:PORT, [v6]:PORT and gRPC targets; anything else is a usage
   }
   assert.equal(resolveAddress(undefined, {}), "127.0.0.1:50051");
   assert.equal(resolveAddress(undefined, { MCP_LOCKD_ADDRESS: "" }), "127.0.0.1:50051", "an empty variable counts as unset");
+});
+
+test("addresses: several replicas separated by commas, from the flag or MCP_LOCKD_ADDRESS", () => {
+  assert.equal(resolveAddress("127.0.0.1:1,127.0.0.1:2", {}), "127.0.0.1:1,127.0.0.1:2");
+  assert.equal(resolveAddress(undefined, { MCP_LOCKD_ADDRESS: "a:1, [::1]:2,unix:/run/x.sock" }), "a:1, [::1]:2,unix:/run/x.sock");
+  assert.deepEqual(parseAddressList(" a:1 , b:2 "), ["a:1", "b:2"]);
+  assert.deepEqual(parseAddressList("ipv4:127.0.0.1:1,127.0.0.1:2"), ["ipv4:127.0.0.1:1,127.0.0.1:2"], "gRPC's own list stays whole");
+  const cases: Array<[string, RegExp]> = [
+    ["a:1,", /address 2 of 2 is empty/],
+    ["a:1,,b:2", /address 2 of 3 is empty/],
+    ["a:1,a:1", /"a:1" is listed twice/],
+    ["a:1,nohost", /"nohost": expected HOST:PORT/],
+  ];
+  for (const [bad, message] of cases) {
+    assert.throws(() => resolveAddress(bad, {}), (err: unknown) => err instanceof UsageError && /^--address /.test(err.message) && message.test(err.message), bad);
+  }
+  const refused = "No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:2";
+  assert.equal(describeFailure(new UnavailableError(refused), "a:1"), `${refused} (is mcp-lockd serving on a:1?)`);
+  assert.equal(
+    describeFailure(new UnavailableError(`${refused} (tried a:1, b:2)`), "a:1,b:2"),
+    `${refused} (tried a:1, b:2) (is mcp-lockd serving at any of them?)`,
+  );
 });
 
 test("defaultHolder: at most 256 bytes, no control characters", () => {

@@ -17,6 +17,7 @@ waiting lock does not block the others. Asynchronous events are lines too:
     {"seq": 4, "op": "list"}                  -> {"ok": true, "locks": [...]}
     {"seq": 5, "op": "secrets", "id": "a"}    -> whether the lease id shows in repr() or the logs
     {"event": "lost", "id": "a", "at": ms, "reason": ..., "expires_at": ms}   when lease.lost fires
+    {"event": "renewed", "address": "host:port", "at": ms}   each confirmed renewal (grpc only)
 
 Times are wall-clock ms since the epoch, like Date.now().
 """
@@ -81,6 +82,9 @@ class Driver:
         self.kind = kind
         if kind == "grpc":
             self.client = mcp_lockd.LockClient(target, **options)
+            self.client._session.on_renewed = lambda address, _at: emit(
+                {"event": "renewed", "address": address, "at": time.time() * 1000}
+            )
         else:
             self.client = FileLockClient(target)
         self.contexts: dict = {}

@@ -58,11 +58,19 @@ export interface PyLostEvent {
   expires_at: number;
 }
 
+export interface PyRenewedEvent {
+  event: "renewed";
+  /** The replica that confirmed it. */
+  address: string;
+  at: number;
+}
+
 export class PythonLeaseDriver {
   private seq = 0;
   private readonly pending = new Map<number, { resolve: (reply: PyReply) => void; reject: (err: Error) => void }>();
   private readonly lostEvents = new Map<string, PyLostEvent>();
   private readonly lostWaiters = new Map<string, Array<(event: PyLostEvent) => void>>();
+  private renewedWaiters: Array<{ address: string; resolve: (event: PyRenewedEvent) => void }> = [];
   private output = "";
   readonly exited: Promise<number | string>;
   readonly ready: Promise<void>;
@@ -80,6 +88,13 @@ export class PythonLeaseDriver {
         return;
       }
       if (message.event === "ready") return markReady();
+      if (message.event === "renewed") {
+        const event = message as unknown as PyRenewedEvent;
+        const [matched, rest] = [this.renewedWaiters.filter((w) => w.address === event.address), this.renewedWaiters.filter((w) => w.address !== event.address)];
+        this.renewedWaiters = rest;
+        for (const waiter of matched) waiter.resolve(event);
+        return;
+      }
       if (message.event === "lost") {
         const event = message as unknown as PyLostEvent;
         this.lostEvents.set(event.id, event);
@@ -148,6 +163,11 @@ export class PythonLeaseDriver {
       waiters.push(resolve);
       this.lostWaiters.set(id, waiters);
     });
+  }
+
+  /** The next renewal confirmed by the replica at `address`. */
+  nextRenewal(address: string): Promise<PyRenewedEvent> {
+    return new Promise((resolve) => this.renewedWaiters.push({ address, resolve }));
   }
 
   /** The lost event of `id` if it has fired. */

@@ -161,7 +161,7 @@ test("mcp-lockd call: list, describe, and unary calls with JSON, the types learn
   for (const name of ["Health", "ServerReflection", "LockService"]) assert.match(everything.stdout, new RegExp(`^service ${name} \\{`, "m"));
   const help = await cli(["--help"]);
   assert.equal(help.code, 0, show(help));
-  assert.match(help.stdout, /mcp-lockd call \[--address HOST:PORT\]/);
+  assert.match(help.stdout, /mcp-lockd call \[--address HOST:PORT\[,HOST:PORT...\]\]/);
   const message = await cli(["describe", "mcplockd.v1.AcquireRequest"]);
   assert.equal(message.code, 0, show(message));
   assert.match(message.stdout, /message AcquireRequest \{[\s\S]*string resource = 1;[\s\S]*\.google\.protobuf\.Duration ttl = \d+;[\s\S]*map<string, string> metadata = \d+;/);

@@ -10,7 +10,8 @@ down they would wait for their whole deadline. Hence:
   reported at once);
 - otherwise (at first, and after a failure) a cheap probe waits at most
   connect_timeout for the channel, and the call then waits for a ready
-  channel.
+  channel. With several replicas (endpoints.py) each is first probed
+  without waiting, so that one that is down costs no time.
 
 (A watch on the channel's connectivity, channel.subscribe or
 channel_ready_future, would do as well, but starts a polling thread that
@@ -36,12 +37,14 @@ class ChannelState:
         self._probe = channel.unary_unary(_PROBE_METHOD)
         self.connected = False
 
-    def wait_ready(self, timeout: float) -> bool:
-        """True if connected (now, or within `timeout` seconds)."""
+    def wait_ready(self, timeout: float, wait: bool = True) -> bool:
+        """True if connected (now, or within `timeout` seconds). With wait=False, a connection
+        that fails (refused: a replica that is down) answers False at once instead of waiting
+        for the channel's next try."""
         if self.connected:
             return True
         try:
-            self._probe(b"", timeout=timeout, wait_for_ready=True)
+            self._probe(b"", timeout=timeout, wait_for_ready=wait)
         except grpc.RpcError as err:
             code = err.code() if hasattr(err, "code") else None  # type: ignore[attr-defined]
             if code in _NO_CONNECTION:

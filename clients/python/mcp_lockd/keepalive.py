@@ -4,10 +4,14 @@ A daemon thread (the keeper) sends each lease's renewal at about ttl / 3
 after the last confirmed one, over one bidirectional KeepAlive stream; a
 second daemon thread reads that stream's answers. When the stream breaks
 (the service restarted, the connection dropped, an answer is overdue) the
-keeper opens a new one after a backoff (doubling, with jitter) and sends on
-it the renewals that were unanswered, then the others as they come due. A
-lease whose last confirmed expiry passes before a renewal is confirmed is lost (LostEvent sees to it even if these threads are stalled). The
-threads end when the client holds no leases.
+keeper opens a new one after a backoff (doubling, with jitter) and renews
+every lease on it at once. With several replicas (endpoints.py) a broken
+stream counts as its replica's failure: the new stream goes to the next
+replica, at once, with the same lease ids (any replica serves any lease);
+the backoff applies only once every replica has failed in a row. A lease
+whose last confirmed expiry passes before a renewal is confirmed is lost
+(LostEvent sees to it even if these threads are stalled). The threads end
+when the client holds no leases.
 
 A renewal answered with an error (KeepAliveResponse.error: the service could
 not read or write that lease's file) is a failed try of that lease only, not a
@@ -32,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Callable, Deque, List, Optional, Set
 import grpc
 
 if TYPE_CHECKING:
+    from .endpoints import Endpoint, Endpoints
     from .service_client import ServiceLease
 
 _log = logging.getLogger("mcp_lockd")
@@ -49,10 +54,13 @@ class _Sent:
 class _Stream:
     """One KeepAlive call, its request queue and the renewals sent on it and not yet answered."""
 
-    def __init__(self, open_call: Callable[[Any], Any]):
+    def __init__(self, endpoint: "Endpoint", wait_for_ready: bool, renew_all: bool):
+        self.endpoint = endpoint
+        # Opened after a break: every lease is renewed at once, confirming it where it now lives.
+        self.renew_all = renew_all
         self.requests: "queue.Queue[Any]" = queue.Queue()
         self.pending: Deque[_Sent] = collections.deque()
-        self.call = open_call(self._request_iterator())
+        self.call = endpoint.stub.KeepAlive(self._request_iterator(), wait_for_ready=wait_for_ready)
 
     def _request_iterator(self):
         while True:
@@ -72,13 +80,16 @@ class _Stream:
 class KeepAliveSession:
     def __init__(
         self,
-        open_call: Callable[[Any], Any],
+        endpoints: "Endpoints",
         make_request: Callable[[str], Any],
         *,
         initial_backoff: float,
         max_backoff: float,
     ):
-        self._open_call = open_call
+        self._endpoints = endpoints
+        # Streams that broke since one was last answered: below the number of replicas, the next
+        # one is tried at once.
+        self._failures_in_row = 0
         self._make_request = make_request
         self._initial_backoff = initial_backoff
         self._max_backoff = max_backoff
@@ -93,6 +104,9 @@ class KeepAliveSession:
         self.streams_opened = 0
         self.renewals_confirmed = 0
         self.renewals_failed = 0
+        # For tests and diagnostics: called as on_renewed(address, monotonic time) with the
+        # keeper's lock held, after each confirmed renewal. Must not block.
+        self.on_renewed: Optional[Callable[[str, float], None]] = None
 
     # ------------------------------------------------------------ called by leases and the client
 
@@ -153,10 +167,11 @@ class KeepAliveSession:
             wake = self._reconnect_at
         else:
             in_flight = {id(sent.lease) for sent in stream.pending}
+            renew_all, stream.renew_all = stream.renew_all, False
             for lease in self._leases:
                 if id(lease) in in_flight:
                     continue
-                if now >= lease._renew_at:
+                if renew_all or now >= lease._renew_at:
                     stream.pending.append(_Sent(lease, time.monotonic(), time.time()))
                     stream.requests.put(self._make_request(lease._lease_id))
                     _log.debug('mcp_lockd: renewing the lease on "%s"', lease.resource)
@@ -174,8 +189,13 @@ class KeepAliveSession:
         return True
 
     def _open_stream_locked(self) -> None:
+        # One address: while the service is down the stream waits for it (see channel_state.py);
+        # the leases' deadlines do not depend on it. Several: fail fast, so that a replica that is
+        # down passes the stream on at once, until every one of them has failed.
+        several = self._endpoints.size > 1
+        wait_for_ready = not several or self._failures_in_row >= self._endpoints.size
         try:
-            stream = _Stream(self._open_call)
+            stream = _Stream(self._endpoints.current(), wait_for_ready, renew_all=self.streams_opened > 0)
         except Exception as err:  # the channel is closed or broken: retry later
             self._schedule_reconnect_locked(f"cannot open a KeepAlive stream: {err}")
             return
@@ -188,8 +208,16 @@ class KeepAliveSession:
         if stream is None:
             return
         stream.close()
-        if not quiet:
-            self._schedule_reconnect_locked(why or "the KeepAlive stream ended")
+        if quiet:
+            return
+        why = why or "the KeepAlive stream ended"
+        self._endpoints.failed(stream.endpoint)
+        self._failures_in_row += 1
+        if self._endpoints.size > 1 and self._failures_in_row < self._endpoints.size:
+            self._reconnect_at = time.monotonic()
+            _log.debug("mcp_lockd: %s (%s); moving to the next replica", why, stream.endpoint.address)
+        else:
+            self._schedule_reconnect_locked(why)
 
     def _schedule_reconnect_locked(self, why: str) -> None:
         delay = self._backoff * random.uniform(0.5, 1.0)
@@ -228,6 +256,7 @@ class KeepAliveSession:
             return
         stream.pending.remove(sent)
         self._backoff = self._initial_backoff
+        self._failures_in_row = 0
         lease = sent.lease
         if lease not in self._leases:
             return  # released or lost meanwhile
@@ -249,6 +278,8 @@ class KeepAliveSession:
         ttl = response.ttl.seconds + response.ttl.nanos / 1e9
         expires = response.expires_at.seconds + response.expires_at.nanos / 1e9
         lease._renewed(sent.at_monotonic, sent.at_wall, ttl, expires)
+        if self.on_renewed is not None:
+            self.on_renewed(stream.endpoint.address, time.monotonic())
 
 
 # After a renewal the service could not do, the next try comes this share of the ttl later.

@@ -14,8 +14,7 @@ import os
 import threading
 import time
 import weakref
-from typing import Any, Callable, Dict, List, Optional, TypeVar, Union
-from typing import Any, Callable, Dict, Iterator, List, Optional, TypeVar
+from typing import Any, Callable, Dict, Iterator, List, Optional, TypeVar, Union
 
 import grpc
 from google.protobuf import duration_pb2
@@ -23,7 +22,7 @@ from google.protobuf import duration_pb2
 from ._gen import lock_pb2 as pb
 from ._gen import lock_pb2_grpc as pb_grpc
 from .bearer_token import BearerTokenInterceptor
-from .channel_state import ChannelState
+from .endpoints import Endpoint, Endpoints, parse_addresses
 from .errors import InvalidArgumentError, LeaseLostError, LockError, UnavailableError
 from .file_protocol import check_wait
 from .keepalive import KeepAliveSession
@@ -70,11 +69,10 @@ def _close_open_clients() -> None:
 atexit.register(_close_open_clients)
 
 
-def _shut_down(session: KeepAliveSession, channel_state: ChannelState, channel: grpc.Channel) -> None:
-    """Stops the KeepAlive thread and closes the channel (at close(), or when the client is freed)."""
+def _shut_down(session: KeepAliveSession, endpoints: Endpoints) -> None:
+    """Stops the KeepAlive thread and closes the channels (at close(), or when the client is freed)."""
     session.close()
-    channel_state.close()
-    channel.close()
+    endpoints.close()
 
 
 def _tls_credentials(tls: Dict[str, Union[bytes, str]]) -> grpc.ChannelCredentials:
@@ -173,9 +171,7 @@ class ServiceLease(Lease):
         try:
             self._client._call(
                 "release",
-                lambda wait_for_ready: self._client._stub.Release(
-                    request, timeout=self._client.timeout, wait_for_ready=wait_for_ready
-                ),
+                lambda stub, wait_for_ready: stub.Release(request, timeout=self._client.timeout, wait_for_ready=wait_for_ready),
                 self.resource,
                 connect_timeout,
             )
@@ -204,13 +200,16 @@ class ServiceLock(HoldsOneLease):
 class LockClient:
     """A client of the mcp-lockd gRPC service.
 
-    address: host:port; default MCP_LOCKD_ADDRESS, else 127.0.0.1:50051.
+    address: host:port, or several replicas separated by commas ("a:50051,b:50051"): calls go to
+      the first and move to the next when it is unavailable; default MCP_LOCKD_ADDRESS, else
+      127.0.0.1:50051.
     timeout: seconds a call may take, on top of any waiting it asks for.
-    connect_timeout: seconds a call waits for a connection before UnavailableError.
+    connect_timeout: seconds a call waits for a connection (to any replica) before UnavailableError.
     tls: {"ca": PEM, "cert": PEM, "key": PEM} (bytes or str; each optional): TLS to the service,
         trusting `ca` (default: the system's CAs), with a client certificate for mutual TLS.
     token: a bearer token sent on every call (services with --auth-file).
-    All leases of a client are renewed over one KeepAlive stream by one daemon thread.
+    All leases of a client are renewed over one KeepAlive stream by one daemon thread; with
+    several replicas the stream moves to the next when its replica fails, keeping the leases.
     """
 
     def __init__(
@@ -227,29 +226,32 @@ class LockClient:
         reconnect_max_delay: float = 2.0,
     ):
         self.address = address or os.environ.get("MCP_LOCKD_ADDRESS") or DEFAULT_ADDRESS
+        self.addresses = parse_addresses(self.address)
         self.holder = holder
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         if credentials is None and tls is not None:
             credentials = _tls_credentials(tls)
-        if credentials is None:
-            self._channel = grpc.insecure_channel(self.address, options=_CHANNEL_OPTIONS)
-        else:
-            self._channel = grpc.secure_channel(self.address, credentials, options=_CHANNEL_OPTIONS)
-        calls = self._channel if token is None else grpc.intercept_channel(self._channel, BearerTokenInterceptor(token))
-        self._stub = stub = pb_grpc.LockServiceStub(calls)
-        self._channel_state = ChannelState(self._channel)
+
+        def make_channel(target: str) -> grpc.Channel:
+            if credentials is None:
+                return grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
+            return grpc.secure_channel(target, credentials, options=_CHANNEL_OPTIONS)
+
+        def make_stub(channel: grpc.Channel) -> Any:
+            calls = channel if token is None else grpc.intercept_channel(channel, BearerTokenInterceptor(token))
+            return pb_grpc.LockServiceStub(calls)
+
+        self._endpoints = endpoints = Endpoints(self.addresses, make_channel, make_stub)
         # The session must not refer to the client, so that a client nobody refers to any more
-        # (`LockClient(address).lock(...)` inline) is freed at once, closing its channel.
+        # (`LockClient(address).lock(...)` inline) is freed at once, closing its channels.
         self._session = KeepAliveSession(
-            # wait_for_ready: while the service is down the stream waits for it (see channel_state.py);
-            # the leases' deadlines do not depend on it.
-            lambda requests: stub.KeepAlive(requests, wait_for_ready=True),
+            endpoints,
             lambda lease_id: pb.KeepAliveRequest(lease_id=lease_id),
             initial_backoff=reconnect_initial_delay,
             max_backoff=reconnect_max_delay,
         )
-        self._shutdown = weakref.finalize(self, _shut_down, self._session, self._channel_state, self._channel)
+        self._shutdown = weakref.finalize(self, _shut_down, self._session, endpoints)
         self._shutdown.atexit = False  # at exit, _close_open_clients closes it (releasing leases first)
         self._closing = False
         self._closed = False
@@ -304,10 +306,18 @@ class LockClient:
             request.wait_timeout.CopyFrom(_duration(wait_s))
         sent = (0.0, 0.0)
 
-        def invoke(wait_for_ready: bool) -> Any:
+        started = time.monotonic()
+
+        def invoke(stub: Any, wait_for_ready: bool) -> Any:
             nonlocal sent
+            if wait_s > 0 and sent != (0.0, 0.0):
+                # Failing over: the wait goes on at the next replica for what is left of it.
+                left = max(0.0, wait_s - (time.monotonic() - started))
+                request.ClearField("wait_timeout")
+                if left > 0:
+                    request.wait_timeout.CopyFrom(_duration(left))
             sent = (time.monotonic(), time.time())
-            future = self._stub.Acquire.future(request, timeout=self.timeout + wait_s, wait_for_ready=wait_for_ready)
+            future = stub.Acquire.future(request, timeout=self.timeout + wait_s, wait_for_ready=wait_for_ready)
             try:
                 return future.result()
             except grpc.RpcError:
@@ -318,7 +328,7 @@ class LockClient:
                 if not future.cancel() and future.exception() is None:
                     try:
                         lease_id = future.result().lease.lease_id
-                        self._stub.Release(pb.ReleaseRequest(lease_id=lease_id), timeout=self.timeout)
+                        stub.Release(pb.ReleaseRequest(lease_id=lease_id), timeout=self.timeout)
                     except Exception:  # noqa: BLE001 - it expires by ttl otherwise
                         pass
                 raise
@@ -337,7 +347,7 @@ class LockClient:
         """Resources held now, whoever holds them (service clients or the file protocol)."""
         request = pb.ListLocksRequest(resource_prefix=resource_prefix)
         response = self._call(
-            "list", lambda wait_for_ready: self._stub.ListLocks(request, timeout=self.timeout, wait_for_ready=wait_for_ready)
+            "list", lambda stub, wait_for_ready: stub.ListLocks(request, timeout=self.timeout, wait_for_ready=wait_for_ready)
         )
         return [
             LockInfo(
@@ -360,19 +370,18 @@ class LockClient:
         Blocks between events. Leaving the loop (break, or close() of the iterator) ends the watch.
         Raises UnavailableError when the service goes away and WatcherTooSlowError when this reader
         fell too far behind; a new watch then starts from a fresh snapshot."""
-        state = self._channel_state
         if self._closed:
             raise LockError("cannot watch: the LockClient is closed")
-        fresh = not state.connected
-        if fresh and not state.wait_ready(self.connect_timeout):
-            raise UnavailableError(f"cannot watch: no connection to mcp-lockd at {self.address} within {self.connect_timeout:g} s")
-        call = self._stub.Watch(pb.WatchRequest(resource_prefix=resource_prefix), wait_for_ready=fresh)
+        endpoint, fresh = self._connect("watch", self.connect_timeout)
+        call = endpoint.stub.Watch(pb.WatchRequest(resource_prefix=resource_prefix), wait_for_ready=fresh)
         try:
             for event in call:
                 yield _event_from(event)
             raise UnavailableError("the service ended the watch")
         except grpc.RpcError as err:
-            state.failed(err)
+            endpoint.state.failed(err)
+            if err.code() == grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
+                self._endpoints.failed(endpoint)  # the next watch goes to another replica
             raise error_from_rpc(err) from None
         finally:
             call.cancel()
@@ -380,36 +389,58 @@ class LockClient:
     def _call(
         self,
         what: str,
-        invoke: Callable[[bool], T],
+        invoke: Callable[[Any, bool], T],
         resource: Optional[str] = None,
         connect_timeout: Optional[float] = None,
     ) -> T:
-        """Runs invoke(wait_for_ready), the blocking call, connecting first as channel_state.py
-        explains; gRPC errors become typed errors."""
-        state = self._channel_state
+        """Runs invoke(stub, wait_for_ready), the blocking call, on a replica it can connect to (as
+        channel_state.py explains); gRPC errors become typed errors."""
         connect_timeout = self.connect_timeout if connect_timeout is None else connect_timeout
-        for attempt in (1, 2):
+        endpoints = self._endpoints
+        # UNAVAILABLE means nothing was done (a grant whose caller vanished is given back by the
+        # service): one address is tried once more after reconnecting, several each in turn.
+        retries = 1 if endpoints.size == 1 else endpoints.size
+        for attempt in range(retries + 1):
             if self._closed:
                 raise LockError(f"cannot {what}: the LockClient is closed")
-            fresh = not state.connected
-            if fresh and not state.wait_ready(connect_timeout):
-                raise UnavailableError(
-                    f"cannot {what}: no connection to mcp-lockd at {self.address} within {connect_timeout:g} s"
-                )
             try:
-                return invoke(fresh)
+                endpoint, fresh = self._connect(what, connect_timeout)
+                return invoke(endpoint.stub, fresh)
             except grpc.RpcError as err:
-                state.failed(err)
+                endpoint.state.failed(err)
                 code = err.code() if hasattr(err, "code") else None  # type: ignore[attr-defined]
-                if attempt == 1 and not fresh and code == grpc.StatusCode.UNAVAILABLE:
-                    # Typically the connection broke since the last call (the service restarted).
-                    # UNAVAILABLE means nothing was done (a grant whose caller vanished is given
-                    # back by the service), so once more, after reconnecting.
+                # With one address: typically the connection broke since the last call (the
+                # service restarted). With several: this replica is down or cannot serve.
+                if attempt < retries and code == grpc.StatusCode.UNAVAILABLE and (endpoints.size > 1 or not fresh):
+                    endpoints.failed(endpoint)
                     continue
                 raise error_from_rpc(err, resource) from None
             except ValueError as err:  # the channel was closed
                 raise UnavailableError(f"cannot {what}: {err}") from None
         raise AssertionError("unreachable")
+
+    def _connect(self, what: str, connect_timeout: float) -> "tuple[Endpoint, bool]":
+        """The current replica if the last call through it went through, else the first (from the
+        current one on) that connects within connect_timeout; and whether it was not connected."""
+        endpoints = self._endpoints
+        endpoint = endpoints.current()
+        if endpoint.state.connected:
+            return endpoint, False
+        deadline = time.monotonic() + connect_timeout
+        if endpoints.size > 1:
+            # First without waiting: a replica that refuses connections costs nothing.
+            for _ in range(endpoints.size):
+                endpoint = endpoints.current()
+                if endpoint.state.wait_ready(max(0.0, deadline - time.monotonic()), wait=False):
+                    return endpoint, True
+                endpoints.failed(endpoint)
+        # Then waiting for each in turn, sharing what is left of connect_timeout.
+        for left in range(endpoints.size, 0, -1):
+            endpoint = endpoints.current()
+            if endpoint.state.wait_ready(max(0.0, deadline - time.monotonic()) / left):
+                return endpoint, True
+            endpoints.failed(endpoint)
+        raise UnavailableError(f"cannot {what}: no connection to mcp-lockd at {self.address} within {connect_timeout:g} s")
 
     # ------------------------------------------------------------ lifetime
 

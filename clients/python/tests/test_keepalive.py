@@ -10,6 +10,7 @@ import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from mcp_lockd._gen import lock_pb2 as pb
+from mcp_lockd.endpoints import Endpoints
 from mcp_lockd.keepalive import KeepAliveSession
 from mcp_lockd.service_client import ServiceLease
 
@@ -68,15 +69,39 @@ def renewed(request, ttl=0.9):
     )
 
 
+class FakeChannel:
+    def __init__(self, harness, address):
+        self.harness = harness
+        self.address = address
+
+    def unary_unary(self, method):
+        return lambda *args, **kwargs: b""
+
+    def close(self):
+        pass
+
+
+class FakeStub:
+    def __init__(self, channel):
+        self.channel = channel
+
+    def KeepAlive(self, requests, wait_for_ready):
+        return self.channel.harness.open_call(requests, self.channel.address, wait_for_ready)
+
+
 class Harness:
-    def __init__(self, answer=renewed):
+    def __init__(self, answer=renewed, addresses=("fake:1",)):
         self.calls = []
         self.answer = answer
-        self.session = KeepAliveSession(self.open_call, lambda lease_id: pb.KeepAliveRequest(lease_id=lease_id),
+        endpoints = Endpoints(list(addresses), lambda address: FakeChannel(self, address), FakeStub)
+        self.session = KeepAliveSession(endpoints, lambda lease_id: pb.KeepAliveRequest(lease_id=lease_id),
                                         initial_backoff=0.05, max_backoff=0.2)
 
-    def open_call(self, requests):
+    def open_call(self, requests, address, wait_for_ready):
         call = FakeCall(requests, lambda request: self.answer(request))
+        call.address = address
+        call.wait_for_ready = wait_for_ready
+        call.opened_at = time.monotonic()
         self.calls.append(call)
         return call
 
@@ -138,6 +163,34 @@ class KeepAliveSessionTest(unittest.TestCase):
         time.sleep(1.2)
         self.assertFalse(lease.lost.is_set())
         self.assertGreaterEqual(h.calls[1].received.qsize(), 2)
+        h.session.close()
+
+    def test_with_several_replicas_a_broken_stream_moves_to_the_next_at_once_and_renews_every_lease(self):
+        h = Harness(addresses=("a:1", "b:2"))
+        first, second = h.lease("first", ttl=3), h.lease("second", ttl=3)
+        h.call(0).received.get(timeout=5)  # renewals every second
+        self.assertEqual(h.calls[0].address, "a:1")
+        self.assertFalse(h.calls[0].wait_for_ready)  # a replica that is down fails the stream at once
+        broken_at = time.monotonic()
+        h.calls[0].fail()
+        renewed_ids = {h.call(1).received.get(timeout=5).lease_id, h.calls[1].received.get(timeout=5).lease_id}
+        self.assertEqual(h.calls[1].address, "b:2")
+        self.assertLess(h.calls[1].opened_at - broken_at, 0.05)  # no backoff
+        self.assertEqual(renewed_ids, {"first", "second"})  # both at once, not when due
+        self.assertFalse(first.lost.is_set() or second.lost.is_set())
+        h.session.close()
+
+    def test_when_every_replica_failed_in_a_row_the_stream_backs_off_and_waits_for_a_connection(self):
+        h = Harness(answer=lambda request: None, addresses=("a:1", "b:2"))
+        h.lease("held", ttl=3)
+        h.call(0).fail()
+        h.call(1).fail()
+        self.assertEqual([c.address for c in h.calls], ["a:1", "b:2"])
+        self.assertEqual([c.wait_for_ready for c in h.calls], [False, False])
+        h.call(2)
+        self.assertEqual(h.calls[2].address, "a:1")
+        self.assertTrue(h.calls[2].wait_for_ready)
+        self.assertGreater(h.calls[2].opened_at - h.calls[1].opened_at, 0.02)  # the backoff: 0.05 s with jitter
         h.session.close()
 
     def test_unanswered_renewals_drop_the_stream_and_the_lease_is_lost_by_its_last_confirmed_expiry(self):
