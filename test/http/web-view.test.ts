@@ -6,10 +6,14 @@
 // also docs/web-view.png with MCP_LOCKD_UPDATE_SCREENSHOT=1).
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { copyFile, mkdir } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { copyFile, mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium, type Browser, type Page } from "playwright-core";
-import { startServiceFixture, type ServiceFixture } from "../helpers/service-process.ts";
+import { LockClient } from "../../src/index.ts";
+import { startServiceFixture, startServiceProcess, type ServiceFixture, type ServiceProcess } from "../helpers/service-process.ts";
+import { makeTempDir } from "../helpers/temp-dir.ts";
 
 const CHROMIUM = process.env.MCP_LOCKD_TEST_CHROMIUM ?? "/usr/bin/chromium";
 const ARTIFACTS = fileURLToPath(new URL("../../test-artifacts/", import.meta.url));
@@ -109,6 +113,70 @@ describe("web view", () => {
     } finally {
       await phone.close();
       await raw.release(lease.leaseId);
+    }
+  });
+});
+
+describe("web view with --auth-file", () => {
+  const READER = "reader-token-for-the-web-view";
+  const WRITER = "writer-token-for-the-web-view";
+  const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
+  let temp: { path: string; remove(): Promise<void> } | undefined;
+  let service: ServiceProcess | undefined;
+  let browser: Browser | undefined;
+
+  before(async () => {
+    temp = await makeTempDir();
+    const authPath = join(temp.path, "auth.json");
+    await writeFile(
+      authPath,
+      JSON.stringify({
+        principals: [
+          { name: "viewer", token_sha256: sha256(READER), grants: [{ resource_prefix: "", actions: ["read"] }] },
+          { name: "deployer", token_sha256: sha256(WRITER), grants: [{ resource_prefix: "", actions: ["lock"] }] },
+        ],
+      }),
+    );
+    [service, browser] = await Promise.all([
+      startServiceProcess({ lockDir: join(temp.path, "locks"), extraArgs: ["--auth-file", authPath] }),
+      chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] }),
+    ]);
+  });
+  after(async () => {
+    await browser?.close();
+    await service?.stop();
+    await temp?.remove();
+  });
+
+  test("the page asks for a token once, keeps it for the session, and shows locks only with read", async () => {
+    const page = await browser!.newPage();
+    const writer = new LockClient({ address: service!.grpcAddress, token: WRITER });
+    try {
+      // /events without a token is refused; the page asks for one.
+      assert.equal((await fetch(`http://${service!.httpAddress}/events`)).status, 401);
+      await page.goto(`http://${service!.httpAddress}/`);
+      await page.locator("#auth").waitFor({ state: "visible", timeout: 5_000 });
+      assert.match((await page.locator("#conn").textContent()) ?? "", /NEEDS A TOKEN/);
+
+      // A token without read (the deployer's) is refused too: asked again.
+      await page.fill("#token", WRITER);
+      await page.click('#auth button[type="submit"]');
+      await page.locator("#auth").waitFor({ state: "visible", timeout: 5_000 });
+
+      await page.fill("#token", READER);
+      await page.click('#auth button[type="submit"]');
+      await page.locator("#conn", { hasText: "LIVE" }).waitFor({ timeout: 5_000 });
+      const lock = await writer.acquire("guarded-deploy", { ttl: 30_000 });
+      await page.locator('tr[data-resource="guarded-deploy"]').waitFor({ timeout: 1_000 });
+
+      // Kept for the browser session (sessionStorage), never put in a URL.
+      await page.reload();
+      await page.locator('tr[data-resource="guarded-deploy"]').waitFor({ timeout: 5_000 });
+      assert.ok(!page.url().includes(READER), "the token is never in a URL");
+      await lock.release();
+    } finally {
+      writer.close();
+      await page.close();
     }
   });
 });
