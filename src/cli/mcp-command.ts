@@ -2,7 +2,7 @@ import { parseArgs } from "node:util";
 import { StdioServerTransport } from "../mcp/sdk.ts";
 import { LockClient } from "../client/index.ts";
 import { createLockMcpServer } from "../mcp/lock-mcp-server.ts";
-import { PollingLockChangeSource } from "../mcp/lock-change-source.ts";
+import { PollingLockChangeSource, WatchLockChangeSource } from "../mcp/lock-change-source.ts";
 import { CONNECTION_FLAGS, defaultHolder, resolveConnection, UsageError, type ClientConnection } from "./client-options.ts";
 import { processIo, type CommandIo } from "./command-io.ts";
 import { validateHolder } from "../core/limits.ts";
@@ -38,7 +38,10 @@ export async function runMcpCommand(args: string[], io: CommandIo = processIo): 
   const mcp = createLockMcpServer({
     client,
     address,
-    changes: new PollingLockChangeSource(() => client.list("")),
+    changes: new WatchLockChangeSource(
+      (signal) => client.watch("", { signal }),
+      new PollingLockChangeSource(() => client.list("")),
+    ),
     holder: (clientName) => holderFlag ?? defaultHolder(io.env, process.pid, clientName ? `mcp ${clientName}` : "mcp"),
   });
 
