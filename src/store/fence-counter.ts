@@ -150,38 +150,32 @@ export class FenceCounter {
   }
 
   /** No counter: nothing was ever issued, unless a conversion moved a version 1 counter aside. */
-  private async readRetired(resource: string): Promise<FenceState> {
-    const path = this.layout.retiredFenceFile(resource);
-    let text: string;
-    try {
-      text = (await this.fs.readFileWithMtime(path)).text;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return { kind: "none", token: 0 };
-      throw toStoreError("reading the retired fencing counter", path, err);
-    }
-    const token = parseFence(text, resource);
-    if (typeof token === "string") {
-      throw new StoreFailureError(`the retired fencing counter ${path} is corrupt (${token}); restore it, or raise it above every token issued`, path);
-    }
-    return { kind: "retired", token };
+  private readRetired(resource: string): Promise<FenceState> {
+    return this.readVersion1File(resource, this.layout.retiredFenceFile(resource), "retired");
   }
 
-  private async readVersion1(resource: string): Promise<FenceState> {
-    const path = this.layout.fenceFile(resource);
+  private readVersion1(resource: string): Promise<FenceState> {
+    return this.readVersion1File(resource, this.layout.fenceFile(resource), "file");
+  }
+
+  /** A counter file in the version 1 format, at its own place or moved aside. */
+  private async readVersion1File(resource: string, path: string, kind: "file" | "retired"): Promise<FenceState> {
+    const what = kind === "retired" ? "the retired fencing counter" : "the fencing counter";
     let text: string;
     try {
       text = (await this.fs.readFileWithMtime(path)).text;
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === "ENOENT") return { kind: "none", token: 0 };
-      if (code === "EISDIR") throw new CommitConflictError(`the fencing counter of ${resource} was converted meanwhile`);
-      throw toStoreError("reading the fencing counter", path, err);
+      if (code === "EISDIR" && kind === "file") throw new CommitConflictError(`the fencing counter of ${resource} was converted meanwhile`);
+      throw toStoreError(`reading ${what}`, path, err);
     }
     const token = parseFence(text, resource);
+    // Guessing a counter could hand out a token twice: refuse instead.
     if (typeof token === "string") {
-      throw new StoreFailureError(`the fencing counter ${path} is corrupt (${token}); restore it, or raise it above every token issued`, path);
+      throw new StoreFailureError(`${what} ${path} is corrupt (${token}); restore it, or raise it above every token issued`, path);
     }
-    return { kind: "file", token };
+    return { kind, token };
   }
 
   private async sync(dir: string): Promise<void> {
