@@ -160,8 +160,8 @@ export class LeaseFileStore implements LeaseStore {
     this.promises.forget(resource);
     const found = await fs.inspect(path).catch(() => undefined);
     const what = found?.kind === "directory" ? "a directory" : found?.kind === "other" ? "a symbolic link or special file" : "not a regular file";
-    const identity = await fs.identity(path).catch(() => `unknown:${Date.now()}`);
-    return { state: unreadable(resource, found?.mtimeMs ?? Date.now(), `the lease path is ${what}`), identity, token: 0 };
+    const identity = await fs.identity(path).catch(() => `unknown:${this.clock.now()}`);
+    return { state: unreadable(resource, found?.mtimeMs ?? this.clock.now(), `the lease path is ${what}`), identity, token: 0 };
   }
 
   async list(): Promise<BlockingState[]> {
