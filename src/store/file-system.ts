@@ -45,13 +45,16 @@ export interface PathInfo {
 const READ_NO_FOLLOW = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK;
 
 /**
- * What was opened is the regular file lstat saw before: Deno 2.9 under
- * --allow-read=DIR ignores O_NOFOLLOW and opens through a symlink (even to a
- * target outside DIR), so the path itself is checked first, and anything
- * swapped in between is refused.
+ * Deno 2.9 under --allow-read=DIR ignores O_NOFOLLOW and opens through a
+ * symlink (even to a target outside DIR). There, and only there (the read of
+ * a lease file is on every grant's path), the path itself is checked with
+ * lstat first, and anything swapped in between is refused (sameFile).
  */
-function sameFile(opened: fs.BigIntStats, before: fs.BigIntStats, path: string): fs.BigIntStats {
-  if (opened.ino === before.ino && opened.dev === before.dev) return opened;
+const OPEN_MAY_FOLLOW_LINKS = "Deno" in globalThis;
+
+/** What was opened is the regular file lstat saw before (when lstat was needed at all). */
+function sameFile(opened: fs.BigIntStats, before: fs.BigIntStats | undefined, path: string): fs.BigIntStats {
+  if (before === undefined || (opened.ino === before.ino && opened.dev === before.dev)) return opened;
   throw Object.assign(new Error(`ENOTREG: ${path} changed while it was opened`), { code: "ENOTREG", path });
 }
 
@@ -76,7 +79,7 @@ function pathInfoOf(stat: fs.BigIntStats | undefined): PathInfo {
 // See docs/performance.md.
 export const nodeFileSystem: FileSystem = {
   readFileWithMtime: async (path) => {
-    const before = regularFile(fs.lstatSync(path, { bigint: true }), path);
+    const before = OPEN_MAY_FOLLOW_LINKS ? regularFile(fs.lstatSync(path, { bigint: true }), path) : undefined;
     const fd = fs.openSync(path, READ_NO_FOLLOW);
     try {
       const stat = sameFile(regularFile(fs.fstatSync(fd, { bigint: true }), path), before, path);
@@ -131,7 +134,7 @@ export const nodeFileSystem: FileSystem = {
  */
 export const threadPoolFileSystem: FileSystem = {
   readFileWithMtime: async (path) => {
-    const before = regularFile(await fs.promises.lstat(path, { bigint: true }), path);
+    const before = OPEN_MAY_FOLLOW_LINKS ? regularFile(await fs.promises.lstat(path, { bigint: true }), path) : undefined;
     const handle = await fs.promises.open(path, READ_NO_FOLLOW);
     try {
       const stat = sameFile(regularFile(await handle.stat({ bigint: true }), path), before, path);
