@@ -10,6 +10,7 @@ import {
 import { blockedUntil, holderOf, type BlockingState, type LeaseGrant, type LeaseRecord, type ResourceState } from "./lease.ts";
 import { hashLeaseId, newLeaseId } from "./lease-id.ts";
 import { KeyedMutex } from "./keyed-mutex.ts";
+import { LockListing } from "./lock-listing.ts";
 import { describeState, transitionEvents, type LockEvent, type LockEventListener } from "./lock-events.ts";
 import {
   MAX_LEASE_ID_LENGTH,
@@ -112,6 +113,8 @@ export class LockManager {
   private renewalListeners = 0;
   /** The waiter count last announced per resource (absent: 0). */
   private readonly announcedWaiters = new Map<string, number>();
+  /** Cached listings' change marks (see cachedListing). */
+  private readonly listingWatchers = new Set<(resource: string) => void>();
 
   constructor(options: LockManagerOptions) {
     this.store = options.store;
@@ -256,6 +259,28 @@ export class LockManager {
       held.push({ state, waiters: queue.size });
     }
     return held.sort((a, b) => (a.state.resource < b.state.resource ? -1 : a.state.resource > b.state.resource ? 1 : 0));
+  }
+
+  /**
+   * What list() answers, kept encoded per resource by `encode` and re-encoded
+   * only where something changed (issue 12: listings of 10,000 locks).
+   */
+  cachedListing(encode: (lock: ListedLock) => Uint8Array): LockListing {
+    return new LockListing(
+      {
+        clock: this.clock,
+        list: () => this.list(),
+        current: (resource) => {
+          const record = this.resources.get(resource);
+          return record?.blocker && { state: record.blocker, waiters: record.queue.size };
+        },
+        watch: (onChange) => {
+          this.listingWatchers.add(onChange);
+          return () => this.listingWatchers.delete(onChange);
+        },
+      },
+      encode,
+    );
   }
 
   /**
@@ -555,6 +580,8 @@ export class LockManager {
   }
 
   private noteWaiters(resource: string): number {
+    // Every change of a blocker (observe) or of a queue (announceWaiters) passes here.
+    for (const onChange of this.listingWatchers) onChange(resource);
     const waiters = this.waitingFor(resource);
     if (waiters === 0) this.announcedWaiters.delete(resource);
     else this.announcedWaiters.set(resource, waiters);

@@ -2,7 +2,7 @@ import { InvalidArgumentError } from "../core/errors.ts";
 import type { BlockingState, LeaseRecord } from "../core/lease.ts";
 import type { Duration } from "../gen/google/protobuf/duration.ts";
 import type { Timestamp } from "../gen/google/protobuf/timestamp.ts";
-import type { Lease } from "../gen/mcplockd/v1/lock.ts";
+import { ListLocksResponse, type Lease } from "../gen/mcplockd/v1/lock.ts";
 import { msToDuration } from "./wire-time.ts";
 
 // Conversions between protobuf well-known types and the core's milliseconds.
@@ -52,4 +52,13 @@ export function toListedLease(state: BlockingState, waiters: number): Lease {
     waiters,
     state: "unreadable",
   };
+}
+
+/**
+ * One listing entry as the bytes it adds to a ListLocksResponse (its
+ * repeated field's tag, length and Lease): the response is the concatenation
+ * of its entries' bytes.
+ */
+export function encodeListedLease(state: BlockingState, waiters: number): Uint8Array {
+  return ListLocksResponse.encode({ locks: [toListedLease(state, waiters)] }).finish();
 }

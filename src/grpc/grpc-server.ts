@@ -11,6 +11,7 @@ import { lockService } from "./lock-service.ts";
 import { retireConnectionsAfter } from "./session-stream-limit.ts";
 import { capConnections } from "./connection-limit.ts";
 import { refusingUndecodable, withTolerantDeserializers } from "./undecodable-request.ts";
+import { withPreEncodedResponses } from "./pre-encoded.ts";
 import type { ReadinessGate } from "./readiness-gate.ts";
 import { embeddedRegistry, ReflectionIndex, reflectionService } from "./reflection-service.ts";
 
@@ -69,7 +70,7 @@ export async function startGrpcServer(manager: LockManager, options: GrpcServerO
     interceptors: options.interceptors ?? [],
   });
   server.addService(
-    withTolerantDeserializers(LockServiceService),
+    withPreEncodedResponses(withTolerantDeserializers(LockServiceService)),
     lockService(manager, shutdown.signal, {
       gate: readiness,
       access: options.access,

@@ -22,7 +22,8 @@ import { bidi, presentedByCall, unary, type CallContext, type CallGate } from ".
 import { UndecodableRequest } from "./undecodable-request.ts";
 import { mapUnordered } from "./map-unordered.ts";
 import { watchHandler } from "./watch-stream.ts";
-import { durationToMs, msToDuration, msToTimestamp, toListedLease, toProtoLease } from "./convert.ts";
+import { durationToMs, encodeListedLease, msToDuration, msToTimestamp, toProtoLease } from "./convert.ts";
+import { preEncoded } from "./pre-encoded.ts";
 import { toServiceError } from "./status-map.ts";
 
 /** Renewals one KeepAlive stream may have in progress at once; more wait in the stream (backpressure). */
@@ -51,6 +52,8 @@ export function lockService(manager: LockManager, shutdown: AbortSignal, options
   const { gate } = options;
   const maxKeepAliveStreams = options.maxKeepAliveStreams ?? Number.POSITIVE_INFINITY;
   let keepAliveStreams = 0;
+  const listing = manager.cachedListing(({ state, waiters }) => encodeListedLease(state, waiters));
+  shutdown.addEventListener("abort", () => listing.stop(), { once: true });
 
   /** The caller's principal and the policy, or undefined for both when authorization is off. */
   function authenticate(context: CallContext): { policy: AccessPolicy; principal: Principal } | undefined {
@@ -142,9 +145,9 @@ export function lockService(manager: LockManager, shutdown: AbortSignal, options
   async function listLocks(request: ListLocksRequest, context: CallContext): Promise<ListLocksResponse> {
     const auth = authenticate(context);
     auth?.policy.requireAny(auth.principal, "read");
-    const locks = await manager.list(validateResourcePrefix(request.resourcePrefix));
-    const readable = auth ? locks.filter(({ state }) => auth.policy.allows(auth.principal, "read", state.resource)) : locks;
-    return { locks: readable.map(({ state, waiters }) => toListedLease(state, waiters)) };
+    const readable = auth && ((resource: string) => auth.policy.allows(auth.principal, "read", resource));
+    // Protobuf bytes assembled from cached entries (a repeated field is its elements' encodings one after another).
+    return preEncoded(await listing.answer(validateResourcePrefix(request.resourcePrefix), readable));
   }
 
   async function forceRelease(request: ForceReleaseRequest, context: CallContext): Promise<ForceReleaseResponse> {

@@ -5,6 +5,7 @@ import { TLSSocket, type SecureContextOptions } from "node:tls";
 import { presentedCredentials, type AccessPolicy, type Principal } from "../auth/access-policy.ts";
 import { LockError } from "../core/errors.ts";
 import type { LockManager } from "../core/lock-manager.ts";
+import type { LockListing } from "../core/lock-listing.ts";
 import type { BlockingState } from "../core/lease.ts";
 import type { HealthLockEntry } from "./health-lock-entry.ts";
 import type { ServiceMetrics } from "../metrics/service-metrics.ts";
@@ -40,6 +41,14 @@ export function toHealthEntry(state: BlockingState, waiters: number): HealthLock
     metadata: { unreadable_reason: state.reason },
   };
 }
+
+/** One entry of GET /health/locks as the JSON bytes it adds to the answer. */
+export function encodeHealthEntry(state: BlockingState, waiters: number): Uint8Array {
+  return Buffer.from(JSON.stringify(toHealthEntry(state, waiters)));
+}
+
+/** Around and between the entries: the answer is what JSON.stringify({locks}) + "\n" gives. */
+export const HEALTH_LOCKS_FRAMING = { open: Buffer.from('{"locks":['), separator: Buffer.from(","), close: Buffer.from("]}\n") };
 
 export interface RunningHttpServer {
   address: string;
@@ -77,6 +86,8 @@ interface HttpContext {
   /** Aborted by stop(): ends the event streams, which would otherwise hold the server open. */
   stopping: AbortSignal;
   storeHealth: StoreHealthFeed;
+  /** GET /health/locks, kept encoded. */
+  listing: LockListing;
 }
 
 /**
@@ -85,7 +96,13 @@ interface HttpContext {
  */
 export async function startHttpServer(manager: LockManager, listen: string, options: HttpServerOptions = {}): Promise<RunningHttpServer> {
   const stopping = new AbortController();
-  const context: HttpContext = { manager, options, stopping: stopping.signal, storeHealth: new StoreHealthFeed(() => manager.probeWritable()) };
+  const context: HttpContext = {
+    manager,
+    options,
+    stopping: stopping.signal,
+    storeHealth: new StoreHealthFeed(() => manager.probeWritable()),
+    listing: manager.cachedListing(({ state, waiters }) => encodeHealthEntry(state, waiters)),
+  };
   const handle = (request: IncomingMessage, response: ServerResponse) => {
     void route(context, request, response).catch((err: Error) =>
       sendJson(response, 503, { error: "lock dir unavailable", detail: err.message }),
@@ -118,6 +135,7 @@ export async function startHttpServer(manager: LockManager, listen: string, opti
     },
     stop() {
       stopping.abort();
+      context.listing.stop();
       closing ??= new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeIdleConnections();
@@ -184,9 +202,8 @@ async function routeAuthorized(context: HttpContext, request: IncomingMessage, r
     "/health/locks": async () => {
       const who = principal();
       if (policy && who) policy.requireAny(who, "read");
-      const locks = await manager.list();
-      const readable = policy && who ? locks.filter(({ state }) => policy.allows(who, "read", state.resource)) : locks;
-      return { locks: readable.map(({ state, waiters }) => toHealthEntry(state, waiters)) };
+      const readable = policy && who ? (resource: string) => policy.allows(who, "read", resource) : undefined;
+      return new JsonText(await context.listing.answer("", readable, HEALTH_LOCKS_FRAMING));
     },
     "/healthz": async () => ({ status: "ok" }),
   };
@@ -206,9 +223,14 @@ function presentedBy(request: IncomingMessage) {
   return presentedCredentials(request.headers.authorization, commonName);
 }
 
+/** A JSON answer already serialised (with its final newline). */
+class JsonText {
+  constructor(readonly bytes: Buffer) {}
+}
+
 function sendJson(response: ServerResponse, statusCode: number, body: unknown): void {
   if (response.headersSent) return;
-  const text = JSON.stringify(body) + "\n";
+  const text = body instanceof JsonText ? body.bytes : JSON.stringify(body) + "\n";
   response.writeHead(statusCode, { "content-type": "application/json", "cache-control": "no-store" });
   response.end(text);
 }
