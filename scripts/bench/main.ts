@@ -10,7 +10,7 @@ import { performance } from "node:perf_hooks";
 import { measureDiskFloorMs } from "./disk-floor.ts";
 import { machineInfo } from "./machine.ts";
 import { metricCatalog } from "./metrics.ts";
-import { parseOptions, USAGE, UsageError, type Settings } from "./options.ts";
+import { parseOptions, USAGE, UsageError, type Settings, type WorkloadNumber } from "./options.ts";
 import { SYSTEMS } from "./protocol.ts";
 import { markdownTable } from "./report.ts";
 import { ResultTable } from "./results.ts";
@@ -29,6 +29,13 @@ function log(message: string): void {
   process.stderr.write(`bench: ${message}\n`);
 }
 
+/** Whether a row is measured when only `workloads` run (idle RSS always is; the held set serves 5, 6 and 7's held RSS). */
+function measured(key: string, workloads: WorkloadNumber[]): boolean {
+  if (key === "w7.idle") return true;
+  if (key === "w7.held") return workloads.some((n) => n === 5 || n === 6 || n === 7);
+  return workloads.includes(Number(/^w(\d)/.exec(key)?.[1]) as WorkloadNumber);
+}
+
 /** Rows that do not apply to a system, or a system that cannot or was not asked to run, get null with the reason. */
 function markInapplicable(table: ResultTable, systems: BenchSystem[], settings: Settings): void {
   for (const name of SYSTEMS) {
@@ -36,6 +43,8 @@ function markInapplicable(table: ResultTable, systems: BenchSystem[], settings: 
     for (const def of table.defs) {
       const reason = !settings.systems.includes(name)
         ? "not run (--systems)"
+        : !measured(def.key, settings.workloads)
+          ? "not run (--workloads)"
         : system?.unavailable ?? (def.needs ? system?.notApplicable[def.needs] : undefined);
       if (reason !== undefined) table.setNotApplicable(def.key, name, reason);
     }
@@ -71,7 +80,8 @@ async function main(): Promise<void> {
   const windows: WindowRecord[] = [];
   log(`${settings.mode} mode, ${settings.rounds} round(s), ${machine.cpus} × ${machine.model}, temp dir on ${machine.fs_type}`);
 
-  await warmUpStarts(settings, etcd);
+  const starts = settings.workloads.includes(8);
+  if (starts) await warmUpStarts(settings, etcd);
   const diskFloorMs: Array<number | null> = [];
   for (let round = 0; round < settings.rounds; round++) {
     diskFloorMs.push(measureDiskFloorMs(settings.mode === "quick" ? 100 : 500));
@@ -93,8 +103,10 @@ async function main(): Promise<void> {
         }
       }
     }
-    log(`round ${round + 1}/${settings.rounds}: start to serving`);
-    await runStartup(settings, etcd, table, round, (message) => log(`  ${message}`));
+    if (starts) {
+      log(`round ${round + 1}/${settings.rounds}: start to serving`);
+      await runStartup(settings, etcd, table, round, (message) => log(`  ${message}`));
+    }
   }
 
   diskFloorMs.push(measureDiskFloorMs(settings.mode === "quick" ? 100 : 500));

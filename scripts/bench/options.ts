@@ -2,7 +2,11 @@ import { join } from "node:path";
 import { RESULTS_DIR } from "./paths.ts";
 import { SYSTEMS, type SystemName } from "./protocol.ts";
 
-export const USAGE = `usage: npm run bench -- [--quick] [--out FILE] [--rounds N] [--systems LIST]
+/** The numbered workloads of docs/performance.md. */
+export const WORKLOADS = [1, 2, 3, 4, 5, 6, 7, 8] as const;
+export type WorkloadNumber = (typeof WORKLOADS)[number];
+
+export const USAGE = `usage: npm run bench -- [--quick] [--out FILE] [--rounds N] [--systems LIST] [--workloads LIST]
 
   --quick         every workload briefly, 1 round, 200 leases instead of 10,000
                   (well under 90 s); proves the harness works, not a result
@@ -11,6 +15,10 @@ export const USAGE = `usage: npm run bench -- [--quick] [--out FILE] [--rounds N
                   replaces the full results unless asked to)
   --rounds N      rounds of A B C (default 3, quick 1)
   --systems LIST  comma-separated subset of ${SYSTEMS.join(",")}
+  --workloads LIST  comma-separated workload numbers (${WORKLOADS.join(",")}; see
+                  docs/performance.md): only those run, the other rows are null.
+                  5, 6 and the held half of 7 share one held set: any of them runs it.
+                  Writes bench/results/partial.json unless --out says otherwise.
 
   BENCH_MCP_LOCKD_METRICS=off runs mcp-lockd with --metrics off, to measure
   what its Prometheus metrics cost (docs/operations.md).
@@ -21,6 +29,8 @@ export interface Settings {
   mode: "full" | "quick";
   rounds: number;
   systems: SystemName[];
+  /** The workloads to run (--workloads); all by default. */
+  workloads: WorkloadNumber[];
   outFile: string;
   /** Warm-up of the first timed workload of a run (JIT, connections, file-system caches). */
   firstWarmupMs: number;
@@ -58,7 +68,7 @@ export interface Settings {
   settleMs: number;
 }
 
-const FULL: Omit<Settings, "mode" | "rounds" | "systems" | "outFile"> = {
+const FULL: Omit<Settings, "mode" | "rounds" | "systems" | "workloads" | "outFile"> = {
   firstWarmupMs: 3_000,
   warmupMs: 1_000,
   measureMs: 5_000,
@@ -120,6 +130,7 @@ export function parseOptions(argv: string[]): Settings {
   let outFile: string | undefined;
   let rounds: number | undefined;
   let systems: SystemName[] = [...SYSTEMS];
+  let workloads: WorkloadNumber[] = [...WORKLOADS];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const value = () => {
@@ -144,6 +155,13 @@ export function parseOptions(argv: string[]): Settings {
           return name as SystemName;
         });
         break;
+      case "--workloads":
+        workloads = value().split(",").map((name) => {
+          const number = Number(name);
+          if (!(WORKLOADS as readonly number[]).includes(number)) throw new UsageError(`unknown workload "${name}" (${WORKLOADS.join(", ")})`);
+          return number as WorkloadNumber;
+        });
+        break;
       default:
         throw new UsageError(`unknown argument "${arg}"`);
     }
@@ -153,6 +171,8 @@ export function parseOptions(argv: string[]): Settings {
     mode: quick ? "quick" : "full",
     rounds: rounds ?? (quick ? 1 : 3),
     systems,
-    outFile: outFile ?? join(RESULTS_DIR, quick ? "quick.json" : "latest.json"),
+    workloads,
+    // Only a full run of everything replaces latest.json unless --out says otherwise.
+    outFile: outFile ?? join(RESULTS_DIR, quick ? "quick.json" : workloads.length < WORKLOADS.length ? "partial.json" : "latest.json"),
   };
 }

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { LoadProcess } from "./load-process.ts";
-import type { Settings } from "./options.ts";
+import type { Settings, WorkloadNumber } from "./options.ts";
 import { processRssMiB } from "./process-metrics.ts";
 import type { ResultTable } from "./results.ts";
 import type { BenchSystem } from "./systems/bench-system.ts";
@@ -15,6 +15,8 @@ const LOAD_PROCESSES = 4;
 interface Step {
   /** Row-key prefixes it fills (nulled with the error if it fails). */
   keys: string[];
+  /** The numbered workloads it measures (docs/performance.md; --workloads). */
+  workloads: WorkloadNumber[];
   /** What the system must have for the step to run at all. */
   needs?: "keepalive";
   run(ctx: RunContext): Promise<void>;
@@ -22,9 +24,10 @@ interface Step {
 
 function steps(settings: Settings): Step[] {
   return [
-    { keys: ["w1"], run: (ctx) => runCycles(ctx, { key: "w1", clients: 1, processes: 1, op: "acquire-release", warmupMs: settings.firstWarmupMs }) },
+    { keys: ["w1"], workloads: [1], run: (ctx) => runCycles(ctx, { key: "w1", clients: 1, processes: 1, op: "acquire-release", warmupMs: settings.firstWarmupMs }) },
     {
       keys: ["w2"],
+      workloads: [2],
       run: (ctx) =>
         runCycles(ctx, {
           key: "w2",
@@ -35,10 +38,10 @@ function steps(settings: Settings): Step[] {
           warmupMs: settings.firstWarmupMs,
         }),
     },
-    { keys: ["w3-2"], run: (ctx) => runHandoff(ctx, 2) },
-    { keys: ["w3-16"], run: (ctx) => runHandoff(ctx, 16) },
-    { keys: ["w4"], run: (ctx) => runCycles(ctx, { key: "w4", clients: 1, processes: 1, op: "lifecycle", warmupMs: settings.warmupMs }) },
-    { keys: ["w5-few", "w5-max", "w5-many", "w6", "w7.held"], needs: "keepalive", run: runHeldSet },
+    { keys: ["w3-2"], workloads: [3], run: (ctx) => runHandoff(ctx, 2) },
+    { keys: ["w3-16"], workloads: [3], run: (ctx) => runHandoff(ctx, 16) },
+    { keys: ["w4"], workloads: [4], run: (ctx) => runCycles(ctx, { key: "w4", clients: 1, processes: 1, op: "lifecycle", warmupMs: settings.warmupMs }) },
+    { keys: ["w5-few", "w5-max", "w5-many", "w6", "w7.held"], workloads: [5, 6, 7], needs: "keepalive", run: runHeldSet },
   ];
 }
 
@@ -68,6 +71,7 @@ export async function runSystem(
     }
     for (const step of steps(settings)) {
       if (step.needs && system.notApplicable[step.needs]) continue;
+      if (!step.workloads.some((n) => settings.workloads.includes(n))) continue;
       try {
         await step.run(ctx);
       } catch (err) {
