@@ -1,17 +1,9 @@
 import { startService } from "../service.ts";
-import { ACQUIRE_USAGE, runAcquireCommand } from "./acquire-command.ts";
-import { CALL_USAGE, runCallCommand } from "./call-command.ts";
-import { DEFAULT_ADDRESS } from "./client-options.ts";
+import { DEFAULT_ADDRESS } from "../client/address-list.ts";
 import { EXIT_CODES_HELP, EXIT_USAGE } from "./exit-codes.ts";
-import { MCP_USAGE } from "./mcp-usage.ts";
-import { RELEASE_USAGE, runReleaseCommand } from "./release-command.ts";
-import { RENEW_USAGE, runRenewCommand } from "./renew-command.ts";
-import { RUN_USAGE, runRunCommand } from "./run-command.ts";
 import { parseServeOptions, SERVE_DEFAULTS } from "./serve-options.ts";
-import { runStatusCommand, STATUS_USAGE } from "./status-command.ts";
 import { VERSION } from "./version.ts";
 import { createLogger } from "../log/logger.ts";
-import { runWaitCommand, WAIT_USAGE } from "./wait-command.ts";
 
 const HELP = `mcp-lockd ${VERSION}: named locks as leases, with fencing tokens, over gRPC and lease files
 
@@ -73,16 +65,27 @@ Lease files: <lock-dir>/<resource>.lock, protocol in docs/protocol.md.
 ${EXIT_CODES_HELP}`;
 
 
-/** The client commands, each with its usage and entry point. */
-const CLIENT_COMMANDS = new Map<string, { usage: string; run: (args: string[]) => Promise<number> }>([
-  ["run", { usage: RUN_USAGE, run: runRunCommand }],
-  ["status", { usage: STATUS_USAGE, run: runStatusCommand }],
-  ["acquire", { usage: ACQUIRE_USAGE, run: runAcquireCommand }],
-  ["renew", { usage: RENEW_USAGE, run: runRenewCommand }],
-  ["release", { usage: RELEASE_USAGE, run: runReleaseCommand }],
-  ["wait", { usage: WAIT_USAGE, run: runWaitCommand }],
-  // Loaded when used: the MCP SDK is a large import that no other command needs.
-  ["mcp", { usage: MCP_USAGE, run: async (args) => (await import("./mcp-command.ts")).runMcpCommand(args) }],
+interface ClientCommand {
+  usage: string;
+  run: (args: string[]) => Promise<number>;
+}
+
+/**
+ * The client commands, each loaded when used: `serve` never needs the client
+ * library nor the MCP SDK (a large import that only `mcp` needs), and not
+ * loading them keeps the service's memory down (docs/performance.md).
+ */
+const CLIENT_COMMANDS = new Map<string, () => Promise<ClientCommand>>([
+  ["run", async () => import("./run-command.ts").then((m) => ({ usage: m.RUN_USAGE, run: m.runRunCommand }))],
+  ["status", async () => import("./status-command.ts").then((m) => ({ usage: m.STATUS_USAGE, run: m.runStatusCommand }))],
+  ["acquire", async () => import("./acquire-command.ts").then((m) => ({ usage: m.ACQUIRE_USAGE, run: m.runAcquireCommand }))],
+  ["renew", async () => import("./renew-command.ts").then((m) => ({ usage: m.RENEW_USAGE, run: m.runRenewCommand }))],
+  ["release", async () => import("./release-command.ts").then((m) => ({ usage: m.RELEASE_USAGE, run: m.runReleaseCommand }))],
+  ["wait", async () => import("./wait-command.ts").then((m) => ({ usage: m.WAIT_USAGE, run: m.runWaitCommand }))],
+  [
+    "mcp",
+    async () => ({ usage: (await import("./mcp-usage.ts")).MCP_USAGE, run: async (args) => (await import("./mcp-command.ts")).runMcpCommand(args) }),
+  ],
 ]);
 
 /** --help among the command's own arguments; for `run`, only before "--" (after it they are COMMAND's). */
@@ -117,14 +120,16 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (command === "call") {
+    const { CALL_USAGE, runCallCommand } = await import("./call-command.ts");
     if (rest.includes("--help") || rest.includes("-h")) {
       process.stdout.write(CALL_USAGE);
       return 0;
     }
     return runCallCommand(rest);
   }
-  const client = command === undefined ? undefined : CLIENT_COMMANDS.get(command);
-  if (client) {
+  const loadClient = command === undefined ? undefined : CLIENT_COMMANDS.get(command);
+  if (loadClient) {
+    const client = await loadClient();
     dropServerNameWarning();
     if (asksForHelp(rest)) {
       process.stdout.write(client.usage);

@@ -1,5 +1,5 @@
 import { parseArgs } from "node:util";
-import { DEFAULT_ADDRESS } from "../client/lock-client.ts";
+import { DEFAULT_ADDRESS } from "../client/address-list.ts";
 import { DEFAULT_SERVICE_LIMITS, type ServiceLimits } from "../core/service-limits.ts";
 import type { TlsFiles, TlsMinVersion } from "../tls/tls-settings.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "../log/logger.ts";
