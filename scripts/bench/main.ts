@@ -12,7 +12,7 @@ import { machineInfo } from "./machine.ts";
 import { metricCatalog } from "./metrics.ts";
 import { parseOptions, USAGE, UsageError, type Settings, type WorkloadNumber } from "./options.ts";
 import { SYSTEMS } from "./protocol.ts";
-import { markdownTable } from "./report.ts";
+import { markdownTable, NOT_RUN_WORKLOAD } from "./report.ts";
 import { ResultTable } from "./results.ts";
 import { runSystem } from "./run-system.ts";
 import type { BenchSystem } from "./systems/bench-system.ts";
@@ -44,7 +44,7 @@ function markInapplicable(table: ResultTable, systems: BenchSystem[], settings: 
       const reason = !settings.systems.includes(name)
         ? "not run (--systems)"
         : !measured(def.key, settings.workloads)
-          ? "not run (--workloads)"
+          ? NOT_RUN_WORKLOAD
         : system?.unavailable ?? (def.needs ? system?.notApplicable[def.needs] : undefined);
       if (reason !== undefined) table.setNotApplicable(def.key, name, reason);
     }

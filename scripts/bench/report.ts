@@ -23,6 +23,9 @@ function formatRuns(runs: Array<number | null>): string | undefined {
  * and mcp-lockd's ratio to each other system, oriented so that >1 means
  * mcp-lockd is better. A missing value shows as "n/a" with a numbered note.
  */
+/** The reason of rows whose workload was left out (--workloads). */
+export const NOT_RUN_WORKLOAD = "not run (--workloads)";
+
 export function markdownTable(table: ResultTable, preamble: string[]): string {
   const notes: string[] = [];
   const note = (reason: string) => {
@@ -40,6 +43,8 @@ export function markdownTable(table: ResultTable, preamble: string[]): string {
   const lines = [`| ${header.join(" | ")} |`, `|${header.map((_, i) => (i < 3 ? "---" : "---:")).join("|")}|`];
   let previousWorkload = "";
   for (const def of table.defs) {
+    // Rows of workloads left out with --workloads are not shown at all.
+    if (SYSTEMS.some((system) => table.reason(def.key, system) === NOT_RUN_WORKLOAD)) continue;
     const cell = (system: SystemName) => {
       const runs = table.results(def.key, system);
       const text = runs ? formatRuns(runs) : undefined;
