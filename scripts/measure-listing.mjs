@@ -8,7 +8,10 @@
 // use), then a separate process makes `requests` (default 50) sequential
 // GET /health/locks and then as many ListLocks calls, after one warm-up each,
 // and prints p50/p99 (HTTP to the last byte; ListLocks including grpc-js's
-// decoding in the client, which comes before its callback). Needs `npm run build` in ROOT and in this checkout.
+// decoding in the client, which comes before its callback).
+// MEASURE_LOCK_DIR_PARENT=/dev/shm puts the lock dir on tmpfs, where grants
+// cost no disk wait (a listing reads no file). Needs `npm run build` in ROOT
+// and in this checkout.
 import { fork, spawn } from "node:child_process";
 import { once } from "node:events";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -64,7 +67,7 @@ const requests = Number(process.argv[4] ?? 50);
 const TTL_SECONDS = 30;
 const STREAMS = 100;
 
-const dir = mkdtempSync(join(tmpdir(), "measure-listing-"));
+const dir = mkdtempSync(join(process.env.MEASURE_LOCK_DIR_PARENT ?? tmpdir(), "measure-listing-"));
 const server = spawn(process.execPath, [join(root, "bin/mcp-lockd.js"), "serve", "--lock-dir", dir, "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"], {
   stdio: ["ignore", "pipe", "ignore"],
 });

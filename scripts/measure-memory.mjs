@@ -8,7 +8,8 @@
 //   - the same service holding `leases` leases (default 10,000, ttl 10 s)
 //     renewed at ttl/3 on 100 KeepAlive streams for `seconds` (default 20),
 //     with V8's heap figures from its own /metrics.
-// Needs `npm run build`. Each service gets a fresh lock dir and ports 0.
+// MEASURE_LOCK_DIR_PARENT=/dev/shm puts the lock dir on tmpfs, where grants
+// cost no disk wait (what is measured here reads no file). Needs `npm run build`. Each service gets a fresh lock dir and ports 0.
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -40,7 +41,7 @@ async function nodeWith(modules) {
 }
 
 async function startService(extraArgs = []) {
-  const dir = mkdtempSync(join(tmpdir(), "measure-memory-"));
+  const dir = mkdtempSync(join(process.env.MEASURE_LOCK_DIR_PARENT ?? tmpdir(), "measure-memory-"));
   const child = spawn(
     process.execPath,
     [join(root, "bin/mcp-lockd.js"), "serve", "--lock-dir", dir, "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", ...extraArgs],

@@ -2,14 +2,13 @@ import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { LockManager, type AcquireInput } from "../../src/core/lock-manager.ts";
+import type { AcquireInput, LockManager } from "../../src/core/lock-manager.ts";
 import type { LockListing } from "../../src/core/lock-listing.ts";
 import { ListLocksResponse } from "../../src/gen/mcplockd/v1/lock.ts";
 import { encodeListedLease, toListedLease } from "../../src/grpc/convert.ts";
 import { encodeHealthEntry, HEALTH_LOCKS_FRAMING, toHealthEntry } from "../../src/http/health-server.ts";
-import { LeaseFileStore } from "../../src/store/lease-file-store.ts";
+import { managerOnFiles } from "../helpers/manager-on-files.ts";
 import { ManualClock, settle } from "../helpers/manual-clock.ts";
-import { makeTempDir } from "../helpers/temp-dir.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 // The cached listings (LockListing, issue 12) must answer byte for byte what
@@ -27,18 +26,7 @@ interface Harness {
 }
 
 async function setup(t: TestContext): Promise<Harness> {
-  const keepAlive = setInterval(() => {}, 1_000);
-  const temp = await makeTempDir();
-  const dir = join(temp.path, "locks");
-  const clock = new ManualClock();
-  const manager = new LockManager({ store: new LeaseFileStore({ dir, clock }), clock });
-  await manager.start();
-  t.after(async () => {
-    clearInterval(keepAlive);
-    manager.close();
-    await settle();
-    await temp.remove();
-  });
+  const { dir, clock, manager } = await managerOnFiles(t);
   return {
     dir,
     clock,

@@ -8,12 +8,10 @@
 // caught too.
 import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
-import { join } from "node:path";
-import { LockManager } from "../../src/core/lock-manager.ts";
+import type { LockManager } from "../../src/core/lock-manager.ts";
 import { nodeFileSystem, type FileSystem } from "../../src/store/file-system.ts";
-import { LeaseFileStore } from "../../src/store/lease-file-store.ts";
-import { ManualClock, settle } from "../helpers/manual-clock.ts";
-import { makeTempDir } from "../helpers/temp-dir.ts";
+import { managerOnFiles } from "../helpers/manager-on-files.ts";
+import { settle, type ManualClock } from "../helpers/manual-clock.ts";
 
 const SYNCS = /sync/i;
 
@@ -32,18 +30,8 @@ function recordingFileSystem(calls: string[]): FileSystem {
 }
 
 async function setup(t: TestContext): Promise<{ manager: LockManager; clock: ManualClock; syncsDuring(work: () => Promise<unknown>): Promise<string[]> }> {
-  const keepAlive = setInterval(() => {}, 1_000);
-  const temp = await makeTempDir();
   const calls: string[] = [];
-  const clock = new ManualClock();
-  const manager = new LockManager({ store: new LeaseFileStore({ dir: join(temp.path, "locks"), fs: recordingFileSystem(calls), clock }), clock });
-  await manager.start();
-  t.after(async () => {
-    clearInterval(keepAlive);
-    manager.close();
-    await settle();
-    await temp.remove();
-  });
+  const { manager, clock } = await managerOnFiles(t, recordingFileSystem(calls));
   return {
     manager,
     clock,
