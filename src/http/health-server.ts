@@ -42,9 +42,15 @@ export function toHealthEntry(state: BlockingState, waiters: number): HealthLock
   };
 }
 
-/** One entry of GET /health/locks as the JSON bytes it adds to the answer. */
+const utf8 = new TextEncoder();
+
+/**
+ * One entry of GET /health/locks as the JSON bytes it adds to the answer.
+ * Its own small buffer (TextEncoder), not a slice of Buffer's shared 8 KB
+ * pool: a cached entry must not keep a whole pool slab alive.
+ */
 export function encodeHealthEntry(state: BlockingState, waiters: number): Uint8Array {
-  return Buffer.from(JSON.stringify(toHealthEntry(state, waiters)));
+  return utf8.encode(JSON.stringify(toHealthEntry(state, waiters)));
 }
 
 /** Around and between the entries: the answer is what JSON.stringify({locks}) + "\n" gives. */
