@@ -74,7 +74,7 @@ export class EtcdLeaseStore implements LeaseStore {
     this.warn = options.onWarning ?? (() => {});
     this.tokenFloor = options.tokenFloor ?? 0;
     this.mirror = new KeyMirror(this.client, this.layout, (resource) => this.mirrorChanged(resource), this.warn);
-    this.leases = new EtcdLeases(this.client, this.warn, () => void this.rejoinAll());
+    this.leases = new EtcdLeases(this.client, this.warn, () => this.rejoinAll());
   }
 
   async open(): Promise<void> {
@@ -115,7 +115,12 @@ export class EtcdLeaseStore implements LeaseStore {
       const state = this.stateOf(resource, entry);
       const blocked = state.kind !== "free" && isLive(state, now) ? state : undefined;
       const queue = sortedWaiters(entry);
-      const mine = this.joined.get(resource)?.get(grant.leaseIdHash);
+      let mine = this.joined.get(resource)?.get(grant.leaseIdHash);
+      // Its key went with a lost session (the mirror has every write of ours): it joins again, at the back.
+      if (mine !== undefined && !entry?.waiters.has(grant.leaseIdHash)) {
+        this.forgetJoined(resource, grant.leaseIdHash);
+        mine = undefined;
+      }
       const queuedOutcome = (): AcquireOutcome => (blocked ? { blocked } : { queued: true });
       if (mine !== undefined) {
         if (blocked || queue.some(([, key]) => key.createRevision < mine)) return { done: queuedOutcome() };
@@ -398,21 +403,9 @@ export class EtcdLeaseStore implements LeaseStore {
     };
   }
 
-  /** The session lease was lost: this replica's waiters join again (at the back: their old places are gone). */
-  private async rejoinAll(): Promise<void> {
-    for (const [resource, waiters] of this.joined) {
-      for (const leaseIdHash of [...waiters.keys()]) {
-        try {
-          const session = await this.leases.sessionLease();
-          const response = await this.client.put({ key: this.layout.waiter(resource, leaseIdHash), value: Buffer.alloc(0), lease: session }, { timeoutMs: CALL_TIMEOUT_MS });
-          if (waiters.has(leaseIdHash)) waiters.set(leaseIdHash, response.header?.revision ?? 0n);
-          this.wrote(response.header?.revision);
-        } catch (err) {
-          this.warn(`etcd: a waiter for "${resource}" could not join the queue again: ${(err as Error).message}`);
-        }
-      }
-      this.listener?.(resource);
-    }
+  /** The session lease was lost, and its waiters' keys with it: each joins again (at the back) when its resource is next looked at. */
+  private rejoinAll(): void {
+    for (const resource of this.joined.keys()) this.listener?.(resource);
   }
 
   private forgetJoined(resource: string, leaseIdHash: string): boolean {
