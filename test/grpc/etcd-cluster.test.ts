@@ -310,7 +310,9 @@ describe("two replicas on a three-member etcd cluster", { timeout: 80_000 }, () 
 
         assertExclusive(result);
         const after = afterKill(result.holds).sort((x, y) => x.start - y.start);
-        assert.ok(after.every((h) => h.token > tokenAtKill || h.start - killedAt < 50), "a token at or below the last before the kill was granted after it");
+        assert.ok(after.length >= 20, "grants resumed after the election");
+        const reissued = after.filter((h) => h.token <= tokenAtKill);
+        assert.deepEqual(reissued, [], `tokens at or below ${tokenAtKill}, the last before the kill, granted after it`);
         const newLeader = await cluster.leader();
         assert.notEqual(newLeader.name, leader.name);
         t.diagnostic(
