@@ -103,7 +103,7 @@ export class EtcdLeaseStore implements LeaseStore {
 
   acquire(resource: string, grant: LeaseGrant, position: QueuePosition = "try"): Promise<AcquireOutcome> {
     // A waiter that joined the queue is granted only once it is first; one that has not joins it unless it is granted at once.
-    let etcdLease: bigint | undefined;
+    let etcdLease: { id: bigint; fresh: boolean } | undefined;
     const ttlSeconds = etcdTtlSeconds(grant.ttlMs);
     const result = this.decide<AcquireOutcome>(resource, async (entry, now) => {
       const holder = this.holderOf(resource, entry);
@@ -131,7 +131,7 @@ export class EtcdLeaseStore implements LeaseStore {
       etcdLease ??= await this.leases.take(ttlSeconds);
       const lease = this.newLease(resource, grant, now, this.nextToken(entry));
       const compare = [...this.holderCompares(resource, entry), this.counterCompare(resource, entry)];
-      const success = [this.putHolder({ lease, etcdLease }), this.putCounter(lease)];
+      const success = [this.putHolder({ lease, etcdLease: etcdLease.id }), this.putCounter(lease)];
       if (mine !== undefined) {
         compare.push(cmp(this.layout.waiter(resource, grant.leaseIdHash), Compare_CompareTarget.CREATE, mine));
         success.push(this.deleteKey(this.layout.waiter(resource, grant.leaseIdHash)));
@@ -139,8 +139,7 @@ export class EtcdLeaseStore implements LeaseStore {
         const { key, rangeEnd } = this.layout.queue(resource);
         compare.push({ ...cmp(key, Compare_CompareTarget.VERSION, 0n), rangeEnd });
       }
-      const used = etcdLease;
-      const renewed = this.leases.renew(used);
+      const renewed = etcdLease.fresh ? Promise.resolve(1n) : this.leases.renew(etcdLease.id);
       renewed.catch(() => {});
       const join = position === "wait" && mine === undefined ? await this.joinWrite(resource, grant.leaseIdHash, queuedOutcome) : undefined;
       return {
@@ -164,7 +163,7 @@ export class EtcdLeaseStore implements LeaseStore {
       };
     });
     return result.finally(() => {
-      if (etcdLease !== undefined) this.leases.giveBack(etcdLease, ttlSeconds);
+      if (etcdLease !== undefined) this.leases.giveBack(etcdLease.id, ttlSeconds);
     });
   }
 
@@ -248,7 +247,7 @@ export class EtcdLeaseStore implements LeaseStore {
     now: number,
     compare: Compare[],
   ): Promise<Decision<HandOverOutcome>> {
-    const etcdLease = sameTtl ? holder.etcdLease : await this.leases.take(etcdTtlSeconds(next.ttlMs));
+    const etcdLease = sameTtl ? holder.etcdLease : (await this.leases.take(etcdTtlSeconds(next.ttlMs))).id;
     const lease = this.newLease(resource, next, now, this.nextToken(entry));
     const renewed = this.leases.renew(etcdLease);
     renewed.catch(() => {});
