@@ -194,18 +194,11 @@ export class EtcdLeaseStore implements LeaseStore {
       const ours = holder.lease.leaseIdHash === leaseIdHash && holder.lease.expiresAt > now;
       // Not ours: an expired lease is reclaimed on the way, anything else stays.
       if (!ours && holder.lease.expiresAt > now) return { done: false };
-      return {
-        write: {
-          compare: this.holderCompares(resource, entry),
-          success: [this.deleteKey(this.layout.holder(resource))],
-          answer: (response) => {
-            if (!response.succeeded) return "retry";
-            if (ours) this.leases.giveBack(holder.etcdLease, etcdTtlSeconds(holder.lease.ttlMs));
-            else this.leases.revoke(holder.etcdLease);
-            return ours;
-          },
-        },
-      };
+      return this.removeHolder(resource, entry, () => {
+        if (ours) this.leases.giveBack(holder.etcdLease, etcdTtlSeconds(holder.lease.ttlMs));
+        else this.leases.revoke(holder.etcdLease);
+        return ours;
+      });
     });
   }
 
@@ -215,25 +208,17 @@ export class EtcdLeaseStore implements LeaseStore {
       if (typeof holder !== "object" || holder.lease.leaseIdHash !== leaseIdHash || holder.lease.expiresAt <= now) return { done: { released: false } };
       const mine = this.joined.get(resource)?.get(next.leaseIdHash);
       const first = sortedWaiters(entry)[0];
-      const compare = this.holderCompares(resource, entry);
       const oldTtl = etcdTtlSeconds(holder.lease.ttlMs);
       if (mine === undefined || first === undefined || first[1].createRevision !== mine) {
         // `next` is not first in the shared queue: release only; the first waiter's replica is woken by its watch.
-        return {
-          write: {
-            compare,
-            success: [this.deleteKey(this.layout.holder(resource))],
-            answer: (response) => {
-              if (!response.succeeded) return "retry";
-              this.leases.giveBack(holder.etcdLease, oldTtl);
-              return { released: true };
-            },
-          },
-        };
+        return this.removeHolder(resource, entry, () => {
+          this.leases.giveBack(holder.etcdLease, oldTtl);
+          return { released: true };
+        });
       }
       // The next holder keeps the releaser's etcd lease when the ttls round alike: no lease to take.
       const sameTtl = etcdTtlSeconds(next.ttlMs) === oldTtl;
-      return this.handOverWrite(resource, entry, holder, next, mine, sameTtl, now, compare);
+      return this.handOverWrite(resource, entry, holder, next, mine, sameTtl, now);
     });
   }
 
@@ -245,7 +230,6 @@ export class EtcdLeaseStore implements LeaseStore {
     mine: bigint,
     sameTtl: boolean,
     now: number,
-    compare: Compare[],
   ): Promise<Decision<HandOverOutcome>> {
     const etcdLease = sameTtl ? holder.etcdLease : (await this.leases.take(etcdTtlSeconds(next.ttlMs))).id;
     const lease = this.newLease(resource, next, now, this.nextToken(entry));
@@ -253,7 +237,7 @@ export class EtcdLeaseStore implements LeaseStore {
     renewed.catch(() => {});
     return {
       write: {
-        compare: [...compare, this.counterCompare(resource, entry), cmp(this.layout.waiter(resource, next.leaseIdHash), Compare_CompareTarget.CREATE, mine)],
+        compare: [...this.holderCompares(resource, entry), this.counterCompare(resource, entry), cmp(this.layout.waiter(resource, next.leaseIdHash), Compare_CompareTarget.CREATE, mine)],
         success: [this.putHolder({ lease, etcdLease }), this.putCounter(lease), this.deleteKey(this.layout.waiter(resource, next.leaseIdHash))],
         answer: async (response) => {
           if (!response.succeeded) {
@@ -277,37 +261,34 @@ export class EtcdLeaseStore implements LeaseStore {
     return this.decide<ResourceState>(resource, (entry, now) => {
       const holder = this.holderOf(resource, entry);
       if (typeof holder !== "object" || holder.lease.expiresAt > now) return { done: this.stateOf(resource, entry) };
-      return {
-        write: {
-          compare: this.holderCompares(resource, entry),
-          success: [this.deleteKey(this.layout.holder(resource))],
-          answer: (response) => {
-            if (!response.succeeded) return "retry";
-            this.leases.revoke(holder.etcdLease);
-            return { kind: "free", resource };
-          },
-        },
-      };
+      return this.removeHolder(resource, entry, (): ResourceState => {
+        this.leases.revoke(holder.etcdLease);
+        return { kind: "free", resource };
+      });
     });
   }
 
   forceRemove(resource: string): Promise<BlockingState | undefined> {
-    return this.decide(resource, (entry) => {
+    return this.decide<BlockingState | undefined>(resource, (entry) => {
       const state = this.stateOf(resource, entry);
       if (state.kind === "free") return { done: undefined };
       const holder = this.holderOf(resource, entry);
-      return {
-        write: {
-          compare: this.holderCompares(resource, entry),
-          success: [this.deleteKey(this.layout.holder(resource))],
-          answer: (response) => {
-            if (!response.succeeded) return "retry";
-            if (typeof holder === "object") this.leases.revoke(holder.etcdLease);
-            return state;
-          },
-        },
-      };
+      return this.removeHolder(resource, entry, () => {
+        if (typeof holder === "object") this.leases.revoke(holder.etcdLease);
+        return state;
+      });
     });
+  }
+
+  /** Deletes the holder key if it is as the mirror saw it; `removed` runs once etcd did. */
+  private removeHolder<T>(resource: string, entry: MirroredResource | undefined, removed: () => T): Decision<T> {
+    return {
+      write: {
+        compare: this.holderCompares(resource, entry),
+        success: [this.deleteKey(this.layout.holder(resource))],
+        answer: (response) => (response.succeeded ? removed() : "retry"),
+      },
+    };
   }
 
   watch(onChange: (resource: string | undefined) => void): () => void {
