@@ -62,8 +62,9 @@ export class EtcdLeaseStore implements LeaseStore {
   /** lease-id hash → resource, for every holder in the mirror. */
   private readonly holders = new Map<string, string>();
   private readonly holderHashOf = new Map<string, string>();
-  /** The revision of this replica's last write: reads wait until the mirror has it. */
+  /** The revision of this replica's last write, in all and per resource: reads wait until the mirror has it. */
   private lastWrite = 0n;
+  private readonly lastWriteOf = new Map<string, bigint>();
   private listener: ((resource: string | undefined) => void) | undefined;
 
   constructor(options: EtcdLeaseStoreOptions) {
@@ -87,7 +88,7 @@ export class EtcdLeaseStore implements LeaseStore {
   }
 
   async read(resource: string): Promise<ResourceState> {
-    await this.caughtUp();
+    await this.caughtUp(resource);
     return this.stateOf(resource, this.mirror.get(resource));
   }
 
@@ -308,7 +309,7 @@ export class EtcdLeaseStore implements LeaseStore {
     if (!this.forgetJoined(resource, leaseIdHash)) return;
     const key = this.layout.waiter(resource, leaseIdHash);
     const response = await this.call("leaving the queue", () => this.client.deleteRange({ key }, { timeoutMs: CALL_TIMEOUT_MS }));
-    this.wrote(response.header?.revision);
+    this.wrote(resource, response.header?.revision);
   }
 
   queuedCount(resource: string): number {
@@ -338,7 +339,7 @@ export class EtcdLeaseStore implements LeaseStore {
   ): Promise<T> {
     let reason = "";
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      await this.caughtUp();
+      await this.caughtUp(resource);
       const decided = await decision(this.mirror.get(resource), this.clock.now());
       if ("done" in decided) return decided.done;
       const { write } = decided;
@@ -359,7 +360,7 @@ export class EtcdLeaseStore implements LeaseStore {
         await this.mirror.reach(await this.currentRevision(), CALL_TIMEOUT_MS);
         continue;
       }
-      this.wrote(response.header?.revision);
+      this.wrote(resource, response.header?.revision);
       const answer = await write.answer(response);
       if (answer !== "retry") return answer;
       reason = "the resource changed meanwhile";
@@ -395,15 +396,31 @@ export class EtcdLeaseStore implements LeaseStore {
     return had;
   }
 
-  private wrote(revision: bigint | undefined): void {
-    if (revision !== undefined && revision > this.lastWrite) this.lastWrite = revision;
+  private wrote(resource: string, revision: bigint | undefined): void {
+    if (revision === undefined) return;
+    if (revision > this.lastWrite) this.lastWrite = revision;
+    // Kept only until the mirror has it (see caughtUp).
+    if (revision > this.mirror.revision) this.lastWriteOf.set(resource, revision);
+    if (this.lastWriteOf.size > 1024) {
+      for (const [name, written] of this.lastWriteOf) if (written <= this.mirror.revision) this.lastWriteOf.delete(name);
+    }
   }
 
-  /** Waits until the mirror has this replica's own writes, so nobody reads what it wrote as not yet done. */
-  private async caughtUp(): Promise<void> {
+  /**
+   * Waits until the mirror has this replica's own writes (to `resource`, or
+   * all of them), so nobody reads what it wrote as not yet done. Per
+   * resource, so that one resource's operation never waits for the watch to
+   * deliver another's.
+   */
+  private async caughtUp(resource?: string): Promise<void> {
     await this.mirror.start();
-    await this.mirror.reach(this.lastWrite);
+    if (resource === undefined) return this.mirror.reach(this.lastWrite);
+    const written = this.lastWriteOf.get(resource);
+    if (written === undefined) return;
+    await this.mirror.reach(written);
+    if (this.lastWriteOf.get(resource) === written) this.lastWriteOf.delete(resource);
   }
+
 
   /** etcd's current revision, by a linearizable read (it needs a leader and a quorum). */
   private async currentRevision(): Promise<bigint> {
