@@ -122,6 +122,10 @@ export class EtcdLeaseStore implements LeaseStore {
         this.forgetJoined(resource, grant.leaseIdHash);
         mine = undefined;
       }
+      // A join that landed though its answer was lost (a timeout across a leader change), and was
+      // then written again: its place is its key's create revision, not the revision of either write.
+      const landed = entry?.waiters.get(grant.leaseIdHash);
+      if (landed !== undefined && mine !== landed.createRevision) mine = this.rememberJoined(resource, grant.leaseIdHash, landed.createRevision);
       const queuedOutcome = (): AcquireOutcome => (blocked ? { blocked } : { queued: true });
       if (mine !== undefined) {
         if (blocked || queue.some(([, key]) => key.createRevision < mine)) return { done: queuedOutcome() };
@@ -375,13 +379,18 @@ export class EtcdLeaseStore implements LeaseStore {
       compare: [],
       success: [{ requestPut: { key, value: Buffer.alloc(0), lease: session, prevKv: false, ignoreValue: false, ignoreLease: false } }],
       answer: (response) => {
-        const revision = response.header?.revision ?? 0n;
-        let mine = this.joined.get(resource);
-        if (!mine) this.joined.set(resource, (mine = new Map()));
-        mine.set(leaseIdHash, revision);
+        // The create revision when the put made the key; a key that was already there is corrected by the next decision.
+        this.rememberJoined(resource, leaseIdHash, response.header?.revision ?? 0n);
         return outcome();
       },
     };
+  }
+
+  private rememberJoined(resource: string, leaseIdHash: string, createRevision: bigint): bigint {
+    let mine = this.joined.get(resource);
+    if (!mine) this.joined.set(resource, (mine = new Map()));
+    mine.set(leaseIdHash, createRevision);
+    return createRevision;
   }
 
   /** The session lease was lost, and its waiters' keys with it: each joins again (at the back) when its resource is next looked at. */
