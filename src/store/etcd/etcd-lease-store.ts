@@ -108,8 +108,9 @@ export class EtcdLeaseStore implements LeaseStore {
     const ttlSeconds = etcdTtlSeconds(grant.ttlMs);
     const result = this.decide<AcquireOutcome>(resource, async (entry, now) => {
       const holder = this.holderOf(resource, entry);
-      // An earlier try whose answer was lost did land.
+      // An earlier try whose answer was lost did land. Its etcd lease is the holder key's now: never a spare again.
       if (typeof holder === "object" && holder.lease.leaseIdHash === grant.leaseIdHash) {
+        if (etcdLease?.id === holder.etcdLease) etcdLease = undefined;
         this.forgetJoined(resource, grant.leaseIdHash);
         return { done: { granted: holder.lease } };
       }
@@ -155,14 +156,13 @@ export class EtcdLeaseStore implements LeaseStore {
           leaseGone: () => (etcdLease = undefined),
           answer: async (response) => {
             if (!response.succeeded) return join ? join.answer(response) : "retry";
-            // Granted only with the etcd lease renewed to its full ttl: its key must outlive expires_at.
-            if ((await renewed) <= 0n) {
-              etcdLease = undefined;
-              return "retry";
-            }
+            // The etcd lease is the holder key's now: it must not go back to the spares while the key may exist.
             etcdLease = undefined;
             this.forgetJoined(resource, grant.leaseIdHash);
-            return { granted: lease };
+            // Granted only with the etcd lease renewed to its full ttl (its key must outlive expires_at); else the grant is withdrawn.
+            if ((await renewed.catch(() => 0n)) > 0n) return { granted: lease };
+            await this.release(resource, grant.leaseIdHash).catch(() => false);
+            throw new StoreUnavailableError(`etcd: the etcd lease of a grant of "${resource}" was not renewed; the grant is withdrawn`);
           },
         },
       };
