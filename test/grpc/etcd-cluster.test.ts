@@ -7,6 +7,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { LeaseLostError, LockClient, UnavailableError, type Lock } from "../../src/index.ts";
 import { keepAliveDiagnostics } from "../../src/client/diagnostics.ts";
 import { lossGuardMs } from "../../src/client/lease-keeper.ts";
+import { EtcdClient } from "../../src/store/etcd/etcd-client.ts";
+import { prefixEnd } from "../../src/store/etcd/etcd-keys.ts";
 import { startEtcdCluster, type EtcdCluster, type EtcdMember } from "../helpers/etcd-cluster.ts";
 import { startEtcdReplicas, type EtcdReplicas } from "../helpers/etcd-replicas.ts";
 import { healthCheck } from "../helpers/introspection-client.ts";
@@ -61,16 +63,29 @@ async function withReplicas(body: (replicas: EtcdReplicas, connect: (address: st
     };
     await body(replicas, connect, dir);
   } catch (err) {
-    if (replicas) {
-      const logs = replicas.services.map((s, i) => `--- replica ${i} stderr (tail)\n${s.stderr().slice(-4_000)}`).join("\n");
-      (err as Error).message += `\n${logs}`;
-    }
+    if (replicas) (err as Error).message += `\n${await describeReplicas(replicas)}`;
     throw err;
   } finally {
     for (const client of clients) client.close();
     await replicas?.close();
     await dir.remove();
   }
+}
+
+/** For a failure's message: the keys under the replicas' prefix in etcd (lease ids are never stored), and each replica's log. */
+async function describeReplicas(replicas: EtcdReplicas): Promise<string> {
+  const client = new EtcdClient({ endpoints: cluster.clientUrls });
+  let keys: string;
+  try {
+    const { kvs, header } = await client.range({ key: Buffer.from(replicas.prefix), rangeEnd: prefixEnd(Buffer.from(replicas.prefix)) }, { timeoutMs: 2_000 });
+    keys = `revision ${header?.revision}\n` + kvs.map((kv) => `${Buffer.from(kv.key).toString()} (create ${kv.createRevision}, mod ${kv.modRevision}, lease ${kv.lease}) = ${Buffer.from(kv.value).toString()}`).join("\n");
+  } catch (err) {
+    keys = `(could not list: ${(err as Error).message})`;
+  } finally {
+    client.close();
+  }
+  const logs = replicas.services.map((s, i) => `--- replica ${i} stderr (tail)\n${s.stderr().slice(-Number(process.env.TAIL ?? 6_000))}`).join("\n");
+  return `--- etcd keys under ${replicas.prefix}\n${keys}\n${logs}`;
 }
 
 /** One hold of the contended resource, as its holder saw it (performance.now(), one clock for every contender). */
@@ -80,6 +95,9 @@ interface Hold {
   start: number;
   end: number;
   lost: boolean;
+  /** How long the Acquire took, and how much of the lease was left when it answered (ms). */
+  waitedMs: number;
+  leftMs: number;
 }
 
 interface ContentionResult {
@@ -116,22 +134,37 @@ function contend(
       }
     }
   };
+  // Who is inside now (one process, one clock): named in a violation's message.
+  let inside: { name: string; lock: Lock; since: number } | undefined;
   const run = async (name: string, client: LockClient) => {
     while (!done(result.holds)) {
+      const sentAt = performance.now();
       const lock = await untilAvailable(() => client.acquire(resource, { ttl: RESOURCE_TTL_MS, wait: 30_000, holder: name }));
       const start = performance.now();
+      const leftMs = lock.expiresAt.getTime() - Date.now();
       let mine = false;
       try {
         await (await open(marker, "wx")).close();
         mine = true;
+        inside = { name, lock, since: start };
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-        result.violations.push(`${name} found the marker taken at token ${lock.fencingToken}`);
+        const other = inside;
+        result.violations.push(
+          `${name} found the marker taken at token ${lock.fencingToken} (granted after ${(start - sentAt).toFixed(0)} ms, ${leftMs} ms of its lease left); ` +
+            (other
+              ? `inside: ${other.name}, token ${other.lock.fencingToken}, for ${(start - other.since).toFixed(0)} ms, its lease ${other.lock.signal.aborted ? `lost (${String(other.lock.signal.reason)})` : "not lost"}, ` +
+                `confirmed until ${other.lock.expiresAt.getTime() - Date.now()} ms from now`
+              : "nobody known inside"),
+        );
       }
       const pause = Math.floor(Math.random() * 4);
       if (pause > 0) await sleep(pause);
-      if (mine) await unlink(marker);
-      result.holds.push({ contender: name, token: lock.fencingToken, start, end: performance.now(), lost: lock.signal.aborted });
+      if (mine) {
+        inside = undefined;
+        await unlink(marker);
+      }
+      result.holds.push({ contender: name, token: lock.fencingToken, start, end: performance.now(), lost: lock.signal.aborted, waitedMs: start - sentAt, leftMs });
       await untilAvailable(() => lock.release());
     }
   };
@@ -144,7 +177,10 @@ function byToken(holds: readonly Hold[]): Hold[] {
 
 /** Exclusion: no marker found taken, no lease lost inside, tokens strictly increase in the order of the holds, no hold began before the previous one ended. */
 function assertExclusive(result: ContentionResult): void {
-  assert.deepEqual(result.violations, [], "two holders inside the critical section at once");
+  const holds = byToken(result.holds)
+    .map((h) => `${h.token} ${h.contender} ${h.start.toFixed(0)}–${h.end.toFixed(0)} waited ${h.waitedMs.toFixed(0)} ms, ${h.leftMs} ms left${h.lost ? ", lost" : ""}`)
+    .join("\n");
+  assert.deepEqual(result.violations, [], `two holders inside the critical section at once; the holds by token:\n${holds}`);
   assert.deepEqual(result.holds.filter((h) => h.lost), [], "holders lost their lease inside the critical section");
   const ordered = byToken(result.holds);
   for (let i = 1; i < ordered.length; i++) {
