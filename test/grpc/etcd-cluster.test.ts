@@ -84,7 +84,7 @@ async function describeReplicas(replicas: EtcdReplicas): Promise<string> {
   } finally {
     client.close();
   }
-  const logs = replicas.services.map((s, i) => `--- replica ${i} stderr (tail)\n${s.stderr().slice(-Number(process.env.TAIL ?? 6_000))}`).join("\n");
+  const logs = replicas.services.map((s, i) => `--- replica ${i} stderr (tail)\n${s.stderr().slice(-8_000)}`).join("\n");
   return `--- etcd keys under ${replicas.prefix}\n${keys}\n${logs}`;
 }
 
