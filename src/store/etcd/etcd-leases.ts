@@ -43,6 +43,8 @@ export class EtcdLeases {
   private readonly pending = new Map<bigint, Array<(ttl: bigint) => void>>();
   private readonly outbox: bigint[] = [];
   private wakeSender: (() => void) | undefined;
+  /** Counts the id streams made: only the newest takes ids from the outbox. */
+  private idStreams = 0;
   private readonly abort = new AbortController();
   private session: { id: bigint; ready: Promise<bigint> } | undefined;
   private sessionRenewedAt = 0;
@@ -54,6 +56,7 @@ export class EtcdLeases {
     /** The session lease was lost (its waiters' keys are gone): a new one is in use from now on. */
     private readonly onSessionLost: () => void,
   ) {
+    this.abort.signal.addEventListener("abort", () => this.wake(), { once: true });
     void this.runRenewals();
     this.timer = setInterval(() => this.tick(), POOL_REFRESH_EVERY_MS);
     this.timer.unref?.();
@@ -178,15 +181,25 @@ export class EtcdLeases {
     if (!waiting) this.pending.set(id, (waiting = []));
     waiting.push(answer);
     this.outbox.push(id);
-    this.wakeSender?.();
+    this.wake();
   }
 
-  /** One renewal stream for the replica's life; reopened (by the client) on another member when it breaks. */
+  private wake(): void {
+    const wake = this.wakeSender;
+    this.wakeSender = undefined;
+    wake?.();
+  }
+
+  /**
+   * One renewal stream for the replica's life; reopened (by the client) on
+   * another member when it breaks, and here when the client gives up. Each
+   * leaseKeepAlive gets an id stream of its own: the client closes the one it
+   * was given when it ends, and a closed one would never send again.
+   */
   private async runRenewals(): Promise<void> {
-    const ids = this.idStream();
     while (!this.abort.signal.aborted) {
       try {
-        for await (const answer of this.client.leaseKeepAlive(ids, { signal: this.abort.signal, answerTimeoutMs: 1_000 })) {
+        for await (const answer of this.client.leaseKeepAlive(this.idStream(), { signal: this.abort.signal, answerTimeoutMs: 1_000 })) {
           // Everyone who asked is answered: after a failover, renewals sent on
           // the old stream get no answer of their own.
           const waiting = this.pending.get(answer.ID);
@@ -201,16 +214,28 @@ export class EtcdLeases {
     }
   }
 
+  /**
+   * The ids to renew, from the outbox, until a newer id stream replaces this
+   * one. An id taken but not sent (the consumer stopped right after taking
+   * it) goes back to the front of the outbox.
+   */
   private async *idStream(): AsyncGenerator<bigint> {
-    this.abort.signal.addEventListener("abort", () => this.wakeSender?.(), { once: true });
-    while (!this.abort.signal.aborted) {
+    const generation = ++this.idStreams;
+    // The stream this one replaces may be waiting for an id: it ends without taking one.
+    this.wake();
+    while (!this.abort.signal.aborted && generation === this.idStreams) {
       const id = this.outbox.shift();
-      if (id !== undefined) {
-        yield id;
+      if (id === undefined) {
+        await new Promise<void>((resolve) => (this.wakeSender = resolve));
         continue;
       }
-      await new Promise<void>((resolve) => (this.wakeSender = resolve));
-      this.wakeSender = undefined;
+      let sent = false;
+      try {
+        yield id;
+        sent = true;
+      } finally {
+        if (!sent) this.outbox.unshift(id);
+      }
     }
   }
 }
