@@ -32,6 +32,14 @@ interface Pooled {
   /** When the last renewal etcd confirmed was sent (performance.now()); 0: none yet. */
   confirmedFrom: number;
   refreshedAt: number;
+  /** The renewal last sent, and when. */
+  inFlight?: { sentAt: number; answer: Promise<bigint> };
+}
+
+/** A lease for a grant, and its renewal to (at least) the full ttl: the ttl left (≤ 0: gone). */
+export interface TakenLease {
+  id: bigint;
+  renewed: Promise<bigint>;
 }
 
 /** A spare lease renewed this recently needs no renewal before use: its ttl is a second longer than the lease's. */
@@ -72,19 +80,24 @@ export class EtcdLeases {
   }
 
   /**
-   * A lease of `ttlSeconds` for a grant: a spare one, or a new one. Unless
-   * `fresh` (granted or confirmed renewed under half a second ago, so at
-   * least ttl + 0.5 s is left), renew it alongside the write that uses it.
+   * A lease of `ttlSeconds` for a grant: a spare one, or a new one, with its
+   * renewal to await alongside the write that uses it. None is sent when one
+   * sent under half a second ago is confirmed or still due (its ttl is a
+   * second longer than the lease's, so ttl + 0.5 s is left).
    */
-  async take(ttlSeconds: number): Promise<{ id: bigint; fresh: boolean }> {
+  async take(ttlSeconds: number): Promise<TakenLease> {
     const pooled = this.pools.get(ttlSeconds)?.pop();
-    if (pooled) return { id: pooled.id, fresh: pooled.confirmedFrom > 0 && performance.now() - pooled.confirmedFrom < FRESH_FOR_MS };
-    const sentAt = performance.now();
+    if (pooled) {
+      const now = performance.now();
+      if (pooled.confirmedFrom > 0 && now - pooled.confirmedFrom < FRESH_FOR_MS) return { id: pooled.id, renewed: Promise.resolve(1n) };
+      if (pooled.inFlight && now - pooled.inFlight.sentAt < FRESH_FOR_MS) return { id: pooled.id, renewed: pooled.inFlight.answer };
+      return { id: pooled.id, renewed: this.renew(pooled.id) };
+    }
     const granted = await this.client.leaseGrant(ttlSeconds, { timeoutMs: 3_000 }).catch((err: Error) => {
       throw new StoreUnavailableError(`etcd: LeaseGrant failed: ${err.message}`);
     });
     if (granted.error) throw new StoreUnavailableError(`etcd: LeaseGrant failed: ${granted.error}`);
-    return { id: granted.ID, fresh: performance.now() - sentAt < FRESH_FOR_MS };
+    return { id: granted.ID, renewed: Promise.resolve(granted.TTL) };
   }
 
   /** A lease that holds no key any more: kept as a spare, or revoked. */
@@ -159,14 +172,19 @@ export class EtcdLeases {
   /** Renews a spare; one that etcd no longer has leaves the pool. */
   private refresh(pool: Pooled[], pooled: Pooled): void {
     const sentAt = performance.now();
-    this.send(pooled.id, (ttl) => {
-      if (ttl > 0n) {
-        pooled.confirmedFrom = Math.max(pooled.confirmedFrom, sentAt);
-        return;
-      }
-      const at = pool.indexOf(pooled);
-      if (at >= 0) pool.splice(at, 1);
-    });
+    const answer = this.renew(pooled.id);
+    pooled.inFlight = { sentAt, answer };
+    answer.then(
+      (ttl) => {
+        if (ttl > 0n) {
+          pooled.confirmedFrom = Math.max(pooled.confirmedFrom, sentAt);
+          return;
+        }
+        const at = pool.indexOf(pooled);
+        if (at >= 0) pool.splice(at, 1);
+      },
+      () => {},
+    );
   }
 
   private loseSession(session: NonNullable<EtcdLeases["session"]>, why: string): void {
