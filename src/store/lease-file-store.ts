@@ -567,6 +567,19 @@ export class LeaseFileStore implements LeaseStore {
       }
     }
   }
+
+  // One host: the queue, its counts and the lease-id lookup are the manager's.
+  readonly sharedQueue = false;
+
+  async leaveQueue(): Promise<void> {}
+
+  queuedCount(): number {
+    return 0;
+  }
+
+  async findLease(): Promise<string | undefined> {
+    return undefined;
+  }
 }
 
 function unreadable(resource: string, modifiedAt: number, reason: string): ResourceState {

@@ -17,7 +17,7 @@ import type { BlockingState, LeaseGrant, LeaseRecord, ResourceState } from "../.
 import { hashLeaseId } from "../../src/core/lease-id.ts";
 import { LockManager, type AcquireInput, type GrantedLease } from "../../src/core/lock-manager.ts";
 import { LeaseFileStore } from "../../src/store/lease-file-store.ts";
-import type { AcquireOutcome, HandOverOutcome, LeaseStore } from "../../src/core/lease-store.ts";
+import type { QueuePosition, AcquireOutcome, HandOverOutcome, LeaseStore } from "../../src/core/lease-store.ts";
 import { readFenceToken } from "../helpers/fence.ts";
 import { FaultyFileSystem } from "../helpers/faulty-file-system.ts";
 import { assertValidLeaseFile, assertValidLockDir } from "../helpers/lease-file-schema.ts";
@@ -52,8 +52,20 @@ class ObservedStore implements LeaseStore {
   list(): Promise<BlockingState[]> {
     return this.inner.list();
   }
-  async acquire(resource: string, grant: LeaseGrant): Promise<AcquireOutcome> {
-    const outcome = await this.inner.acquire(resource, grant);
+  get sharedQueue(): boolean {
+    return this.inner.sharedQueue;
+  }
+  leaveQueue(resource: string, leaseIdHash: string): Promise<void> {
+    return this.inner.leaveQueue(resource, leaseIdHash);
+  }
+  queuedCount(resource: string): number {
+    return this.inner.queuedCount(resource);
+  }
+  findLease(leaseIdHash: string): Promise<string | undefined> {
+    return this.inner.findLease(leaseIdHash);
+  }
+  async acquire(resource: string, grant: LeaseGrant, position: QueuePosition): Promise<AcquireOutcome> {
+    const outcome = await this.inner.acquire(resource, grant, position);
     if ("blocked" in outcome) {
       this.blocked++;
       for (const listener of this.listeners) listener();

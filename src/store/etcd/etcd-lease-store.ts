@@ -1,0 +1,556 @@
+import { hostname } from "node:os";
+import type { Clock } from "../../core/clock.ts";
+import { StoreFailureError, StoreUnavailableError } from "../../core/errors.ts";
+import type { BlockingState, LeaseGrant, LeaseRecord, ResourceState } from "../../core/lease.ts";
+import type { AcquireOutcome, HandOverOutcome, LeaseStore, QueuePosition } from "../../core/lease-store.ts";
+import { Compare_CompareResult, Compare_CompareTarget, type Compare, type RequestOp, type TxnResponse } from "../../gen/etcd/etcdserverpb/rpc.ts";
+import type { EtcdClient } from "./etcd-client.ts";
+import { decodeCounter, decodeHolder, encodeHolder, EtcdKeyLayout, type HolderValue } from "./etcd-keys.ts";
+import { EtcdLeases, etcdTtlSeconds } from "./etcd-leases.ts";
+import { KeyMirror, type MirroredKey, type MirroredResource } from "./key-mirror.ts";
+
+export interface EtcdLeaseStoreOptions {
+  client: EtcdClient;
+  /** Key prefix every key of this deployment lives under (default "/mcp-lockd/"). */
+  prefix: string;
+  /** Every fencing token issued is above this (a fleet moving from lease files passes its highest token). */
+  tokenFloor?: number;
+  clock: Clock;
+  onWarning?: (message: string) => void;
+}
+
+export const DEFAULT_ETCD_PREFIX = "/mcp-lockd/";
+
+/** How often a write is tried again when etcd refused its compares (the copy it was decided on had changed). */
+const MAX_ATTEMPTS = 8;
+const CALL_TIMEOUT_MS = 3_000;
+
+/** A write decided on the mirror: etcd applies `success` only if every compare still holds. */
+interface Write<T> {
+  compare: Compare[];
+  success: RequestOp[];
+  /** Applied instead when a compare fails (joining the queue when the grant lost a race). */
+  failure?: RequestOp[];
+  /** etcd said a lease the write binds a key to does not exist (a spare that expired): drop it before deciding again. */
+  leaseGone?(): void;
+  /** The answer once etcd answered; `retry` to decide again on a newer copy. */
+  answer(response: TxnResponse): T | "retry" | Promise<T | "retry">;
+}
+
+type Decision<T> = { done: T } | { write: Write<T> };
+
+/**
+ * Leases in etcd, shared by every replica on the same prefix (docs/etcd.md):
+ * the holder, the fencing counter and the FIFO queue of each resource are
+ * keys, every change is one Txn guarded by compares, and a replica follows
+ * every change through one watch (KeyMirror). One etcd lease per mcp-lockd
+ * lease, renewed by whichever replica the holder renews through.
+ */
+export class EtcdLeaseStore implements LeaseStore {
+  readonly location: string;
+  readonly sharedQueue = true;
+  private readonly client: EtcdClient;
+  private readonly layout: EtcdKeyLayout;
+  private readonly mirror: KeyMirror;
+  private readonly leases: EtcdLeases;
+  private readonly clock: Clock;
+  private readonly warn: (message: string) => void;
+  private readonly tokenFloor: number;
+  private readonly host = hostname();
+  /** This replica's waiters in the shared queues: resource → lease-id hash → create revision of its key. */
+  private readonly joined = new Map<string, Map<string, bigint>>();
+  /** lease-id hash → resource, for every holder in the mirror. */
+  private readonly holders = new Map<string, string>();
+  private readonly holderHashOf = new Map<string, string>();
+  /** The revision of this replica's last write: reads wait until the mirror has it. */
+  private lastWrite = 0n;
+  private listener: ((resource: string | undefined) => void) | undefined;
+
+  constructor(options: EtcdLeaseStoreOptions) {
+    this.client = options.client;
+    this.layout = new EtcdKeyLayout(options.prefix);
+    this.location = `etcd ${options.client.endpoints.join(",")} prefix ${options.prefix}`;
+    this.clock = options.clock;
+    this.warn = options.onWarning ?? (() => {});
+    this.tokenFloor = options.tokenFloor ?? 0;
+    this.mirror = new KeyMirror(this.client, this.layout, (resource) => this.mirrorChanged(resource), this.warn);
+    this.leases = new EtcdLeases(this.client, this.warn, () => this.rejoinAll());
+  }
+
+  async open(): Promise<void> {
+    await this.mirror.start();
+  }
+
+  async close(): Promise<void> {
+    this.mirror.close();
+    this.leases.close();
+  }
+
+  async read(resource: string): Promise<ResourceState> {
+    await this.caughtUp();
+    return this.stateOf(resource, this.mirror.get(resource));
+  }
+
+  async list(): Promise<BlockingState[]> {
+    await this.caughtUp();
+    const states: BlockingState[] = [];
+    for (const resource of [...this.mirror.names()].sort()) {
+      const state = this.stateOf(resource, this.mirror.get(resource));
+      if (state.kind !== "free") states.push(state);
+    }
+    return states;
+  }
+
+  acquire(resource: string, grant: LeaseGrant, position: QueuePosition = "try"): Promise<AcquireOutcome> {
+    // A waiter that joined the queue is granted only once it is first; one that has not joins it unless it is granted at once.
+    let etcdLease: bigint | undefined;
+    const ttlSeconds = etcdTtlSeconds(grant.ttlMs);
+    const result = this.decide<AcquireOutcome>(resource, async (entry, now) => {
+      const holder = this.holderOf(resource, entry);
+      // An earlier try whose answer was lost did land.
+      if (typeof holder === "object" && holder.lease.leaseIdHash === grant.leaseIdHash) {
+        this.forgetJoined(resource, grant.leaseIdHash);
+        return { done: { granted: holder.lease } };
+      }
+      const state = this.stateOf(resource, entry);
+      const blocked = state.kind !== "free" && isLive(state, now) ? state : undefined;
+      const queue = sortedWaiters(entry);
+      let mine = this.joined.get(resource)?.get(grant.leaseIdHash);
+      // Its key went with a lost session (the mirror has every write of ours): it joins again, at the back.
+      if (mine !== undefined && !entry?.waiters.has(grant.leaseIdHash)) {
+        this.forgetJoined(resource, grant.leaseIdHash);
+        mine = undefined;
+      }
+      const queuedOutcome = (): AcquireOutcome => (blocked ? { blocked } : { queued: true });
+      if (mine !== undefined) {
+        if (blocked || queue.some(([, key]) => key.createRevision < mine)) return { done: queuedOutcome() };
+      } else if (blocked || queue.length > 0) {
+        if (position === "try") return { done: queuedOutcome() };
+        return { write: await this.joinWrite(resource, grant.leaseIdHash, queuedOutcome) };
+      }
+      etcdLease ??= await this.leases.take(ttlSeconds);
+      const lease = this.newLease(resource, grant, now, this.nextToken(entry));
+      const compare = [...this.holderCompares(resource, entry), this.counterCompare(resource, entry)];
+      const success = [this.putHolder({ lease, etcdLease }), this.putCounter(lease)];
+      if (mine !== undefined) {
+        compare.push(cmp(this.layout.waiter(resource, grant.leaseIdHash), Compare_CompareTarget.CREATE, mine));
+        success.push(this.deleteKey(this.layout.waiter(resource, grant.leaseIdHash)));
+      } else {
+        const { key, rangeEnd } = this.layout.queue(resource);
+        compare.push({ ...cmp(key, Compare_CompareTarget.VERSION, 0n), rangeEnd });
+      }
+      const used = etcdLease;
+      const renewed = this.leases.renew(used);
+      renewed.catch(() => {});
+      const join = position === "wait" && mine === undefined ? await this.joinWrite(resource, grant.leaseIdHash, queuedOutcome) : undefined;
+      return {
+        write: {
+          compare,
+          success,
+          failure: join?.success,
+          leaseGone: () => (etcdLease = undefined),
+          answer: async (response) => {
+            if (!response.succeeded) return join ? join.answer(response) : "retry";
+            // Granted only with the etcd lease renewed to its full ttl: its key must outlive expires_at.
+            if ((await renewed) <= 0n) {
+              etcdLease = undefined;
+              return "retry";
+            }
+            etcdLease = undefined;
+            this.forgetJoined(resource, grant.leaseIdHash);
+            return { granted: lease };
+          },
+        },
+      };
+    });
+    return result.finally(() => {
+      if (etcdLease !== undefined) this.leases.giveBack(etcdLease, ttlSeconds);
+    });
+  }
+
+  renew(resource: string, leaseIdHash: string): Promise<LeaseRecord | undefined> {
+    return this.decide(resource, async (entry, now) => {
+      const holder = this.holderOf(resource, entry);
+      if (typeof holder !== "object" || holder.lease.leaseIdHash !== leaseIdHash || holder.lease.expiresAt <= now) return { done: undefined };
+      const lease = { ...holder.lease, expiresAt: now + holder.lease.ttlMs };
+      const renewed = this.leases.renew(holder.etcdLease);
+      renewed.catch(() => {});
+      return {
+        write: {
+          compare: this.holderCompares(resource, entry),
+          success: [this.putHolder({ lease, etcdLease: holder.etcdLease })],
+          answer: async (response) => {
+            if (!response.succeeded) return "retry";
+            return (await renewed) > 0n ? lease : undefined;
+          },
+        },
+      };
+    });
+  }
+
+  release(resource: string, leaseIdHash: string): Promise<boolean> {
+    return this.decide<boolean>(resource, (entry, now) => {
+      const holder = this.holderOf(resource, entry);
+      if (typeof holder !== "object") return { done: false };
+      const ours = holder.lease.leaseIdHash === leaseIdHash && holder.lease.expiresAt > now;
+      // Not ours: an expired lease is reclaimed on the way, anything else stays.
+      if (!ours && holder.lease.expiresAt > now) return { done: false };
+      return {
+        write: {
+          compare: this.holderCompares(resource, entry),
+          success: [this.deleteKey(this.layout.holder(resource))],
+          answer: (response) => {
+            if (!response.succeeded) return "retry";
+            if (ours) this.leases.giveBack(holder.etcdLease, etcdTtlSeconds(holder.lease.ttlMs));
+            else this.leases.revoke(holder.etcdLease);
+            return ours;
+          },
+        },
+      };
+    });
+  }
+
+  handOver(resource: string, leaseIdHash: string, next: LeaseGrant): Promise<HandOverOutcome> {
+    return this.decide<HandOverOutcome>(resource, (entry, now) => {
+      const holder = this.holderOf(resource, entry);
+      if (typeof holder !== "object" || holder.lease.leaseIdHash !== leaseIdHash || holder.lease.expiresAt <= now) return { done: { released: false } };
+      const mine = this.joined.get(resource)?.get(next.leaseIdHash);
+      const first = sortedWaiters(entry)[0];
+      const compare = this.holderCompares(resource, entry);
+      const oldTtl = etcdTtlSeconds(holder.lease.ttlMs);
+      if (mine === undefined || first === undefined || first[1].createRevision !== mine) {
+        // `next` is not first in the shared queue: release only; the first waiter's replica is woken by its watch.
+        return {
+          write: {
+            compare,
+            success: [this.deleteKey(this.layout.holder(resource))],
+            answer: (response) => {
+              if (!response.succeeded) return "retry";
+              this.leases.giveBack(holder.etcdLease, oldTtl);
+              return { released: true };
+            },
+          },
+        };
+      }
+      // The next holder keeps the releaser's etcd lease when the ttls round alike: no lease to take.
+      const sameTtl = etcdTtlSeconds(next.ttlMs) === oldTtl;
+      return this.handOverWrite(resource, entry, holder, next, mine, sameTtl, now, compare);
+    });
+  }
+
+  private async handOverWrite(
+    resource: string,
+    entry: MirroredResource | undefined,
+    holder: HolderValue,
+    next: LeaseGrant,
+    mine: bigint,
+    sameTtl: boolean,
+    now: number,
+    compare: Compare[],
+  ): Promise<Decision<HandOverOutcome>> {
+    const etcdLease = sameTtl ? holder.etcdLease : await this.leases.take(etcdTtlSeconds(next.ttlMs));
+    const lease = this.newLease(resource, next, now, this.nextToken(entry));
+    const renewed = this.leases.renew(etcdLease);
+    renewed.catch(() => {});
+    return {
+      write: {
+        compare: [...compare, this.counterCompare(resource, entry), cmp(this.layout.waiter(resource, next.leaseIdHash), Compare_CompareTarget.CREATE, mine)],
+        success: [this.putHolder({ lease, etcdLease }), this.putCounter(lease), this.deleteKey(this.layout.waiter(resource, next.leaseIdHash))],
+        answer: async (response) => {
+          if (!response.succeeded) {
+            if (!sameTtl) this.leases.giveBack(etcdLease, etcdTtlSeconds(next.ttlMs));
+            return "retry";
+          }
+          if (!sameTtl) this.leases.giveBack(holder.etcdLease, etcdTtlSeconds(holder.lease.ttlMs));
+          this.forgetJoined(resource, next.leaseIdHash);
+          // The release stands even if the new holder's etcd lease could not be renewed; its grant is then withdrawn.
+          if ((await renewed.catch(() => 0n)) <= 0n) {
+            await this.release(resource, next.leaseIdHash).catch(() => false);
+            return { released: true };
+          }
+          return { released: true, granted: lease };
+        },
+      },
+    };
+  }
+
+  reclaimIfExpired(resource: string): Promise<ResourceState> {
+    return this.decide<ResourceState>(resource, (entry, now) => {
+      const holder = this.holderOf(resource, entry);
+      if (typeof holder !== "object" || holder.lease.expiresAt > now) return { done: this.stateOf(resource, entry) };
+      return {
+        write: {
+          compare: this.holderCompares(resource, entry),
+          success: [this.deleteKey(this.layout.holder(resource))],
+          answer: (response) => {
+            if (!response.succeeded) return "retry";
+            this.leases.revoke(holder.etcdLease);
+            return { kind: "free", resource };
+          },
+        },
+      };
+    });
+  }
+
+  forceRemove(resource: string): Promise<BlockingState | undefined> {
+    return this.decide(resource, (entry) => {
+      const state = this.stateOf(resource, entry);
+      if (state.kind === "free") return { done: undefined };
+      const holder = this.holderOf(resource, entry);
+      return {
+        write: {
+          compare: this.holderCompares(resource, entry),
+          success: [this.deleteKey(this.layout.holder(resource))],
+          answer: (response) => {
+            if (!response.succeeded) return "retry";
+            if (typeof holder === "object") this.leases.revoke(holder.etcdLease);
+            return state;
+          },
+        },
+      };
+    });
+  }
+
+  watch(onChange: (resource: string | undefined) => void): () => void {
+    this.listener = onChange;
+    return () => {
+      if (this.listener === onChange) this.listener = undefined;
+    };
+  }
+
+  /** A linearizable read needs a leader and a quorum: without them, the store cannot be written either. */
+  async probeWritable(): Promise<void> {
+    if (this.mirror.lagging !== undefined) throw new StoreUnavailableError(`etcd: not following ${this.layout.prefix}: ${this.mirror.lagging}`);
+    await this.currentRevision();
+  }
+
+  async leaveQueue(resource: string, leaseIdHash: string): Promise<void> {
+    if (!this.forgetJoined(resource, leaseIdHash)) return;
+    const key = this.layout.waiter(resource, leaseIdHash);
+    const response = await this.call("leaving the queue", () => this.client.deleteRange({ key }, { timeoutMs: CALL_TIMEOUT_MS }));
+    this.wrote(response.header?.revision);
+  }
+
+  queuedCount(resource: string): number {
+    return this.mirror.get(resource)?.waiters.size ?? 0;
+  }
+
+  async findLease(leaseIdHash: string): Promise<string | undefined> {
+    const known = this.holders.get(leaseIdHash);
+    if (known !== undefined) return known;
+    // Granted through another replica a moment ago: wait for this one's copy to have it.
+    await this.mirror.reach(await this.currentRevision(), 2_000);
+    return this.holders.get(leaseIdHash);
+  }
+
+  // ---- deciding and writing ----
+
+  /**
+   * Decides on the mirror and writes with compares, until etcd accepts or
+   * the decision needs no write. A refused write waits for the mirror to
+   * reach etcd's revision and decides again; a write whose answer was lost
+   * is decided again on a fresh copy (decisions recognise their own earlier
+   * success).
+   */
+  private async decide<T>(
+    resource: string,
+    decision: (entry: MirroredResource | undefined, now: number) => Decision<T> | Promise<Decision<T>>,
+  ): Promise<T> {
+    let reason = "";
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      await this.caughtUp();
+      const decided = await decision(this.mirror.get(resource), this.clock.now());
+      if ("done" in decided) return decided.done;
+      const { write } = decided;
+      let response: TxnResponse;
+      try {
+        response = await this.client.txn(
+          { compare: write.compare, success: write.success, failure: write.failure ?? [] },
+          { timeoutMs: CALL_TIMEOUT_MS },
+        );
+      } catch (err) {
+        // The write may or may not have been applied: look again with everything up to now.
+        reason = (err as Error).message;
+        if ((err as { code?: number }).code === 5 /* NOT_FOUND: requested lease not found */ && write.leaseGone) {
+          write.leaseGone();
+          continue;
+        }
+        if (isRefusedRequest(err)) throw new StoreFailureError(`etcd refused a write for "${resource}": ${reason}`);
+        await this.mirror.reach(await this.currentRevision(), CALL_TIMEOUT_MS);
+        continue;
+      }
+      this.wrote(response.header?.revision);
+      const answer = await write.answer(response);
+      if (answer !== "retry") return answer;
+      reason = "the resource changed meanwhile";
+    }
+    throw new StoreUnavailableError(`etcd: could not write "${resource}" in ${MAX_ATTEMPTS} attempts (${reason})`);
+  }
+
+  private async joinWrite(resource: string, leaseIdHash: string, outcome: () => AcquireOutcome): Promise<Write<AcquireOutcome>> {
+    const session = await this.leases.sessionLease();
+    const key = this.layout.waiter(resource, leaseIdHash);
+    return {
+      compare: [],
+      success: [{ requestPut: { key, value: Buffer.alloc(0), lease: session, prevKv: false, ignoreValue: false, ignoreLease: false } }],
+      answer: (response) => {
+        const revision = response.header?.revision ?? 0n;
+        let mine = this.joined.get(resource);
+        if (!mine) this.joined.set(resource, (mine = new Map()));
+        mine.set(leaseIdHash, revision);
+        return outcome();
+      },
+    };
+  }
+
+  /** The session lease was lost, and its waiters' keys with it: each joins again (at the back) when its resource is next looked at. */
+  private rejoinAll(): void {
+    for (const resource of this.joined.keys()) this.listener?.(resource);
+  }
+
+  private forgetJoined(resource: string, leaseIdHash: string): boolean {
+    const waiters = this.joined.get(resource);
+    const had = waiters?.delete(leaseIdHash) ?? false;
+    if (waiters?.size === 0) this.joined.delete(resource);
+    return had;
+  }
+
+  private wrote(revision: bigint | undefined): void {
+    if (revision !== undefined && revision > this.lastWrite) this.lastWrite = revision;
+  }
+
+  /** Waits until the mirror has this replica's own writes, so nobody reads what it wrote as not yet done. */
+  private async caughtUp(): Promise<void> {
+    await this.mirror.start();
+    await this.mirror.reach(this.lastWrite);
+  }
+
+  /** etcd's current revision, by a linearizable read (it needs a leader and a quorum). */
+  private async currentRevision(): Promise<bigint> {
+    const response = await this.call("reading the current revision", () =>
+      this.client.range({ key: Buffer.from(`${this.layout.prefix}revision-probe`), countOnly: true }, { timeoutMs: CALL_TIMEOUT_MS }),
+    );
+    return response.header?.revision ?? 0n;
+  }
+
+  private async call<T>(action: string, work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (err) {
+      throw new StoreUnavailableError(`etcd: ${action} failed: ${(err as Error).message}`);
+    }
+  }
+
+  private mirrorChanged(resource: string | undefined): void {
+    if (resource === undefined) {
+      this.holders.clear();
+      this.holderHashOf.clear();
+      for (const name of this.mirror.names()) this.indexHolder(name);
+    } else {
+      this.indexHolder(resource);
+    }
+    this.listener?.(resource);
+  }
+
+  private indexHolder(resource: string): void {
+    const previous = this.holderHashOf.get(resource);
+    const holder = this.holderOf(resource, this.mirror.get(resource));
+    const hash = typeof holder === "object" ? holder.lease.leaseIdHash : undefined;
+    if (previous === hash) return;
+    if (previous !== undefined && this.holders.get(previous) === resource) this.holders.delete(previous);
+    if (hash === undefined) this.holderHashOf.delete(resource);
+    else {
+      this.holderHashOf.set(resource, hash);
+      this.holders.set(hash, resource);
+    }
+  }
+
+  // ---- reading the mirror ----
+
+  private holderOf(resource: string, entry: MirroredResource | undefined): HolderValue | string | undefined {
+    return entry?.holder && decodeHolder(resource, entry.holder.value);
+  }
+
+  private stateOf(resource: string, entry: MirroredResource | undefined): ResourceState {
+    const holder = this.holderOf(resource, entry);
+    if (holder === undefined) return { kind: "free", resource };
+    if (typeof holder === "object") return { kind: "held", resource, lease: holder.lease };
+    // Written by something else: held by nobody we know until it is removed (ForceRelease) or its etcd lease ends.
+    const now = this.clock.now();
+    return { kind: "unreadable", resource, modifiedAt: now, blockedUntil: now + 60_000, reason: `the holder key's value: ${holder}` };
+  }
+
+  private nextToken(entry: MirroredResource | undefined): number {
+    const counted = entry?.counter ? decodeCounter(entry.counter.value) : 0;
+    if (counted === undefined) throw new StoreFailureError("etcd: a fencing counter key holds something other than a token");
+    // The holder's token counts too: the counter is written with it, but a holder written by hand may be ahead.
+    const holder = entry?.holder ? decodeHolder("", entry.holder.value) : undefined;
+    const held = typeof holder === "object" ? holder.lease.fencingToken : 0;
+    return Math.max(counted, held, this.tokenFloor) + 1;
+  }
+
+  private newLease(resource: string, grant: LeaseGrant, now: number, fencingToken: number): LeaseRecord {
+    return {
+      resource,
+      holder: grant.holder,
+      fencingToken,
+      acquiredAt: now,
+      expiresAt: now + grant.ttlMs,
+      ttlMs: grant.ttlMs,
+      metadata: grant.metadata,
+      leaseIdHash: grant.leaseIdHash,
+      pid: process.pid,
+      hostname: this.host,
+    };
+  }
+
+  // ---- compares and operations ----
+
+  private holderCompares(resource: string, entry: MirroredResource | undefined): Compare[] {
+    return [revisionCompare(this.layout.holder(resource), entry?.holder)];
+  }
+
+  private counterCompare(resource: string, entry: MirroredResource | undefined): Compare {
+    return revisionCompare(this.layout.counter(resource), entry?.counter);
+  }
+
+  private putHolder(value: HolderValue): RequestOp {
+    return { requestPut: { key: this.layout.holder(value.lease.resource), value: encodeHolder(value), lease: value.etcdLease, prevKv: false, ignoreValue: false, ignoreLease: false } };
+  }
+
+  private putCounter(lease: LeaseRecord): RequestOp {
+    return { requestPut: { key: this.layout.counter(lease.resource), value: Buffer.from(String(lease.fencingToken)), lease: 0n, prevKv: false, ignoreValue: false, ignoreLease: false } };
+  }
+
+  private deleteKey(key: Buffer): RequestOp {
+    return { requestDeleteRange: { key, rangeEnd: Buffer.alloc(0), prevKv: false } };
+  }
+}
+
+/** The key is as the mirror saw it: same mod revision, or still absent. */
+function revisionCompare(key: Buffer, seen: MirroredKey | undefined): Compare {
+  return seen ? cmp(key, Compare_CompareTarget.MOD, seen.modRevision) : cmp(key, Compare_CompareTarget.VERSION, 0n);
+}
+
+function cmp(key: Buffer, target: Compare_CompareTarget, value: bigint): Compare {
+  const compare: Compare = { result: Compare_CompareResult.EQUAL, target, key, rangeEnd: Buffer.alloc(0) };
+  if (target === Compare_CompareTarget.MOD) compare.modRevision = value;
+  else if (target === Compare_CompareTarget.CREATE) compare.createRevision = value;
+  else compare.version = value;
+  return compare;
+}
+
+function sortedWaiters(entry: MirroredResource | undefined): Array<[string, MirroredKey]> {
+  if (!entry || entry.waiters.size === 0) return [];
+  return [...entry.waiters].sort((a, b) => (a[1].createRevision < b[1].createRevision ? -1 : a[1].createRevision > b[1].createRevision ? 1 : 0));
+}
+
+function isLive(state: BlockingState, now: number): boolean {
+  return state.kind === "held" ? state.lease.expiresAt > now : state.blockedUntil > now;
+}
+
+/** etcd refused the request itself (too large, a lease that does not exist): trying again changes nothing. */
+function isRefusedRequest(err: unknown): boolean {
+  const code = (err as { code?: number }).code;
+  return code === 3 /* INVALID_ARGUMENT */ || code === 9 /* FAILED_PRECONDITION */ || code === 8 /* RESOURCE_EXHAUSTED */;
+}
