@@ -12,6 +12,7 @@ import { ReadinessGate } from "./grpc/readiness-gate.ts";
 import { startHttpServer, type RunningHttpServer } from "./http/health-server.ts";
 import type { LeaseStore } from "./core/lease-store.ts";
 import { EtcdClient } from "./store/etcd/etcd-client.ts";
+import { EtcdLeaseStore } from "./store/etcd/etcd-lease-store.ts";
 import { checkEtcdStoreSettings, readEtcdTls, type EtcdStoreSettings } from "./store/etcd/etcd-store-settings.ts";
 import type { FileSystem } from "./store/file-system.ts";
 import { LeaseFileStore } from "./store/lease-file-store.ts";
@@ -200,9 +201,8 @@ async function openStore(options: ServiceOptions, warn: (message: string) => voi
   if (options.lockDir !== undefined) throw new Error("a lock dir and etcd were both given: one deployment uses one store");
   checkEtcdStoreSettings(options.etcd);
   const client = new EtcdClient({ endpoints: options.etcd.endpoints, tls: await readEtcdTls(options.etcd) });
-  client.close();
-  // The store itself lands with issue 9's EtcdLeaseStore.
-  throw new Error("the etcd store is not built yet");
+  const store = new EtcdLeaseStore({ client, prefix: options.etcd.prefix, tokenFloor: options.etcd.tokenFloor, clock: systemClock, onWarning: warn });
+  return { kind: "etcd", store, lockDir: undefined, location: store.location, disconnect: () => client.close() };
 }
 
 /** Undoes a start that failed half-way. */

@@ -4,7 +4,8 @@ import { DEFAULT_SERVICE_LIMITS, type ServiceLimits } from "../core/service-limi
 import type { TlsFiles, TlsMinVersion } from "../tls/tls-settings.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "../log/logger.ts";
 import { EtcdConfigError } from "../store/etcd/etcd-client.ts";
-import { checkEtcdStoreSettings, DEFAULT_ETCD_PREFIX, type EtcdStoreSettings } from "../store/etcd/etcd-store-settings.ts";
+import { DEFAULT_ETCD_PREFIX } from "../store/etcd/etcd-lease-store.ts";
+import { checkEtcdStoreSettings, type EtcdStoreSettings } from "../store/etcd/etcd-store-settings.ts";
 
 export interface ServeOptions {
   /** The lease files' dir: the file store (the default). Absent with `etcd`. */

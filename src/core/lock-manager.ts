@@ -128,10 +128,10 @@ export class LockManager {
       const states = await this.store.list();
       for (const state of states) this.observe(state);
       this.loaded = true;
-      this.log(`loaded ${states.length} lease file(s) from ${this.store.location}`);
+      this.log(`loaded ${states.length} lease(s) from ${this.store.location}`);
     } catch (err) {
       // Keep serving: each request reports the store error until it is fixed.
-      this.log(`lock dir not usable yet: ${(err as Error).message}`);
+      this.log(`store not usable yet: ${(err as Error).message}`);
     }
     // Watch after open() made the dir; the store keeps retrying if it cannot.
     this.stopWatching = this.store.watch((resource) => this.onExternalChange(resource));

@@ -3,6 +3,7 @@ import { randomBytes } from "node:crypto";
 import { readFile, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { EtcdClient } from "../../src/store/etcd/etcd-client.ts";
+import { prefixEnd } from "../../src/store/etcd/etcd-keys.ts";
 import { startEtcdCluster, type EtcdCluster } from "./etcd-cluster.ts";
 import { TestLockClient } from "./lock-client.ts";
 import { startServiceProcess, testRuntime, type ServiceProcess, type ServiceRuntime } from "./service-process.ts";
@@ -80,7 +81,7 @@ export async function makeStoreUnderTest(kind: StoreKind, options: { lockSubdir?
   }
   const cluster = await sharedEtcd();
   const prefix = `/mcp-lockd-test-${randomBytes(6).toString("hex")}/`;
-  const keyRange = { key: Buffer.from(prefix), rangeEnd: prefixEnd(prefix) };
+  const keyRange = { key: Buffer.from(prefix), rangeEnd: prefixEnd(Buffer.from(prefix)) };
   const withClient = async <T>(use: (client: EtcdClient) => Promise<T>): Promise<T> => {
     const client = new EtcdClient({ endpoints: cluster.clientUrls });
     try {
@@ -100,13 +101,6 @@ export async function makeStoreUnderTest(kind: StoreKind, options: { lockSubdir?
       }),
     remove: () => withClient(async (client) => void (await client.deleteRange(keyRange))),
   };
-}
-
-/** The key just past every key that starts with `prefix` (etcd's range_end for a prefix). */
-function prefixEnd(prefix: string): Buffer {
-  const end = Buffer.from(prefix);
-  end[end.length - 1]! += 1;
-  return end;
 }
 
 export interface ServiceUnderTest {
