@@ -7,6 +7,8 @@ import { systemClock } from "../../src/core/clock.ts";
 import { LockManager, type GrantedLease } from "../../src/core/lock-manager.ts";
 import { EtcdClient } from "../../src/store/etcd/etcd-client.ts";
 import { EtcdLeaseStore } from "../../src/store/etcd/etcd-lease-store.ts";
+import { EtcdKeyLayout } from "../../src/store/etcd/etcd-keys.ts";
+import { KeyMirror } from "../../src/store/etcd/key-mirror.ts";
 import { startEtcdCluster, type EtcdCluster } from "../helpers/etcd-cluster.ts";
 import { waitFor, withTimeout } from "../helpers/wait.ts";
 
@@ -177,6 +179,45 @@ describe("etcd lease store", { timeout: 60_000 }, () => {
       assert.ok(Date.now() >= short.lease.expiresAt);
     } finally {
       close(all);
+    }
+  });
+
+  test("a watch whose start revision was compacted: the replica lists again, says everything may have changed, and follows on", async () => {
+    const prefix = `/test-${process.pid}-${++prefixes}/`;
+    const layout = new EtcdKeyLayout(prefix);
+    const client = new EtcdClient({ endpoints: cluster.clientUrls });
+    const key = (name: string) => Buffer.from(`${prefix}r/${name}/t`);
+    await client.put({ key: key("before"), value: Buffer.from("1") });
+    const { header } = await client.put({ key: key("before"), value: Buffer.from("2") });
+    await client.compact({ revision: header!.revision });
+    // The first listing answers as of revision 1 (a listing that took long, or a replica that was away):
+    // its watch then starts on a compacted revision.
+    let listings = 0;
+    const stale = new Proxy(client, {
+      get(target, property) {
+        if (property !== "range") return Reflect.get(target, property, target).bind?.(target) ?? Reflect.get(target, property, target);
+        return async (...args: Parameters<EtcdClient["range"]>) => {
+          const response = await target.range(...args);
+          return ++listings === 1 ? { ...response, header: { ...response.header!, revision: 1n } } : response;
+        };
+      },
+    });
+    const changes: Array<string | undefined> = [];
+    const warnings: string[] = [];
+    const mirror = new KeyMirror(stale, layout, (resource) => changes.push(resource), (message) => warnings.push(message));
+    try {
+      await mirror.start();
+      await waitFor(() => changes.includes(undefined), "the re-listing's change", 5_000);
+      assert.ok(listings >= 2);
+      assert.match(warnings.join("\n"), /compacted/);
+      assert.equal(mirror.get("before")?.counter?.value.toString(), "2");
+      const { header: after } = await client.put({ key: key("after"), value: Buffer.from("7") });
+      await mirror.reach(after!.revision);
+      assert.equal(mirror.get("after")?.counter?.value.toString(), "7");
+      assert.ok(changes.includes("after"));
+    } finally {
+      mirror.close();
+      client.close();
     }
   });
 });

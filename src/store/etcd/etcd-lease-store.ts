@@ -62,8 +62,9 @@ export class EtcdLeaseStore implements LeaseStore {
   /** lease-id hash → resource, for every holder in the mirror. */
   private readonly holders = new Map<string, string>();
   private readonly holderHashOf = new Map<string, string>();
-  /** The revision of this replica's last write: reads wait until the mirror has it. */
+  /** The revision of this replica's last write, in all and per resource: reads wait until the mirror has it. */
   private lastWrite = 0n;
+  private readonly lastWriteOf = new Map<string, bigint>();
   private listener: ((resource: string | undefined) => void) | undefined;
 
   constructor(options: EtcdLeaseStoreOptions) {
@@ -87,7 +88,7 @@ export class EtcdLeaseStore implements LeaseStore {
   }
 
   async read(resource: string): Promise<ResourceState> {
-    await this.caughtUp();
+    await this.caughtUp(resource);
     return this.stateOf(resource, this.mirror.get(resource));
   }
 
@@ -103,7 +104,7 @@ export class EtcdLeaseStore implements LeaseStore {
 
   acquire(resource: string, grant: LeaseGrant, position: QueuePosition = "try"): Promise<AcquireOutcome> {
     // A waiter that joined the queue is granted only once it is first; one that has not joins it unless it is granted at once.
-    let etcdLease: bigint | undefined;
+    let etcdLease: { id: bigint; fresh: boolean } | undefined;
     const ttlSeconds = etcdTtlSeconds(grant.ttlMs);
     const result = this.decide<AcquireOutcome>(resource, async (entry, now) => {
       const holder = this.holderOf(resource, entry);
@@ -131,7 +132,7 @@ export class EtcdLeaseStore implements LeaseStore {
       etcdLease ??= await this.leases.take(ttlSeconds);
       const lease = this.newLease(resource, grant, now, this.nextToken(entry));
       const compare = [...this.holderCompares(resource, entry), this.counterCompare(resource, entry)];
-      const success = [this.putHolder({ lease, etcdLease }), this.putCounter(lease)];
+      const success = [this.putHolder({ lease, etcdLease: etcdLease.id }), this.putCounter(lease)];
       if (mine !== undefined) {
         compare.push(cmp(this.layout.waiter(resource, grant.leaseIdHash), Compare_CompareTarget.CREATE, mine));
         success.push(this.deleteKey(this.layout.waiter(resource, grant.leaseIdHash)));
@@ -139,8 +140,7 @@ export class EtcdLeaseStore implements LeaseStore {
         const { key, rangeEnd } = this.layout.queue(resource);
         compare.push({ ...cmp(key, Compare_CompareTarget.VERSION, 0n), rangeEnd });
       }
-      const used = etcdLease;
-      const renewed = this.leases.renew(used);
+      const renewed = etcdLease.fresh ? Promise.resolve(1n) : this.leases.renew(etcdLease.id);
       renewed.catch(() => {});
       const join = position === "wait" && mine === undefined ? await this.joinWrite(resource, grant.leaseIdHash, queuedOutcome) : undefined;
       return {
@@ -164,7 +164,7 @@ export class EtcdLeaseStore implements LeaseStore {
       };
     });
     return result.finally(() => {
-      if (etcdLease !== undefined) this.leases.giveBack(etcdLease, ttlSeconds);
+      if (etcdLease !== undefined) this.leases.giveBack(etcdLease.id, ttlSeconds);
     });
   }
 
@@ -195,18 +195,11 @@ export class EtcdLeaseStore implements LeaseStore {
       const ours = holder.lease.leaseIdHash === leaseIdHash && holder.lease.expiresAt > now;
       // Not ours: an expired lease is reclaimed on the way, anything else stays.
       if (!ours && holder.lease.expiresAt > now) return { done: false };
-      return {
-        write: {
-          compare: this.holderCompares(resource, entry),
-          success: [this.deleteKey(this.layout.holder(resource))],
-          answer: (response) => {
-            if (!response.succeeded) return "retry";
-            if (ours) this.leases.giveBack(holder.etcdLease, etcdTtlSeconds(holder.lease.ttlMs));
-            else this.leases.revoke(holder.etcdLease);
-            return ours;
-          },
-        },
-      };
+      return this.removeHolder(resource, entry, () => {
+        if (ours) this.leases.giveBack(holder.etcdLease, etcdTtlSeconds(holder.lease.ttlMs));
+        else this.leases.revoke(holder.etcdLease);
+        return ours;
+      });
     });
   }
 
@@ -216,25 +209,17 @@ export class EtcdLeaseStore implements LeaseStore {
       if (typeof holder !== "object" || holder.lease.leaseIdHash !== leaseIdHash || holder.lease.expiresAt <= now) return { done: { released: false } };
       const mine = this.joined.get(resource)?.get(next.leaseIdHash);
       const first = sortedWaiters(entry)[0];
-      const compare = this.holderCompares(resource, entry);
       const oldTtl = etcdTtlSeconds(holder.lease.ttlMs);
       if (mine === undefined || first === undefined || first[1].createRevision !== mine) {
         // `next` is not first in the shared queue: release only; the first waiter's replica is woken by its watch.
-        return {
-          write: {
-            compare,
-            success: [this.deleteKey(this.layout.holder(resource))],
-            answer: (response) => {
-              if (!response.succeeded) return "retry";
-              this.leases.giveBack(holder.etcdLease, oldTtl);
-              return { released: true };
-            },
-          },
-        };
+        return this.removeHolder(resource, entry, () => {
+          this.leases.giveBack(holder.etcdLease, oldTtl);
+          return { released: true };
+        });
       }
       // The next holder keeps the releaser's etcd lease when the ttls round alike: no lease to take.
       const sameTtl = etcdTtlSeconds(next.ttlMs) === oldTtl;
-      return this.handOverWrite(resource, entry, holder, next, mine, sameTtl, now, compare);
+      return this.handOverWrite(resource, entry, holder, next, mine, sameTtl, now);
     });
   }
 
@@ -246,15 +231,14 @@ export class EtcdLeaseStore implements LeaseStore {
     mine: bigint,
     sameTtl: boolean,
     now: number,
-    compare: Compare[],
   ): Promise<Decision<HandOverOutcome>> {
-    const etcdLease = sameTtl ? holder.etcdLease : await this.leases.take(etcdTtlSeconds(next.ttlMs));
+    const etcdLease = sameTtl ? holder.etcdLease : (await this.leases.take(etcdTtlSeconds(next.ttlMs))).id;
     const lease = this.newLease(resource, next, now, this.nextToken(entry));
     const renewed = this.leases.renew(etcdLease);
     renewed.catch(() => {});
     return {
       write: {
-        compare: [...compare, this.counterCompare(resource, entry), cmp(this.layout.waiter(resource, next.leaseIdHash), Compare_CompareTarget.CREATE, mine)],
+        compare: [...this.holderCompares(resource, entry), this.counterCompare(resource, entry), cmp(this.layout.waiter(resource, next.leaseIdHash), Compare_CompareTarget.CREATE, mine)],
         success: [this.putHolder({ lease, etcdLease }), this.putCounter(lease), this.deleteKey(this.layout.waiter(resource, next.leaseIdHash))],
         answer: async (response) => {
           if (!response.succeeded) {
@@ -278,37 +262,34 @@ export class EtcdLeaseStore implements LeaseStore {
     return this.decide<ResourceState>(resource, (entry, now) => {
       const holder = this.holderOf(resource, entry);
       if (typeof holder !== "object" || holder.lease.expiresAt > now) return { done: this.stateOf(resource, entry) };
-      return {
-        write: {
-          compare: this.holderCompares(resource, entry),
-          success: [this.deleteKey(this.layout.holder(resource))],
-          answer: (response) => {
-            if (!response.succeeded) return "retry";
-            this.leases.revoke(holder.etcdLease);
-            return { kind: "free", resource };
-          },
-        },
-      };
+      return this.removeHolder(resource, entry, (): ResourceState => {
+        this.leases.revoke(holder.etcdLease);
+        return { kind: "free", resource };
+      });
     });
   }
 
   forceRemove(resource: string): Promise<BlockingState | undefined> {
-    return this.decide(resource, (entry) => {
+    return this.decide<BlockingState | undefined>(resource, (entry) => {
       const state = this.stateOf(resource, entry);
       if (state.kind === "free") return { done: undefined };
       const holder = this.holderOf(resource, entry);
-      return {
-        write: {
-          compare: this.holderCompares(resource, entry),
-          success: [this.deleteKey(this.layout.holder(resource))],
-          answer: (response) => {
-            if (!response.succeeded) return "retry";
-            if (typeof holder === "object") this.leases.revoke(holder.etcdLease);
-            return state;
-          },
-        },
-      };
+      return this.removeHolder(resource, entry, () => {
+        if (typeof holder === "object") this.leases.revoke(holder.etcdLease);
+        return state;
+      });
     });
+  }
+
+  /** Deletes the holder key if it is as the mirror saw it; `removed` runs once etcd did. */
+  private removeHolder<T>(resource: string, entry: MirroredResource | undefined, removed: () => T): Decision<T> {
+    return {
+      write: {
+        compare: this.holderCompares(resource, entry),
+        success: [this.deleteKey(this.layout.holder(resource))],
+        answer: (response) => (response.succeeded ? removed() : "retry"),
+      },
+    };
   }
 
   watch(onChange: (resource: string | undefined) => void): () => void {
@@ -328,7 +309,7 @@ export class EtcdLeaseStore implements LeaseStore {
     if (!this.forgetJoined(resource, leaseIdHash)) return;
     const key = this.layout.waiter(resource, leaseIdHash);
     const response = await this.call("leaving the queue", () => this.client.deleteRange({ key }, { timeoutMs: CALL_TIMEOUT_MS }));
-    this.wrote(response.header?.revision);
+    this.wrote(resource, response.header?.revision);
   }
 
   queuedCount(resource: string): number {
@@ -358,7 +339,7 @@ export class EtcdLeaseStore implements LeaseStore {
   ): Promise<T> {
     let reason = "";
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      await this.caughtUp();
+      await this.caughtUp(resource);
       const decided = await decision(this.mirror.get(resource), this.clock.now());
       if ("done" in decided) return decided.done;
       const { write } = decided;
@@ -379,7 +360,7 @@ export class EtcdLeaseStore implements LeaseStore {
         await this.mirror.reach(await this.currentRevision(), CALL_TIMEOUT_MS);
         continue;
       }
-      this.wrote(response.header?.revision);
+      this.wrote(resource, response.header?.revision);
       const answer = await write.answer(response);
       if (answer !== "retry") return answer;
       reason = "the resource changed meanwhile";
@@ -415,15 +396,31 @@ export class EtcdLeaseStore implements LeaseStore {
     return had;
   }
 
-  private wrote(revision: bigint | undefined): void {
-    if (revision !== undefined && revision > this.lastWrite) this.lastWrite = revision;
+  private wrote(resource: string, revision: bigint | undefined): void {
+    if (revision === undefined) return;
+    if (revision > this.lastWrite) this.lastWrite = revision;
+    // Kept only until the mirror has it (see caughtUp).
+    if (revision > this.mirror.revision) this.lastWriteOf.set(resource, revision);
+    if (this.lastWriteOf.size > 1024) {
+      for (const [name, written] of this.lastWriteOf) if (written <= this.mirror.revision) this.lastWriteOf.delete(name);
+    }
   }
 
-  /** Waits until the mirror has this replica's own writes, so nobody reads what it wrote as not yet done. */
-  private async caughtUp(): Promise<void> {
+  /**
+   * Waits until the mirror has this replica's own writes (to `resource`, or
+   * all of them), so nobody reads what it wrote as not yet done. Per
+   * resource, so that one resource's operation never waits for the watch to
+   * deliver another's.
+   */
+  private async caughtUp(resource?: string): Promise<void> {
     await this.mirror.start();
-    await this.mirror.reach(this.lastWrite);
+    if (resource === undefined) return this.mirror.reach(this.lastWrite);
+    const written = this.lastWriteOf.get(resource);
+    if (written === undefined) return;
+    await this.mirror.reach(written);
+    if (this.lastWriteOf.get(resource) === written) this.lastWriteOf.delete(resource);
   }
+
 
   /** etcd's current revision, by a linearizable read (it needs a leader and a quorum). */
   private async currentRevision(): Promise<bigint> {

@@ -29,8 +29,13 @@ export function etcdTtlSeconds(ttlMs: number): number {
 
 interface Pooled {
   id: bigint;
+  /** When the last renewal etcd confirmed was sent (performance.now()); 0: none yet. */
+  confirmedFrom: number;
   refreshedAt: number;
 }
+
+/** A spare lease renewed this recently needs no renewal before use: its ttl is a second longer than the lease's. */
+const FRESH_FOR_MS = 500;
 
 export class EtcdLeases {
   private readonly pools = new Map<number, Pooled[]>();
@@ -63,15 +68,20 @@ export class EtcdLeases {
     for (const id of spare) void this.client.leaseRevoke(id, { timeoutMs: 1_000 }).catch(() => {});
   }
 
-  /** A lease of `ttlSeconds` for a grant: a spare one, or a new one. Renew it (renew()) alongside the write that uses it. */
-  async take(ttlSeconds: number): Promise<bigint> {
+  /**
+   * A lease of `ttlSeconds` for a grant: a spare one, or a new one. Unless
+   * `fresh` (granted or confirmed renewed under half a second ago, so at
+   * least ttl + 0.5 s is left), renew it alongside the write that uses it.
+   */
+  async take(ttlSeconds: number): Promise<{ id: bigint; fresh: boolean }> {
     const pooled = this.pools.get(ttlSeconds)?.pop();
-    if (pooled) return pooled.id;
+    if (pooled) return { id: pooled.id, fresh: pooled.confirmedFrom > 0 && performance.now() - pooled.confirmedFrom < FRESH_FOR_MS };
+    const sentAt = performance.now();
     const granted = await this.client.leaseGrant(ttlSeconds, { timeoutMs: 3_000 }).catch((err: Error) => {
       throw new StoreUnavailableError(`etcd: LeaseGrant failed: ${err.message}`);
     });
     if (granted.error) throw new StoreUnavailableError(`etcd: LeaseGrant failed: ${granted.error}`);
-    return granted.ID;
+    return { id: granted.ID, fresh: performance.now() - sentAt < FRESH_FOR_MS };
   }
 
   /** A lease that holds no key any more: kept as a spare, or revoked. */
@@ -79,8 +89,9 @@ export class EtcdLeases {
     let pool = this.pools.get(ttlSeconds);
     if (!pool) this.pools.set(ttlSeconds, (pool = []));
     if (pool.length < POOL_PER_TTL) {
-      pool.push({ id, refreshedAt: 0 });
-      this.send(id, () => {});
+      const pooled: Pooled = { id, confirmedFrom: 0, refreshedAt: performance.now() };
+      pool.push(pooled);
+      this.refresh(pool, pooled);
       return;
     }
     this.revoke(id);
@@ -129,11 +140,7 @@ export class EtcdLeases {
       for (const pooled of pool) {
         if (now - pooled.refreshedAt < (ttlSeconds * 1000) / 3) continue;
         pooled.refreshedAt = now;
-        this.send(pooled.id, (ttl) => {
-          if (ttl > 0n) return;
-          const at = pool.indexOf(pooled);
-          if (at >= 0) pool.splice(at, 1);
-        });
+        this.refresh(pool, pooled);
       }
     }
     const session = this.session;
@@ -144,6 +151,19 @@ export class EtcdLeases {
         else this.loseSession(session, "etcd says it expired");
       });
     }
+  }
+
+  /** Renews a spare; one that etcd no longer has leaves the pool. */
+  private refresh(pool: Pooled[], pooled: Pooled): void {
+    const sentAt = performance.now();
+    this.send(pooled.id, (ttl) => {
+      if (ttl > 0n) {
+        pooled.confirmedFrom = Math.max(pooled.confirmedFrom, sentAt);
+        return;
+      }
+      const at = pool.indexOf(pooled);
+      if (at >= 0) pool.splice(at, 1);
+    });
   }
 
   private loseSession(session: NonNullable<EtcdLeases["session"]>, why: string): void {
