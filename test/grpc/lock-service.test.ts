@@ -76,8 +76,8 @@ async function assertValidStore(): Promise<void> {
   if (dir !== undefined) await assertValidLockDir(dir);
 }
 
-// The single executable and Deno run the etcd store here too (nothing of it is read from disk).
-for (const kind of storesUnderTest(["node", "deno", "binary"])) describe(`LockService end to end (${kind} store)`, () => {
+// The single executable runs the etcd store here too (Deno runs it in test/cli/serve-etcd.test.ts).
+for (const kind of storesUnderTest(["node", "binary"])) describe(`LockService end to end (${kind} store)`, () => {
   before(async () => {
     fixture = await startServiceUnderTest(kind);
     ({ service, client } = fixture);
