@@ -86,6 +86,7 @@ export function metricCatalog(s: Settings): MetricDef[] {
     { id: "rate", metric: "throughput", unit: "cycles/s", better: "higher" },
     { id: "p50", metric: "cycle p50", unit: "ms", better: "lower" },
     { id: "p99", metric: "cycle p99", unit: "ms", better: "lower" },
+    { id: "serverCpuPerOp", metric: "server CPU per cycle (mcp-lockd: the replica alone, without etcd's)", unit: "ms", better: "lower", info: true },
   ]));
   add(`${store}; handoff, 2 contenders, 1 replica`, "w9-handoff", onEtcd([
     { id: "rate", metric: "throughput (changes of holder)", unit: "handoffs/s", better: "higher" },
