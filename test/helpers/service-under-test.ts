@@ -8,6 +8,7 @@ import { startEtcdCluster, type EtcdCluster } from "./etcd-cluster.ts";
 import { TestLockClient } from "./lock-client.ts";
 import { startServiceProcess, testRuntime, type ServiceProcess, type ServiceRuntime } from "./service-process.ts";
 import { makeTempDir } from "./temp-dir.ts";
+import { STORE_KINDS, type StoreKind } from "../../src/store/store-kind.ts";
 
 // The conformance suites (LockService, bad input, restart) run once per
 // store: the lease files, or etcd. A test file asks storesUnderTest() which
@@ -16,7 +17,7 @@ import { makeTempDir } from "./temp-dir.ts";
 // use, stopped after the file's tests), each under its own key prefix, so
 // they see nothing of each other.
 
-export type StoreKind = "file" | "etcd";
+export type { StoreKind };
 
 /**
  * The stores a conformance file runs against: MCP_LOCKD_TEST_STORES
@@ -28,7 +29,7 @@ export function storesUnderTest(etcdRuntimes: readonly ServiceRuntime[] = ["node
   const chosen = process.env.MCP_LOCKD_TEST_STORES;
   if (chosen) {
     const kinds = chosen.split(",").map((kind) => kind.trim());
-    for (const kind of kinds) if (kind !== "file" && kind !== "etcd") throw new Error(`MCP_LOCKD_TEST_STORES=${chosen}: expected file, etcd or both`);
+    for (const kind of kinds) if (!(STORE_KINDS as readonly string[]).includes(kind)) throw new Error(`MCP_LOCKD_TEST_STORES=${chosen}: expected file, etcd or both`);
     return kinds as StoreKind[];
   }
   return etcdRuntimes.includes(testRuntime()) ? ["file", "etcd"] : ["file"];
