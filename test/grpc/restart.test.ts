@@ -358,6 +358,8 @@ for (const kind of storesUnderTest()) describe(`restarts (${kind} store)`, () =>
         (await fetchHealthLocks(second)).map((e) => [e.resource, e.holder, e.fencing_token]),
         [["graceful", "holder-g", lease.fencingToken]],
       );
+      // A graceful stop takes its waiters out of the queue (etcd: out of the shared queue, at once).
+      assert.equal((await other.listLocks("graceful")).locks[0]?.waiters, 0, "holder-w is still queued after the stop");
       const ka2 = holder2.keepAlive();
       const renewedAgain = await ka2.renew(lease.leaseId);
       assert.equal(renewedAgain.expired, false);
