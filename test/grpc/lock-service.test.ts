@@ -76,8 +76,8 @@ async function assertValidStore(): Promise<void> {
   if (dir !== undefined) await assertValidLockDir(dir);
 }
 
-// The single executable runs the etcd store here too (Deno runs it in test/cli/serve-etcd.test.ts).
-for (const kind of storesUnderTest(["node", "binary"])) describe(`LockService end to end (${kind} store)`, () => {
+// On etcd under Node only: the single executable and Deno run the etcd store in test/cli/serve-etcd.test.ts.
+for (const kind of storesUnderTest()) describe(`LockService end to end (${kind} store)`, () => {
   before(async () => {
     fixture = await startServiceUnderTest(kind);
     ({ service, client } = fixture);

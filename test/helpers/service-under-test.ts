@@ -10,7 +10,7 @@ import { startServiceProcess, testRuntime, type ServiceProcess, type ServiceRunt
 import { makeTempDir } from "./temp-dir.ts";
 import { STORE_KINDS, type StoreKind } from "../../src/store/store-kind.ts";
 
-// The conformance suites (LockService, bad input, restart) run once per
+// The conformance suites (LockService, bad input, restart, Watch) run once per
 // store: the lease files, or etcd. A test file asks storesUnderTest() which
 // ones, and gets a service on either from startServiceUnderTest(). All etcd
 // services of one test file share one single-member etcd (started at first
