@@ -13,6 +13,8 @@ import { startServiceUnderTest, storesUnderTest, type ServiceUnderTest } from ".
 import { expectGrpcError, ms, type TestLockClient } from "../helpers/lock-client.ts";
 import { assertValidLockDir, assertValidLeaseFile } from "../helpers/lease-file-schema.ts";
 import { waitFor } from "../helpers/wait.ts";
+import { EventReader } from "../helpers/event-reader.ts";
+import { LockClient } from "../../src/client/index.ts";
 import type { AcquireRequest, AcquireResponse, Lease } from "../../src/gen/mcplockd/v1/lock.ts";
 
 // ---------------------------------------------------------------- helpers
@@ -197,6 +199,11 @@ for (const kind of storesUnderTest()) describe(`LockService end to end (${kind} 
 
   test("a cancelled waiter and one whose deadline passed leave the queue and are never granted", async () => {
     const resource = "departed";
+    // Every grant the service makes of it, as lock events (its tokens alone
+    // show no gap only with the file store's counter).
+    const watcher = new LockClient({ address: service.grpcAddress });
+    const events = new EventReader(watcher.watch(resource));
+    await events.until((event) => event.type === "SNAPSHOT_COMPLETE", "the watch's snapshot");
     const holder = await acquire({ resource, holder: "dep-holder", ttl: seconds(60) });
     const cancel = new AbortController();
     const cancelled = track(
@@ -244,6 +251,14 @@ for (const kind of storesUnderTest()) describe(`LockService end to end (${kind} 
     const next = await acquire({ resource, holder: "dep-after", ttl: seconds(5) });
     assertNextToken(next.fencingToken, granted.fencingToken);
     await client.release(next.leaseId);
+    try {
+      await events.until((event) => event.type === "RELEASED" && event.holder === "dep-after", "dep-after's release event");
+      const holders = events.seen.filter((event) => ["ACQUIRED", "HANDED_OVER"].includes(event.type)).map((event) => event.holder);
+      assert.deepEqual(holders, ["dep-holder", "dep-live", "dep-after"], "grants seen on the Watch stream");
+    } finally {
+      await events.close();
+      await watcher[Symbol.asyncDispose]();
+    }
   });
 
   test("a wait that runs out of wait_timeout is ABORTED and leaves the queue", async () => {
