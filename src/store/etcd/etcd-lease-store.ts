@@ -6,7 +6,7 @@ import type { AcquireOutcome, HandOverOutcome, LeaseStore, QueuePosition } from 
 import { Compare_CompareResult, Compare_CompareTarget, type Compare, type RequestOp, type TxnResponse } from "../../gen/etcd/etcdserverpb/rpc.ts";
 import type { EtcdClient } from "./etcd-client.ts";
 import { decodeCounter, decodeHolder, encodeHolder, EtcdKeyLayout, type HolderValue } from "./etcd-keys.ts";
-import { EtcdLeases, etcdTtlSeconds } from "./etcd-leases.ts";
+import { EtcdLeases, etcdTtlSeconds, type TakenLease } from "./etcd-leases.ts";
 import { KeyMirror, type MirroredKey, type MirroredResource } from "./key-mirror.ts";
 
 export interface EtcdLeaseStoreOptions {
@@ -104,7 +104,7 @@ export class EtcdLeaseStore implements LeaseStore {
 
   acquire(resource: string, grant: LeaseGrant, position: QueuePosition = "try"): Promise<AcquireOutcome> {
     // A waiter that joined the queue is granted only once it is first; one that has not joins it unless it is granted at once.
-    let etcdLease: { id: bigint; fresh: boolean } | undefined;
+    let etcdLease: TakenLease | undefined;
     const ttlSeconds = etcdTtlSeconds(grant.ttlMs);
     const result = this.decide<AcquireOutcome>(resource, async (entry, now) => {
       const holder = this.holderOf(resource, entry);
@@ -140,7 +140,7 @@ export class EtcdLeaseStore implements LeaseStore {
         const { key, rangeEnd } = this.layout.queue(resource);
         compare.push({ ...cmp(key, Compare_CompareTarget.VERSION, 0n), rangeEnd });
       }
-      const renewed = etcdLease.fresh ? Promise.resolve(1n) : this.leases.renew(etcdLease.id);
+      const { renewed } = etcdLease;
       renewed.catch(() => {});
       const join = position === "wait" && mine === undefined ? await this.joinWrite(resource, grant.leaseIdHash, queuedOutcome) : undefined;
       return {
@@ -152,8 +152,9 @@ export class EtcdLeaseStore implements LeaseStore {
           answer: async (response) => {
             if (!response.succeeded) return join ? join.answer(response) : "retry";
             // Granted only with the etcd lease renewed to its full ttl: its key must outlive expires_at.
-            if ((await renewed) <= 0n) {
+            if ((await renewed.catch(() => 0n)) <= 0n) {
               etcdLease = undefined;
+              await this.withdraw(resource, response);
               return "retry";
             }
             etcdLease = undefined;
@@ -232,9 +233,9 @@ export class EtcdLeaseStore implements LeaseStore {
     sameTtl: boolean,
     now: number,
   ): Promise<Decision<HandOverOutcome>> {
-    const etcdLease = sameTtl ? holder.etcdLease : (await this.leases.take(etcdTtlSeconds(next.ttlMs))).id;
+    const taken = sameTtl ? { id: holder.etcdLease, renewed: this.leases.renew(holder.etcdLease) } : await this.leases.take(etcdTtlSeconds(next.ttlMs));
+    const { id: etcdLease, renewed } = taken;
     const lease = this.newLease(resource, next, now, this.nextToken(entry));
-    const renewed = this.leases.renew(etcdLease);
     renewed.catch(() => {});
     return {
       write: {
@@ -249,7 +250,7 @@ export class EtcdLeaseStore implements LeaseStore {
           this.forgetJoined(resource, next.leaseIdHash);
           // The release stands even if the new holder's etcd lease could not be renewed; its grant is then withdrawn.
           if ((await renewed.catch(() => 0n)) <= 0n) {
-            await this.release(resource, next.leaseIdHash).catch(() => false);
+            await this.withdraw(resource, response);
             return { released: true };
           }
           return { released: true, granted: lease };
@@ -279,6 +280,19 @@ export class EtcdLeaseStore implements LeaseStore {
         return state;
       });
     });
+  }
+
+  /** Takes back a grant whose etcd lease could not be renewed (nobody was told of it): the holder key written by `granted`, if it is still that one. */
+  private async withdraw(resource: string, granted: TxnResponse): Promise<void> {
+    const revision = granted.header?.revision ?? 0n;
+    const key = this.layout.holder(resource);
+    const response = await this.client
+      .txn({ compare: [cmp(key, Compare_CompareTarget.MOD, revision)], success: [this.deleteKey(key)], failure: [] }, { timeoutMs: CALL_TIMEOUT_MS })
+      .catch((err: Error) => {
+        this.warn(`etcd: withdrawing a grant of "${resource}" failed (${err.message}); it ends with its etcd lease`);
+        return undefined;
+      });
+    this.wrote(resource, response?.header?.revision);
   }
 
   /** Deletes the holder key if it is as the mirror saw it; `removed` runs once etcd did. */

@@ -32,6 +32,14 @@ interface Pooled {
   /** When the last renewal etcd confirmed was sent (performance.now()); 0: none yet. */
   confirmedFrom: number;
   refreshedAt: number;
+  /** The renewal last sent, and when. */
+  inFlight?: { sentAt: number; answer: Promise<bigint> };
+}
+
+/** A lease for a grant, and its renewal to (at least) the full ttl: the ttl left (≤ 0: gone). */
+export interface TakenLease {
+  id: bigint;
+  renewed: Promise<bigint>;
 }
 
 /** A spare lease renewed this recently needs no renewal before use: its ttl is a second longer than the lease's. */
@@ -43,6 +51,8 @@ export class EtcdLeases {
   private readonly pending = new Map<bigint, Array<(ttl: bigint) => void>>();
   private readonly outbox: bigint[] = [];
   private wakeSender: (() => void) | undefined;
+  /** Counts the id streams made: only the newest takes ids from the outbox. */
+  private idStreams = 0;
   private readonly abort = new AbortController();
   private session: { id: bigint; ready: Promise<bigint> } | undefined;
   private sessionRenewedAt = 0;
@@ -54,6 +64,7 @@ export class EtcdLeases {
     /** The session lease was lost (its waiters' keys are gone): a new one is in use from now on. */
     private readonly onSessionLost: () => void,
   ) {
+    this.abort.signal.addEventListener("abort", () => this.wake(), { once: true });
     void this.runRenewals();
     this.timer = setInterval(() => this.tick(), POOL_REFRESH_EVERY_MS);
     this.timer.unref?.();
@@ -69,19 +80,24 @@ export class EtcdLeases {
   }
 
   /**
-   * A lease of `ttlSeconds` for a grant: a spare one, or a new one. Unless
-   * `fresh` (granted or confirmed renewed under half a second ago, so at
-   * least ttl + 0.5 s is left), renew it alongside the write that uses it.
+   * A lease of `ttlSeconds` for a grant: a spare one, or a new one, with its
+   * renewal to await alongside the write that uses it. None is sent when one
+   * sent under half a second ago is confirmed or still due (its ttl is a
+   * second longer than the lease's, so ttl + 0.5 s is left).
    */
-  async take(ttlSeconds: number): Promise<{ id: bigint; fresh: boolean }> {
+  async take(ttlSeconds: number): Promise<TakenLease> {
     const pooled = this.pools.get(ttlSeconds)?.pop();
-    if (pooled) return { id: pooled.id, fresh: pooled.confirmedFrom > 0 && performance.now() - pooled.confirmedFrom < FRESH_FOR_MS };
-    const sentAt = performance.now();
+    if (pooled) {
+      const now = performance.now();
+      if (pooled.confirmedFrom > 0 && now - pooled.confirmedFrom < FRESH_FOR_MS) return { id: pooled.id, renewed: Promise.resolve(1n) };
+      if (pooled.inFlight && now - pooled.inFlight.sentAt < FRESH_FOR_MS) return { id: pooled.id, renewed: pooled.inFlight.answer };
+      return { id: pooled.id, renewed: this.renew(pooled.id) };
+    }
     const granted = await this.client.leaseGrant(ttlSeconds, { timeoutMs: 3_000 }).catch((err: Error) => {
       throw new StoreUnavailableError(`etcd: LeaseGrant failed: ${err.message}`);
     });
     if (granted.error) throw new StoreUnavailableError(`etcd: LeaseGrant failed: ${granted.error}`);
-    return { id: granted.ID, fresh: performance.now() - sentAt < FRESH_FOR_MS };
+    return { id: granted.ID, renewed: Promise.resolve(granted.TTL) };
   }
 
   /** A lease that holds no key any more: kept as a spare, or revoked. */
@@ -156,14 +172,19 @@ export class EtcdLeases {
   /** Renews a spare; one that etcd no longer has leaves the pool. */
   private refresh(pool: Pooled[], pooled: Pooled): void {
     const sentAt = performance.now();
-    this.send(pooled.id, (ttl) => {
-      if (ttl > 0n) {
-        pooled.confirmedFrom = Math.max(pooled.confirmedFrom, sentAt);
-        return;
-      }
-      const at = pool.indexOf(pooled);
-      if (at >= 0) pool.splice(at, 1);
-    });
+    const answer = this.renew(pooled.id);
+    pooled.inFlight = { sentAt, answer };
+    answer.then(
+      (ttl) => {
+        if (ttl > 0n) {
+          pooled.confirmedFrom = Math.max(pooled.confirmedFrom, sentAt);
+          return;
+        }
+        const at = pool.indexOf(pooled);
+        if (at >= 0) pool.splice(at, 1);
+      },
+      () => {},
+    );
   }
 
   private loseSession(session: NonNullable<EtcdLeases["session"]>, why: string): void {
@@ -178,15 +199,25 @@ export class EtcdLeases {
     if (!waiting) this.pending.set(id, (waiting = []));
     waiting.push(answer);
     this.outbox.push(id);
-    this.wakeSender?.();
+    this.wake();
   }
 
-  /** One renewal stream for the replica's life; reopened (by the client) on another member when it breaks. */
+  private wake(): void {
+    const wake = this.wakeSender;
+    this.wakeSender = undefined;
+    wake?.();
+  }
+
+  /**
+   * One renewal stream for the replica's life; reopened (by the client) on
+   * another member when it breaks, and here when the client gives up. Each
+   * leaseKeepAlive gets an id stream of its own: the client closes the one it
+   * was given when it ends, and a closed one would never send again.
+   */
   private async runRenewals(): Promise<void> {
-    const ids = this.idStream();
     while (!this.abort.signal.aborted) {
       try {
-        for await (const answer of this.client.leaseKeepAlive(ids, { signal: this.abort.signal, answerTimeoutMs: 1_000 })) {
+        for await (const answer of this.client.leaseKeepAlive(this.idStream(), { signal: this.abort.signal, answerTimeoutMs: 1_000 })) {
           // Everyone who asked is answered: after a failover, renewals sent on
           // the old stream get no answer of their own.
           const waiting = this.pending.get(answer.ID);
@@ -201,16 +232,28 @@ export class EtcdLeases {
     }
   }
 
+  /**
+   * The ids to renew, from the outbox, until a newer id stream replaces this
+   * one. An id taken but not sent (the consumer stopped right after taking
+   * it) goes back to the front of the outbox.
+   */
   private async *idStream(): AsyncGenerator<bigint> {
-    this.abort.signal.addEventListener("abort", () => this.wakeSender?.(), { once: true });
-    while (!this.abort.signal.aborted) {
+    const generation = ++this.idStreams;
+    // The stream this one replaces may be waiting for an id: it ends without taking one.
+    this.wake();
+    while (!this.abort.signal.aborted && generation === this.idStreams) {
       const id = this.outbox.shift();
-      if (id !== undefined) {
-        yield id;
+      if (id === undefined) {
+        await new Promise<void>((resolve) => (this.wakeSender = resolve));
         continue;
       }
-      await new Promise<void>((resolve) => (this.wakeSender = resolve));
-      this.wakeSender = undefined;
+      let sent = false;
+      try {
+        yield id;
+        sent = true;
+      } finally {
+        if (!sent) this.outbox.unshift(id);
+      }
     }
   }
 }
