@@ -89,12 +89,13 @@ elif [[ "${1:-}" == mcp ]]; then
     --allow-sys=hostname,uid
   )
 elif [[ "$store" == etcd ]]; then
-  # No lock dir: the leases live in etcd, whose members (scheme stripped) are reached.
+  # No lock dir: the leases live in etcd, whose members' hosts (scheme and
+  # port stripped: a host name is looked up, which Deno checks without a port) are reached.
   etcd_net=""
   IFS=',' read -ra members <<<"$etcd_endpoints"
   for member in "${members[@]}"; do
     member="${member#*://}"
-    etcd_net+=",${member%/}"
+    etcd_net+=",$(host_of "${member%/}")"
   done
   permissions=(
     "--allow-net=$(host_of "$grpc_listen"),$(host_of "$http_listen")$etcd_net"

@@ -16,6 +16,7 @@ import { EtcdLeaseStore } from "./store/etcd/etcd-lease-store.ts";
 import { checkEtcdStoreSettings, readEtcdTls, type EtcdStoreSettings } from "./store/etcd/etcd-store-settings.ts";
 import type { FileSystem } from "./store/file-system.ts";
 import { LeaseFileStore } from "./store/lease-file-store.ts";
+import type { StoreKind } from "./store/store-kind.ts";
 import { stopHookFromEnv } from "./store/stop-hook.ts";
 import { VERSION } from "./cli/version.ts";
 import { grpcMetricsInterceptor } from "./metrics/grpc-metrics-interceptor.ts";
@@ -177,8 +178,6 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     },
   };
 }
-
-export type StoreKind = "file" | "etcd";
 
 /** The store the options ask for, and how to let go of what it connected to. */
 interface OpenedStore {

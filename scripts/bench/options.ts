@@ -2,7 +2,7 @@ import { join } from "node:path";
 import { RESULTS_DIR } from "./paths.ts";
 import { SYSTEMS, type SystemName } from "./protocol.ts";
 
-export const USAGE = `usage: npm run bench -- [--quick] [--out FILE] [--rounds N] [--systems LIST]
+export const USAGE = `usage: npm run bench -- [--quick] [--out FILE] [--rounds N] [--systems LIST] [--etcd-store-only]
 
   --quick         every workload briefly, 1 round, 200 leases instead of 10,000
                   (well under 90 s); proves the harness works, not a result
@@ -11,6 +11,8 @@ export const USAGE = `usage: npm run bench -- [--quick] [--out FILE] [--rounds N
                   replaces the full results unless asked to)
   --rounds N      rounds of A B C (default 3, quick 1)
   --systems LIST  comma-separated subset of ${SYSTEMS.join(",")}
+  --etcd-store-only  only workload 9: mcp-lockd --store etcd (one replica, two)
+                  against etcd's v3lock on the same etcd
 
   BENCH_MCP_LOCKD_METRICS=off runs mcp-lockd with --metrics off, to measure
   what its Prometheus metrics cost (docs/operations.md).
@@ -22,6 +24,8 @@ export interface Settings {
   rounds: number;
   systems: SystemName[];
   outFile: string;
+  /** Only W9 (mcp-lockd on the etcd store against v3lock). */
+  etcdStoreOnly: boolean;
   /** Warm-up of the first timed workload of a run (JIT, connections, file-system caches). */
   firstWarmupMs: number;
   warmupMs: number;
@@ -58,7 +62,7 @@ export interface Settings {
   settleMs: number;
 }
 
-const FULL: Omit<Settings, "mode" | "rounds" | "systems" | "outFile"> = {
+const FULL: Omit<Settings, "mode" | "rounds" | "systems" | "outFile" | "etcdStoreOnly"> = {
   firstWarmupMs: 3_000,
   warmupMs: 1_000,
   measureMs: 5_000,
@@ -117,6 +121,7 @@ export class UsageError extends Error {
 
 export function parseOptions(argv: string[]): Settings {
   let quick = false;
+  let etcdStoreOnly = false;
   let outFile: string | undefined;
   let rounds: number | undefined;
   let systems: SystemName[] = [...SYSTEMS];
@@ -130,6 +135,9 @@ export function parseOptions(argv: string[]): Settings {
     switch (arg) {
       case "--quick":
         quick = true;
+        break;
+      case "--etcd-store-only":
+        etcdStoreOnly = true;
         break;
       case "--out":
         outFile = value();
@@ -153,6 +161,7 @@ export function parseOptions(argv: string[]): Settings {
     mode: quick ? "quick" : "full",
     rounds: rounds ?? (quick ? 1 : 3),
     systems,
+    etcdStoreOnly,
     outFile: outFile ?? join(RESULTS_DIR, quick ? "quick.json" : "latest.json"),
   };
 }

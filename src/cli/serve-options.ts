@@ -4,7 +4,9 @@ import { DEFAULT_SERVICE_LIMITS, type ServiceLimits } from "../core/service-limi
 import type { TlsFiles, TlsMinVersion } from "../tls/tls-settings.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "../log/logger.ts";
 import { EtcdConfigError } from "../store/etcd/etcd-client.ts";
-import { checkEtcdStoreSettings, DEFAULT_ETCD_PREFIX, type EtcdStoreSettings } from "../store/etcd/etcd-store-settings.ts";
+import { DEFAULT_ETCD_PREFIX } from "../store/etcd/etcd-lease-store.ts";
+import { checkEtcdStoreSettings, type EtcdStoreSettings } from "../store/etcd/etcd-store-settings.ts";
+import { STORE_KINDS, type StoreKind } from "../store/store-kind.ts";
 
 export interface ServeOptions {
   /** The lease files' dir: the file store (the default). Absent with `etcd`. */
@@ -34,8 +36,6 @@ const LIMIT_FLAGS: Record<string, keyof ServiceLimits> = {
   "max-leases-per-owner": "maxLeasesPerOwner",
 };
 
-export const STORE_KINDS = ["file", "etcd"] as const;
-
 /** The etcd flags and the variable each falls back to; any of them needs --store etcd. */
 const ETCD_FLAGS = {
   "etcd-endpoints": "MCP_LOCKD_ETCD_ENDPOINTS",
@@ -47,7 +47,7 @@ const ETCD_FLAGS = {
 } as const;
 
 export const SERVE_DEFAULTS = {
-  store: "file" as (typeof STORE_KINDS)[number],
+  store: "file" as StoreKind,
   lockDir: "./.mcp-gateway",
   etcdPrefix: DEFAULT_ETCD_PREFIX,
   grpcListen: DEFAULT_ADDRESS,

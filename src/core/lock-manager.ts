@@ -10,7 +10,7 @@ import {
 import { blockedUntil, holderOf, type BlockingState, type LeaseGrant, type LeaseRecord, type ResourceState } from "./lease.ts";
 import { hashLeaseId, newLeaseId } from "./lease-id.ts";
 import { KeyedMutex } from "./keyed-mutex.ts";
-import { describeState, transitionEvents, type LockEvent, type LockEventListener } from "./lock-events.ts";
+import { describeState, sameHolding, transitionEvents, type LockEvent, type LockEventListener } from "./lock-events.ts";
 import {
   MAX_LEASE_ID_LENGTH,
   validateHolder,
@@ -128,10 +128,10 @@ export class LockManager {
       const states = await this.store.list();
       for (const state of states) this.observe(state);
       this.loaded = true;
-      this.log(`loaded ${states.length} lease file(s) from ${this.store.location}`);
+      this.log(`loaded ${states.length} lease(s) from ${this.store.location}`);
     } catch (err) {
       // Keep serving: each request reports the store error until it is fixed.
-      this.log(`lock dir not usable yet: ${(err as Error).message}`);
+      this.log(`store not usable yet: ${(err as Error).message}`);
     }
     // Watch after open() made the dir; the store keeps retrying if it cannot.
     this.stopWatching = this.store.watch((resource) => this.onExternalChange(resource));
@@ -572,6 +572,11 @@ export class LockManager {
 
   /** `forced`: an operator's ForceRelease ended it, announced as FORCE_RELEASED. */
   private announceChange(previous: BlockingState | undefined, state: ResourceState, forced = false): void {
+    // A re-read that found the holding as it was announces nothing, so it must
+    // not note the waiter count either: a shared queue's count that changed
+    // meanwhile goes out as WAITERS_CHANGED (announceWaiters, after the re-read).
+    const quiet = state.kind === "free" ? previous === undefined : previous !== undefined && sameHolding(previous, state) && blockedUntil(previous) === blockedUntil(state);
+    if (quiet) return;
     const waiters = this.noteWaiters(state.resource);
     if (this.eventListeners.size === 0) return;
     // A renewal nobody listens for: skip building its event.

@@ -11,6 +11,8 @@ import { makeStoreUnderTest, storesUnderTest, type StoreKind } from "../helpers/
 import { expectGrpcError, isServiceError, ms, TestLockClient } from "../helpers/lock-client.ts";
 import { exists } from "../helpers/fs.ts";
 import { waitFor } from "../helpers/wait.ts";
+import { EventReader } from "../helpers/event-reader.ts";
+import { LockClient } from "../../src/client/index.ts";
 import { assertValidLeaseFile, assertValidLockDir } from "../helpers/lease-file-schema.ts";
 import type { Lease } from "../../src/gen/mcplockd/v1/lock.ts";
 
@@ -152,6 +154,10 @@ for (const kind of storesUnderTest()) describe(`restarts (${kind} store)`, () =>
       }
 
       const second = await h.start();
+      // Every grant the restarted service makes of alpha, as lock events.
+      const watcher = new LockClient({ address: second.grpcAddress });
+      const events = new EventReader(watcher.watch("alpha"));
+      await events.until((event) => event.type === "SNAPSHOT_COMPLETE", "the watch's snapshot");
       const intruder = h.client(second);
       const a2 = h.client(second);
       const b2 = h.client(second);
@@ -231,6 +237,14 @@ for (const kind of storesUnderTest()) describe(`restarts (${kind} store)`, () =>
       }
       await intruder.release(nextAlpha.leaseId);
       await intruder.release(nextBeta.leaseId);
+      try {
+        await events.until((event) => event.type === "RELEASED" && event.holder === "intruder", "the intruder's release of alpha");
+        const granted = events.seen.filter((event) => ["ACQUIRED", "HANDED_OVER"].includes(event.type)).map((event) => event.holder);
+        assert.deepEqual(granted, ["intruder"], "alpha's grants after the restart: holder-c, gone with its service, is not among them");
+      } finally {
+        await events.close();
+        await watcher[Symbol.asyncDispose]();
+      }
     });
   });
 
@@ -358,6 +372,8 @@ for (const kind of storesUnderTest()) describe(`restarts (${kind} store)`, () =>
         (await fetchHealthLocks(second)).map((e) => [e.resource, e.holder, e.fencing_token]),
         [["graceful", "holder-g", lease.fencingToken]],
       );
+      // A graceful stop takes its waiters out of the queue (etcd: out of the shared queue, at once).
+      assert.equal((await other.listLocks("graceful")).locks[0]?.waiters, 0, "holder-w is still queued after the stop");
       const ka2 = holder2.keepAlive();
       const renewedAgain = await ka2.renew(lease.leaseId);
       assert.equal(renewedAgain.expired, false);

@@ -1,24 +1,25 @@
 // LockService.Watch against the real service (a child process, under the
 // runtime MCP_LOCKD_TEST_RUNTIME names), read with the TypeScript client's
 // watch(): the opening snapshot, every kind of change in order, changes made
-// through the file protocol alone, bad prefixes, and no lease id anywhere.
+// through the file protocol alone, bad prefixes, and no lease id anywhere;
+// on either store (lease files, etcd), the file protocol on lease files only.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { hostname } from "node:os";
 import { rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { LockClient, InvalidArgumentError, type LockEventInfo } from "../../src/client/index.ts";
-import { startServiceFixture, type ServiceFixture } from "../helpers/service-process.ts";
+import { startServiceUnderTest, storesUnderTest, type ServiceUnderTest } from "../helpers/service-under-test.ts";
 import { EventReader } from "../helpers/event-reader.ts";
 
 const seconds = (s: number) => ({ seconds: s, nanos: 0 });
 
-describe("Watch", () => {
-  let fixture: ServiceFixture | undefined;
+for (const kind of storesUnderTest()) describe(`Watch (${kind} store)`, () => {
+  let fixture: ServiceUnderTest | undefined;
   let client: LockClient;
 
   before(async () => {
-    fixture = await startServiceFixture();
+    fixture = await startServiceUnderTest(kind);
     client = new LockClient({ address: fixture.service.grpcAddress });
   });
   after(async () => {
@@ -106,8 +107,8 @@ describe("Watch", () => {
     }
   });
 
-  test("sees leases taken and dropped through the file protocol alone", async () => {
-    const dir = fixture!.lockDir;
+  test("sees leases taken and dropped through the file protocol alone", { skip: kind !== "file" && "lease files only" }, async () => {
+    const dir = fixture!.store.lockDir!;
     const reader = new EventReader(client.watch("w3-"));
     const resource = "w3-file";
     try {

@@ -3,19 +3,21 @@ import { randomBytes } from "node:crypto";
 import { readFile, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { EtcdClient } from "../../src/store/etcd/etcd-client.ts";
+import { prefixEnd } from "../../src/store/etcd/etcd-keys.ts";
 import { startEtcdCluster, type EtcdCluster } from "./etcd-cluster.ts";
 import { TestLockClient } from "./lock-client.ts";
 import { startServiceProcess, testRuntime, type ServiceProcess, type ServiceRuntime } from "./service-process.ts";
 import { makeTempDir } from "./temp-dir.ts";
+import { STORE_KINDS, type StoreKind } from "../../src/store/store-kind.ts";
 
-// The conformance suites (LockService, bad input, restart) run once per
+// The conformance suites (LockService, bad input, restart, Watch) run once per
 // store: the lease files, or etcd. A test file asks storesUnderTest() which
 // ones, and gets a service on either from startServiceUnderTest(). All etcd
 // services of one test file share one single-member etcd (started at first
 // use, stopped after the file's tests), each under its own key prefix, so
 // they see nothing of each other.
 
-export type StoreKind = "file" | "etcd";
+export type { StoreKind };
 
 /**
  * The stores a conformance file runs against: MCP_LOCKD_TEST_STORES
@@ -27,7 +29,7 @@ export function storesUnderTest(etcdRuntimes: readonly ServiceRuntime[] = ["node
   const chosen = process.env.MCP_LOCKD_TEST_STORES;
   if (chosen) {
     const kinds = chosen.split(",").map((kind) => kind.trim());
-    for (const kind of kinds) if (kind !== "file" && kind !== "etcd") throw new Error(`MCP_LOCKD_TEST_STORES=${chosen}: expected file, etcd or both`);
+    for (const kind of kinds) if (!(STORE_KINDS as readonly string[]).includes(kind)) throw new Error(`MCP_LOCKD_TEST_STORES=${chosen}: expected file, etcd or both`);
     return kinds as StoreKind[];
   }
   return etcdRuntimes.includes(testRuntime()) ? ["file", "etcd"] : ["file"];
@@ -80,7 +82,7 @@ export async function makeStoreUnderTest(kind: StoreKind, options: { lockSubdir?
   }
   const cluster = await sharedEtcd();
   const prefix = `/mcp-lockd-test-${randomBytes(6).toString("hex")}/`;
-  const keyRange = { key: Buffer.from(prefix), rangeEnd: prefixEnd(prefix) };
+  const keyRange = { key: Buffer.from(prefix), rangeEnd: prefixEnd(Buffer.from(prefix)) };
   const withClient = async <T>(use: (client: EtcdClient) => Promise<T>): Promise<T> => {
     const client = new EtcdClient({ endpoints: cluster.clientUrls });
     try {
@@ -100,13 +102,6 @@ export async function makeStoreUnderTest(kind: StoreKind, options: { lockSubdir?
       }),
     remove: () => withClient(async (client) => void (await client.deleteRange(keyRange))),
   };
-}
-
-/** The key just past every key that starts with `prefix` (etcd's range_end for a prefix). */
-function prefixEnd(prefix: string): Buffer {
-  const end = Buffer.from(prefix);
-  end[end.length - 1]! += 1;
-  return end;
 }
 
 export interface ServiceUnderTest {

@@ -1,11 +1,10 @@
 import { readFile } from "node:fs/promises";
 import { EtcdConfigError, parseEndpoints, type EtcdTls } from "./etcd-client.ts";
+import { DEFAULT_ETCD_PREFIX } from "./etcd-lease-store.ts";
 
 // What `serve --store etcd` is told (flags or MCP_LOCKD_ETCD_* variables),
 // shared by the command line that checks it and the service that opens the
 // store. TLS material is named by file and read once, at start.
-
-export const DEFAULT_ETCD_PREFIX = "/mcp-lockd/";
 
 export interface EtcdStoreSettings {
   /** http://HOST:PORT, https://HOST:PORT or HOST:PORT, one per member. */
