@@ -23,7 +23,7 @@ export const DEFAULT_ETCD_PREFIX = "/mcp-lockd/";
 
 /** How often a write is tried again when etcd refused its compares (the copy it was decided on had changed). */
 const MAX_ATTEMPTS = 8;
-const CALL_TIMEOUT_MS = 3_000;
+const CALL_TIMEOUT_MS = 1_500;
 /** No attempt starts after this: a caller learns UNAVAILABLE within a few seconds, and calls queued behind it on the resource do not pile up. */
 const DECIDE_DEADLINE_MS = 5_000;
 
