@@ -220,4 +220,26 @@ describe("etcd lease store", { timeout: 60_000 }, () => {
       client.close();
     }
   });
+
+  test("a replica started while etcd is down serves once etcd is up (UNAVAILABLE until then)", async () => {
+    const member = cluster.members[0]!;
+    await member.kill();
+    const logged: string[] = [];
+    const client = new EtcdClient({ endpoints: cluster.clientUrls });
+    const store = new EtcdLeaseStore({ client, prefix: `/test-${process.pid}-${++prefixes}/`, clock: systemClock });
+    const manager = new LockManager({ store, clock: systemClock, log: (message) => logged.push(message) });
+    try {
+      await manager.start();
+      assert.match(logged.join("\n"), /store not usable yet/);
+      await assert.rejects(manager.acquire({ resource: "late", holder: "h", ttlMs: 5_000 }), { name: "StoreUnavailableError" });
+      await member.restart();
+      let granted: GrantedLease | undefined;
+      await waitFor(async () => (granted = await manager.acquire({ resource: "late", holder: "h", ttlMs: 5_000 }).catch(() => undefined)) !== undefined, "a grant once etcd is up", 15_000, 100);
+      assert.equal(granted!.lease.holder, "h");
+      assert.deepEqual((await manager.list()).map(({ state }) => state.resource), ["late"]);
+    } finally {
+      manager.close();
+      client.close();
+    }
+  });
 });

@@ -469,8 +469,9 @@ export class EtcdLeaseStore implements LeaseStore {
    * deliver another's.
    */
   private async caughtUp(resource?: string): Promise<void> {
-    await this.mirror.start();
-    // The watch broke on every member (no leader, no quorum): fail now rather than queue behind timeouts.
+    // Not loaded yet (open() waited for the first listing; later ones go on in the background), or the
+    // watch broke on every member (no leader, no quorum): fail now rather than queue behind timeouts.
+    void this.mirror.start();
     if (this.mirror.lagging !== undefined) throw new StoreUnavailableError(`etcd: this replica is not following ${this.layout.prefix}: ${this.mirror.lagging}`);
     if (resource === undefined) return this.mirror.reach(this.lastWrite);
     const written = this.lastWriteOf.get(resource);

@@ -90,8 +90,9 @@ export class KeyMirror {
     while (!this.abort.signal.aborted) {
       try {
         await this.list();
+        // After a failed first listing too, whoever read the store meanwhile saw nothing: everything may have changed.
         if (first) loaded();
-        else this.onChange(undefined);
+        if (!first || this.lagging !== "not loaded yet") this.onChange(undefined);
         first = false;
         this.lagging = undefined;
         for await (const response of this.client.watch(
@@ -117,7 +118,8 @@ export class KeyMirror {
       } catch (err) {
         if (this.abort.signal.aborted) return;
         const compacted = err instanceof EtcdWatchCanceledError;
-        this.lagging = (err as Error).message;
+        if (first) this.lagging = `not loaded yet: ${(err as Error).message}`;
+        else this.lagging = (err as Error).message;
         if (first) failed(new StoreUnavailableError(`etcd: listing ${this.layout.prefix} failed: ${(err as Error).message}`));
         if (!compacted) this.warn(`etcd watch on ${this.layout.prefix} broke (${(err as Error).message}); listing again`);
         else this.warn(`etcd watch on ${this.layout.prefix}: ${(err as Error).message}; listing again`);
