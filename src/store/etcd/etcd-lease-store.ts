@@ -24,6 +24,8 @@ export const DEFAULT_ETCD_PREFIX = "/mcp-lockd/";
 /** How often a write is tried again when etcd refused its compares (the copy it was decided on had changed). */
 const MAX_ATTEMPTS = 8;
 const CALL_TIMEOUT_MS = 3_000;
+/** No attempt starts after this: a caller learns UNAVAILABLE within a few seconds, and calls queued behind it on the resource do not pile up. */
+const DECIDE_DEADLINE_MS = 5_000;
 
 /** A write decided on the mirror: etcd applies `success` only if every compare still holds. */
 interface Write<T> {
@@ -66,6 +68,7 @@ export class EtcdLeaseStore implements LeaseStore {
   private lastWrite = 0n;
   private readonly lastWriteOf = new Map<string, bigint>();
   private listener: ((resource: string | undefined) => void) | undefined;
+  private closed = false;
 
   constructor(options: EtcdLeaseStoreOptions) {
     this.client = options.client;
@@ -83,6 +86,7 @@ export class EtcdLeaseStore implements LeaseStore {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     this.mirror.close();
     this.leases.close();
   }
@@ -108,9 +112,11 @@ export class EtcdLeaseStore implements LeaseStore {
     const ttlSeconds = etcdTtlSeconds(grant.ttlMs);
     const result = this.decide<AcquireOutcome>(resource, async (entry, now) => {
       const holder = this.holderOf(resource, entry);
-      // An earlier try whose answer was lost did land.
+      // An earlier try whose answer was lost did land. Its etcd lease is the holder key's now: never a spare again.
       if (typeof holder === "object" && holder.lease.leaseIdHash === grant.leaseIdHash) {
+        if (etcdLease?.id === holder.etcdLease) etcdLease = undefined;
         this.forgetJoined(resource, grant.leaseIdHash);
+        await this.confirmGrant(resource, this.leases.renew(holder.etcdLease), entry!.holder!.modRevision);
         return { done: { granted: holder.lease } };
       }
       const state = this.stateOf(resource, entry);
@@ -122,6 +128,10 @@ export class EtcdLeaseStore implements LeaseStore {
         this.forgetJoined(resource, grant.leaseIdHash);
         mine = undefined;
       }
+      // A join that landed though its answer was lost (a timeout across a leader change), and was
+      // then written again: its place is its key's create revision, not the revision of either write.
+      const landed = entry?.waiters.get(grant.leaseIdHash);
+      if (landed !== undefined && mine !== landed.createRevision) mine = this.rememberJoined(resource, grant.leaseIdHash, landed.createRevision);
       const queuedOutcome = (): AcquireOutcome => (blocked ? { blocked } : { queued: true });
       if (mine !== undefined) {
         if (blocked || queue.some(([, key]) => key.createRevision < mine)) return { done: queuedOutcome() };
@@ -151,14 +161,9 @@ export class EtcdLeaseStore implements LeaseStore {
           leaseGone: () => (etcdLease = undefined),
           answer: async (response) => {
             if (!response.succeeded) return join ? join.answer(response) : "retry";
-            // Granted only with the etcd lease renewed to its full ttl: its key must outlive expires_at.
-            if ((await renewed.catch(() => 0n)) <= 0n) {
-              etcdLease = undefined;
-              await this.withdraw(resource, response);
-              return "retry";
-            }
             etcdLease = undefined;
             this.forgetJoined(resource, grant.leaseIdHash);
+            await this.confirmGrant(resource, renewed, response.header?.revision ?? 0n);
             return { granted: lease };
           },
         },
@@ -250,7 +255,7 @@ export class EtcdLeaseStore implements LeaseStore {
           this.forgetJoined(resource, next.leaseIdHash);
           // The release stands even if the new holder's etcd lease could not be renewed; its grant is then withdrawn.
           if ((await renewed.catch(() => 0n)) <= 0n) {
-            await this.withdraw(resource, response);
+            await this.withdraw(resource, response.header?.revision ?? 0n);
             return { released: true };
           }
           return { released: true, granted: lease };
@@ -282,14 +287,30 @@ export class EtcdLeaseStore implements LeaseStore {
     });
   }
 
-  /** Takes back a grant whose etcd lease could not be renewed (nobody was told of it): the holder key written by `granted`, if it is still that one. */
-  private async withdraw(resource: string, granted: TxnResponse): Promise<void> {
-    const revision = granted.header?.revision ?? 0n;
+  /**
+   * A grant stands only once its etcd lease is renewed to its full ttl (the
+   * key must outlive expires_at). If that renewal fails, the grant written at
+   * `revision` is withdrawn and the caller told UNAVAILABLE: nobody holds it.
+   */
+  private async confirmGrant(resource: string, renewed: Promise<bigint>, revision: bigint): Promise<void> {
+    let why: string;
+    try {
+      if ((await renewed) > 0n) return;
+      why = "etcd no longer has its lease";
+    } catch (err) {
+      why = (err as Error).message;
+    }
+    await this.withdraw(resource, revision);
+    throw new StoreUnavailableError(`etcd: the grant of "${resource}" could not be confirmed (${why}); it was withdrawn`);
+  }
+
+  /** Takes back a grant nobody was told of: the holder key written at `revision`, if it is still that one. */
+  private async withdraw(resource: string, revision: bigint): Promise<void> {
     const key = this.layout.holder(resource);
     const response = await this.client
       .txn({ compare: [cmp(key, Compare_CompareTarget.MOD, revision)], success: [this.deleteKey(key)], failure: [] }, { timeoutMs: CALL_TIMEOUT_MS })
       .catch((err: Error) => {
-        this.warn(`etcd: withdrawing a grant of "${resource}" failed (${err.message}); it ends with its etcd lease`);
+        this.warn(`etcd: withdrawing a grant of "${resource}" failed (${err.message}); it ends at its expires_at, or with its etcd lease`);
         return undefined;
       });
     this.wrote(resource, response?.header?.revision);
@@ -319,11 +340,26 @@ export class EtcdLeaseStore implements LeaseStore {
     await this.currentRevision();
   }
 
+  /**
+   * Always deletes, even when no join was recorded: a join whose answer was
+   * lost may have landed. A delete that fails is tried again until it is
+   * done (or the session ends, and the key with it): a place left behind
+   * would hold up everyone queued after it.
+   */
   async leaveQueue(resource: string, leaseIdHash: string): Promise<void> {
-    if (!this.forgetJoined(resource, leaseIdHash)) return;
+    this.forgetJoined(resource, leaseIdHash);
     const key = this.layout.waiter(resource, leaseIdHash);
-    const response = await this.call("leaving the queue", () => this.client.deleteRange({ key }, { timeoutMs: CALL_TIMEOUT_MS }));
-    this.wrote(resource, response.header?.revision);
+    for (let delayMs = 250; ; delayMs = Math.min(2 * delayMs, 2_000)) {
+      try {
+        const response = await this.client.deleteRange({ key }, { timeoutMs: CALL_TIMEOUT_MS });
+        this.wrote(resource, response.header?.revision);
+        return;
+      } catch (err) {
+        if (this.closed) return;
+        this.warn(`etcd: leaving the queue of "${resource}" failed (${(err as Error).message}); trying again`);
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
+      }
+    }
   }
 
   queuedCount(resource: string): number {
@@ -352,7 +388,8 @@ export class EtcdLeaseStore implements LeaseStore {
     decision: (entry: MirroredResource | undefined, now: number) => Decision<T> | Promise<Decision<T>>,
   ): Promise<T> {
     let reason = "";
-    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+    const deadline = performance.now() + DECIDE_DEADLINE_MS;
+    for (let attempt = 0; attempt < MAX_ATTEMPTS && performance.now() < deadline; attempt++) {
       await this.caughtUp(resource);
       const decided = await decision(this.mirror.get(resource), this.clock.now());
       if ("done" in decided) return decided.done;
@@ -379,7 +416,7 @@ export class EtcdLeaseStore implements LeaseStore {
       if (answer !== "retry") return answer;
       reason = "the resource changed meanwhile";
     }
-    throw new StoreUnavailableError(`etcd: could not write "${resource}" in ${MAX_ATTEMPTS} attempts (${reason})`);
+    throw new StoreUnavailableError(`etcd: could not write "${resource}" (${reason || "out of attempts"})`);
   }
 
   private async joinWrite(resource: string, leaseIdHash: string, outcome: () => AcquireOutcome): Promise<Write<AcquireOutcome>> {
@@ -389,13 +426,18 @@ export class EtcdLeaseStore implements LeaseStore {
       compare: [],
       success: [{ requestPut: { key, value: Buffer.alloc(0), lease: session, prevKv: false, ignoreValue: false, ignoreLease: false } }],
       answer: (response) => {
-        const revision = response.header?.revision ?? 0n;
-        let mine = this.joined.get(resource);
-        if (!mine) this.joined.set(resource, (mine = new Map()));
-        mine.set(leaseIdHash, revision);
+        // The create revision when the put made the key; a key that was already there is corrected by the next decision.
+        this.rememberJoined(resource, leaseIdHash, response.header?.revision ?? 0n);
         return outcome();
       },
     };
+  }
+
+  private rememberJoined(resource: string, leaseIdHash: string, createRevision: bigint): bigint {
+    let mine = this.joined.get(resource);
+    if (!mine) this.joined.set(resource, (mine = new Map()));
+    mine.set(leaseIdHash, createRevision);
+    return createRevision;
   }
 
   /** The session lease was lost, and its waiters' keys with it: each joins again (at the back) when its resource is next looked at. */
@@ -428,13 +470,14 @@ export class EtcdLeaseStore implements LeaseStore {
    */
   private async caughtUp(resource?: string): Promise<void> {
     await this.mirror.start();
+    // The watch broke on every member (no leader, no quorum): fail now rather than queue behind timeouts.
+    if (this.mirror.lagging !== undefined) throw new StoreUnavailableError(`etcd: this replica is not following ${this.layout.prefix}: ${this.mirror.lagging}`);
     if (resource === undefined) return this.mirror.reach(this.lastWrite);
     const written = this.lastWriteOf.get(resource);
     if (written === undefined) return;
     await this.mirror.reach(written);
     if (this.lastWriteOf.get(resource) === written) this.lastWriteOf.delete(resource);
   }
-
 
   /** etcd's current revision, by a linearizable read (it needs a leader and a quorum). */
   private async currentRevision(): Promise<bigint> {
