@@ -68,7 +68,15 @@ for (const kind of storesUnderTest()) describe(`Watch (${kind} store)`, () => {
       assert.equal(handedOver.previousHolder, "first");
       assert.equal(handedOver.previousFencingToken, BigInt(first.fencingToken));
       assert.equal(handedOver.fencingToken, BigInt(second.fencingToken));
-      assert.equal(handedOver.waiters, 0);
+      // etcd: counts come from the replica's copy of the keys, which may not
+      // have the hand-over's removal of the waiter's queue key yet; then a
+      // WAITERS_CHANGED to 0 follows as soon as it has.
+      if (kind === "file" || handedOver.waiters === 0) assert.equal(handedOver.waiters, 0);
+      else {
+        assert.equal(handedOver.waiters, 1);
+        const corrected = await reader.next("WAITERS_CHANGED to 0");
+        assert.deepEqual({ type: corrected.type, waiters: corrected.waiters, holder: corrected.holder }, { type: "WAITERS_CHANGED", waiters: 0, holder: "second" });
+      }
 
       await raw.release(second.leaseId);
       const released = await reader.next("RELEASED");

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { EtcdClient } from "../../src/store/etcd/etcd-client.ts";
 import { prefixEnd } from "../../src/store/etcd/etcd-keys.ts";
 import { startEtcdCluster, type EtcdCluster } from "./etcd-cluster.ts";
+import { etcdServeArgs } from "./etcd-replicas.ts";
 import { TestLockClient } from "./lock-client.ts";
 import { startServiceProcess, testRuntime, type ServiceProcess, type ServiceRuntime } from "./service-process.ts";
 import { makeTempDir } from "./temp-dir.ts";
@@ -94,7 +95,7 @@ export async function makeStoreUnderTest(kind: StoreKind, options: { lockSubdir?
   return {
     kind,
     lockDir: undefined,
-    serveArgs: ["--store", "etcd", "--etcd-endpoints", cluster.clientUrls.join(","), "--etcd-prefix", prefix],
+    serveArgs: etcdServeArgs(cluster, prefix),
     storedTexts: () =>
       withClient(async (client) => {
         const { kvs } = await client.range(keyRange);
