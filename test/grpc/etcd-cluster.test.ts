@@ -40,13 +40,13 @@ const RESOURCE_TTL_MS = 5_000;
  * runs into the client's 10 s deadline (DEADLINE_EXCEEDED) instead of
  * getting UNAVAILABLE.
  */
+const RELEASE_WITHOUT_QUORUM = "a Release without quorum waits behind the resource's queued store calls past the client's deadline";
 /**
  * Known to fail now and then (reported): after the leader's SIGKILL under
- * contention, about one run in ten leaves the resource with waiters queued
- * in etcd and nobody granted until a waiter's 30 s wait runs out.
+ * contention, some runs left the resource with waiters queued in etcd and
+ * nobody granted until a waiter's 30 s wait ran out.
  */
-const STALL_AFTER_LEADER_KILL = "grants sometimes stall after the leader's SIGKILL until a waiter's wait runs out";
-const RELEASE_WITHOUT_QUORUM = "a Release without quorum waits behind the resource's queued store calls past the client's deadline";
+const STALL_AFTER_LEADER_KILL = "grants sometimes stalled after the leader's SIGKILL until a waiter's wait ran out";
 
 let cluster: EtcdCluster;
 
@@ -476,7 +476,6 @@ describe("two replicas on a three-member etcd cluster", { timeout: 80_000 }, () 
         };
         const next = await untilGranted(onB, "quorum", "contender", contender.error === undefined ? contender.lock : undefined);
         const grantedInMs = performance.now() - resumedAt;
-        assert.ok(performance.now() - grantedInMs >= resumedAt - 1, "the contender was granted before the members returned");
         assert.ok(next.fencingToken > lock.fencingToken, `token ${next.fencingToken} after ${lock.fencingToken}`);
         await next.release();
         const again = await untilGranted(onA, "elsewhere", "after");
