@@ -112,6 +112,7 @@ export class EtcdLeaseStore implements LeaseStore {
       if (typeof holder === "object" && holder.lease.leaseIdHash === grant.leaseIdHash) {
         if (etcdLease?.id === holder.etcdLease) etcdLease = undefined;
         this.forgetJoined(resource, grant.leaseIdHash);
+        await this.confirmGrant(resource, this.leases.renew(holder.etcdLease), entry!.holder!.modRevision);
         return { done: { granted: holder.lease } };
       }
       const state = this.stateOf(resource, entry);
@@ -161,14 +162,9 @@ export class EtcdLeaseStore implements LeaseStore {
           leaseGone: () => (etcdLease = undefined),
           answer: async (response) => {
             if (!response.succeeded) return join ? join.answer(response) : "retry";
-            // Granted only with the etcd lease renewed to its full ttl: its key must outlive expires_at.
-            if ((await renewed.catch(() => 0n)) <= 0n) {
-              etcdLease = undefined;
-              await this.withdraw(resource, response);
-              return "retry";
-            }
             etcdLease = undefined;
             this.forgetJoined(resource, grant.leaseIdHash);
+            await this.confirmGrant(resource, renewed, response.header?.revision ?? 0n);
             return { granted: lease };
           },
         },
@@ -260,7 +256,7 @@ export class EtcdLeaseStore implements LeaseStore {
           this.forgetJoined(resource, next.leaseIdHash);
           // The release stands even if the new holder's etcd lease could not be renewed; its grant is then withdrawn.
           if ((await renewed.catch(() => 0n)) <= 0n) {
-            await this.withdraw(resource, response);
+            await this.withdraw(resource, response.header?.revision ?? 0n);
             return { released: true };
           }
           return { released: true, granted: lease };
@@ -292,14 +288,30 @@ export class EtcdLeaseStore implements LeaseStore {
     });
   }
 
-  /** Takes back a grant whose etcd lease could not be renewed (nobody was told of it): the holder key written by `granted`, if it is still that one. */
-  private async withdraw(resource: string, granted: TxnResponse): Promise<void> {
-    const revision = granted.header?.revision ?? 0n;
+  /**
+   * A grant stands only once its etcd lease is renewed to its full ttl (the
+   * key must outlive expires_at). If that renewal fails, the grant written at
+   * `revision` is withdrawn and the caller told UNAVAILABLE: nobody holds it.
+   */
+  private async confirmGrant(resource: string, renewed: Promise<bigint>, revision: bigint): Promise<void> {
+    let why: string;
+    try {
+      if ((await renewed) > 0n) return;
+      why = "etcd no longer has its lease";
+    } catch (err) {
+      why = (err as Error).message;
+    }
+    await this.withdraw(resource, revision);
+    throw new StoreUnavailableError(`etcd: the grant of "${resource}" could not be confirmed (${why}); it was withdrawn`);
+  }
+
+  /** Takes back a grant nobody was told of: the holder key written at `revision`, if it is still that one. */
+  private async withdraw(resource: string, revision: bigint): Promise<void> {
     const key = this.layout.holder(resource);
     const response = await this.client
       .txn({ compare: [cmp(key, Compare_CompareTarget.MOD, revision)], success: [this.deleteKey(key)], failure: [] }, { timeoutMs: CALL_TIMEOUT_MS })
       .catch((err: Error) => {
-        this.warn(`etcd: withdrawing a grant of "${resource}" failed (${err.message}); it ends with its etcd lease`);
+        this.warn(`etcd: withdrawing a grant of "${resource}" failed (${err.message}); it ends at its expires_at, or with its etcd lease`);
         return undefined;
       });
     this.wrote(resource, response?.header?.revision);
