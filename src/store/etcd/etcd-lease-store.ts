@@ -253,12 +253,13 @@ export class EtcdLeaseStore implements LeaseStore {
             return "retry";
           }
           if (!sameTtl) this.leases.giveBack(holder.etcdLease, etcdTtlSeconds(holder.lease.ttlMs));
-          this.forgetJoined(resource, next.leaseIdHash);
-          // The release stands even if the new holder's etcd lease could not be renewed; its grant is then withdrawn.
+          // The release stands even if the new holder's etcd lease could not be renewed; its grant is then withdrawn,
+          // and `next` stays known as joined: its next try finds its key gone (see acquire).
           if ((await renewed.catch(() => 0n)) <= 0n) {
             await this.withdraw(resource, response.header?.revision ?? 0n);
             return { released: true };
           }
+          this.forgetJoined(resource, next.leaseIdHash);
           return { released: true, granted: lease };
         },
       },
