@@ -23,7 +23,9 @@ export const DEFAULT_ETCD_PREFIX = "/mcp-lockd/";
 
 /** How often a write is tried again when etcd refused its compares (the copy it was decided on had changed). */
 const MAX_ATTEMPTS = 8;
-const CALL_TIMEOUT_MS = 3_000;
+const CALL_TIMEOUT_MS = 1_500;
+/** No attempt starts after this: a caller learns UNAVAILABLE within a few seconds, and calls queued behind it on the resource do not pile up. */
+const DECIDE_DEADLINE_MS = 5_000;
 
 /** A write decided on the mirror: etcd applies `success` only if every compare still holds. */
 interface Write<T> {
@@ -66,6 +68,7 @@ export class EtcdLeaseStore implements LeaseStore {
   private lastWrite = 0n;
   private readonly lastWriteOf = new Map<string, bigint>();
   private listener: ((resource: string | undefined) => void) | undefined;
+  private closed = false;
 
   constructor(options: EtcdLeaseStoreOptions) {
     this.client = options.client;
@@ -83,6 +86,7 @@ export class EtcdLeaseStore implements LeaseStore {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     this.mirror.close();
     this.leases.close();
   }
@@ -342,11 +346,26 @@ export class EtcdLeaseStore implements LeaseStore {
     await this.currentRevision();
   }
 
+  /**
+   * Always deletes, even when no join was recorded: a join whose answer was
+   * lost may have landed. A delete that fails is tried again until it is
+   * done (or the session ends, and the key with it): a place left behind
+   * would hold up everyone queued after it.
+   */
   async leaveQueue(resource: string, leaseIdHash: string): Promise<void> {
-    if (!this.forgetJoined(resource, leaseIdHash)) return;
+    this.forgetJoined(resource, leaseIdHash);
     const key = this.layout.waiter(resource, leaseIdHash);
-    const response = await this.call("leaving the queue", () => this.client.deleteRange({ key }, { timeoutMs: CALL_TIMEOUT_MS }));
-    this.wrote(resource, response.header?.revision);
+    for (let delayMs = 250; ; delayMs = Math.min(2 * delayMs, 2_000)) {
+      try {
+        const response = await this.client.deleteRange({ key }, { timeoutMs: CALL_TIMEOUT_MS });
+        this.wrote(resource, response.header?.revision);
+        return;
+      } catch (err) {
+        if (this.closed) return;
+        this.warn(`etcd: leaving the queue of "${resource}" failed (${(err as Error).message}); trying again`);
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
+      }
+    }
   }
 
   queuedCount(resource: string): number {
@@ -375,7 +394,8 @@ export class EtcdLeaseStore implements LeaseStore {
     decision: (entry: MirroredResource | undefined, now: number) => Decision<T> | Promise<Decision<T>>,
   ): Promise<T> {
     let reason = "";
-    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+    const deadline = performance.now() + DECIDE_DEADLINE_MS;
+    for (let attempt = 0; attempt < MAX_ATTEMPTS && performance.now() < deadline; attempt++) {
       await this.caughtUp(resource);
       const decided = await decision(this.mirror.get(resource), this.clock.now());
       if ("done" in decided) return decided.done;
@@ -402,7 +422,7 @@ export class EtcdLeaseStore implements LeaseStore {
       if (answer !== "retry") return answer;
       reason = "the resource changed meanwhile";
     }
-    throw new StoreUnavailableError(`etcd: could not write "${resource}" in ${MAX_ATTEMPTS} attempts (${reason})`);
+    throw new StoreUnavailableError(`etcd: could not write "${resource}" (${reason || "out of attempts"})`);
   }
 
   private async joinWrite(resource: string, leaseIdHash: string, outcome: () => AcquireOutcome): Promise<Write<AcquireOutcome>> {
@@ -462,13 +482,14 @@ export class EtcdLeaseStore implements LeaseStore {
    */
   private async caughtUp(resource?: string): Promise<void> {
     await this.mirror.start();
+    // The watch broke on every member (no leader, no quorum): fail now rather than queue behind timeouts.
+    if (this.mirror.lagging !== undefined) throw new StoreUnavailableError(`etcd: this replica is not following ${this.layout.prefix}: ${this.mirror.lagging}`);
     if (resource === undefined) return this.mirror.reach(this.lastWrite);
     const written = this.lastWriteOf.get(resource);
     if (written === undefined) return;
     await this.mirror.reach(written);
     if (this.lastWriteOf.get(resource) === written) this.lastWriteOf.delete(resource);
   }
-
 
   /** etcd's current revision, by a linearizable read (it needs a leader and a quorum). */
   private async currentRevision(): Promise<bigint> {
