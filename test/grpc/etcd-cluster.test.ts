@@ -33,21 +33,6 @@ import { waitFor, withTimeout } from "../helpers/wait.ts";
 
 const onlyNode = testRuntime() === "node" ? false : "the failure cases run under Node only; (a) covers this runtime";
 const RESOURCE_TTL_MS = 5_000;
-/**
- * Known to fail (reported to the store's author): without quorum, a Release
- * waits behind the resource's earlier store calls (renewals tried again and
- * again by the holder), each failing only after etcd's call timeouts, so it
- * runs into the client's 10 s deadline (DEADLINE_EXCEEDED) instead of
- * getting UNAVAILABLE.
- */
-/**
- * Known to fail now and then (reported): after the leader's SIGKILL under
- * contention, about one run in ten leaves the resource with waiters queued
- * in etcd and nobody granted until a waiter's 30 s wait runs out.
- */
-const STALL_AFTER_LEADER_KILL = "grants sometimes stall after the leader's SIGKILL until a waiter's wait runs out";
-const RELEASE_WITHOUT_QUORUM = "a Release without quorum waits behind the resource's queued store calls past the client's deadline";
-
 let cluster: EtcdCluster;
 
 before(async () => {
@@ -380,7 +365,7 @@ describe("two replicas on a three-member etcd cluster", { timeout: 80_000 }, () 
         killedAt = performance.now();
         await leader.kill("SIGKILL");
         // 20 grants after the kill; if none comes for 20 s the contenders are stopped, so that the
-        // safety checks still run on what happened (and the liveness subtest below says so).
+        // safety checks still run on what happened before the stall fails the test.
         const stalled = await doneOrStalled(result, finished, 20_000);
         if (stalled) stop.abort();
         await finished;
@@ -391,11 +376,8 @@ describe("two replicas on a three-member etcd cluster", { timeout: 80_000 }, () 
         assert.deepEqual(reissued, [], `tokens at or below ${tokenAtKill}, the last before the kill, granted after it`);
         const newLeader = await cluster.leader();
         assert.notEqual(newLeader.name, leader.name);
-        const stallReport = stalled ? await describeReplicas(replicas) : "";
-        await t.test("grants resume after the election", { todo: STALL_AFTER_LEADER_KILL }, () => {
-          assert.ok(!stalled && after.length >= 20, `no grant for 20 s after ${after.length} grants following the kill\n${stallReport}`);
-        });
-        if (stalled) return;
+        // A stall (seen before this branch's store fixes: waiters queued in etcd, nobody granted) fails here, after the safety checks.
+        assert.ok(!stalled, `no grant for 20 s after ${after.length} grants following the kill`);
         t.diagnostic(
           `leader ${leader.name} SIGKILLed: first grant after ${(after[0]!.start - killedAt).toFixed(0)} ms; ` +
             `longest wait between a release and the next grant: ${releaseToGrantGaps(result.holds).at(-1)!.toFixed(0)} ms; ` +
@@ -433,7 +415,7 @@ describe("two replicas on a three-member etcd cluster", { timeout: 80_000 }, () 
         const refusedAt = performance.now();
         await assert.rejects(withTimeout(onA.acquire("elsewhere", { ttl }), 20_000, "Acquire without quorum"), UnavailableError);
         const refusedInMs = performance.now() - refusedAt;
-        // Sent now, looked at once the outage is over (it takes up to the client's 10 s deadline).
+        // Sent now, looked at later (before the store failed fast without quorum, it ran into the client's 10 s deadline).
         const releasing = onB.release(lock.leaseId).then(
           () => undefined,
           (err: unknown) => err,
@@ -451,9 +433,7 @@ describe("two replicas on a three-member etcd cluster", { timeout: 80_000 }, () 
         assert.ok(contender.settledAt === undefined || contender.error instanceof UnavailableError, `the contender was answered without quorum: ${String(contender.error)}`);
         const releaseError = await releasing;
         const outageMs = performance.now() - stoppedAt;
-        await t.test("a Release without quorum is answered UNAVAILABLE", { todo: RELEASE_WITHOUT_QUORUM }, () => {
-          assert.ok(releaseError instanceof UnavailableError, `Release answered ${String(releaseError)}`);
-        });
+        assert.ok(releaseError instanceof UnavailableError, `Release without quorum answered ${String(releaseError)}`);
 
         for (const member of stopped.splice(0)) member.resume();
         const resumedAt = performance.now();
@@ -476,7 +456,6 @@ describe("two replicas on a three-member etcd cluster", { timeout: 80_000 }, () 
         };
         const next = await untilGranted(onB, "quorum", "contender", contender.error === undefined ? contender.lock : undefined);
         const grantedInMs = performance.now() - resumedAt;
-        assert.ok(performance.now() - grantedInMs >= resumedAt - 1, "the contender was granted before the members returned");
         assert.ok(next.fencingToken > lock.fencingToken, `token ${next.fencingToken} after ${lock.fencingToken}`);
         await next.release();
         const again = await untilGranted(onA, "elsewhere", "after");

@@ -127,6 +127,11 @@ export class EtcdLeaseStore implements LeaseStore {
       if (mine !== undefined && !entry?.waiters.has(grant.leaseIdHash)) {
         this.forgetJoined(resource, grant.leaseIdHash);
         mine = undefined;
+        // Unless this replica's other waiters kept theirs (a grant to it was withdrawn, taking its key): behind
+        // them it would wait for ever, since the manager tries its waiters in arrival order. It gives up instead.
+        if (this.joinedWaiterKept(resource, entry)) {
+          throw new StoreUnavailableError(`etcd: a grant of "${resource}" to this caller was withdrawn and its place in the queue went with it; ask again`);
+        }
       }
       // A join that landed though its answer was lost (a timeout across a leader change), and was
       // then written again: its place is its key's create revision, not the revision of either write.
@@ -252,12 +257,13 @@ export class EtcdLeaseStore implements LeaseStore {
             return "retry";
           }
           if (!sameTtl) this.leases.giveBack(holder.etcdLease, etcdTtlSeconds(holder.lease.ttlMs));
-          this.forgetJoined(resource, next.leaseIdHash);
-          // The release stands even if the new holder's etcd lease could not be renewed; its grant is then withdrawn.
+          // The release stands even if the new holder's etcd lease could not be renewed; its grant is then withdrawn,
+          // and `next` stays known as joined: its next try finds its key gone (see acquire).
           if ((await renewed.catch(() => 0n)) <= 0n) {
             await this.withdraw(resource, response.header?.revision ?? 0n);
             return { released: true };
           }
+          this.forgetJoined(resource, next.leaseIdHash);
           return { released: true, granted: lease };
         },
       },
@@ -431,6 +437,12 @@ export class EtcdLeaseStore implements LeaseStore {
         return outcome();
       },
     };
+  }
+
+  /** Whether a waiter of this replica still has its key in the resource's queue. */
+  private joinedWaiterKept(resource: string, entry: MirroredResource | undefined): boolean {
+    for (const hash of this.joined.get(resource)?.keys() ?? []) if (entry?.waiters.has(hash)) return true;
+    return false;
   }
 
   private rememberJoined(resource: string, leaseIdHash: string, createRevision: bigint): bigint {
