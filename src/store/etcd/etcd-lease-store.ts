@@ -121,7 +121,7 @@ export class EtcdLeaseStore implements LeaseStore {
       }
       const state = this.stateOf(resource, entry);
       const blocked = state.kind !== "free" && isLive(state, now) ? state : undefined;
-      const queue = sortedWaiters(entry);
+      const queue = [...(entry?.waiters ?? new Map<string, MirroredKey>())];
       let mine = this.joined.get(resource)?.get(grant.leaseIdHash);
       // Its key went with a lost session (the mirror has every write of ours): it joins again, at the back.
       if (mine !== undefined && !entry?.waiters.has(grant.leaseIdHash)) {
@@ -219,7 +219,7 @@ export class EtcdLeaseStore implements LeaseStore {
       const holder = this.holderOf(resource, entry);
       if (typeof holder !== "object" || holder.lease.leaseIdHash !== leaseIdHash || holder.lease.expiresAt <= now) return { done: { released: false } };
       const mine = this.joined.get(resource)?.get(next.leaseIdHash);
-      const first = sortedWaiters(entry)[0];
+      const first = firstWaiter(entry);
       const oldTtl = etcdTtlSeconds(holder.lease.ttlMs);
       if (mine === undefined || first === undefined || first[1].createRevision !== mine) {
         // `next` is not first in the shared queue: release only; the first waiter's replica is woken by its watch.
@@ -607,9 +607,11 @@ function cmp(key: Buffer, target: Compare_CompareTarget, value: bigint): Compare
   return compare;
 }
 
-function sortedWaiters(entry: MirroredResource | undefined): Array<[string, MirroredKey]> {
-  if (!entry || entry.waiters.size === 0) return [];
-  return [...entry.waiters].sort((a, b) => (a[1].createRevision < b[1].createRevision ? -1 : a[1].createRevision > b[1].createRevision ? 1 : 0));
+/** The waiter whose turn it is: the oldest key (lowest create revision). */
+function firstWaiter(entry: MirroredResource | undefined): [string, MirroredKey] | undefined {
+  let first: [string, MirroredKey] | undefined;
+  for (const waiter of entry?.waiters ?? []) if (first === undefined || waiter[1].createRevision < first[1].createRevision) first = waiter;
+  return first;
 }
 
 function isLive(state: BlockingState, now: number): boolean {
