@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { StoreFailureError } from "../core/errors.ts";
 import { CommitConflictError } from "./commit-conflict.ts";
 import type { FileSystem } from "./file-system.ts";
+import type { GroupCommit } from "./group-commit.ts";
 import { parseFence } from "./lease-file-format.ts";
 import type { LockDirLayout } from "./lock-dir-layout.ts";
 import { toStoreError } from "./store-error.ts";
@@ -32,6 +33,8 @@ export class FenceCounter {
   constructor(
     private readonly layout: LockDirLayout,
     private readonly fs: FileSystem,
+    /** Directory fsyncs, shared with concurrent writers of the same dir. */
+    private readonly directorySyncs: GroupCommit,
   ) {}
 
   async read(resource: string): Promise<FenceState> {
@@ -180,7 +183,7 @@ export class FenceCounter {
 
   private async sync(dir: string): Promise<void> {
     try {
-      await this.fs.syncDirectory(dir);
+      await this.directorySyncs.sync(dir);
     } catch (err) {
       throw toStoreError("syncing the fencing counter", dir, err);
     }

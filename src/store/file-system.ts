@@ -1,5 +1,6 @@
 import * as fs from "node:fs";
 import type { FSWatcher } from "node:fs";
+import { promisify } from "node:util";
 
 /**
  * The file operations LeaseFileStore uses, injectable so tests can make any of
@@ -66,91 +67,41 @@ function regularFile(stat: fs.BigIntStats, path: string): fs.BigIntStats {
 
 const ABSENT_PATH: PathInfo = { kind: "absent", mtimeMs: 0 };
 
-function pathInfoOf(stat: fs.BigIntStats | undefined): PathInfo {
-  if (stat === undefined) return ABSENT_PATH;
+function pathInfoOf(stat: fs.BigIntStats): PathInfo {
   const kind = stat.isFile() ? "file" : stat.isDirectory() ? "directory" : "other";
   return { kind, mtimeMs: msOf(stat.mtimeNs) };
 }
 
-// The default implementation makes synchronous calls behind the async
-// interface. Each call takes microseconds on a local disk (an fsync a fraction
-// of a millisecond), and measured here a synchronous durable write costs about
-// half of the same through fs.promises, whose thread-pool round trips dominate.
-// See docs/performance.md.
+// Every call goes to libuv's thread pool, never a synchronous call on the
+// event loop: a request for one resource must not wait behind the disk waits
+// of another's (issue 12). The pool's size is set at start by
+// src/cli/thread-pool-size.ts. Each pool round trip costs tens of
+// microseconds on a busy machine, so the calls a caller waits for are kept
+// few: plain descriptors rather than FileHandle (whose readFile and close add
+// round trips), closes nobody waits for, and an fstat that runs beside the
+// fsync it does not depend on. Directory fsyncs shared between concurrent
+// writers are the store's business (group-commit.ts), not this layer's.
 export const nodeFileSystem: FileSystem = {
   readFileWithMtime: async (path) => {
-    const before = OPEN_MAY_FOLLOW_LINKS ? regularFile(fs.lstatSync(path, { bigint: true }), path) : undefined;
-    const fd = fs.openSync(path, READ_NO_FOLLOW);
-    try {
-      const stat = sameFile(regularFile(fs.fstatSync(fd, { bigint: true }), path), before, path);
-      return { text: fs.readFileSync(fd, "utf8"), mtimeMs: msOf(stat.mtimeNs), identity: identityOf(stat) };
-    } finally {
-      fs.closeSync(fd);
-    }
-  },
-  writeNewFileSynced: async (path, data) => {
-    const fd = fs.openSync(path, "wx", 0o644);
-    try {
-      fs.writeFileSync(fd, data, "utf8");
-      fs.fsyncSync(fd);
-      return identityOf(fs.fstatSync(fd, { bigint: true }));
-    } finally {
-      fs.closeSync(fd);
-    }
-  },
-  rename: async (from, to) => fs.renameSync(from, to),
-  link: async (from, to) => fs.linkSync(from, to),
-  unlink: async (path) => fs.unlinkSync(path),
-  makeDirectory: async (path) => fs.mkdirSync(path),
-  removeDirectory: async (path) => fs.rmdirSync(path),
-  inspect: async (path) => pathInfoOf(fs.lstatSync(path, { bigint: true, throwIfNoEntry: false })),
-  syncDirectory: async (path) => {
-    const fd = fs.openSync(path, "r");
-    try {
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-  },
-  mkdir: async (path) => {
-    fs.mkdirSync(path, { recursive: true });
-  },
-  readdir: async (path) => fs.readdirSync(path),
-  identity: async (path) => {
-    const stat = fs.statSync(path, { bigint: true, throwIfNoEntry: false });
-    return stat === undefined ? ABSENT : identityOf(stat);
-  },
-  watch(path, onEvent, onError) {
-    const watcher = fs.watch(path, { persistent: false }, (_event, filename) => onEvent(filename ?? null));
-    watcher.on("error", onError);
-    return watcher;
-  },
-};
-
-/**
- * The same operations on libuv's thread pool, for work nobody is waiting for
- * (pushing out renewal horizons): a caller on the event loop must not be held
- * up by a background fsync.
- */
-export const threadPoolFileSystem: FileSystem = {
-  readFileWithMtime: async (path) => {
     const before = OPEN_MAY_FOLLOW_LINKS ? regularFile(await fs.promises.lstat(path, { bigint: true }), path) : undefined;
-    const handle = await fs.promises.open(path, READ_NO_FOLLOW);
+    const fd = await descriptors.open(path, READ_NO_FOLLOW, undefined);
     try {
-      const stat = sameFile(regularFile(await handle.stat({ bigint: true }), path), before, path);
-      return { text: await handle.readFile("utf8"), mtimeMs: msOf(stat.mtimeNs), identity: identityOf(stat) };
+      // Checked before reading: a special file (a FIFO, a device) is never read.
+      const stat = sameFile(regularFile(await descriptors.fstat(fd, { bigint: true }), path), before, path);
+      return { text: await readAll(fd, Number(stat.size)), mtimeMs: msOf(stat.mtimeNs), identity: identityOf(stat) };
     } finally {
-      await handle.close();
+      closeLater(fd);
     }
   },
   writeNewFileSynced: async (path, data) => {
-    const handle = await fs.promises.open(path, "wx", 0o644);
+    const fd = await descriptors.open(path, "wx", 0o644);
     try {
-      await handle.writeFile(data, "utf8");
-      await handle.sync();
-      return identityOf(await handle.stat({ bigint: true }));
+      await writeAll(fd, Buffer.from(data, "utf8"));
+      // fsync changes neither inode, mtime nor size: the identity can be read beside it.
+      const [stat] = await Promise.all([descriptors.fstat(fd, { bigint: true }), descriptors.fsync(fd)]);
+      return identityOf(stat);
     } finally {
-      await handle.close();
+      closeLater(fd);
     }
   },
   rename: (from, to) => fs.promises.rename(from, to),
@@ -168,7 +119,14 @@ export const threadPoolFileSystem: FileSystem = {
       throw err;
     }
   },
-  syncDirectory: (path) => coalescedDirectorySync(path),
+  syncDirectory: async (path) => {
+    const fd = await descriptors.open(path, "r", undefined);
+    try {
+      await descriptors.fsync(fd);
+    } finally {
+      closeLater(fd);
+    }
+  },
   mkdir: async (path) => {
     await fs.promises.mkdir(path, { recursive: true });
   },
@@ -181,51 +139,45 @@ export const threadPoolFileSystem: FileSystem = {
       throw err;
     }
   },
-  watch: (path, onEvent, onError) => nodeFileSystem.watch(path, onEvent, onError),
+  watch(path, onEvent, onError) {
+    const watcher = fs.watch(path, { persistent: false }, (_event, filename) => onEvent(filename ?? null));
+    watcher.on("error", onError);
+    return watcher;
+  },
 };
 
-async function syncDirectoryOnce(path: string): Promise<void> {
-  const handle = await fs.promises.open(path, "r");
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
+/** The callback API's descriptor calls as promises: one pool round trip each. */
+const descriptors = {
+  open: promisify(fs.open) as (path: string, flags: string | number, mode: number | undefined) => Promise<number>,
+  fstat: promisify(fs.fstat) as (fd: number, options: { bigint: true }) => Promise<fs.BigIntStats>,
+  fsync: promisify(fs.fsync),
+  read: promisify(fs.read) as (fd: number, buffer: Buffer, offset: number, length: number, position: number | null) => Promise<{ bytesRead: number }>,
+  write: promisify(fs.write) as (fd: number, buffer: Buffer, offset: number, length: number) => Promise<{ bytesWritten: number }>,
+};
+
+/** Closes without making anyone wait for it: the caller is done with the descriptor either way. */
+function closeLater(fd: number): void {
+  fs.close(fd, () => {});
+}
+
+/** Reads a regular file to its end: `expected` bytes (its size) in one call, unless it grew meanwhile. */
+async function readAll(fd: number, expected: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  for (let size = Math.max(expected + 1, 512); ; size = 64 * 1024) {
+    const chunk = Buffer.allocUnsafe(size);
+    const { bytesRead } = await descriptors.read(fd, chunk, 0, size, null);
+    if (bytesRead === 0) break;
+    chunks.push(chunk.subarray(0, bytesRead));
+    // One byte more than the size was asked for: fewer came back, so that was the end.
+    if (bytesRead < size) break;
   }
+  return Buffer.concat(chunks).toString("utf8");
 }
 
-interface DirectorySync {
-  running: Promise<void>;
-  /** The fsync that starts when `running` ends, shared by everyone who asked meanwhile. */
-  next?: Promise<void>;
-}
-
-const directorySyncs = new Map<string, DirectorySync>();
-
-/**
- * Group commit for directory fsyncs: a caller's rename is durable once an
- * fsync of the dir that *started after* the rename has finished. While one
- * runs, later callers share the single next one instead of queueing an fsync
- * each, so concurrent background writes cost one directory fsync per batch.
- */
-function coalescedDirectorySync(path: string): Promise<void> {
-  const current = directorySyncs.get(path);
-  if (current === undefined) return startDirectorySync(path);
-  // The running fsync may have started before our rename: wait for the next.
-  current.next ??= current.running.then(
-    () => startDirectorySync(path),
-    () => startDirectorySync(path),
-  );
-  return current.next;
-}
-
-function startDirectorySync(path: string): Promise<void> {
-  const entry: DirectorySync = { running: syncDirectoryOnce(path) };
-  directorySyncs.set(path, entry);
-  const forget = () => {
-    if (directorySyncs.get(path) === entry && entry.next === undefined) directorySyncs.delete(path);
-  };
-  entry.running.then(forget, forget);
-  return entry.running;
+async function writeAll(fd: number, data: Buffer): Promise<void> {
+  for (let offset = 0; offset < data.length; ) {
+    offset += (await descriptors.write(fd, data, offset, data.length - offset)).bytesWritten;
+  }
 }
 
 /** The identity of a file that does not exist. */
