@@ -219,9 +219,10 @@ export class LeaseFileStore implements LeaseStore {
       this.warn(`${resource}: converting a version 1 fencing counter; a version 1 participant must not run beside this one (docs/protocol.md §9)`);
     }
     // The counter moves first: if we stop before the lease file, the next
-    // token is still higher than any token a holder ever saw.
-    // commitLease fsyncs the lock dir before the grant is answered.
-    const fencingToken = await this.fence.advance(resource, fence, read.token, { lockDirSyncFollows: true });
+    // token is still higher than any token a holder ever saw. Its fsync runs
+    // beside the lease's temp file and ends before the commit; commitLease
+    // fsyncs the lock dir before the grant is answered.
+    const { token: fencingToken, durable } = await this.fence.issue(resource, fence, read.token, { lockDirSyncFollows: true });
     const onDisk: LeaseRecord = {
       resource,
       holder: grant.holder,
@@ -234,7 +235,7 @@ export class LeaseFileStore implements LeaseStore {
       pid: process.pid,
       hostname: this.host,
     };
-    const identity = await this.commitLease(hold, resource, serializeLease(onDisk, now), read.identity, fencingToken);
+    const identity = await this.commitLease(hold, resource, serializeLease(onDisk, now), read.identity, fencingToken, durable);
     return this.promises.wrote(identity, onDisk, now + grant.ttlMs);
   }
 
@@ -411,13 +412,29 @@ export class LeaseFileStore implements LeaseStore {
    * link(), which fails rather than replace a lease someone made meanwhile.
    * Returns the identity of the new R.lock.
    */
-  private async commitLease(hold: GuardHold, resource: string, text: string, expected: string, token?: number): Promise<string> {
+  private async commitLease(
+    hold: GuardHold,
+    resource: string,
+    text: string,
+    expected: string,
+    token?: number,
+    counterDurable?: Promise<void>,
+  ): Promise<string> {
     const fs = this.fs;
     const path = this.layout.leaseFile(resource);
     const temp = this.layout.tempFileFor(resource, randomBytes(6).toString("hex"));
+    const writing = fs.writeNewFileSynced(temp, text);
+    if (counterDurable !== undefined) {
+      // A grant's counter fsync runs beside the lease's own write; both end before the checks.
+      const [counter] = await Promise.allSettled([counterDurable, writing]);
+      if (counter.status === "rejected") {
+        await writing.then(() => fs.unlink(temp)).catch(() => {});
+        throw counter.reason;
+      }
+    }
     let identity: string;
     try {
-      identity = await fs.writeNewFileSynced(temp, text);
+      identity = await writing;
       this.pauseHook?.("temp", resource);
       await this.checkCommit(hold, resource, expected, token);
       this.pauseHook?.("commit", resource);

@@ -2,8 +2,9 @@
 // logs every call: no grant or renewal that writes is answered before the
 // write is durable (temp file fsynced, then linked or renamed into place,
 // then the lock dir fsynced; the fencing counter's rename fsynced before the
-// lease file is written), and a release pays no fsync at all (losing a
-// release in a power cut only keeps the lease held until it expires).
+// lease file is committed), concurrent grants share the lock dir's fsyncs
+// (group commit), and a release pays no fsync at all (losing a release in a
+// power cut only keeps the lease held until it expires).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { basename } from "node:path";
@@ -16,8 +17,8 @@ import { waitFor } from "../helpers/wait.ts";
 
 /**
  * Every call as "method name" (the last path component), plus "ANSWER" where
- * the test marks it. With `completions`, also "fsynced <dir>" when an fsync of
- * the lock dir has finished; `holdNextDirectorySync` keeps the next one from
+ * the test marks it. With `completions`, also "fsynced <name>" when an fsync
+ * has finished; `holdNextDirectorySync` keeps the next one from
  * starting until the test lets it.
  */
 class RecordingFileSystem implements FileSystem {
@@ -67,7 +68,7 @@ class RecordingFileSystem implements FileSystem {
       await held.released;
     }
     await nodeFileSystem.syncDirectory(path);
-    if (this.completions && path === this.dir) this.note("fsynced", path);
+    if (this.completions) this.note("fsynced", path);
   }
   mkdir(path: string) {
     return nodeFileSystem.mkdir(path);
@@ -203,6 +204,11 @@ test("concurrent grants share one fsync of the lock dir (group commit), and none
     const finished = calls.flatMap((call, i) => (call === "fsynced <dir>" ? [i] : []));
     assert.equal(finished.length, 2);
     assert.ok(calls.indexOf("ANSWER a") > finished[0]!, "a is answered after its fsync finished");
+    for (const r of ["a", "b", "c", "d"]) {
+      // The counter's fsync runs beside the lease's temp file, and ends before the commit.
+      const counterSynced = calls.indexOf(`fsynced ${r}.lock.fence`);
+      assert.ok(counterSynced >= 0 && counterSynced < calls.indexOf(`link ${r}.lock`), `${r}'s counter is durable before its lease is linked`);
+    }
     for (const r of ["b", "c", "d"]) {
       assert.ok(calls.indexOf(`link ${r}.lock`) > own, `${r} linked after a's fsync started, so that fsync does not cover it`);
       assert.ok(calls.indexOf(`link ${r}.lock`) < shared, `${r} linked before the shared fsync started`);
