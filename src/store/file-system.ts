@@ -72,100 +72,169 @@ function pathInfoOf(stat: fs.BigIntStats): PathInfo {
   return { kind, mtimeMs: msOf(stat.mtimeNs) };
 }
 
-// Every call goes to libuv's thread pool, never a synchronous call on the
-// event loop: a request for one resource must not wait behind the disk waits
-// of another's (issue 12). The pool's size is set at start by
-// src/cli/thread-pool-size.ts. Each pool round trip costs tens of
-// microseconds on a busy machine, so the calls a caller waits for are kept
-// few: plain descriptors rather than FileHandle (whose readFile and close add
-// round trips), closes nobody waits for, and an fstat that runs beside the
-// fsync it does not depend on. Directory fsyncs shared between concurrent
-// writers are the store's business (group-commit.ts), not this layer's.
-export const nodeFileSystem: FileSystem = {
-  readFileWithMtime: async (path) => {
-    const before = OPEN_MAY_FOLLOW_LINKS ? regularFile(await fs.promises.lstat(path, { bigint: true }), path) : undefined;
-    const fd = await descriptors.open(path, READ_NO_FOLLOW, undefined);
-    try {
-      // Checked before reading: a special file (a FIFO, a device) is never read.
-      const stat = sameFile(regularFile(await descriptors.fstat(fd, { bigint: true }), path), before, path);
-      return { text: await readAll(fd, Number(stat.size)), mtimeMs: msOf(stat.mtimeNs), identity: identityOf(stat) };
-    } finally {
-      closeLater(fd);
-    }
-  },
-  writeNewFileSynced: async (path, data) => {
-    const fd = await descriptors.open(path, "wx", 0o644);
-    try {
-      await writeAll(fd, Buffer.from(data, "utf8"));
-      // fsync changes neither inode, mtime nor size: the identity can be read beside it.
-      const [stat] = await Promise.all([descriptors.fstat(fd, { bigint: true }), descriptors.fsync(fd)]);
-      return identityOf(stat);
-    } finally {
-      closeLater(fd);
-    }
-  },
+/**
+ * The system calls the file operations are made of. Each is either a
+ * synchronous call or a round trip to libuv's thread pool (see
+ * fileSystemOver); fsync is always on the pool, since it waits for the disk.
+ */
+interface SystemCalls {
+  open(path: string, flags: string | number, mode?: number): Promise<number>;
+  fstat(fd: number): Promise<fs.BigIntStats>;
+  fsync(fd: number): Promise<void>;
+  read(fd: number, buffer: Buffer, length: number): Promise<number>;
+  write(fd: number, buffer: Buffer, offset: number, length: number): Promise<number>;
+  /** Nobody waits for a close: the caller is done with the descriptor either way. */
+  close(fd: number): void;
+  lstat(path: string): Promise<fs.BigIntStats>;
+  stat(path: string): Promise<fs.BigIntStats>;
+  rename(from: string, to: string): Promise<void>;
+  link(from: string, to: string): Promise<void>;
+  unlink(path: string): Promise<void>;
+  mkdir(path: string, recursive: boolean): Promise<void>;
+  rmdir(path: string): Promise<void>;
+  readdir(path: string): Promise<string[]>;
+}
+
+/** One thread-pool round trip per call (the callback API: fewer round trips than FileHandle's). */
+const poolCalls: SystemCalls = {
+  open: promisify(fs.open) as SystemCalls["open"],
+  fstat: (fd) => promisify(fs.fstat)(fd, { bigint: true }) as Promise<fs.BigIntStats>,
+  fsync: promisify(fs.fsync),
+  read: async (fd, buffer, length) => (await promisify(fs.read)(fd, buffer, 0, length, null)).bytesRead,
+  write: async (fd, buffer, offset, length) => (await promisify(fs.write)(fd, buffer, offset, length)).bytesWritten,
+  close: (fd) => fs.close(fd, () => {}),
+  lstat: (path) => fs.promises.lstat(path, { bigint: true }),
+  stat: (path) => fs.promises.stat(path, { bigint: true }),
   rename: (from, to) => fs.promises.rename(from, to),
   link: (from, to) => fs.promises.link(from, to),
   unlink: (path) => fs.promises.unlink(path),
-  makeDirectory: async (path) => {
-    await fs.promises.mkdir(path);
+  mkdir: async (path, recursive) => {
+    await fs.promises.mkdir(path, { recursive });
   },
-  removeDirectory: (path) => fs.promises.rmdir(path),
-  inspect: async (path) => {
-    try {
-      return pathInfoOf(await fs.promises.lstat(path, { bigint: true }));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return ABSENT_PATH;
-      throw err;
-    }
-  },
-  syncDirectory: async (path) => {
-    const fd = await descriptors.open(path, "r", undefined);
-    try {
-      await descriptors.fsync(fd);
-    } finally {
-      closeLater(fd);
-    }
-  },
-  mkdir: async (path) => {
-    await fs.promises.mkdir(path, { recursive: true });
-  },
+  rmdir: (path) => fs.promises.rmdir(path),
   readdir: (path) => fs.promises.readdir(path),
-  identity: async (path) => {
-    try {
-      return identityOf(await fs.promises.stat(path, { bigint: true }));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return ABSENT;
-      throw err;
-    }
-  },
-  watch(path, onEvent, onError) {
-    const watcher = fs.watch(path, { persistent: false }, (_event, filename) => onEvent(filename ?? null));
-    watcher.on("error", onError);
-    return watcher;
-  },
 };
 
-/** The callback API's descriptor calls as promises: one pool round trip each. */
-const descriptors = {
-  open: promisify(fs.open) as (path: string, flags: string | number, mode: number | undefined) => Promise<number>,
-  fstat: promisify(fs.fstat) as (fd: number, options: { bigint: true }) => Promise<fs.BigIntStats>,
-  fsync: promisify(fs.fsync),
-  read: promisify(fs.read) as (fd: number, buffer: Buffer, offset: number, length: number, position: number | null) => Promise<{ bytesRead: number }>,
-  write: promisify(fs.write) as (fd: number, buffer: Buffer, offset: number, length: number) => Promise<{ bytesWritten: number }>,
+/** Synchronous calls, microseconds each on a local disk; fsync, a disk wait, still goes to the pool. */
+const synchronousCalls: SystemCalls = {
+  open: async (path, flags, mode) => fs.openSync(path, flags, mode),
+  fstat: async (fd) => fs.fstatSync(fd, { bigint: true }),
+  fsync: poolCalls.fsync,
+  read: async (fd, buffer, length) => fs.readSync(fd, buffer, 0, length, null),
+  write: async (fd, buffer, offset, length) => fs.writeSync(fd, buffer, offset, length),
+  close: (fd) => fs.closeSync(fd),
+  lstat: async (path) => fs.lstatSync(path, { bigint: true }),
+  stat: async (path) => fs.statSync(path, { bigint: true }),
+  rename: async (from, to) => fs.renameSync(from, to),
+  link: async (from, to) => fs.linkSync(from, to),
+  unlink: async (path) => fs.unlinkSync(path),
+  mkdir: async (path, recursive) => {
+    fs.mkdirSync(path, { recursive });
+  },
+  rmdir: async (path) => fs.rmdirSync(path),
+  readdir: async (path) => fs.readdirSync(path),
 };
 
-/** Closes without making anyone wait for it: the caller is done with the descriptor either way. */
-function closeLater(fd: number): void {
-  fs.close(fd, () => {});
+/**
+ * The file operations over `calls()`, chosen afresh by each operation: one
+ * implementation whichever way the calls are made. The calls a caller waits
+ * for are kept few, because each pool round trip costs tens of microseconds
+ * on an idle machine and far more on a busy one: closes are not waited for,
+ * and an fstat runs beside the fsync it does not depend on. Directory fsyncs
+ * shared between concurrent writers are the store's business
+ * (group-commit.ts), not this layer's.
+ */
+function fileSystemOver(calls: () => SystemCalls): FileSystem {
+  return {
+    readFileWithMtime: async (path) => {
+      const c = calls();
+      const before = OPEN_MAY_FOLLOW_LINKS ? regularFile(await c.lstat(path), path) : undefined;
+      const fd = await c.open(path, READ_NO_FOLLOW);
+      try {
+        // Checked before reading: a special file (a FIFO, a device) is never read.
+        const stat = sameFile(regularFile(await c.fstat(fd), path), before, path);
+        return { text: await readAll(c, fd, Number(stat.size)), mtimeMs: msOf(stat.mtimeNs), identity: identityOf(stat) };
+      } finally {
+        c.close(fd);
+      }
+    },
+    writeNewFileSynced: async (path, data) => {
+      const c = calls();
+      const fd = await c.open(path, "wx", 0o644);
+      try {
+        await writeAll(c, fd, Buffer.from(data, "utf8"));
+        // fsync changes neither inode, mtime nor size: the identity can be read beside it.
+        const [stat] = await Promise.all([c.fstat(fd), c.fsync(fd)]);
+        return identityOf(stat);
+      } finally {
+        c.close(fd);
+      }
+    },
+    rename: (from, to) => calls().rename(from, to),
+    link: (from, to) => calls().link(from, to),
+    unlink: (path) => calls().unlink(path),
+    makeDirectory: (path) => calls().mkdir(path, false),
+    removeDirectory: (path) => calls().rmdir(path),
+    inspect: async (path) => {
+      try {
+        return pathInfoOf(await calls().lstat(path));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === "ENOENT") return ABSENT_PATH;
+        throw err;
+      }
+    },
+    syncDirectory: async (path) => {
+      const c = calls();
+      const fd = await c.open(path, "r");
+      try {
+        await c.fsync(fd);
+      } finally {
+        c.close(fd);
+      }
+    },
+    mkdir: (path) => calls().mkdir(path, true),
+    readdir: (path) => calls().readdir(path),
+    identity: async (path) => {
+      try {
+        return identityOf(await calls().stat(path));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === "ENOENT") return ABSENT;
+        throw err;
+      }
+    },
+    watch(path, onEvent, onError) {
+      const watcher = fs.watch(path, { persistent: false }, (_event, filename) => onEvent(filename ?? null));
+      watcher.on("error", onError);
+      return watcher;
+    },
+  };
 }
 
-/** Reads a regular file to its end: `expected` bytes (its size) in one call, unless it grew meanwhile. */
-async function readAll(fd: number, expected: number): Promise<string> {
+/**
+ * Every call on libuv's thread pool, never a synchronous call on the event
+ * loop (the pool's size is set at start by src/cli/thread-pool-size.ts).
+ * Background work of the store and every test's file system use it.
+ */
+export const nodeFileSystem: FileSystem = fileSystemOver(() => poolCalls);
+
+/**
+ * The lease-file store's own file system (issue 12): while `alone()` says
+ * that the caller's operation is the only one in flight, its calls other
+ * than fsync are synchronous, so nothing waits behind them and a lone
+ * operation (one client; a hand-over between waiters of one resource) pays
+ * no pool round trip per call; as soon as another operation is in flight,
+ * every call goes to the pool, so independent resources proceed side by
+ * side. fsyncs (disk waits) always go to the pool.
+ */
+export function adaptiveFileSystem(alone: () => boolean): FileSystem {
+  return fileSystemOver(() => (alone() ? synchronousCalls : poolCalls));
+}
+
+async function readAll(c: SystemCalls, fd: number, expected: number): Promise<string> {
   const chunks: Buffer[] = [];
   for (let size = Math.max(expected + 1, 512); ; size = 64 * 1024) {
     const chunk = Buffer.allocUnsafe(size);
-    const { bytesRead } = await descriptors.read(fd, chunk, 0, size, null);
+    const bytesRead = await c.read(fd, chunk, size);
     if (bytesRead === 0) break;
     chunks.push(chunk.subarray(0, bytesRead));
     // One byte more than the size was asked for: fewer came back, so that was the end.
@@ -174,9 +243,9 @@ async function readAll(fd: number, expected: number): Promise<string> {
   return Buffer.concat(chunks).toString("utf8");
 }
 
-async function writeAll(fd: number, data: Buffer): Promise<void> {
+async function writeAll(c: SystemCalls, fd: number, data: Buffer): Promise<void> {
   for (let offset = 0; offset < data.length; ) {
-    offset += (await descriptors.write(fd, data, offset, data.length - offset)).bytesWritten;
+    offset += await c.write(fd, data, offset, data.length - offset);
   }
 }
 

@@ -8,7 +8,7 @@ import { StoreFailureError } from "../core/errors.ts";
 import type { AcquireOutcome, HandOverOutcome, LeaseStore } from "../core/lease-store.ts";
 import { CommitConflictError } from "./commit-conflict.ts";
 import { FenceCounter } from "./fence-counter.ts";
-import { ABSENT, nodeFileSystem, type FileSystem } from "./file-system.ts";
+import { ABSENT, adaptiveFileSystem, nodeFileSystem, type FileSystem } from "./file-system.ts";
 import { GroupCommit } from "./group-commit.ts";
 import { Guard, type GuardHold } from "./guard.ts";
 import { HorizonRewrites } from "./horizon-rewrites.ts";
@@ -73,11 +73,17 @@ export class LeaseFileStore implements LeaseStore {
   private readonly horizons: HorizonRewrites;
   private readonly clock: Clock;
   private stopSweeping: (() => void) | undefined;
+  /** Operations running now, and listings among them (see adaptiveFileSystem). */
+  private operationsInFlight = 0;
+  private listingsInFlight = 0;
 
   constructor(options: LeaseFileStoreOptions) {
     this.layout = new LockDirLayout(options.dir);
     this.location = options.dir;
-    this.fs = options.fs ?? nodeFileSystem;
+    // A lone operation makes synchronous calls (but for fsyncs); as soon as
+    // another is in flight, or a listing (thousands of reads) runs, every
+    // call goes to the thread pool, so resources never wait for each other.
+    this.fs = options.fs ?? adaptiveFileSystem(() => this.operationsInFlight <= 1 && this.listingsInFlight === 0);
     this.warn = options.onWarning ?? (() => {});
     this.pauseHook = options.pauseHook;
     const clock = (this.clock = options.clock ?? systemClock);
@@ -85,7 +91,7 @@ export class LeaseFileStore implements LeaseStore {
     this.directorySyncs = new GroupCommit((dir) => fs.syncDirectory(dir));
     this.guard = new Guard(fs, clock, this.warn, () => this.open(), options.pauseHook);
     this.fence = new FenceCounter(this.layout, fs, this.directorySyncs);
-    this.sweeper = new TempFileSweeper(this.layout, fs, clock, this.warn);
+    this.sweeper = new TempFileSweeper(this.layout, options.fs ?? nodeFileSystem, clock, this.warn);
     this.horizons = new HorizonRewrites((resource, hash) => this.refreshHorizon(resource, hash), this.warn);
   }
 
@@ -109,8 +115,8 @@ export class LeaseFileStore implements LeaseStore {
     return this.horizons.idle();
   }
 
-  async read(resource: string): Promise<ResourceState> {
-    return (await this.readLeaseFile(resource)).state;
+  read(resource: string): Promise<ResourceState> {
+    return this.counted(async () => (await this.readLeaseFile(resource)).state);
   }
 
   /**
@@ -153,6 +159,15 @@ export class LeaseFileStore implements LeaseStore {
   }
 
   async list(): Promise<BlockingState[]> {
+    this.listingsInFlight++;
+    try {
+      return await this.listAll();
+    } finally {
+      this.listingsInFlight--;
+    }
+  }
+
+  private async listAll(): Promise<BlockingState[]> {
     let entries: string[];
     try {
       entries = await this.fs.readdir(this.layout.dir);
@@ -246,7 +261,7 @@ export class LeaseFileStore implements LeaseStore {
    * new horizon under the guard.
    */
   async renew(resource: string, leaseIdHash: string): Promise<LeaseRecord | undefined> {
-    const identity = await this.leaseFileIdentity(resource);
+    const identity = await this.counted(() => this.leaseFileIdentity(resource));
     const extended = identity && this.promises.extend(resource, leaseIdHash, identity, this.clock.now());
     if (extended) {
       this.scheduleHorizonIfDue(resource, leaseIdHash);
@@ -338,7 +353,11 @@ export class LeaseFileStore implements LeaseStore {
    * guard is taken: the probe touches no resource. The dir is not created: a
    * missing lock dir is worth reporting.
    */
-  async probeWritable(): Promise<void> {
+  probeWritable(): Promise<void> {
+    return this.counted(() => this.probeOnce());
+  }
+
+  private async probeOnce(): Promise<void> {
     const path = this.layout.probeFile(randomBytes(6).toString("hex"));
     try {
       await this.fs.writeNewFileSynced(path, "");
@@ -539,7 +558,17 @@ export class LeaseFileStore implements LeaseStore {
   private async isOwnChange(resource: string): Promise<boolean> {
     const own = this.ownChanges.get(resource);
     if (own === undefined) return false;
-    return (await this.leaseFileIdentity(resource)) === own;
+    return (await this.counted(() => this.leaseFileIdentity(resource))) === own;
+  }
+
+  /** Runs `work` as an operation in flight (see adaptiveFileSystem). */
+  private async counted<T>(work: () => Promise<T>): Promise<T> {
+    this.operationsInFlight++;
+    try {
+      return await work();
+    } finally {
+      this.operationsInFlight--;
+    }
   }
 
   /**
@@ -550,10 +579,14 @@ export class LeaseFileStore implements LeaseStore {
    */
   private async guarded<T>(resource: string, work: (hold: GuardHold) => Promise<T>): Promise<T>;
   private async guarded(resource: string, work: (hold: GuardHold) => Promise<void>, options: { wait: false }): Promise<void>;
-  private async guarded<T>(resource: string, work: (hold: GuardHold) => Promise<T>, options = { wait: true }): Promise<T | undefined> {
+  private guarded<T>(resource: string, work: (hold: GuardHold) => Promise<T>, options = { wait: true }): Promise<T | undefined> {
+    return this.counted(() => this.guardedAttempts(resource, work, options.wait));
+  }
+
+  private async guardedAttempts<T>(resource: string, work: (hold: GuardHold) => Promise<T>, wait: boolean): Promise<T | undefined> {
     const path = this.layout.guardDir(resource);
     for (let attempt = 1; ; attempt++) {
-      const hold = await this.guard.take(path, resource, options.wait);
+      const hold = await this.guard.take(path, resource, wait);
       if (hold === undefined) return undefined;
       try {
         return await work(hold);
