@@ -19,7 +19,7 @@ import { makeTempDir } from "../helpers/temp-dir.ts";
 const CALLERS = 64;
 const CONNECTIONS = 8;
 /** Answers to wait for before the kill: enough that many group commits have run, with more in flight. */
-const KILL_AFTER = 300;
+const KILL_AFTER = 200;
 const TTL_60S = { seconds: 60, nanos: 0 };
 
 test("a SIGKILL in the middle of group commits loses no answered grant", { timeout: 60_000 }, async () => {
