@@ -1,8 +1,8 @@
 /**
- * The size of libuv's thread pool, which runs every file call of the lease
- * file store (src/store/file-system.ts): with Node's default of 4 threads,
- * at most 4 resources' fsyncs proceed at once and every other request waits
- * for a thread. libuv reads UV_THREADPOOL_SIZE once, when the pool first
+ * The size of libuv's thread pool, which runs the lease-file store's fsyncs,
+ * and all its file calls while several operations are in flight
+ * (src/store/file-system.ts): with Node's default of 4 threads, at most 4
+ * resources' fsyncs proceed at once and every other call waits for a thread. libuv reads UV_THREADPOOL_SIZE once, when the pool first
  * starts, so this module must be imported before anything else (the entry
  * points import it first). An operator's own value wins. Deno has no libuv
  * pool; there the variable is ignored.

@@ -122,7 +122,13 @@ const synchronousCalls: SystemCalls = {
   fsync: poolCalls.fsync,
   read: async (fd, buffer, length) => fs.readSync(fd, buffer, 0, length, null),
   write: async (fd, buffer, offset, length) => fs.writeSync(fd, buffer, offset, length),
-  close: (fd) => fs.closeSync(fd),
+  close: (fd) => {
+    try {
+      fs.closeSync(fd);
+    } catch {
+      // as with the pool's close: nothing the caller could do about it
+    }
+  },
   lstat: async (path) => fs.lstatSync(path, { bigint: true }),
   stat: async (path) => fs.statSync(path, { bigint: true }),
   rename: async (from, to) => fs.renameSync(from, to),
