@@ -226,11 +226,12 @@ export const nodeFileSystem: FileSystem = fileSystemOver(() => poolCalls);
 /**
  * The lease-file store's own file system (issue 12): while `alone()` says
  * that the caller's operation is the only one in flight, its calls other
- * than fsync are synchronous, so nothing waits behind them and a lone
- * operation (one client; a hand-over between waiters of one resource) pays
- * no pool round trip per call; as soon as another operation is in flight,
- * every call goes to the pool, so independent resources proceed side by
- * side. fsyncs (disk waits) always go to the pool.
+ * than fsync are synchronous, so a lone operation (one client; a hand-over
+ * between the waiters of one resource) pays no pool round trip per call,
+ * and a request that arrives meanwhile waits only until the lone operation
+ * next waits for the pool (its next fsync); as soon as another operation is
+ * in flight, every call goes to the pool, so independent resources proceed
+ * side by side. fsyncs (disk waits) always go to the pool.
  */
 export function adaptiveFileSystem(alone: () => boolean): FileSystem {
   return fileSystemOver(() => (alone() ? synchronousCalls : poolCalls));
