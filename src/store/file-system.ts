@@ -181,14 +181,7 @@ function fileSystemOver(calls: () => SystemCalls): FileSystem {
     unlink: (path) => calls().unlink(path),
     makeDirectory: (path) => calls().mkdir(path, false),
     removeDirectory: (path) => calls().rmdir(path),
-    inspect: async (path) => {
-      try {
-        return pathInfoOf(await calls().lstat(path));
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === "ENOENT") return ABSENT_PATH;
-        throw err;
-      }
-    },
+    inspect: (path) => unlessAbsent(calls().lstat(path).then(pathInfoOf), ABSENT_PATH),
     syncDirectory: async (path) => {
       const c = calls();
       const fd = await c.open(path, "r");
@@ -200,14 +193,7 @@ function fileSystemOver(calls: () => SystemCalls): FileSystem {
     },
     mkdir: (path) => calls().mkdir(path, true),
     readdir: (path) => calls().readdir(path),
-    identity: async (path) => {
-      try {
-        return identityOf(await calls().stat(path));
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === "ENOENT") return ABSENT;
-        throw err;
-      }
-    },
+    identity: (path) => unlessAbsent(calls().stat(path).then(identityOf), ABSENT),
     watch(path, onEvent, onError) {
       const watcher = fs.watch(path, { persistent: false }, (_event, filename) => onEvent(filename ?? null));
       watcher.on("error", onError);
@@ -235,6 +221,16 @@ export const nodeFileSystem: FileSystem = fileSystemOver(() => poolCalls);
  */
 export function adaptiveFileSystem(alone: () => boolean): FileSystem {
   return fileSystemOver(() => (alone() ? synchronousCalls : poolCalls));
+}
+
+/** What `call` gives, or `absent` when there is nothing at its path (ENOENT). */
+async function unlessAbsent<T>(call: Promise<T>, absent: T): Promise<T> {
+  try {
+    return await call;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return absent;
+    throw err;
+  }
 }
 
 async function readAll(c: SystemCalls, fd: number, expected: number): Promise<string> {
