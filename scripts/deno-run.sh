@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the mcp-lockd command line from src/ under Deno (`npm run start:deno`),
-# with only the permissions `serve` needs: read and write in the lock dir,
-# the network on the two listen hosts, the environment (MCP_LOCKD_*, and
+# with only the permissions `serve` needs: read and write in the lock dir
+# (with --store etcd, no lock dir but the network to etcd's members, and its
+# TLS files' directories to read), the network on the two listen hosts, the environment (MCP_LOCKD_*, and
 # grpc-js reads GRPC_* and proxy variables), and the host name (written into
 # lease files). The lock dir and hosts are found the way the CLI finds them:
 # flag, then environment variable, then default. Paths with commas cannot be
@@ -31,14 +32,20 @@ http_listen="${MCP_LOCKD_HTTP_LISTEN:-127.0.0.1:8000}"
 # Certificates and the auth file: their directories are watched for changes
 # (a rotation replaces the file by rename), so each directory is readable.
 config_files=()
-for name in MCP_LOCKD_CERT_FILE MCP_LOCKD_KEY_FILE MCP_LOCKD_TRUSTED_CA_FILE MCP_LOCKD_AUTH_FILE; do
+store="${MCP_LOCKD_STORE:-file}"
+etcd_endpoints="${MCP_LOCKD_ETCD_ENDPOINTS:-}"
+for name in MCP_LOCKD_CERT_FILE MCP_LOCKD_KEY_FILE MCP_LOCKD_TRUSTED_CA_FILE MCP_LOCKD_AUTH_FILE MCP_LOCKD_ETCD_CACERT MCP_LOCKD_ETCD_CERT MCP_LOCKD_ETCD_KEY; do
   if [[ -n "${!name:-}" ]]; then config_files+=("${!name}"); fi
 done
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
   case "${args[i]}" in
-    --cert-file | --key-file | --trusted-ca-file | --auth-file) config_files+=("${args[i + 1]:-}") ;;
-    --cert-file=* | --key-file=* | --trusted-ca-file=* | --auth-file=*) config_files+=("${args[i]#*=}") ;;
+    --cert-file | --key-file | --trusted-ca-file | --auth-file | --etcd-cacert | --etcd-cert | --etcd-key) config_files+=("${args[i + 1]:-}") ;;
+    --cert-file=* | --key-file=* | --trusted-ca-file=* | --auth-file=* | --etcd-cacert=* | --etcd-cert=* | --etcd-key=*) config_files+=("${args[i]#*=}") ;;
+    --store) store="${args[i + 1]:-}" ;;
+    --store=*) store="${args[i]#*=}" ;;
+    --etcd-endpoints) etcd_endpoints="${args[i + 1]:-}" ;;
+    --etcd-endpoints=*) etcd_endpoints="${args[i]#*=}" ;;
     --lock-dir) lock_dir="${args[i + 1]:-}" ;;
     --lock-dir=*) lock_dir="${args[i]#*=}" ;;
     --grpc-listen) grpc_listen="${args[i + 1]:-}" ;;
@@ -81,6 +88,21 @@ elif [[ "${1:-}" == mcp ]]; then
     --allow-env
     --allow-sys=hostname,uid
   )
+elif [[ "$store" == etcd ]]; then
+  # No lock dir: the leases live in etcd, whose members' hosts (scheme and
+  # port stripped: a host name is looked up, which Deno checks without a port) are reached.
+  etcd_net=""
+  IFS=',' read -ra members <<<"$etcd_endpoints"
+  for member in "${members[@]}"; do
+    member="${member#*://}"
+    etcd_net+=",$(host_of "${member%/}")"
+  done
+  permissions=(
+    "--allow-net=$(host_of "$grpc_listen"),$(host_of "$http_listen")$etcd_net"
+    --allow-env
+    --allow-sys=hostname
+  )
+  if [[ -n "$config_dirs" ]]; then permissions+=("--allow-read=${config_dirs#,}"); fi
 else
   permissions=(
     "--allow-read=$lock_dir$config_dirs"

@@ -10,8 +10,13 @@ import { LockManager } from "./core/lock-manager.ts";
 import { startGrpcServer, type RunningGrpcServer } from "./grpc/grpc-server.ts";
 import { ReadinessGate } from "./grpc/readiness-gate.ts";
 import { startHttpServer, type RunningHttpServer } from "./http/health-server.ts";
+import type { LeaseStore } from "./core/lease-store.ts";
+import { EtcdClient } from "./store/etcd/etcd-client.ts";
+import { EtcdLeaseStore } from "./store/etcd/etcd-lease-store.ts";
+import { checkEtcdStoreSettings, readEtcdTls, type EtcdStoreSettings } from "./store/etcd/etcd-store-settings.ts";
 import type { FileSystem } from "./store/file-system.ts";
 import { LeaseFileStore } from "./store/lease-file-store.ts";
+import type { StoreKind } from "./store/store-kind.ts";
 import { stopHookFromEnv } from "./store/stop-hook.ts";
 import { VERSION } from "./cli/version.ts";
 import { grpcMetricsInterceptor } from "./metrics/grpc-metrics-interceptor.ts";
@@ -22,14 +27,17 @@ import { logLockEvents, logRejectedCalls, rejectedCallInterceptor } from "./log/
 import type { Logger } from "./log/logger.ts";
 
 export interface ServiceOptions {
-  lockDir: string;
+  /** The lease files' dir: the file store, the default. Give this or `etcd`, not both. */
+  lockDir?: string;
+  /** The etcd store (docs/etcd.md): the leases live in etcd, shared by every replica. */
+  etcd?: EtcdStoreSettings;
   grpcListen: string;
   httpListen: string;
   /** Plain messages, at info; `logger` (levels, fields) takes precedence. */
   log?: (message: string) => void;
   logger?: Logger;
   /**
-   * Called once the gRPC server is bound, before the lease files are loaded:
+   * Called once the gRPC server is bound, before the leases are loaded:
    * from then on health answers (NOT_SERVING) and lock calls get UNAVAILABLE.
    */
   onGrpcListening?: (address: string) => void;
@@ -52,7 +60,11 @@ export interface ServiceOptions {
 export interface RunningService {
   grpcAddress: string;
   httpAddress: string;
-  lockDir: string;
+  store: StoreKind;
+  /** The file store's lock dir (absolute); undefined with etcd. */
+  lockDir: string | undefined;
+  /** Where the leases live, for logs: the lock dir, or etcd's endpoints and prefix. */
+  location: string;
   /** Re-reads the certificates and the auth file now (SIGHUP); a bad new version keeps the old one. */
   reload(): Promise<void>;
   /** Graceful: stop accepting, end waits and streams, finish calls in flight. Lease files stay. */
@@ -81,12 +93,19 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     options.tls !== undefined,
     options.insecureListen === true,
   );
-  const lockDir = resolve(options.lockDir);
-  // Read before anything binds: a bad certificate or auth file fails the start.
-  const security = await openSecurityFiles(options.tls, options.authFile, warn);
-  const fileStore = new LeaseFileStore({ dir: lockDir, onWarning: warn, fs: options.fs, pauseHook: stopHookFromEnv(process.env), clock: systemClock });
-  const metrics = options.metrics === false ? undefined : new ServiceMetrics({ version: VERSION, runtime: runtimeName(), store: "file" });
-  const store = metrics ? instrumentStore(fileStore, metrics) : fileStore;
+  // Read before anything binds: a bad certificate, auth file or etcd setting fails the start.
+  const opened = await openStore(options, warn);
+  let security;
+  try {
+    security = await openSecurityFiles(options.tls, options.authFile, warn);
+  } catch (err) {
+    opened.disconnect();
+    throw err;
+  }
+  const { kind, lockDir, location } = opened;
+  const leases = kind === "file" ? "lease files" : "leases";
+  const metrics = options.metrics === false ? undefined : new ServiceMetrics({ version: VERSION, runtime: runtimeName(), store: kind });
+  const store = metrics ? instrumentStore(opened.store, metrics) : opened.store;
   const limits: ServiceLimits = { ...DEFAULT_SERVICE_LIMITS, ...options.limits };
   const manager = new LockManager({ store, log, clock: systemClock, limits });
   metrics?.attach(manager);
@@ -97,7 +116,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   // Every call in flight listens for shutdown (and stops listening when it
   // ends): many at once is normal, not a leak.
   setMaxListeners(0, shutdown.signal);
-  const readiness = new ReadinessGate(`loading lease files from ${lockDir}`);
+  const readiness = new ReadinessGate(`loading ${leases} from ${location}`);
 
   const { tls, auth } = security;
   const access = () => auth?.value;
@@ -116,11 +135,12 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     });
   } catch (err) {
     security.close();
+    opened.disconnect();
     throw err;
   }
   let http: RunningHttpServer | undefined;
   try {
-    log(`grpc listening on ${grpc.address}; loading lease files (health NOT_SERVING until done)`);
+    log(`grpc listening on ${grpc.address}; loading ${leases} from ${location} (health NOT_SERVING until done)`);
     options.onGrpcListening?.(grpc.address);
     const httpTls = tls && options.tls && { context: tls.files.value, requireClientCertificate: options.tls.clientCertAuth };
     http = await startHttpServer(manager, options.httpListen, { metrics, tls: httpTls, access });
@@ -130,6 +150,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   } catch (err) {
     security.close();
     await abandon(grpc, http, manager, shutdown);
+    opened.disconnect();
     throw err;
   }
   readiness.open();
@@ -139,7 +160,9 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   return {
     grpcAddress: grpc.address,
     httpAddress: running.address,
+    store: kind,
     lockDir,
+    location,
     reload: () => security.reload(),
     stop(graceMs = 5_000) {
       stopping ??= (async () => {
@@ -149,10 +172,36 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
         shutdown.abort(new ShuttingDownError()); // also ends KeepAlive and reflection streams
         manager.close(); // fails waiters with UNAVAILABLE
         await Promise.all([grpc.stop(graceMs), running.stop()]);
+        opened.disconnect();
       })();
       return stopping;
     },
   };
+}
+
+/** The store the options ask for, and how to let go of what it connected to. */
+interface OpenedStore {
+  kind: StoreKind;
+  store: LeaseStore;
+  lockDir: string | undefined;
+  location: string;
+  /** Closes the connections to etcd (after the manager closed the store); nothing for the file store. */
+  disconnect(): void;
+}
+
+/** The lease files in `lockDir`, or etcd (its TLS files read now). */
+async function openStore(options: ServiceOptions, warn: (message: string) => void): Promise<OpenedStore> {
+  if (options.etcd === undefined) {
+    if (options.lockDir === undefined) throw new Error("no store: give a lock dir (lease files) or etcd settings");
+    const lockDir = resolve(options.lockDir);
+    const store = new LeaseFileStore({ dir: lockDir, onWarning: warn, fs: options.fs, pauseHook: stopHookFromEnv(process.env), clock: systemClock });
+    return { kind: "file", store, lockDir, location: lockDir, disconnect: () => {} };
+  }
+  if (options.lockDir !== undefined) throw new Error("a lock dir and etcd were both given: one deployment uses one store");
+  checkEtcdStoreSettings(options.etcd);
+  const client = new EtcdClient({ endpoints: options.etcd.endpoints, tls: await readEtcdTls(options.etcd) });
+  const store = new EtcdLeaseStore({ client, prefix: options.etcd.prefix, tokenFloor: options.etcd.tokenFloor, clock: systemClock, onWarning: warn });
+  return { kind: "etcd", store, lockDir: undefined, location: store.location, disconnect: () => client.close() };
 }
 
 /** Undoes a start that failed half-way. */

@@ -23,6 +23,7 @@ import { properLockfileSystem } from "./systems/proper-lockfile.ts";
 import { writeRatioChart } from "./ratio-chart.ts";
 import { etcdSystem } from "./systems/etcd.ts";
 import type { WindowRecord } from "./workloads/run-context.ts";
+import { runEtcdStore } from "./workloads/etcd-store.ts";
 import { runStartup, warmUpStarts } from "./workloads/startup.ts";
 
 function log(message: string): void {
@@ -43,13 +44,15 @@ function markInapplicable(table: ResultTable, systems: BenchSystem[], settings: 
     for (const def of table.defs) {
       const reason = !settings.systems.includes(name)
         ? "not run (--systems)"
-        : !measured(def.key, settings.workloads)
-          ? NOT_RUN_WORKLOAD
-        : system?.unavailable ?? (def.needs ? system?.notApplicable[def.needs] : undefined);
+        : settings.etcdStoreOnly && def.needs !== "etcd"
+          ? "not run (--etcd-store-only)"
+          : !measured(def.key, settings.workloads)
+            ? NOT_RUN_WORKLOAD
+            : system?.unavailable ?? (def.needs ? system?.notApplicable[def.needs] : undefined);
       if (reason !== undefined) table.setNotApplicable(def.key, name, reason);
     }
   }
-  if (!binaryExists()) table.setNotApplicable("w8.binary", "mcp-lockd", "dist/mcp-lockd not built (npm run build:binary)");
+  if (!binaryExists() && !settings.etcdStoreOnly) table.setNotApplicable("w8.binary", "mcp-lockd", "dist/mcp-lockd not built (npm run build:binary)");
 }
 
 async function main(): Promise<void> {
@@ -80,10 +83,15 @@ async function main(): Promise<void> {
   const windows: WindowRecord[] = [];
   log(`${settings.mode} mode, ${settings.rounds} round(s), ${machine.cpus} × ${machine.model}, temp dir on ${machine.fs_type}`);
 
-  const starts = settings.workloads.includes(8);
+  const starts = settings.workloads.includes(8) && !settings.etcdStoreOnly;
   if (starts) await warmUpStarts(settings, etcd);
   const diskFloorMs: Array<number | null> = [];
   for (let round = 0; round < settings.rounds; round++) {
+    if (settings.etcdStoreOnly) {
+      log(`round ${round + 1}/${settings.rounds}: the etcd store against v3lock`);
+      await runEtcdStore({ settings, round, table, windows, etcd, log: (message) => log(`  ${message}`) });
+      continue;
+    }
     diskFloorMs.push(measureDiskFloorMs(settings.mode === "quick" ? 100 : 500));
     log(`round ${round + 1}/${settings.rounds}: disk floor ${diskFloorMs.at(-1) ?? "?"} ms per file-protocol cycle`);
     // Rotating the order (A B C, B C A, ...) keeps any drift of the machine from favouring one system.
@@ -106,6 +114,10 @@ async function main(): Promise<void> {
     if (starts) {
       log(`round ${round + 1}/${settings.rounds}: start to serving`);
       await runStartup(settings, etcd, table, round, (message) => log(`  ${message}`));
+    }
+    if (settings.workloads.includes(9)) {
+      log(`round ${round + 1}/${settings.rounds}: the etcd store against v3lock`);
+      await runEtcdStore({ settings, round, table, windows, etcd, log: (message) => log(`  ${message}`) });
     }
   }
 

@@ -79,5 +79,24 @@ export function metricCatalog(s: Settings): MetricDef[] {
     { id: "node", metric: "mcp-lockd: node bin/mcp-lockd.js", unit: "ms", better: "lower", needs: "server" },
     { id: "binary", metric: "mcp-lockd: single executable dist/mcp-lockd", unit: "ms", better: "lower", needs: "server" },
   ]);
+  // W9: the mcp-lockd column is mcp-lockd on the etcd store, the etcd column etcd's own v3lock, both on one etcd.
+  const onEtcd = (list: Array<Omit<MetricDef, "workload" | "key" | "needs"> & { id: string }>) => list.map((row) => ({ ...row, needs: "etcd" as const }));
+  const store = "9. On one etcd: mcp-lockd --store etcd vs etcd's v3lock";
+  add(`${store}; uncontended acquire+release, 1 client, 1 replica`, "w9-cycles", onEtcd([
+    { id: "rate", metric: "throughput", unit: "cycles/s", better: "higher" },
+    { id: "p50", metric: "cycle p50", unit: "ms", better: "lower" },
+    { id: "p99", metric: "cycle p99", unit: "ms", better: "lower" },
+    { id: "serverCpuPerOp", metric: "server CPU per cycle (mcp-lockd: the replica alone, without etcd's)", unit: "ms", better: "lower", info: true },
+  ]));
+  add(`${store}; handoff, 2 contenders, 1 replica`, "w9-handoff", onEtcd([
+    { id: "rate", metric: "throughput (changes of holder)", unit: "handoffs/s", better: "higher" },
+    { id: "p50", metric: "handoff p50", unit: "ms", better: "lower" },
+    { id: "p99", metric: "handoff p99", unit: "ms", better: "lower" },
+  ]));
+  add(`${store}; handoff, 2 contenders on 2 replicas, the waiter always on the other one (v3lock: 2 clients)`, "w9-handoff2", onEtcd([
+    { id: "rate", metric: "throughput (changes of holder)", unit: "handoffs/s", better: "higher" },
+    { id: "p50", metric: "handoff p50", unit: "ms", better: "lower" },
+    { id: "p99", metric: "handoff p99", unit: "ms", better: "lower" },
+  ]));
   return rows;
 }

@@ -3,10 +3,10 @@ import { RESULTS_DIR } from "./paths.ts";
 import { SYSTEMS, type SystemName } from "./protocol.ts";
 
 /** The numbered workloads of docs/performance.md. */
-export const WORKLOADS = [1, 2, 3, 4, 5, 6, 7, 8] as const;
+export const WORKLOADS = [1, 2, 3, 4, 5, 6, 7, 8, 9] as const;
 export type WorkloadNumber = (typeof WORKLOADS)[number];
 
-export const USAGE = `usage: npm run bench -- [--quick] [--out FILE] [--rounds N] [--systems LIST] [--workloads LIST]
+export const USAGE = `usage: npm run bench -- [--quick] [--out FILE] [--rounds N] [--systems LIST] [--workloads LIST] [--etcd-store-only]
 
   --quick         every workload briefly, 1 round, 200 leases instead of 10,000
                   (well under 90 s); proves the harness works, not a result
@@ -16,9 +16,11 @@ export const USAGE = `usage: npm run bench -- [--quick] [--out FILE] [--rounds N
   --rounds N      rounds of A B C (default 3, quick 1)
   --systems LIST  comma-separated subset of ${SYSTEMS.join(",")}
   --workloads LIST  comma-separated workload numbers (${WORKLOADS.join(",")}; see
-                  docs/performance.md): only those run, the other rows are null.
+                  docs/performance.md): only those run, the other rows are left out.
                   5, 6 and the held half of 7 share one held set: any of them runs it.
                   Writes bench/results/partial.json unless --out says otherwise.
+  --etcd-store-only  only workload 9: mcp-lockd --store etcd (one replica, two)
+                  against etcd's v3lock on the same etcd
 
   BENCH_MCP_LOCKD_METRICS=off runs mcp-lockd with --metrics off, to measure
   what its Prometheus metrics cost (docs/operations.md).
@@ -32,6 +34,8 @@ export interface Settings {
   /** The workloads to run (--workloads); all by default. */
   workloads: WorkloadNumber[];
   outFile: string;
+  /** Only W9 (mcp-lockd on the etcd store against v3lock). */
+  etcdStoreOnly: boolean;
   /** Warm-up of the first timed workload of a run (JIT, connections, file-system caches). */
   firstWarmupMs: number;
   warmupMs: number;
@@ -68,7 +72,7 @@ export interface Settings {
   settleMs: number;
 }
 
-const FULL: Omit<Settings, "mode" | "rounds" | "systems" | "workloads" | "outFile"> = {
+const FULL: Omit<Settings, "mode" | "rounds" | "systems" | "workloads" | "outFile" | "etcdStoreOnly"> = {
   firstWarmupMs: 3_000,
   warmupMs: 1_000,
   measureMs: 5_000,
@@ -127,6 +131,7 @@ export class UsageError extends Error {
 
 export function parseOptions(argv: string[]): Settings {
   let quick = false;
+  let etcdStoreOnly = false;
   let outFile: string | undefined;
   let rounds: number | undefined;
   let systems: SystemName[] = [...SYSTEMS];
@@ -141,6 +146,9 @@ export function parseOptions(argv: string[]): Settings {
     switch (arg) {
       case "--quick":
         quick = true;
+        break;
+      case "--etcd-store-only":
+        etcdStoreOnly = true;
         break;
       case "--out":
         outFile = value();
@@ -172,7 +180,8 @@ export function parseOptions(argv: string[]): Settings {
     rounds: rounds ?? (quick ? 1 : 3),
     systems,
     workloads,
-    // Only a full run of everything replaces latest.json unless --out says otherwise.
+    etcdStoreOnly,
+    // A run of some workloads never replaces latest.json unless --out says so.
     outFile: outFile ?? join(RESULTS_DIR, quick ? "quick.json" : workloads.length < WORKLOADS.length ? "partial.json" : "latest.json"),
   };
 }

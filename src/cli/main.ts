@@ -8,8 +8,9 @@ import { createLogger } from "../log/logger.ts";
 const HELP = `mcp-lockd ${VERSION}: named locks as leases, with fencing tokens, over gRPC and lease files
 
 Usage:
-  mcp-lockd serve [--lock-dir DIR] [--grpc-listen HOST:PORT] [--http-listen HOST:PORT]
-                  [--metrics on|off] [--log-format text|json] [--log-level LEVEL] [TLS, auth and limit options]
+  mcp-lockd serve [--lock-dir DIR | --store etcd --etcd-endpoints URL[,URL...]] [--grpc-listen HOST:PORT]
+                  [--http-listen HOST:PORT] [--metrics on|off] [--log-format text|json] [--log-level LEVEL]
+                  [TLS, auth and limit options]
   mcp-lockd run RESOURCE [--ttl D] [--wait D] [--holder NAME] [--grace D] -- COMMAND [ARGS...]
   mcp-lockd status [PREFIX] [--json] [--watch]
   mcp-lockd wait RESOURCE --until free|held [--timeout D]
@@ -22,7 +23,14 @@ Usage:
   mcp-lockd COMMAND --help | mcp-lockd --help | --version
 
 serve options (flag, then environment variable, then default):
-  --lock-dir DIR          MCP_LOCKD_DIR          ${SERVE_DEFAULTS.lockDir}
+  --store file|etcd       MCP_LOCKD_STORE        ${SERVE_DEFAULTS.store}: lease files in --lock-dir; etcd for replicas on several hosts
+  --lock-dir DIR          MCP_LOCKD_DIR          ${SERVE_DEFAULTS.lockDir} (--store file only)
+  --store etcd (docs/etcd.md); each etcd option needs it, and --lock-dir goes without it:
+  --etcd-endpoints URL,...  MCP_LOCKD_ETCD_ENDPOINTS  etcd members: http://HOST:PORT, or https:// for TLS
+  --etcd-prefix P         MCP_LOCKD_ETCD_PREFIX       ${SERVE_DEFAULTS.etcdPrefix} (every key of this deployment)
+  --etcd-cacert F         MCP_LOCKD_ETCD_CACERT       CA of etcd's certificate (default: the system's)
+  --etcd-cert F  --etcd-key F  (MCP_LOCKD_ETCD_CERT, MCP_LOCKD_ETCD_KEY): client certificate for etcd
+  --etcd-token-floor N    MCP_LOCKD_ETCD_TOKEN_FLOOR  0: every fencing token issued is above N
   --grpc-listen HOST:PORT MCP_LOCKD_GRPC_LISTEN  ${SERVE_DEFAULTS.grpcListen}
   --http-listen HOST:PORT MCP_LOCKD_HTTP_LISTEN  ${SERVE_DEFAULTS.httpListen}
   --cert-file F           MCP_LOCKD_CERT_FILE         serve gRPC and HTTP over TLS (with --key-file)
@@ -60,7 +68,7 @@ call: a client that learns the API through gRPC reflection (mcp-lockd call --hel
 gRPC also serves grpc.health.v1.Health and server reflection (v1, v1alpha).
 HTTP: GET /health/locks lists holders; GET /healthz answers liveness;
   GET /metrics (Prometheus); GET / a live web view of the locks.
-Lease files: <lock-dir>/<resource>.lock, protocol in docs/protocol.md.
+Lease files (--store file): <lock-dir>/<resource>.lock, protocol in docs/protocol.md.
 
 ${EXIT_CODES_HELP}`;
 
@@ -161,14 +169,16 @@ async function serve(options: ReturnType<typeof parseServeOptions>): Promise<num
     logger.error(`cannot start: ${(err as Error).message}`);
     return 1;
   }
-  logger.info("serving", { grpc: service.grpcAddress, http: service.httpAddress, lock_dir: service.lockDir, version: VERSION });
+  const where = service.lockDir === undefined ? { store: service.store, location: service.location } : { lock_dir: service.lockDir };
+  logger.info("serving", { grpc: service.grpcAddress, http: service.httpAddress, ...where, version: VERSION });
   process.stdout.write(
-    `mcp-lockd serving grpc=${service.grpcAddress} http=${service.httpAddress} lock-dir=${service.lockDir}\n`,
+    `mcp-lockd serving grpc=${service.grpcAddress} http=${service.httpAddress} ` +
+      (service.lockDir === undefined ? `store=${service.store}\n` : `lock-dir=${service.lockDir}\n`),
   );
   const running = service;
   return new Promise<number>((resolve) => {
     const onSignal = (signal: NodeJS.Signals) => {
-      log(`${signal}: shutting down; live lease files stay in place`);
+      log(`${signal}: shutting down; live ${service.store === "file" ? "lease files stay in place" : "leases stay in etcd"}`);
       void running.stop().then(() => resolve(0));
     };
     process.once("SIGTERM", onSignal);

@@ -3,9 +3,16 @@ import { DEFAULT_ADDRESS } from "../client/address-list.ts";
 import { DEFAULT_SERVICE_LIMITS, type ServiceLimits } from "../core/service-limits.ts";
 import type { TlsFiles, TlsMinVersion } from "../tls/tls-settings.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "../log/logger.ts";
+import { EtcdConfigError } from "../store/etcd/etcd-client.ts";
+import { DEFAULT_ETCD_PREFIX } from "../store/etcd/etcd-lease-store.ts";
+import { checkEtcdStoreSettings, type EtcdStoreSettings } from "../store/etcd/etcd-store-settings.ts";
+import { STORE_KINDS, type StoreKind } from "../store/store-kind.ts";
 
 export interface ServeOptions {
-  lockDir: string;
+  /** The lease files' dir: the file store (the default). Absent with `etcd`. */
+  lockDir?: string;
+  /** The etcd store instead (--store etcd). */
+  etcd?: EtcdStoreSettings;
   grpcListen: string;
   httpListen: string;
   tls?: TlsFiles;
@@ -29,8 +36,20 @@ const LIMIT_FLAGS: Record<string, keyof ServiceLimits> = {
   "max-leases-per-owner": "maxLeasesPerOwner",
 };
 
+/** The etcd flags and the variable each falls back to; any of them needs --store etcd. */
+const ETCD_FLAGS = {
+  "etcd-endpoints": "MCP_LOCKD_ETCD_ENDPOINTS",
+  "etcd-prefix": "MCP_LOCKD_ETCD_PREFIX",
+  "etcd-cacert": "MCP_LOCKD_ETCD_CACERT",
+  "etcd-cert": "MCP_LOCKD_ETCD_CERT",
+  "etcd-key": "MCP_LOCKD_ETCD_KEY",
+  "etcd-token-floor": "MCP_LOCKD_ETCD_TOKEN_FLOOR",
+} as const;
+
 export const SERVE_DEFAULTS = {
+  store: "file" as StoreKind,
   lockDir: "./.mcp-gateway",
+  etcdPrefix: DEFAULT_ETCD_PREFIX,
   grpcListen: DEFAULT_ADDRESS,
   httpListen: "127.0.0.1:8000",
   tlsMinVersion: "1.2" as TlsMinVersion,
@@ -43,7 +62,9 @@ export function parseServeOptions(args: string[], env: NodeJS.ProcessEnv): Serve
   const { values } = parseArgs({
     args,
     options: {
+      store: { type: "string" },
       "lock-dir": { type: "string" },
+      ...Object.fromEntries(Object.keys(ETCD_FLAGS).map((flag) => [flag, { type: "string" as const }])),
       "grpc-listen": { type: "string" },
       "http-listen": { type: "string" },
       "cert-file": { type: "string" },
@@ -76,7 +97,7 @@ export function parseServeOptions(args: string[], env: NodeJS.ProcessEnv): Serve
   const metrics = oneOf("--metrics", values.metrics ?? env.MCP_LOCKD_METRICS ?? SERVE_DEFAULTS.metrics, ["on", "off"] as const);
   const format = values["log-format"] ?? env.MCP_LOCKD_LOG_FORMAT;
   return {
-    lockDir: values["lock-dir"] ?? env.MCP_LOCKD_DIR ?? SERVE_DEFAULTS.lockDir,
+    ...parseStore(values as Record<string, unknown>, env),
     grpcListen: values["grpc-listen"] ?? env.MCP_LOCKD_GRPC_LISTEN ?? SERVE_DEFAULTS.grpcListen,
     httpListen: values["http-listen"] ?? env.MCP_LOCKD_HTTP_LISTEN ?? SERVE_DEFAULTS.httpListen,
     ...(certFile !== undefined && keyFile !== undefined
@@ -89,6 +110,47 @@ export function parseServeOptions(args: string[], env: NodeJS.ProcessEnv): Serve
     logFormat: format === undefined || format === "" ? undefined : oneOf("--log-format", format, LOG_FORMATS),
     logLevel: oneOf("--log-level", values["log-level"] || env.MCP_LOCKD_LOG_LEVEL || SERVE_DEFAULTS.logLevel, LOG_LEVELS),
   };
+}
+
+/** --store and what goes with it: a lock dir for the file store, endpoints and the rest for etcd. */
+function parseStore(values: Record<string, unknown>, env: NodeJS.ProcessEnv): { lockDir: string } | { etcd: EtcdStoreSettings } {
+  const flag = (name: string) => (typeof values[name] === "string" ? (values[name] as string) : undefined);
+  const store = oneOf("--store", flag("store") ?? (env.MCP_LOCKD_STORE || undefined) ?? SERVE_DEFAULTS.store, STORE_KINDS);
+  // Each etcd setting, from its flag or else its variable, with where it came from (for messages).
+  const etcd = new Map<string, { value: string; from: string }>();
+  for (const [name, variable] of Object.entries(ETCD_FLAGS)) {
+    const fromFlag = flag(name);
+    if (fromFlag !== undefined) etcd.set(name, { value: fromFlag, from: `--${name}` });
+    else if (env[variable]) etcd.set(name, { value: env[variable]!, from: variable });
+  }
+  if (store === "file") {
+    const [first] = etcd.values();
+    if (first) throw new Error(`${first.from} is for --store etcd; the store is file (--store, MCP_LOCKD_STORE)`);
+    return { lockDir: flag("lock-dir") ?? env.MCP_LOCKD_DIR ?? SERVE_DEFAULTS.lockDir };
+  }
+  // One deployment uses one store: a lock dir beside etcd would be ignored, so it is refused.
+  const lockDirFrom = flag("lock-dir") !== undefined ? "--lock-dir" : env.MCP_LOCKD_DIR ? "MCP_LOCKD_DIR" : undefined;
+  if (lockDirFrom) throw new Error(`${lockDirFrom} is for --store file; with --store etcd the leases live in etcd, not in a lock dir`);
+  const endpoints = etcd.get("etcd-endpoints");
+  if (!endpoints) throw new Error("--store etcd needs --etcd-endpoints http://HOST:PORT[,http://HOST:PORT...] (or MCP_LOCKD_ETCD_ENDPOINTS)");
+  const floor = etcd.get("etcd-token-floor");
+  if (floor && !/^\d+$/.test(floor.value)) throw new Error(`${floor.from} ${JSON.stringify(floor.value)}: expected a whole number of at least 0`);
+  const file = (name: string) => etcd.get(name)?.value;
+  const settings: EtcdStoreSettings = {
+    endpoints: endpoints.value.split(",").map((entry) => entry.trim()),
+    prefix: etcd.get("etcd-prefix")?.value ?? SERVE_DEFAULTS.etcdPrefix,
+    cacertFile: file("etcd-cacert"),
+    certFile: file("etcd-cert"),
+    keyFile: file("etcd-key"),
+    tokenFloor: floor ? Number(floor.value) : 0,
+  };
+  try {
+    checkEtcdStoreSettings(settings);
+  } catch (err) {
+    if (err instanceof EtcdConfigError) throw new Error(`--store etcd: ${err.message}`);
+    throw err;
+  }
+  return { etcd: settings };
 }
 
 function parseLimits(values: Record<string, unknown>): ServiceLimits {

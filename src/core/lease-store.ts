@@ -1,6 +1,20 @@
 import type { BlockingState, LeaseGrant, LeaseRecord, ResourceState } from "./lease.ts";
 
-export type AcquireOutcome = { granted: LeaseRecord } | { blocked: BlockingState };
+export type AcquireOutcome =
+  | { granted: LeaseRecord }
+  | { blocked: BlockingState }
+  /** Free, but callers of other processes come first in the store's shared queue. */
+  | { queued: true };
+
+/**
+ * How a caller asks, for a store that keeps the FIFO queue itself
+ * (`sharedQueue`): "try" is granted only if the resource is free and nobody
+ * is queued, and leaves nothing behind; "wait" is granted if it is first (or
+ * the resource is free and nobody is queued), and otherwise joins the queue,
+ * atomically with the attempt, and stays there until granted or
+ * `leaveQueue`. A store whose queue is the manager's ignores it.
+ */
+export type QueuePosition = "try" | "wait";
 
 /** `released` as for release; `granted` is the next holder's lease when the hand-over happened. */
 export interface HandOverOutcome {
@@ -30,8 +44,21 @@ export interface LeaseStore {
   read(resource: string): Promise<ResourceState>;
   /** Every resource that is not free, in name order. */
   list(): Promise<BlockingState[]>;
-  /** Grants a new lease with the next fencing token if the resource is free or its lease expired. */
-  acquire(resource: string, grant: LeaseGrant): Promise<AcquireOutcome>;
+  /**
+   * Whether other processes queue for the same resources through this store
+   * (replicas sharing etcd). Then the store keeps the FIFO queue, its waiter
+   * counts and the lease-id lookup for every replica; otherwise the manager
+   * keeps them (one host: every caller reaches the same process).
+   */
+  readonly sharedQueue: boolean;
+  /** Grants a new lease with the next fencing token if the resource is free or its lease expired (and, with a shared queue, `position` allows). */
+  acquire(resource: string, grant: LeaseGrant, position: QueuePosition): Promise<AcquireOutcome>;
+  /** Shared queue: the waiter gave up; removes its place. Otherwise nothing to do. */
+  leaveQueue(resource: string, leaseIdHash: string): Promise<void>;
+  /** Shared queue: callers queued for `resource` in every process; otherwise 0 (the manager counts its own). */
+  queuedCount(resource: string): number;
+  /** Shared queue: the resource the lease with this id hash holds, if another process granted it; otherwise undefined. */
+  findLease(leaseIdHash: string): Promise<string | undefined>;
   /** Extends a live lease to now + ttl; undefined if it is not the live lease. */
   renew(resource: string, leaseIdHash: string): Promise<LeaseRecord | undefined>;
   /** Ends a live lease; false if it is not the live lease (an expired one is reclaimed on the way). */

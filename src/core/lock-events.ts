@@ -82,7 +82,7 @@ export function describeState(state: BlockingState): Pick<LockEvent, "state" | "
 }
 
 /** Same lease (or the same unreadable file), whatever its expiry now. */
-function sameHolding(a: BlockingState, b: BlockingState): boolean {
+export function sameHolding(a: BlockingState, b: BlockingState): boolean {
   if (a.kind === "held" && b.kind === "held") {
     return a.lease.fencingToken === b.lease.fencingToken && a.lease.acquiredAt === b.lease.acquiredAt;
   }

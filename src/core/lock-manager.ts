@@ -11,7 +11,7 @@ import { blockedUntil, holderOf, type BlockingState, type LeaseGrant, type Lease
 import { hashLeaseId, newLeaseId } from "./lease-id.ts";
 import { KeyedMutex } from "./keyed-mutex.ts";
 import { LockListing } from "./lock-listing.ts";
-import { describeState, transitionEvents, type LockEvent, type LockEventListener } from "./lock-events.ts";
+import { describeState, sameHolding, transitionEvents, type LockEvent, type LockEventListener } from "./lock-events.ts";
 import {
   MAX_LEASE_ID_LENGTH,
   validateHolder,
@@ -24,7 +24,7 @@ import {
 import { DEFAULT_SERVICE_LIMITS, type ServiceLimits } from "./service-limits.ts";
 import { WaitQueue } from "./wait-queue.ts";
 import { Waiter } from "./waiter.ts";
-import type { LeaseStore } from "./lease-store.ts";
+import type { AcquireOutcome, LeaseStore } from "./lease-store.ts";
 
 export interface AcquireInput {
   resource: string;
@@ -131,10 +131,10 @@ export class LockManager {
       const states = await this.store.list();
       for (const state of states) this.observe(state);
       this.loaded = true;
-      this.log(`loaded ${states.length} lease file(s) from ${this.store.location}`);
+      this.log(`loaded ${states.length} lease(s) from ${this.store.location}`);
     } catch (err) {
       // Keep serving: each request reports the store error until it is fixed.
-      this.log(`lock dir not usable yet: ${(err as Error).message}`);
+      this.log(`store not usable yet: ${(err as Error).message}`);
     }
     // Watch after open() made the dir; the store keeps retrying if it cannot.
     this.stopWatching = this.store.watch((resource) => this.onExternalChange(resource));
@@ -172,6 +172,15 @@ export class LockManager {
     }
     this.announceWaiters(resource);
     waiter.onSettle(() => this.leaveQueue(resource, waiter));
+    if (this.store.sharedQueue && !tryOnce) {
+      // Its place in the shared queue goes when it does; after its join, which the mutex orders first.
+      waiter.onSettle(() => {
+        if (waiter.granted) return;
+        this.mutex.run(resource, () => this.store.leaveQueue(resource, waiter.leaseIdHash)).catch((err: Error) => {
+          this.log(`leaving the queue of "${resource}" failed: ${err.message}; the place goes with this replica's session`);
+        });
+      });
+    }
     if (!tryOnce) {
       const timer = this.clock.setTimer(waitMs, () =>
         waiter.fail(this.busyError(resource, queue.size - 1, `wait_timeout of ${waitMs / 1000}s ran out`)),
@@ -186,8 +195,10 @@ export class LockManager {
     // Only a waiter at the head can be granted now (FIFO): one behind others
     // is reached by the pump already draining, or by the release, expiry or
     // watch event that frees the resource. Pumping for each arrival would
-    // re-try the blocked head (a guarded file read) once per waiter.
-    if (queue.peek() === waiter) this.pump(resource);
+    // re-try the blocked head (a guarded file read) once per waiter. With a
+    // shared queue every waiter joins it on arrival (the pump does), so its
+    // place is where it arrived among every replica's callers.
+    if (queue.peek() === waiter || this.store.sharedQueue) this.pump(resource);
     return { leaseId, lease: await waiter.promise };
   }
 
@@ -197,7 +208,7 @@ export class LockManager {
    * next holder learns it holds as soon as the releaser does.
    */
   async release(leaseId: string): Promise<void> {
-    const { hash, resource } = this.lookup(leaseId);
+    const { hash, resource } = await this.lookup(leaseId);
     const { released, handedOver } = await this.mutex.run(resource, async () => {
       const next = this.resources.get(resource)?.queue.peek();
       if (next !== undefined && !next.tryOnce) return this.handOver(resource, hash, next);
@@ -215,7 +226,7 @@ export class LockManager {
 
   /** Renews a live lease to now + ttl. Throws LeaseNotFoundError when it is unknown or expired. */
   async renew(leaseId: string): Promise<LeaseRecord> {
-    const { hash, resource } = this.lookup(leaseId);
+    const { hash, resource } = await this.lookup(leaseId);
     const renewed = await this.mutex.run(resource, async () => {
       const lease = await this.store.renew(resource, hash);
       if (lease) this.observe({ kind: "held", resource, lease });
@@ -256,7 +267,7 @@ export class LockManager {
     const held: ListedLock[] = [];
     for (const { blocker: state, queue } of this.resources.values()) {
       if (state === undefined || !state.resource.startsWith(prefix) || blockedUntil(state) <= now) continue;
-      held.push({ state, waiters: queue.size });
+      held.push({ state, waiters: this.store.sharedQueue ? this.store.queuedCount(state.resource) : queue.size });
     }
     return held.sort((a, b) => (a.state.resource < b.state.resource ? -1 : a.state.resource > b.state.resource ? 1 : 0));
   }
@@ -287,9 +298,13 @@ export class LockManager {
    * The resource a live lease id holds, or undefined: for edges that must
    * check a caller's permission on it before a Release or a renewal.
    */
-  resourceOfLease(leaseId: string): string | undefined {
-    if (leaseId.length === 0 || leaseId.length > MAX_LEASE_ID_LENGTH) return undefined;
-    return this.resourceByHash.get(hashLeaseId(leaseId));
+  async resourceOfLease(leaseId: string): Promise<string | undefined> {
+    try {
+      return (await this.lookup(leaseId)).resource;
+    } catch (err) {
+      if (err instanceof LeaseNotFoundError) return undefined;
+      throw err;
+    }
   }
 
   /**
@@ -337,10 +352,11 @@ export class LockManager {
     }
   }
 
-  private lookup(leaseId: string): { hash: string; resource: string } {
+  /** With a shared store, a lease granted through another replica a moment ago may not be indexed here yet: the store finds it. */
+  private async lookup(leaseId: string): Promise<{ hash: string; resource: string }> {
     if (leaseId.length === 0 || leaseId.length > MAX_LEASE_ID_LENGTH) throw new LeaseNotFoundError();
     const hash = hashLeaseId(leaseId);
-    const resource = this.resourceByHash.get(hash);
+    const resource = this.resourceByHash.get(hash) ?? (this.store.sharedQueue ? await this.store.findLease(hash) : undefined);
     if (resource === undefined) throw new LeaseNotFoundError();
     return { hash, resource };
   }
@@ -436,27 +452,48 @@ export class LockManager {
   private async drainQueue(resource: string, queue: WaitQueue<Waiter>): Promise<void> {
     for (let head = queue.peek(); head !== undefined && !this.closed; head = queue.peek()) {
       const waiter = head;
-      let outcome;
-      try {
-        outcome = await this.mutex.run(resource, async () => {
-          // Served meanwhile (a hand-over) or gone: nothing to write.
-          if (waiter.settled) return undefined;
-          const result = await this.store.acquire(resource, grantOf(waiter));
-          this.observe("granted" in result ? { kind: "held", resource, lease: result.granted } : result.blocked);
-          return result;
-        });
-      } catch (err) {
-        waiter.fail(err instanceof Error ? err : new Error(String(err)));
-        continue;
+      const outcome = await this.attempt(resource, waiter);
+      if (outcome === "settled") continue;
+      if (!waiter.tryOnce) {
+        // Woken by release, expiry or a watch event. With a shared queue,
+        // the callers behind join it now, in the order they arrived.
+        if (this.store.sharedQueue) await this.joinSharedQueue(resource, queue);
+        return;
       }
-      if (outcome === undefined) continue;
-      if ("granted" in outcome) {
-        if (!waiter.grant(outcome.granted)) await this.mutex.run(resource, () => this.undoGrant(resource, waiter));
-        continue;
-      }
-      if (!waiter.tryOnce) return; // woken by release, expiry or a watch event
-      waiter.fail(this.busyError(resource, queue.size - 1, "tried once"));
+      waiter.fail(this.busyError(resource, this.queuedFor(resource) - 1, "tried once"));
     }
+  }
+
+  /** Callers behind the head that have not joined the shared queue yet, in order. */
+  private async joinSharedQueue(resource: string, queue: WaitQueue<Waiter>): Promise<void> {
+    for (const waiter of queue.inOrder()) {
+      if (this.closed) return;
+      if (waiter.joined || waiter.tryOnce || waiter.settled) continue;
+      await this.attempt(resource, waiter);
+    }
+  }
+
+  /** One try to grant `waiter`, under the resource's mutex: "settled" once it holds the lease or failed. */
+  private async attempt(resource: string, waiter: Waiter): Promise<"settled" | "waiting"> {
+    let outcome: AcquireOutcome | undefined;
+    try {
+      outcome = await this.mutex.run(resource, async () => {
+        // Served meanwhile (a hand-over) or gone: nothing to write.
+        if (waiter.settled) return undefined;
+        const result = await this.store.acquire(resource, grantOf(waiter), waiter.tryOnce ? "try" : "wait");
+        if (!waiter.tryOnce) waiter.joined = true;
+        if ("granted" in result) this.observe({ kind: "held", resource, lease: result.granted });
+        else if ("blocked" in result) this.observe(result.blocked);
+        return result;
+      });
+    } catch (err) {
+      waiter.fail(err instanceof Error ? err : new Error(String(err)));
+      return "settled";
+    }
+    if (outcome === undefined) return "settled";
+    if (!("granted" in outcome)) return "waiting";
+    if (!waiter.grant(outcome.granted)) await this.mutex.run(resource, () => this.undoGrant(resource, waiter));
+    return "settled";
   }
 
   /**
@@ -549,6 +586,7 @@ export class LockManager {
    * written): an uncontended acquire never shows as a waiter.
    */
   private waitingFor(resource: string): number {
+    if (this.store.sharedQueue) return this.store.queuedCount(resource);
     const record = this.resources.get(resource);
     if (record === undefined || record.queue.size === 0) return 0;
     const { queue, blocker } = record;
@@ -559,6 +597,11 @@ export class LockManager {
 
   /** `forced`: an operator's ForceRelease ended it, announced as FORCE_RELEASED. */
   private announceChange(previous: BlockingState | undefined, state: ResourceState, forced = false): void {
+    // A re-read that found the holding as it was announces nothing, so it must
+    // not note the waiter count either: a shared queue's count that changed
+    // meanwhile goes out as WAITERS_CHANGED (announceWaiters, after the re-read).
+    const quiet = state.kind === "free" ? previous === undefined : previous !== undefined && sameHolding(previous, state) && blockedUntil(previous) === blockedUntil(state);
+    if (quiet) return;
     const waiters = this.noteWaiters(state.resource);
     if (this.eventListeners.size === 0) return;
     // A renewal nobody listens for: skip building its event.
@@ -630,7 +673,9 @@ export class LockManager {
       this.armExpiry(this.recordOf(resource), resource, this.clock.now() + 1_000);
       return;
     }
-    if (state.kind === "free") this.pump(resource);
+    // A shared queue may have changed without the holder changing.
+    if (this.store.sharedQueue) this.announceWaiters(resource);
+    if (state.kind === "free" || this.store.sharedQueue) this.pump(resource);
   }
 
   /** A lease file changed outside our own calls (or may have): re-read it. */
@@ -662,6 +707,11 @@ export class LockManager {
       for (const [resource, { queue }] of this.resources) if (queue.size > 0) void this.reread(resource, "read");
       this.scheduleSafetyRescan();
     });
+  }
+
+  /** Callers queued for `resource`: every replica's with a shared queue, else this process's. */
+  private queuedFor(resource: string): number {
+    return this.store.sharedQueue ? this.store.queuedCount(resource) + 1 : (this.resources.get(resource)?.queue.size ?? 0);
   }
 
   private busyError(resource: string, waiting: number, why: string): ResourceBusyError {

@@ -21,6 +21,11 @@ export class WaitQueue<T> {
     return this.items.delete(item);
   }
 
+  /** In FIFO order. */
+  inOrder(): T[] {
+    return [...this.items];
+  }
+
   drain(): T[] {
     const all = [...this.items];
     this.items.clear();

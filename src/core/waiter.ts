@@ -3,6 +3,9 @@ import type { LeaseRecord } from "./lease.ts";
 /** One pending Acquire. Settles exactly once; after that it is "gone". */
 export class Waiter {
   private settledFlag = false;
+  private grantedFlag = false;
+  /** It has joined a shared queue (a store's, across replicas), so it has a place to leave. */
+  joined = false;
   private readonly cleanups: Array<() => void> = [];
   readonly promise: Promise<LeaseRecord>;
   private resolvePromise!: (lease: LeaseRecord) => void;
@@ -26,12 +29,19 @@ export class Waiter {
     return this.settledFlag;
   }
 
+  /** It was handed the lease (as against failing or leaving). */
+  get granted(): boolean {
+    return this.grantedFlag;
+  }
+
   onSettle(cleanup: () => void): void {
     this.cleanups.push(cleanup);
   }
 
   /** Hands over the lease; false if the waiter has already gone. */
   grant(lease: LeaseRecord): boolean {
+    if (this.settledFlag) return false;
+    this.grantedFlag = true;
     if (!this.settle()) return false;
     this.resolvePromise(lease);
     return true;

@@ -102,7 +102,7 @@ export class ServingStatusMonitor {
     }
     const writable = failure === undefined;
     if (this.probe !== undefined && this.probe.writable !== writable) {
-      this.log(writable ? "the lock dir is writable again: health SERVING" : `health NOT_SERVING: ${failure!.message}`);
+      this.log(writable ? "the store is writable again: health SERVING" : `health NOT_SERVING: ${failure!.message}`);
     } else if (this.probe === undefined && !writable) {
       this.log(`health NOT_SERVING: ${failure!.message}`);
     }

@@ -69,10 +69,10 @@ export function lockService(manager: LockManager, shutdown: AbortSignal, options
   }
 
   /** Release and renewals act on the resource the lease holds: the caller needs "lock" there. */
-  function authorizeLease(context: CallContext, leaseId: string): void {
+  async function authorizeLease(context: CallContext, leaseId: string): Promise<void> {
     const auth = authenticate(context);
     if (!auth) return;
-    const resource = manager.resourceOfLease(leaseId);
+    const resource = await manager.resourceOfLease(leaseId);
     if (resource === undefined) throw new LeaseNotFoundError();
     auth.policy.require(auth.principal, "lock", resource);
   }
@@ -101,7 +101,7 @@ export function lockService(manager: LockManager, shutdown: AbortSignal, options
   }
 
   async function release(request: ReleaseRequest, context: CallContext): Promise<ReleaseResponse> {
-    authorizeLease(context, validateLeaseId(request.leaseId));
+    await authorizeLease(context, validateLeaseId(request.leaseId));
     await manager.release(request.leaseId);
     return { released: true };
   }
@@ -132,7 +132,7 @@ export function lockService(manager: LockManager, shutdown: AbortSignal, options
   async function renew({ leaseId }: KeepAliveRequest, context: CallContext): Promise<KeepAliveResponse> {
     validateLeaseId(leaseId);
     try {
-      authorizeLease(context, leaseId);
+      await authorizeLease(context, leaseId);
       const lease = await manager.renew(leaseId);
       return { leaseId, expiresAt: msToTimestamp(lease.expiresAt), ttl: msToDuration(lease.ttlMs), expired: false, error: undefined };
     } catch (err) {

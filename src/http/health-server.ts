@@ -111,7 +111,7 @@ export async function startHttpServer(manager: LockManager, listen: string, opti
   };
   const handle = (request: IncomingMessage, response: ServerResponse) => {
     void route(context, request, response).catch((err: Error) =>
-      sendJson(response, 503, { error: "lock dir unavailable", detail: err.message }),
+      sendJson(response, 503, { error: "store unavailable", detail: err.message }),
     );
   };
   const { tls } = options;

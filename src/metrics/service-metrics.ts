@@ -180,7 +180,7 @@ export class ServiceMetrics {
     });
     new Gauge({
       name: "mcplockd_store_up",
-      help: "1 when the lock dir can be written now, 0 when not (every Acquire would fail).",
+      help: "1 when the store (the lock dir, or etcd) can be written now, 0 when not (every Acquire would fail).",
       registers: [this.registry],
       async collect() {
         this.set((await self.storeUp(manager)) ? 1 : 0);

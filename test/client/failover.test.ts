@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { performance } from "node:perf_hooks";
 import { InvalidArgumentError, LockClient, UnavailableError, type Lock } from "../../src/index.ts";
 import { keepAliveDiagnostics } from "../../src/client/diagnostics.ts";
+import { nextRenewal } from "../helpers/keep-alive-events.ts";
 import { answerTimeoutMs } from "../../src/client/lease-keeper.ts";
 import { deadAddress, startReplicas } from "../helpers/replicas.ts";
 import { waitFor, withTimeout } from "../helpers/wait.ts";
@@ -12,26 +13,6 @@ import { waitFor, withTimeout } from "../helpers/wait.ts";
 // it uses dies or freezes. Its holder notices nothing: the KeepAlive stream
 // reconnects to the other replica and renews with the same lease id, the
 // loss signal does not fire, and nobody else is granted the lease meanwhile.
-
-interface RenewedEvent {
-  at: number;
-  address: string;
-  resource: string;
-  expiresAt: Date;
-}
-
-/** The next renewal of `resource` confirmed through `address` (any address when undefined) after `after`. */
-function nextRenewal(client: LockClient, resource: string, address?: string, after = 0): Promise<RenewedEvent> {
-  const diagnostics = client[keepAliveDiagnostics];
-  return new Promise((resolve) => {
-    const onRenewed = (event: RenewedEvent) => {
-      if (event.resource !== resource || (address !== undefined && event.address !== address) || event.at < after) return;
-      diagnostics.off("renewed", onRenewed);
-      resolve(event);
-    };
-    diagnostics.on("renewed", onRenewed);
-  });
-}
 
 /** A contender on `address` waiting for `resource`; `grantedAt` is set (performance.now()) when it is granted. */
 function contend(address: string, resource: string): { client: LockClient; granted: Promise<Lock>; grantedAt?: number } {

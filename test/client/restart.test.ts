@@ -7,6 +7,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { LeaseLostError, LockClient, UnavailableError } from "../../src/index.ts";
 import { keepAliveDiagnostics } from "../../src/client/diagnostics.ts";
 import { lossGuardMs } from "../../src/client/lease-keeper.ts";
+import { nextRenewal } from "../helpers/keep-alive-events.ts";
 import { startServiceProcess, type ServiceProcess } from "../helpers/service-process.ts";
 import { makeTempDir } from "../helpers/temp-dir.ts";
 import { waitFor, withTimeout } from "../helpers/wait.ts";
@@ -16,26 +17,6 @@ import { waitFor, withTimeout } from "../helpers/wait.ts";
 // lease: the client reconnects and keeps it without signalling loss. If the
 // service stays away past the lease's confirmed expiry, the client signals
 // the loss by then.
-
-interface RenewedEvent {
-  at: number;
-  resource: string;
-  sentAt: number;
-  expiresAt: Date;
-  ttl: number;
-}
-
-function nextRenewal(client: LockClient, resource: string): Promise<RenewedEvent> {
-  const diagnostics = client[keepAliveDiagnostics];
-  return new Promise((resolve) => {
-    const onRenewed = (event: RenewedEvent) => {
-      if (event.resource !== resource) return;
-      diagnostics.off("renewed", onRenewed);
-      resolve(event);
-    };
-    diagnostics.on("renewed", onRenewed);
-  });
-}
 
 async function leaseFileExpiry(lockDir: string, resource: string): Promise<number> {
   const record = JSON.parse(await readFile(join(lockDir, `${resource}.lock`), "utf8")) as { expires_at: string };

@@ -286,8 +286,13 @@ test("a service-held lease makes a python acquire time out busy; python gets it 
     const renewed = await py.call({ op: "renew", fencing_token: got.lease.fencing_token });
     assert.ok(renewed.ok && renewed.lease, JSON.stringify(renewed));
     assert.ok(renewed.lease.expires_at > got.lease.expires_at);
-    const listed = (await client.listLocks("reverse")).locks[0];
-    assert.equal(ms(listed?.expiresAt), renewed.lease.expires_at);
+    // The service learns of it from the directory watch, then re-reads the file: not at once.
+    await waitFor(
+      async () => ms((await client.listLocks("reverse")).locks[0]?.expiresAt) === renewed.lease!.expires_at,
+      "the listing to show python's renewal",
+      5_000,
+      10,
+    );
     const renewedDocument = await assertValidLeaseFile(join(dir, "reverse.lock"));
     assert.equal(renewedDocument.acquired_at, new Date(got.lease.acquired_at).toISOString());
 

@@ -1,13 +1,14 @@
 // Hostile and malformed input against the real service as a child process:
-// request fields over their limits, broken lease files on disk, and a lock dir
-// that cannot be created.
+// request fields over their limits (on either store: lease files or etcd),
+// broken lease files on disk, and a lock dir that cannot be created.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readdir, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { status } from "@grpc/grpc-js";
 import { makeTempDir } from "../helpers/temp-dir.ts";
-import { startServiceFixture, startServiceProcess, type ServiceFixture, type ServiceProcess } from "../helpers/service-process.ts";
+import { startServiceProcess, type ServiceProcess } from "../helpers/service-process.ts";
+import { startServiceUnderTest, storesUnderTest, type ServiceUnderTest } from "../helpers/service-under-test.ts";
 import { TestLockClient, expectGrpcError } from "../helpers/lock-client.ts";
 import { assertValidLeaseFile } from "../helpers/lease-file-schema.ts";
 import type { AcquireRequest } from "../../src/gen/mcplockd/v1/lock.ts";
@@ -28,29 +29,45 @@ async function allOf(checks: Array<() => Promise<unknown>>): Promise<void> {
   assert.deepEqual(failures, [], `${failures.length} of ${checks.length} cases failed:\n${failures.join("\n")}`);
 }
 
-describe("bad input against a healthy lock dir", () => {
-  let fixture: ServiceFixture | undefined;
+/** Bad values distinctive enough to look for in what the store holds. */
+const BAD_VALUES = ["../x", "nul\u0000byte", "/etc/passwd", ".hidden", "r".repeat(300), "h".repeat(10 * 1024), "line\nbreak", "v".repeat(10 * 1024), "bad key"];
+
+for (const kind of storesUnderTest()) describe(`bad input against a healthy ${kind} store`, () => {
+  let fixture: ServiceUnderTest | undefined;
   let parent: string;
   let lockDir: string;
   let client: TestLockClient;
 
   before(async () => {
-    fixture = await startServiceFixture({ lockSubdir: "locks" });
-    ({ dir: parent, lockDir, client } = fixture);
+    fixture = await startServiceUnderTest(kind, { lockSubdir: "locks" });
+    ({ client } = fixture);
+    if (fixture.store.lockDir !== undefined) {
+      lockDir = fixture.store.lockDir;
+      parent = dirname(lockDir);
+    }
   });
 
   after(() => fixture?.close());
 
-  /** Everything under the parent temp dir: only the lock dir may be there. */
+  /**
+   * File store: everything under the parent temp dir, where only the lock
+   * dir may be. etcd: no key or value under the prefix holds a bad value.
+   */
   async function assertNothingOutsideLockDir(): Promise<void> {
-    assert.deepEqual(await readdir(parent), ["locks"], "nothing may be created next to the lock dir");
+    if (kind === "file") {
+      assert.deepEqual(await readdir(parent), ["locks"], "nothing may be created next to the lock dir");
+      return;
+    }
+    const stored = await fixture!.store.storedTexts();
+    for (const bad of BAD_VALUES) assert.ok(!stored.some((text) => text.includes(bad)), `etcd holds ${JSON.stringify(bad.slice(0, 40))}`);
   }
 
   async function assertStillServes(resource: string): Promise<void> {
     const { lease } = await client.acquire({ resource, holder: "after-bad-input", ttl: seconds(10) });
     assert.ok(lease, "acquire works after bad input");
     assert.equal(lease.resource, resource);
-    assert.equal((await assertValidLeaseFile(join(lockDir, `${resource}.lock`))).resource, resource);
+    if (kind === "file") assert.equal((await assertValidLeaseFile(join(lockDir, `${resource}.lock`))).resource, resource);
+    assert.equal((await client.listLocks(resource)).locks[0]?.holder, "after-bad-input");
     assert.deepEqual(await client.release(lease.leaseId), { released: true });
   }
 
@@ -78,7 +95,7 @@ describe("bad input against a healthy lock dir", () => {
     );
     // ListLocks and the lock dir show nothing of them.
     assert.deepEqual((await client.listLocks()).locks, []);
-    assert.deepEqual(await readdir(lockDir), [], "no file was created in the lock dir");
+    if (kind === "file") assert.deepEqual(await readdir(lockDir), [], "no file was created in the lock dir");
     await assertNothingOutsideLockDir();
   });
 
@@ -167,16 +184,17 @@ describe("bad input against a healthy lock dir", () => {
     await assertNothingOutsideLockDir();
   });
 
-  test("after all the bad input the service still serves and wrote only inside the lock dir", async () => {
+  test("after all the bad input the service still serves and stored none of it", async () => {
     await assertStillServes("still-serving");
     await assertNothingOutsideLockDir();
+    if (kind !== "file") return;
     const entries = await readdir(lockDir);
     for (const entry of entries) {
       assert.match(entry, /^(still-serving|ttl-check)\.lock\.fence$/, `unexpected entry ${entry} in the lock dir`);
     }
   });
 
-  test("empty, torn and binary lease files are listed as unreadable, block try-once, and harm nothing else", async () => {
+  test("empty, torn and binary lease files are listed as unreadable, block try-once, and harm nothing else", { skip: kind !== "file" && "lease files only" }, async () => {
     const files: Record<string, string | Buffer> = {
       "broken-empty": "",
       "broken-torn": '{"version":1,"res',

@@ -1,6 +1,7 @@
 // ForceRelease against the real service: a holder under `mcp-lockd run` is
 // stopped and the next waiter is granted with a higher token; a lease taken
-// through the file protocol alone is removed; bad input is refused.
+// through the file protocol alone is removed; bad input is refused. On
+// either store (lease files, etcd), the file protocol on lease files only.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -9,7 +10,7 @@ import { writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { status } from "@grpc/grpc-js";
-import { startServiceFixture, type ServiceFixture } from "../helpers/service-process.ts";
+import { startServiceUnderTest, storesUnderTest, type ServiceUnderTest } from "../helpers/service-under-test.ts";
 import { LockClient } from "../../src/client/index.ts";
 import { clientCliCommand, cliEnv, runClientCli } from "../cli/client-cli.ts";
 import { expectGrpcError } from "../helpers/lock-client.ts";
@@ -18,11 +19,11 @@ import { waitFor, withTimeout } from "../helpers/wait.ts";
 
 const seconds = (s: number) => ({ seconds: s, nanos: 0 });
 
-describe("ForceRelease", () => {
-  let fixture: ServiceFixture;
+for (const kind of storesUnderTest()) describe(`ForceRelease (${kind} store)`, () => {
+  let fixture: ServiceUnderTest;
 
   before(async () => {
-    fixture = await startServiceFixture();
+    fixture = await startServiceUnderTest(kind);
   });
 
   after(() => fixture?.close());
@@ -56,8 +57,9 @@ describe("ForceRelease", () => {
     }
   });
 
-  test("a lease taken through the file protocol alone is removed; the next grant's token is higher", async () => {
-    const { client, lockDir } = fixture;
+  test("a lease taken through the file protocol alone is removed; the next grant's token is higher", { skip: kind !== "file" && "lease files only" }, async () => {
+    const { client } = fixture;
+    const lockDir = fixture.store.lockDir!;
     const now = Date.now();
     const leaseFile = join(lockDir, "by-hand.lock");
     await writeFile(

@@ -1,4 +1,4 @@
-// Limits against the real service: each reached, RESOURCE_EXHAUSTED naming
+// Limits against the real service (waiters and streams on either store): each reached, RESOURCE_EXHAUSTED naming
 // it, and the service still answering everyone else; malformed protobuf and
 // over-long fields refused as INVALID_ARGUMENT on every LockService method.
 import { after, before, describe, test } from "node:test";
@@ -8,30 +8,24 @@ import { LockServiceClient } from "../../src/gen/mcplockd/v1/lock.ts";
 import { makeTempDir } from "../helpers/temp-dir.ts";
 import { startServiceProcess, type ServiceProcess } from "../helpers/service-process.ts";
 import { expectGrpcError, TestLockClient } from "../helpers/lock-client.ts";
+import { startServiceUnderTest, storesUnderTest, type ServiceUnderTest } from "../helpers/service-under-test.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 const seconds = (s: number) => ({ seconds: s, nanos: 0 });
 const METHODS = ["Acquire", "Release", "ListLocks", "ForceRelease"] as const;
 
-describe("limits", () => {
-  let temp: Awaited<ReturnType<typeof makeTempDir>>;
-  let service: ServiceProcess;
+for (const kind of storesUnderTest()) describe(`limits (${kind} store)`, () => {
+  let fixture: ServiceUnderTest | undefined;
   let client: TestLockClient;
 
   before(async () => {
-    temp = await makeTempDir();
-    service = await startServiceProcess({
-      lockDir: temp.path,
+    fixture = await startServiceUnderTest(kind, {
       extraArgs: ["--max-waiters-per-resource", "3", "--max-waiters", "5", "--max-keepalive-streams", "2"],
     });
-    client = new TestLockClient(service.grpcAddress);
+    client = fixture.client;
   });
 
-  after(async () => {
-    client?.close();
-    await service?.stop();
-    await temp?.remove();
-  });
+  after(() => fixture?.close());
 
   /** The service still grants, renews and lists for others. */
   async function assertServesOthers(resource: string): Promise<void> {

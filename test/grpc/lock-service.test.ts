@@ -1,15 +1,20 @@
 // End-to-end tests of LockService against the real service as a child process:
-// real gRPC over loopback, real lease files in a temp dir.
+// real gRPC over loopback, once on real lease files in a temp dir and once on
+// a real etcd (the conformance suite of both stores; what only lease files
+// can show is checked for the file store alone).
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { access, readFile, readdir } from "node:fs/promises";
+import { access } from "node:fs/promises";
 import { join } from "node:path";
 import { status } from "@grpc/grpc-js";
-import { startServiceFixture, type ServiceFixture, type ServiceProcess } from "../helpers/service-process.ts";
+import type { ServiceProcess } from "../helpers/service-process.ts";
+import { startServiceUnderTest, storesUnderTest, type ServiceUnderTest } from "../helpers/service-under-test.ts";
 import { expectGrpcError, ms, type TestLockClient } from "../helpers/lock-client.ts";
 import { assertValidLockDir, assertValidLeaseFile } from "../helpers/lease-file-schema.ts";
 import { waitFor } from "../helpers/wait.ts";
+import { EventReader } from "../helpers/event-reader.ts";
+import { LockClient } from "../../src/client/index.ts";
 import type { AcquireRequest, AcquireResponse, Lease } from "../../src/gen/mcplockd/v1/lock.ts";
 
 // ---------------------------------------------------------------- helpers
@@ -32,10 +37,21 @@ function track<T>(promise: Promise<T>): Tracked<T> {
   return tracked;
 }
 
+/**
+ * `next` follows `previous` with nobody granted in between: the file store's
+ * counter gives the very next number; etcd's tokens are revisions, which
+ * other writes move too, so only the order shows there.
+ */
+function assertNextToken(next: number, previous: number): void {
+  if (dir !== undefined) assert.equal(next, previous + 1);
+  else assert.ok(next > previous, `token ${next} is not above ${previous}`);
+}
+
 // ---------------------------------------------------------------- service
 
-let fixture: ServiceFixture | undefined;
-let dir: string;
+let fixture: ServiceUnderTest | undefined;
+/** The lock dir with the file store; undefined with etcd. */
+let dir: string | undefined;
 let service: ServiceProcess;
 let client: TestLockClient;
 
@@ -50,17 +66,24 @@ async function lockOf(resource: string): Promise<Lease | undefined> {
   return (await client.listLocks(resource)).locks.find((lock) => lock.resource === resource);
 }
 
-async function leaseFileExists(resource: string): Promise<boolean> {
-  return access(join(dir, `${resource}.lock`)).then(
+async function leaseFileExists(lockDir: string, resource: string): Promise<boolean> {
+  return access(join(lockDir, `${resource}.lock`)).then(
     () => true,
     () => false,
   );
 }
 
-describe("LockService end to end", () => {
+/** With the file store, every lease file in the lock dir validates against the schema (else nothing to check). */
+async function assertValidStore(): Promise<void> {
+  if (dir !== undefined) await assertValidLockDir(dir);
+}
+
+// On etcd under Node only: the single executable and Deno run the etcd store in test/cli/serve-etcd.test.ts.
+for (const kind of storesUnderTest()) describe(`LockService end to end (${kind} store)`, () => {
   before(async () => {
-    fixture = await startServiceFixture();
-    ({ dir, service, client } = fixture);
+    fixture = await startServiceUnderTest(kind);
+    ({ service, client } = fixture);
+    dir = fixture.store.lockDir;
   });
 
   after(() => fixture?.close());
@@ -78,10 +101,12 @@ describe("LockService end to end", () => {
     assert.ok(ms(lease.acquiredAt) >= before - 5 && ms(lease.acquiredAt) <= after + 5, "acquired_at is the time of the call");
     assert.equal(ms(lease.expiresAt), ms(lease.acquiredAt) + 20_000);
 
-    const file = await assertValidLeaseFile(join(dir, "basic.lock"));
-    assert.equal(file.holder, "holder-basic");
-    assert.equal(file.fencing_token, lease.fencingToken);
-    assert.equal(file.ttl, 20);
+    if (dir !== undefined) {
+      const file = await assertValidLeaseFile(join(dir, "basic.lock"));
+      assert.equal(file.holder, "holder-basic");
+      assert.equal(file.fencing_token, lease.fencingToken);
+      assert.equal(file.ttl, 20);
+    }
 
     const stream = client.keepAlive();
     try {
@@ -94,16 +119,16 @@ describe("LockService end to end", () => {
       assert.ok(ms(renewed.expiresAt) >= sentAt + 20_000 - 5 && ms(renewed.expiresAt) <= answeredAt + 20_000 + 5, "renewal sets expiry to now + ttl");
       const listed = await lockOf("basic");
       assert.equal(listed?.expiresAt && ms(listed.expiresAt), ms(renewed.expiresAt), "the listing shows the renewed expiry");
-      await assertValidLockDir(dir);
+      await assertValidStore();
     } finally {
       stream.end();
     }
     assert.deepEqual(await client.release(lease.leaseId), { released: true });
     assert.equal(await lockOf("basic"), undefined);
-    assert.equal(await leaseFileExists("basic"), false, "release removes the lease file");
+    if (dir !== undefined) assert.equal(await leaseFileExists(dir, "basic"), false, "release removes the lease file");
   });
 
-  test("lease ids carry >= 128 bits and never show in listings, files or logs", async () => {
+  test("lease ids carry >= 128 bits and never show in listings, the store (files or etcd) or logs", async () => {
     const ids = new Set<string>();
     const leases: Lease[] = [];
     for (let i = 0; i < 8; i++) {
@@ -119,18 +144,16 @@ describe("LockService end to end", () => {
     assert.equal(listing.locks.length, 8);
     for (const lock of listing.locks) assert.equal(lock.leaseId, "", "lease_id is empty in listings");
     const listingText = JSON.stringify(listing);
-    // Every entry below the lock dir, fencing counter dirs included: names and contents.
-    const files = (await readdir(dir, { recursive: true })).filter((name) => name.startsWith("entropy-"));
-    const fileTexts = [
-      ...files,
-      ...(await Promise.all(files.map((name) => readFile(join(dir, name), "utf8").catch(() => "")))),
-    ];
+    // Every entry below the lock dir (fencing counter dirs included), or every
+    // key and value under the etcd prefix: names and contents.
+    const stored = await fixture!.store.storedTexts();
+    assert.ok(stored.some((text) => text.includes("entropy-holder-3")), "the store holds the leases (else this proves nothing)");
     for (const id of ids) {
       assert.ok(!listingText.includes(id), "a lease id leaked into ListLocks");
-      for (const text of fileTexts) assert.ok(!text.includes(id), "a lease id leaked into a file in the lock dir");
+      for (const text of stored) assert.ok(!text.includes(id), `a lease id leaked into the ${kind} store`);
       assert.ok(!service.stderr().includes(id), "a lease id leaked into the service log");
     }
-    assert.ok((await assertValidLockDir(dir)) >= 8);
+    if (dir !== undefined) assert.ok((await assertValidLockDir(dir)) >= 8);
     for (const lease of leases) await client.release(lease.leaseId);
   });
 
@@ -163,11 +186,13 @@ describe("LockService end to end", () => {
       assert.equal(granted.holder, `fifo-w${i + 1}`, `waiter ${i + 1} is granted ${i === 0 ? "first" : "next"}`);
       assert.ok(granted.fencingToken > previous.fencingToken, `token ${granted.fencingToken} > ${previous.fencingToken}`);
       for (let j = i + 1; j < 3; j++) assert.equal(waiters[j]!.settled, false, `waiter ${j + 1} must still wait`);
+      // etcd: the count comes from the replica's copy of the keys, which gets the granted waiter's queue key removal a moment later.
+      if (dir === undefined) await waitFor(async () => (await lockOf(resource))?.waiters === 2 - i, `${2 - i} waiters listed`, 3_000);
       const listed = await lockOf(resource);
       assert.equal(listed?.holder, `fifo-w${i + 1}`);
       assert.equal(listed?.fencingToken, granted.fencingToken);
       assert.equal(listed?.waiters, 2 - i);
-      await assertValidLockDir(dir);
+      await assertValidStore();
       await client.release(granted.leaseId);
       previous = granted;
     }
@@ -176,6 +201,11 @@ describe("LockService end to end", () => {
 
   test("a cancelled waiter and one whose deadline passed leave the queue and are never granted", async () => {
     const resource = "departed";
+    // Every grant the service makes of it, as lock events (its tokens alone
+    // show no gap only with the file store's counter).
+    const watcher = new LockClient({ address: service.grpcAddress });
+    const events = new EventReader(watcher.watch(resource));
+    await events.until((event) => event.type === "SNAPSHOT_COMPLETE", "the watch's snapshot");
     const holder = await acquire({ resource, holder: "dep-holder", ttl: seconds(60) });
     const cancel = new AbortController();
     const cancelled = track(
@@ -208,19 +238,29 @@ describe("LockService end to end", () => {
     const granted = (await live.promise).lease!;
     assert.equal(granted.holder, "dep-live");
     // Had a departed waiter been granted (even if undone at once), the
-    // fencing counter would have moved past holder + 1.
-    assert.equal(granted.fencingToken, holder.fencingToken + 1, "nobody was granted between the holder and the live waiter");
+    // fencing counter would have moved past holder + 1. (etcd's tokens are
+    // revisions, which every write moves: there only the order shows.)
+    if (dir !== undefined) assert.equal(granted.fencingToken, holder.fencingToken + 1, "nobody was granted between the holder and the live waiter");
+    else assert.ok(granted.fencingToken > holder.fencingToken);
     const listed = await lockOf(resource);
     assert.equal(listed?.holder, "dep-live");
     assert.equal(listed?.waiters, 0);
     seenHolders.add(listed!.holder);
     assert.deepEqual([...seenHolders].sort(), ["dep-holder", "dep-live"], "ListLocks never shows a departed waiter as holder");
-    assert.equal((await assertValidLeaseFile(join(dir, `${resource}.lock`))).holder, "dep-live");
+    if (dir !== undefined) assert.equal((await assertValidLeaseFile(join(dir, `${resource}.lock`))).holder, "dep-live");
     await client.release(granted.leaseId);
     assert.equal(await lockOf(resource), undefined, "nothing is held once the live waiter releases");
     const next = await acquire({ resource, holder: "dep-after", ttl: seconds(5) });
-    assert.equal(next.fencingToken, granted.fencingToken + 1);
+    assertNextToken(next.fencingToken, granted.fencingToken);
     await client.release(next.leaseId);
+    try {
+      await events.until((event) => event.type === "RELEASED" && event.holder === "dep-after", "dep-after's release event");
+      const holders = events.seen.filter((event) => ["ACQUIRED", "HANDED_OVER"].includes(event.type)).map((event) => event.holder);
+      assert.deepEqual(holders, ["dep-holder", "dep-live", "dep-after"], "grants seen on the Watch stream");
+    } finally {
+      await events.close();
+      await watcher[Symbol.asyncDispose]();
+    }
   });
 
   test("a wait that runs out of wait_timeout is ABORTED and leaves the queue", async () => {
@@ -236,6 +276,10 @@ describe("LockService end to end", () => {
       const elapsed = Date.now() - started;
       assert.ok(elapsed >= 500, `gave up after ${elapsed} ms, before the 600 ms wait_timeout`);
       assert.ok(elapsed < 10_000, `gave up only after ${elapsed} ms`);
+      // etcd: the waiter's queue key is deleted just after the ABORTED answer
+      // (the manager leaves shared queues once the waiter has settled), so
+      // the cluster-wide count may show it for a moment.
+      if (dir === undefined) await waitFor(async () => (await lockOf(resource))?.waiters === 0, "the timed-out waiter's queue key to go", 3_000);
       const listed = await lockOf(resource);
       assert.equal(listed?.holder, "timeout-holder");
       assert.equal(listed?.waiters, 0, "the timed-out waiter left the queue");
@@ -244,7 +288,7 @@ describe("LockService end to end", () => {
     }
     // The timed-out waiter was never granted.
     const next = await acquire({ resource, holder: "timeout-next", ttl: seconds(5) });
-    assert.equal(next.fencingToken, holder.fencingToken + 1);
+    assertNextToken(next.fencingToken, holder.fencingToken);
     await client.release(next.leaseId);
   });
 
@@ -281,7 +325,7 @@ describe("LockService end to end", () => {
         if (pause > 0) await new Promise((resolve) => setTimeout(resolve, pause));
       }
       assert.ok(renewals >= 10, `only ${renewals} renewals in 5.5 s`);
-      await assertValidLockDir(dir);
+      await assertValidStore();
     } finally {
       stream.end();
     }
@@ -294,21 +338,23 @@ describe("LockService end to end", () => {
     if (Date.now() < lastB! - 50) {
       await expectGrpcError(client.acquire({ resource: "ka-b", holder: "ka-other" }), status.ABORTED, ["ka-holder"]);
     }
-    assert.ok(await leaseFileExists("ka-b"), "the lease file stays after the stream ends");
+    if (dir !== undefined) assert.ok(await leaseFileExists(dir, "ka-b"), "the lease file stays after the stream ends");
     // A waiter for a, nothing waits for b.
     waiter.current = track(client.acquire({ resource: "ka-a", holder: "ka-next", ttl: seconds(10), waitTimeout: seconds(15) }));
     let bGoneAt = 0;
+    // Its lease file removed, or (etcd) no longer listed.
+    const bGone = async () => (dir !== undefined ? !(await leaseFileExists(dir, "ka-b")) : (await lockOf("ka-b")) === undefined);
     await waitFor(async () => {
-      if (await leaseFileExists("ka-b")) return false;
+      if (!(await bGone())) return false;
       bGoneAt = Date.now();
       return true;
-    }, "lease b to expire and its file to be removed", 15_000, 10);
+    }, "lease b to expire and be removed", 15_000, 10);
     const granted = (await waiter.current.promise).lease!;
     const grantedAt = waiter.current.settledAt!;
     assert.equal(granted.holder, "ka-next");
     assert.ok(granted.fencingToken > a.fencingToken);
-    assert.ok(bGoneAt >= lastB! - 100, `lease b's file was removed ${lastB! - bGoneAt} ms before its expiry`);
-    assert.ok(bGoneAt <= lastB! + 5_000, `lease b's file was removed ${bGoneAt - lastB!} ms after its expiry`);
+    assert.ok(bGoneAt >= lastB! - 100, `lease b was removed ${lastB! - bGoneAt} ms before its expiry`);
+    assert.ok(bGoneAt <= lastB! + 5_000, `lease b was removed ${bGoneAt - lastB!} ms after its expiry`);
     assert.ok(grantedAt >= lastA! - 100, `the waiter was granted ${lastA! - grantedAt} ms before lease a expired`);
     assert.ok(grantedAt <= lastA! + 5_000, `the waiter was granted ${grantedAt - lastA!} ms after lease a expired`);
     assert.equal((await lockOf("ka-a"))?.holder, "ka-next");
@@ -367,7 +413,7 @@ describe("LockService end to end", () => {
           assert.ok(ms(response.expiresAt) >= ms(leases[i]!.expiresAt));
         });
       }
-      await assertValidLockDir(dir);
+      await assertValidStore();
     } finally {
       stream.end();
     }
@@ -385,14 +431,28 @@ describe("LockService end to end", () => {
     assert.equal(await lockOf("twice"), undefined);
   });
 
-  test("every lease file left in the lock dir validates against the schema", async () => {
+  test("every lease file left in the lock dir validates against the schema", { skip: kind !== "file" && "lease files only" }, async () => {
+    const lockDir = dir!;
     const held = await Promise.all(
       ["schema-a", "schema-b"].map((resource) =>
         acquire({ resource, holder: `ü-holder ${resource}`, ttl: seconds(2.5), metadata: { "team/role": "x", empty: "" } }),
       ),
     );
-    assert.ok((await assertValidLockDir(dir)) >= 2);
+    assert.ok((await assertValidLockDir(lockDir)) >= 2);
     for (const lease of held) await client.release(lease.leaseId);
-    await assertValidLockDir(dir);
+    await assertValidLockDir(lockDir);
+  });
+
+  test("holders' names and metadata come back as given, Unicode and all", async () => {
+    const metadata = { "team/role": "x", empty: "", note: "çødé ✓" };
+    const lease = await acquire({ resource: "unicode", holder: "ü-holder ✓", ttl: seconds(10), metadata });
+    try {
+      const listed = await lockOf("unicode");
+      assert.equal(listed?.holder, "ü-holder ✓");
+      assert.deepEqual(listed?.metadata, metadata);
+      assert.equal(listed?.fencingToken, lease.fencingToken);
+    } finally {
+      await client.release(lease.leaseId);
+    }
   });
 });

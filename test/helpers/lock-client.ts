@@ -63,21 +63,32 @@ export class TestLockClient {
 }
 
 export class KeepAliveStream {
-  private readonly pending: Array<(response: KeepAliveResponse) => void> = [];
+  /** Callers waiting for an answer, by lease id, oldest first. */
+  private readonly pending = new Map<string, Array<(response: KeepAliveResponse) => void>>();
   readonly ended: Promise<ServiceError | undefined>;
 
   constructor(readonly call: ClientDuplexStream<KeepAliveRequest, KeepAliveResponse>) {
-    call.on("data", (response: KeepAliveResponse) => this.pending.shift()?.(response));
+    call.on("data", (response: KeepAliveResponse) => {
+      const waiting = this.pending.get(response.leaseId);
+      waiting?.shift()?.(response);
+      if (waiting?.length === 0) this.pending.delete(response.leaseId);
+    });
     this.ended = new Promise((resolve) => {
       call.on("error", (err: ServiceError) => resolve(err));
       call.on("end", () => resolve(undefined));
     });
   }
 
-  /** Sends one renewal and resolves with its response (responses come in order). */
+  /**
+   * Sends one renewal and resolves with its response: the next answer that
+   * names this lease id (the service answers each lease as soon as it can,
+   * so answers for different leases may come in another order).
+   */
   renew(leaseId: string): Promise<KeepAliveResponse> {
     return new Promise((resolve) => {
-      this.pending.push(resolve);
+      const waiting = this.pending.get(leaseId);
+      if (waiting) waiting.push(resolve);
+      else this.pending.set(leaseId, [resolve]);
       this.call.write({ leaseId });
     });
   }

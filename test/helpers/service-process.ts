@@ -69,7 +69,8 @@ export interface ServiceProcess {
  * It runs under `runtime`, by default the one MCP_LOCKD_TEST_RUNTIME names.
  */
 export async function startServiceProcess(options: {
-  lockDir: string;
+  /** --lock-dir; leave it out when `extraArgs` choose another store (--store etcd ...). */
+  lockDir?: string;
   grpcListen?: string;
   httpListen?: string;
   env?: Record<string, string>;
@@ -83,8 +84,7 @@ export async function startServiceProcess(options: {
   const { command, args } = cliCommand(
     [
       "serve",
-      "--lock-dir",
-      options.lockDir,
+      ...(options.lockDir === undefined ? [] : ["--lock-dir", options.lockDir]),
       "--grpc-listen",
       options.grpcListen ?? "127.0.0.1:0",
       "--http-listen",

@@ -1,7 +1,7 @@
 import type { SystemName, Target } from "../protocol.ts";
 
 /** What a measurement needs of a system beyond taking and releasing locks. */
-export type Capability = "server" | "keepalive" | "list";
+export type Capability = "server" | "keepalive" | "list" | "etcd";
 
 export interface StartedSystem {
   target: Target;

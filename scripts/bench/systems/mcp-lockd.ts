@@ -14,10 +14,12 @@ export function binaryExists(): boolean {
 /**
  * `mcp-lockd serve` as users run it, on ephemeral loopback ports, default
  * durability. NODE_OPTIONS and MCP_LOCKD_* are left out of its environment
- * so that only the command line configures it.
+ * so that only the command line configures it. The store: lease files in
+ * `lockDir`, or with `etcd`, the etcd store on those endpoints and prefix.
  */
-export function startMcpLockd(runtime: McpLockdRuntime, lockDir: string): Promise<ServerProcess> {
-  const args = ["serve", "--lock-dir", lockDir, "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"];
+export function startMcpLockd(runtime: McpLockdRuntime, lockDir: string | { etcd: string; prefix: string }): Promise<ServerProcess> {
+  const store = typeof lockDir === "string" ? ["--lock-dir", lockDir] : ["--store", "etcd", "--etcd-endpoints", lockDir.etcd, "--etcd-prefix", lockDir.prefix];
+  const args = ["serve", ...store, "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"];
   // BENCH_MCP_LOCKD_METRICS=off measures the service without its Prometheus
   // metrics (docs/operations.md gives both; the default is on, as users run it).
   if (process.env.BENCH_MCP_LOCKD_METRICS === "off") args.push("--metrics", "off");

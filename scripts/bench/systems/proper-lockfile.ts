@@ -9,6 +9,7 @@ export const properLockfileSystem: BenchSystem = {
     server: "a library: no server process (its work is in the clients' CPU)",
     keepalive: "no leases: a held lock's mtime is refreshed by its own process; nothing to renew over a stream",
     list: "no listing: finding the holders means scanning the lock dir",
+    etcd: "a file lock: it runs on no etcd",
   },
   async start(): Promise<StartedSystem> {
     const dir = await makeTempDir("proper-lockfile-bench-");

@@ -63,9 +63,12 @@ export function analyzeHandoffs(holds: Hold[], from: number, to: number): Handof
   return result;
 }
 
-/** W3: `contenders` clients on one resource, spread over up to settings.handoffProcesses load processes. */
-export async function runHandoff(ctx: RunContext, contenders: number): Promise<void> {
-  const key = `w3-${contenders}`;
+/**
+ * W3: `contenders` clients on one resource, spread over up to
+ * settings.handoffProcesses load processes (contender i on ctx.loads[i] while
+ * there are fewer contenders than processes). Rows under `key`.
+ */
+export async function runHandoff(ctx: RunContext, contenders: number, key = `w3-${contenders}`): Promise<void> {
   const resource = `${key}-r${ctx.round}`;
   const perProcess = spreadOver(Array.from({ length: contenders }, (_, i) => i), ctx.settings.handoffProcesses);
   const run = await runSynchronized(
