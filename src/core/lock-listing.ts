@@ -11,6 +11,8 @@ export interface ListingSource {
   current(resource: string): ListedLock | undefined;
   /** Calls `onChange(resource)` whenever a resource's blocker or queue changes; returns the unsubscriber. */
   watch(onChange: (resource: string) => void): () => void;
+  /** Throws when what is tracked may be stale (a shared store cut off from its quorum): an answer must not pass for current. */
+  confirmCurrent(): Promise<void>;
 }
 
 /** Bytes around and between the entries of an answer. */
@@ -69,6 +71,7 @@ export class LockListing {
    * `include`, e.g. an access policy), in name order, joined with `framing`.
    */
   async answer(prefix: string, include?: (resource: string) => boolean, framing: ListingFraming = {}): Promise<Buffer> {
+    await this.source.confirmCurrent();
     // A stop() while this waited (the marks overflowed) means loading again.
     while (!this.loaded) await this.start();
     this.refresh();

@@ -265,9 +265,10 @@ export class LockManager {
     if (!this.loaded) await this.resyncAll();
     const now = this.clock.now();
     const held: ListedLock[] = [];
-    for (const { blocker: state, queue } of this.resources.values()) {
+    for (const record of this.resources.values()) {
+      const state = record.blocker;
       if (state === undefined || !state.resource.startsWith(prefix) || blockedUntil(state) <= now) continue;
-      held.push({ state, waiters: this.store.sharedQueue ? this.store.queuedCount(state.resource) : queue.size });
+      held.push({ state, waiters: this.listedWaiters(state.resource, record) });
     }
     return held.sort((a, b) => (a.state.resource < b.state.resource ? -1 : a.state.resource > b.state.resource ? 1 : 0));
   }
@@ -283,7 +284,11 @@ export class LockManager {
         list: () => this.list(),
         current: (resource) => {
           const record = this.resources.get(resource);
-          return record?.blocker && { state: record.blocker, waiters: record.queue.size };
+          return record?.blocker && { state: record.blocker, waiters: this.listedWaiters(resource, record) };
+        },
+        // One host: the tracked state is the lock dir's. Shared: only while the store can confirm it is current.
+        confirmCurrent: async () => {
+          if (this.store.sharedQueue) await this.store.probeWritable();
         },
         watch: (onChange) => {
           this.listingWatchers.add(onChange);
@@ -707,6 +712,11 @@ export class LockManager {
       for (const [resource, { queue }] of this.resources) if (queue.size > 0) void this.reread(resource, "read");
       this.scheduleSafetyRescan();
     });
+  }
+
+  /** A listing's waiter count: every replica's with a shared queue, else this process's queue. */
+  private listedWaiters(resource: string, record: ResourceRecord): number {
+    return this.store.sharedQueue ? this.store.queuedCount(resource) : record.queue.size;
   }
 
   /** Callers queued for `resource`: every replica's with a shared queue, else this process's. */

@@ -434,6 +434,8 @@ describe("two replicas on a three-member etcd cluster", { timeout: 80_000 }, () 
         const releaseError = await releasing;
         const outageMs = performance.now() - stoppedAt;
         assert.ok(releaseError instanceof UnavailableError, `Release without quorum answered ${String(releaseError)}`);
+        // A listing must not pass a replica's last copy off as current.
+        await assert.rejects(withTimeout(onB.list(), 20_000, "ListLocks without quorum"), UnavailableError);
 
         for (const member of stopped.splice(0)) member.resume();
         const resumedAt = performance.now();
