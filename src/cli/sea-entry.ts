@@ -1,8 +1,6 @@
 // Entry of the single executable (npm run build:binary). esbuild bundles it as
 // CommonJS, because a Node SEA runs its main script as CommonJS: so no
-// top-level await here.
-// First: sets the thread pool size before anything can start the pool.
-import "./thread-pool-size.ts";
+// top-level await here, unlike bin/mcp-lockd.js.
 import { main } from "./main.ts";
 
 main(process.argv.slice(2)).then(

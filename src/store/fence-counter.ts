@@ -3,7 +3,6 @@ import { join } from "node:path";
 import { StoreFailureError } from "../core/errors.ts";
 import { CommitConflictError } from "./commit-conflict.ts";
 import type { FileSystem } from "./file-system.ts";
-import type { GroupCommit } from "./group-commit.ts";
 import { parseFence } from "./lease-file-format.ts";
 import type { LockDirLayout } from "./lock-dir-layout.ts";
 import { toStoreError } from "./store-error.ts";
@@ -33,8 +32,6 @@ export class FenceCounter {
   constructor(
     private readonly layout: LockDirLayout,
     private readonly fs: FileSystem,
-    /** Directory fsyncs, shared with concurrent writers of the same dir. */
-    private readonly directorySyncs: GroupCommit,
   ) {}
 
   async read(resource: string): Promise<FenceState> {
@@ -71,37 +68,14 @@ export class FenceCounter {
    * first time (an entry of the lock dir) is made durable by that same fsync.
    */
   async advance(resource: string, current: FenceState, floor: number, options: { exact?: boolean; lockDirSyncFollows?: boolean } = {}): Promise<number> {
-    const { token, durable } = await this.issue(resource, current, floor, options);
-    await durable;
-    return token;
-  }
-
-  /**
-   * Like advance, but returns once the token is issued (the rename), with
-   * the fsync that makes it durable still running in `durable`: a grant
-   * writes its lease file meanwhile and commits only once `durable` has
-   * resolved, so the counter is still durable before the lease names the
-   * token, one fsync earlier.
-   */
-  async issue(
-    resource: string,
-    current: FenceState,
-    floor: number,
-    options: { exact?: boolean; lockDirSyncFollows?: boolean } = {},
-  ): Promise<{ token: number; durable: Promise<void> }> {
     const exact = options.exact ?? false;
     const token = exact ? Math.max(current.token, floor) : Math.max(current.token, floor) + 1;
     if (token > Number.MAX_SAFE_INTEGER) {
       throw new StoreFailureError(`the fencing counter of ${resource} is exhausted`, this.layout.fenceFile(resource));
     }
-    if (current.kind !== "directory") {
-      await this.create(resource, current, token, options.lockDirSyncFollows ?? false);
-      return { token, durable: Promise.resolve() };
-    }
-    await this.renameToken(resource, current.token, token);
-    const durable = this.sync(this.layout.fenceFile(resource));
-    durable.catch(() => {}); // handled by whoever awaits it; never an unhandled rejection meanwhile
-    return { token, durable };
+    if (current.kind === "directory") await this.renameToken(resource, current.token, token);
+    else await this.create(resource, current, token, options.lockDirSyncFollows ?? false);
+    return token;
   }
 
   /** True when `token` is still the last one issued (nobody issued a later one). */
@@ -124,6 +98,7 @@ export class FenceCounter {
         throw toStoreError("advancing the fencing counter", dir, err);
       }
     }
+    await this.sync(dir);
   }
 
   /**
@@ -205,7 +180,7 @@ export class FenceCounter {
 
   private async sync(dir: string): Promise<void> {
     try {
-      await this.directorySyncs.sync(dir);
+      await this.fs.syncDirectory(dir);
     } catch (err) {
       throw toStoreError("syncing the fencing counter", dir, err);
     }

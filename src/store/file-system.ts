@@ -1,6 +1,5 @@
 import * as fs from "node:fs";
 import type { FSWatcher } from "node:fs";
-import { promisify } from "node:util";
 
 /**
  * The file operations LeaseFileStore uses, injectable so tests can make any of
@@ -67,189 +66,166 @@ function regularFile(stat: fs.BigIntStats, path: string): fs.BigIntStats {
 
 const ABSENT_PATH: PathInfo = { kind: "absent", mtimeMs: 0 };
 
-function pathInfoOf(stat: fs.BigIntStats): PathInfo {
+function pathInfoOf(stat: fs.BigIntStats | undefined): PathInfo {
+  if (stat === undefined) return ABSENT_PATH;
   const kind = stat.isFile() ? "file" : stat.isDirectory() ? "directory" : "other";
   return { kind, mtimeMs: msOf(stat.mtimeNs) };
 }
 
-/**
- * The system calls the file operations are made of. Each is either a
- * synchronous call or a round trip to libuv's thread pool (see
- * fileSystemOver); fsync is always on the pool, since it waits for the disk.
- */
-interface SystemCalls {
-  open(path: string, flags: string | number, mode?: number): Promise<number>;
-  fstat(fd: number): Promise<fs.BigIntStats>;
-  fsync(fd: number): Promise<void>;
-  read(fd: number, buffer: Buffer, length: number): Promise<number>;
-  write(fd: number, buffer: Buffer, offset: number, length: number): Promise<number>;
-  /** Nobody waits for a close: the caller is done with the descriptor either way. */
-  close(fd: number): void;
-  lstat(path: string): Promise<fs.BigIntStats>;
-  stat(path: string): Promise<fs.BigIntStats>;
-  rename(from: string, to: string): Promise<void>;
-  link(from: string, to: string): Promise<void>;
-  unlink(path: string): Promise<void>;
-  mkdir(path: string, recursive: boolean): Promise<void>;
-  rmdir(path: string): Promise<void>;
-  readdir(path: string): Promise<string[]>;
-}
-
-/** One thread-pool round trip per call (the callback API: fewer round trips than FileHandle's). */
-const poolCalls: SystemCalls = {
-  open: promisify(fs.open) as SystemCalls["open"],
-  fstat: (fd) => promisify(fs.fstat)(fd, { bigint: true }) as Promise<fs.BigIntStats>,
-  fsync: promisify(fs.fsync),
-  read: async (fd, buffer, length) => (await promisify(fs.read)(fd, buffer, 0, length, null)).bytesRead,
-  write: async (fd, buffer, offset, length) => (await promisify(fs.write)(fd, buffer, offset, length)).bytesWritten,
-  close: (fd) => fs.close(fd, () => {}),
-  lstat: (path) => fs.promises.lstat(path, { bigint: true }),
-  stat: (path) => fs.promises.stat(path, { bigint: true }),
-  rename: (from, to) => fs.promises.rename(from, to),
-  link: (from, to) => fs.promises.link(from, to),
-  unlink: (path) => fs.promises.unlink(path),
-  mkdir: async (path, recursive) => {
-    await fs.promises.mkdir(path, { recursive });
-  },
-  rmdir: (path) => fs.promises.rmdir(path),
-  readdir: (path) => fs.promises.readdir(path),
-};
-
-/** Synchronous calls, microseconds each on a local disk; fsync, a disk wait, still goes to the pool. */
-const synchronousCalls: SystemCalls = {
-  open: async (path, flags, mode) => fs.openSync(path, flags, mode),
-  fstat: async (fd) => fs.fstatSync(fd, { bigint: true }),
-  fsync: poolCalls.fsync,
-  read: async (fd, buffer, length) => fs.readSync(fd, buffer, 0, length, null),
-  write: async (fd, buffer, offset, length) => fs.writeSync(fd, buffer, offset, length),
-  close: (fd) => {
+// The default implementation makes synchronous calls behind the async
+// interface. Each call takes microseconds on a local disk (an fsync a fraction
+// of a millisecond), and measured here a synchronous durable write costs about
+// half of the same through fs.promises, whose thread-pool round trips dominate.
+// See docs/performance.md.
+export const nodeFileSystem: FileSystem = {
+  readFileWithMtime: async (path) => {
+    const before = OPEN_MAY_FOLLOW_LINKS ? regularFile(fs.lstatSync(path, { bigint: true }), path) : undefined;
+    const fd = fs.openSync(path, READ_NO_FOLLOW);
     try {
+      const stat = sameFile(regularFile(fs.fstatSync(fd, { bigint: true }), path), before, path);
+      return { text: fs.readFileSync(fd, "utf8"), mtimeMs: msOf(stat.mtimeNs), identity: identityOf(stat) };
+    } finally {
       fs.closeSync(fd);
-    } catch {
-      // as with the pool's close: nothing the caller could do about it
     }
   },
-  lstat: async (path) => fs.lstatSync(path, { bigint: true }),
-  stat: async (path) => fs.statSync(path, { bigint: true }),
+  writeNewFileSynced: async (path, data) => {
+    const fd = fs.openSync(path, "wx", 0o644);
+    try {
+      fs.writeFileSync(fd, data, "utf8");
+      fs.fsyncSync(fd);
+      return identityOf(fs.fstatSync(fd, { bigint: true }));
+    } finally {
+      fs.closeSync(fd);
+    }
+  },
   rename: async (from, to) => fs.renameSync(from, to),
   link: async (from, to) => fs.linkSync(from, to),
   unlink: async (path) => fs.unlinkSync(path),
-  mkdir: async (path, recursive) => {
-    fs.mkdirSync(path, { recursive });
+  makeDirectory: async (path) => fs.mkdirSync(path),
+  removeDirectory: async (path) => fs.rmdirSync(path),
+  inspect: async (path) => pathInfoOf(fs.lstatSync(path, { bigint: true, throwIfNoEntry: false })),
+  syncDirectory: async (path) => {
+    const fd = fs.openSync(path, "r");
+    try {
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
   },
-  rmdir: async (path) => fs.rmdirSync(path),
+  mkdir: async (path) => {
+    fs.mkdirSync(path, { recursive: true });
+  },
   readdir: async (path) => fs.readdirSync(path),
+  identity: async (path) => {
+    const stat = fs.statSync(path, { bigint: true, throwIfNoEntry: false });
+    return stat === undefined ? ABSENT : identityOf(stat);
+  },
+  watch(path, onEvent, onError) {
+    const watcher = fs.watch(path, { persistent: false }, (_event, filename) => onEvent(filename ?? null));
+    watcher.on("error", onError);
+    return watcher;
+  },
 };
 
 /**
- * The file operations over `calls()`, chosen afresh by each operation: one
- * implementation whichever way the calls are made. The calls a caller waits
- * for are kept few, because each pool round trip costs tens of microseconds
- * on an idle machine and far more on a busy one: closes are not waited for,
- * and an fstat runs beside the fsync it does not depend on. Directory fsyncs
- * shared between concurrent writers are the store's business
- * (group-commit.ts), not this layer's.
+ * The same operations on libuv's thread pool, for work nobody is waiting for
+ * (pushing out renewal horizons): a caller on the event loop must not be held
+ * up by a background fsync.
  */
-function fileSystemOver(calls: () => SystemCalls): FileSystem {
-  return {
-    readFileWithMtime: async (path) => {
-      const c = calls();
-      const before = OPEN_MAY_FOLLOW_LINKS ? regularFile(await c.lstat(path), path) : undefined;
-      const fd = await c.open(path, READ_NO_FOLLOW);
-      try {
-        // Checked before reading: a special file (a FIFO, a device) is never read.
-        const stat = sameFile(regularFile(await c.fstat(fd), path), before, path);
-        return { text: await readAll(c, fd, Number(stat.size)), mtimeMs: msOf(stat.mtimeNs), identity: identityOf(stat) };
-      } finally {
-        c.close(fd);
-      }
-    },
-    writeNewFileSynced: async (path, data) => {
-      const c = calls();
-      const fd = await c.open(path, "wx", 0o644);
-      try {
-        await writeAll(c, fd, Buffer.from(data, "utf8"));
-        // fsync changes neither inode, mtime nor size: the identity can be read beside it.
-        const [stat] = await Promise.all([c.fstat(fd), c.fsync(fd)]);
-        return identityOf(stat);
-      } finally {
-        c.close(fd);
-      }
-    },
-    rename: (from, to) => calls().rename(from, to),
-    link: (from, to) => calls().link(from, to),
-    unlink: (path) => calls().unlink(path),
-    makeDirectory: (path) => calls().mkdir(path, false),
-    removeDirectory: (path) => calls().rmdir(path),
-    inspect: (path) => unlessAbsent(calls().lstat(path).then(pathInfoOf), ABSENT_PATH),
-    syncDirectory: async (path) => {
-      const c = calls();
-      const fd = await c.open(path, "r");
-      try {
-        await c.fsync(fd);
-      } finally {
-        c.close(fd);
-      }
-    },
-    mkdir: (path) => calls().mkdir(path, true),
-    readdir: (path) => calls().readdir(path),
-    identity: (path) => unlessAbsent(calls().stat(path).then(identityOf), ABSENT),
-    watch(path, onEvent, onError) {
-      const watcher = fs.watch(path, { persistent: false }, (_event, filename) => onEvent(filename ?? null));
-      watcher.on("error", onError);
-      return watcher;
-    },
-  };
-}
+export const threadPoolFileSystem: FileSystem = {
+  readFileWithMtime: async (path) => {
+    const before = OPEN_MAY_FOLLOW_LINKS ? regularFile(await fs.promises.lstat(path, { bigint: true }), path) : undefined;
+    const handle = await fs.promises.open(path, READ_NO_FOLLOW);
+    try {
+      const stat = sameFile(regularFile(await handle.stat({ bigint: true }), path), before, path);
+      return { text: await handle.readFile("utf8"), mtimeMs: msOf(stat.mtimeNs), identity: identityOf(stat) };
+    } finally {
+      await handle.close();
+    }
+  },
+  writeNewFileSynced: async (path, data) => {
+    const handle = await fs.promises.open(path, "wx", 0o644);
+    try {
+      await handle.writeFile(data, "utf8");
+      await handle.sync();
+      return identityOf(await handle.stat({ bigint: true }));
+    } finally {
+      await handle.close();
+    }
+  },
+  rename: (from, to) => fs.promises.rename(from, to),
+  link: (from, to) => fs.promises.link(from, to),
+  unlink: (path) => fs.promises.unlink(path),
+  makeDirectory: async (path) => {
+    await fs.promises.mkdir(path);
+  },
+  removeDirectory: (path) => fs.promises.rmdir(path),
+  inspect: async (path) => {
+    try {
+      return pathInfoOf(await fs.promises.lstat(path, { bigint: true }));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return ABSENT_PATH;
+      throw err;
+    }
+  },
+  syncDirectory: (path) => coalescedDirectorySync(path),
+  mkdir: async (path) => {
+    await fs.promises.mkdir(path, { recursive: true });
+  },
+  readdir: (path) => fs.promises.readdir(path),
+  identity: async (path) => {
+    try {
+      return identityOf(await fs.promises.stat(path, { bigint: true }));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return ABSENT;
+      throw err;
+    }
+  },
+  watch: (path, onEvent, onError) => nodeFileSystem.watch(path, onEvent, onError),
+};
 
-/**
- * Every call on libuv's thread pool, never a synchronous call on the event
- * loop (the pool's size is set at start by src/cli/thread-pool-size.ts).
- * Background work of the store and every test's file system use it.
- */
-export const nodeFileSystem: FileSystem = fileSystemOver(() => poolCalls);
-
-/**
- * The lease-file store's own file system (issue 12): while `alone()` says
- * that the caller's operation is the only one in flight, its calls other
- * than fsync are synchronous, so a lone operation (one client; a hand-over
- * between the waiters of one resource) pays no pool round trip per call,
- * and a request that arrives meanwhile waits only until the lone operation
- * next waits for the pool (its next fsync); as soon as another operation is
- * in flight, every call goes to the pool, so independent resources proceed
- * side by side. fsyncs (disk waits) always go to the pool.
- */
-export function adaptiveFileSystem(alone: () => boolean): FileSystem {
-  return fileSystemOver(() => (alone() ? synchronousCalls : poolCalls));
-}
-
-/** What `call` gives, or `absent` when there is nothing at its path (ENOENT). */
-async function unlessAbsent<T>(call: Promise<T>, absent: T): Promise<T> {
+async function syncDirectoryOnce(path: string): Promise<void> {
+  const handle = await fs.promises.open(path, "r");
   try {
-    return await call;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return absent;
-    throw err;
+    await handle.sync();
+  } finally {
+    await handle.close();
   }
 }
 
-async function readAll(c: SystemCalls, fd: number, expected: number): Promise<string> {
-  const chunks: Buffer[] = [];
-  for (let size = Math.max(expected + 1, 512); ; size = 64 * 1024) {
-    const chunk = Buffer.allocUnsafe(size);
-    const bytesRead = await c.read(fd, chunk, size);
-    if (bytesRead === 0) break;
-    chunks.push(chunk.subarray(0, bytesRead));
-    // One byte more than the size was asked for: fewer came back, so that was the end.
-    if (bytesRead < size) break;
-  }
-  return Buffer.concat(chunks).toString("utf8");
+interface DirectorySync {
+  running: Promise<void>;
+  /** The fsync that starts when `running` ends, shared by everyone who asked meanwhile. */
+  next?: Promise<void>;
 }
 
-async function writeAll(c: SystemCalls, fd: number, data: Buffer): Promise<void> {
-  for (let offset = 0; offset < data.length; ) {
-    offset += await c.write(fd, data, offset, data.length - offset);
-  }
+const directorySyncs = new Map<string, DirectorySync>();
+
+/**
+ * Group commit for directory fsyncs: a caller's rename is durable once an
+ * fsync of the dir that *started after* the rename has finished. While one
+ * runs, later callers share the single next one instead of queueing an fsync
+ * each, so concurrent background writes cost one directory fsync per batch.
+ */
+function coalescedDirectorySync(path: string): Promise<void> {
+  const current = directorySyncs.get(path);
+  if (current === undefined) return startDirectorySync(path);
+  // The running fsync may have started before our rename: wait for the next.
+  current.next ??= current.running.then(
+    () => startDirectorySync(path),
+    () => startDirectorySync(path),
+  );
+  return current.next;
+}
+
+function startDirectorySync(path: string): Promise<void> {
+  const entry: DirectorySync = { running: syncDirectoryOnce(path) };
+  directorySyncs.set(path, entry);
+  const forget = () => {
+    if (directorySyncs.get(path) === entry && entry.next === undefined) directorySyncs.delete(path);
+  };
+  entry.running.then(forget, forget);
+  return entry.running;
 }
 
 /** The identity of a file that does not exist. */

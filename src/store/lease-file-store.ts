@@ -8,8 +8,7 @@ import { StoreFailureError } from "../core/errors.ts";
 import type { AcquireOutcome, HandOverOutcome, LeaseStore } from "../core/lease-store.ts";
 import { CommitConflictError } from "./commit-conflict.ts";
 import { FenceCounter } from "./fence-counter.ts";
-import { ABSENT, adaptiveFileSystem, nodeFileSystem, type FileSystem } from "./file-system.ts";
-import { GroupCommit } from "./group-commit.ts";
+import { ABSENT, nodeFileSystem, threadPoolFileSystem, type FileSystem } from "./file-system.ts";
 import { Guard, type GuardHold } from "./guard.ts";
 import { HorizonRewrites } from "./horizon-rewrites.ts";
 import { parseLease, serializeLease, tokenOfAnyLeaseText } from "./lease-file-format.ts";
@@ -32,7 +31,10 @@ const MAX_COMMIT_ATTEMPTS = 5;
 
 export interface LeaseFileStoreOptions {
   dir: string;
-  /** Injected by tests (faults, stalls, recording the order of calls). */
+  /**
+   * Injected by tests (faults); it then also serves the writes made off the
+   * event loop, which otherwise go through the thread pool (see background).
+   */
   fs?: FileSystem;
   /** Told when a guard is broken or a left-over file removed. */
   onWarning?: (message: string) => void;
@@ -54,15 +56,20 @@ interface LeaseFileRead {
   token: number;
 }
 
+interface StoreIo {
+  fs: FileSystem;
+  guard: Guard;
+  fence: FenceCounter;
+}
+
 /** Leases as JSON files in a directory: the file protocol of docs/protocol.md. */
 export class LeaseFileStore implements LeaseStore {
   readonly location: string;
   private readonly layout: LockDirLayout;
   private readonly fs: FileSystem;
-  private readonly guard: Guard;
-  private readonly fence: FenceCounter;
-  /** Directory fsyncs shared by concurrent writers (group commit). */
-  private readonly directorySyncs: GroupCommit;
+  /** The event loop's file calls, and the thread pool's for work nobody waits for. */
+  private readonly io: StoreIo;
+  private readonly background: StoreIo;
   private readonly warn: (message: string) => void;
   private readonly pauseHook?: PauseHook;
   private readonly host = hostname();
@@ -73,25 +80,24 @@ export class LeaseFileStore implements LeaseStore {
   private readonly horizons: HorizonRewrites;
   private readonly clock: Clock;
   private stopSweeping: (() => void) | undefined;
-  /** Operations running now, and listings among them (see adaptiveFileSystem). */
-  private operationsInFlight = 0;
-  private listingsInFlight = 0;
 
   constructor(options: LeaseFileStoreOptions) {
     this.layout = new LockDirLayout(options.dir);
     this.location = options.dir;
-    // A lone operation makes synchronous calls (but for fsyncs); as soon as
-    // another is in flight, or a listing (thousands of reads) runs, every
-    // call goes to the thread pool, so resources never wait for each other.
-    this.fs = options.fs ?? adaptiveFileSystem(() => this.operationsInFlight <= 1 && this.listingsInFlight === 0);
+    this.fs = options.fs ?? nodeFileSystem;
     this.warn = options.onWarning ?? (() => {});
     this.pauseHook = options.pauseHook;
     const clock = (this.clock = options.clock ?? systemClock);
-    const fs = this.fs;
-    this.directorySyncs = new GroupCommit((dir) => fs.syncDirectory(dir));
-    this.guard = new Guard(fs, clock, this.warn, () => this.open(), options.pauseHook);
-    this.fence = new FenceCounter(this.layout, fs, this.directorySyncs);
-    this.sweeper = new TempFileSweeper(this.layout, options.fs ?? nodeFileSystem, clock, this.warn);
+    const ioOf = (fs: FileSystem): StoreIo => ({
+      fs,
+      guard: new Guard(fs, clock, this.warn, () => this.open(), options.pauseHook),
+      fence: new FenceCounter(this.layout, fs),
+    });
+    this.io = ioOf(this.fs);
+    // Writes nobody on the event loop should wait for (horizon rewrites,
+    // renewals that must write, health probes) use the thread pool.
+    this.background = options.fs !== undefined ? this.io : ioOf(threadPoolFileSystem);
+    this.sweeper = new TempFileSweeper(this.layout, this.background.fs, clock, this.warn);
     this.horizons = new HorizonRewrites((resource, hash) => this.refreshHorizon(resource, hash), this.warn);
   }
 
@@ -115,8 +121,8 @@ export class LeaseFileStore implements LeaseStore {
     return this.horizons.idle();
   }
 
-  read(resource: string): Promise<ResourceState> {
-    return this.counted(async () => (await this.readLeaseFile(resource)).state);
+  async read(resource: string): Promise<ResourceState> {
+    return (await this.readLeaseFile(resource, this.fs)).state;
   }
 
   /**
@@ -124,18 +130,18 @@ export class LeaseFileStore implements LeaseStore {
    * file (a link, a directory, a socket) is unreadable, never free, and its
    * reason names the problem, never what the file says.
    */
-  private async readLeaseFile(resource: string): Promise<LeaseFileRead> {
+  private async readLeaseFile(resource: string, fs: FileSystem): Promise<LeaseFileRead> {
     const path = this.layout.leaseFile(resource);
     let file: { text: string; mtimeMs: number; identity: string };
     try {
-      file = await this.fs.readFileWithMtime(path);
+      file = await fs.readFileWithMtime(path);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === "ENOENT") {
         this.promises.forget(resource);
         return { state: { kind: "free", resource }, identity: ABSENT, token: 0 };
       }
-      if (code === "ELOOP" || code === "EISDIR" || code === "ENOTREG") return this.notARegularFile(resource, path);
+      if (code === "ELOOP" || code === "EISDIR" || code === "ENOTREG") return this.notARegularFile(resource, path, fs);
       throw toStoreError("reading the lease file", path, err);
     }
     // "absent" is the one identity that repeats: once someone else's file has
@@ -150,24 +156,15 @@ export class LeaseFileStore implements LeaseStore {
     return { state: unreadable(resource, file.mtimeMs, parsed), identity: file.identity, token };
   }
 
-  private async notARegularFile(resource: string, path: string): Promise<LeaseFileRead> {
+  private async notARegularFile(resource: string, path: string, fs: FileSystem): Promise<LeaseFileRead> {
     this.promises.forget(resource);
-    const found = await this.fs.inspect(path).catch(() => undefined);
+    const found = await fs.inspect(path).catch(() => undefined);
     const what = found?.kind === "directory" ? "a directory" : found?.kind === "other" ? "a symbolic link or special file" : "not a regular file";
-    const identity = await this.fs.identity(path).catch(() => `unknown:${this.clock.now()}`);
+    const identity = await fs.identity(path).catch(() => `unknown:${this.clock.now()}`);
     return { state: unreadable(resource, found?.mtimeMs ?? this.clock.now(), `the lease path is ${what}`), identity, token: 0 };
   }
 
   async list(): Promise<BlockingState[]> {
-    this.listingsInFlight++;
-    try {
-      return await this.listAll();
-    } finally {
-      this.listingsInFlight--;
-    }
-  }
-
-  private async listAll(): Promise<BlockingState[]> {
     let entries: string[];
     try {
       entries = await this.fs.readdir(this.layout.dir);
@@ -185,9 +182,9 @@ export class LeaseFileStore implements LeaseStore {
   }
 
   acquire(resource: string, grant: LeaseGrant): Promise<AcquireOutcome> {
-    return this.guarded(resource, async (hold) => {
+    return this.guarded(resource, this.io, async (hold) => {
       const now = this.clock.now();
-      const read = await this.readLeaseFile(resource);
+      const read = await this.readLeaseFile(resource, this.fs);
       const current = read.state;
       if (current.kind !== "free" && blockedUntil(current) > now) return { blocked: current };
       return { granted: await this.writeGrant(hold, resource, grant, now, read) };
@@ -200,13 +197,13 @@ export class LeaseFileStore implements LeaseStore {
    * the hand-over costs one durable write instead of an unlink plus a grant.
    */
   handOver(resource: string, leaseIdHash: string, next: LeaseGrant): Promise<HandOverOutcome> {
-    return this.guarded(resource, async (hold) => {
+    return this.guarded(resource, this.io, async (hold) => {
       const now = this.clock.now();
-      const read = await this.readLeaseFile(resource);
+      const read = await this.readLeaseFile(resource, this.fs);
       const current = read.state;
       if (current.kind !== "held" || current.lease.leaseIdHash !== leaseIdHash) return { released: false };
       if (current.lease.expiresAt <= now) {
-        await this.removeLease(hold, resource, read.identity);
+        await this.removeLease(hold, resource, read.identity, this.io);
         return { released: false };
       }
       try {
@@ -215,9 +212,9 @@ export class LeaseFileStore implements LeaseStore {
         if (err instanceof CommitConflictError) throw err;
         // The release still happens; the next waiter gets the error from its own attempt.
         this.warn(`handing ${resource} over failed (${(err as Error).message}); releasing it instead`);
-        const after = await this.readLeaseFile(resource);
+        const after = await this.readLeaseFile(resource, this.fs);
         if (after.state.kind === "held" && after.state.lease.leaseIdHash === leaseIdHash) {
-          await this.removeLease(hold, resource, after.identity);
+          await this.removeLease(hold, resource, after.identity, this.io);
         }
         return { released: true };
       }
@@ -229,15 +226,14 @@ export class LeaseFileStore implements LeaseStore {
    * the new lease file over exactly what `read` saw; the guard is held.
    */
   private async writeGrant(hold: GuardHold, resource: string, grant: LeaseGrant, now: number, read: LeaseFileRead): Promise<LeaseRecord> {
-    const fence = await this.fence.read(resource);
+    const fence = await this.io.fence.read(resource);
     if (fence.kind === "file") {
       this.warn(`${resource}: converting a version 1 fencing counter; a version 1 participant must not run beside this one (docs/protocol.md §9)`);
     }
     // The counter moves first: if we stop before the lease file, the next
-    // token is still higher than any token a holder ever saw. Its fsync runs
-    // beside the lease's temp file and ends before the commit; commitLease
-    // fsyncs the lock dir before the grant is answered.
-    const { token: fencingToken, durable } = await this.fence.issue(resource, fence, read.token, { lockDirSyncFollows: true });
+    // token is still higher than any token a holder ever saw.
+    // commitLease fsyncs the lock dir before the grant is answered.
+    const fencingToken = await this.io.fence.advance(resource, fence, read.token, { lockDirSyncFollows: true });
     const onDisk: LeaseRecord = {
       resource,
       holder: grant.holder,
@@ -250,7 +246,7 @@ export class LeaseFileStore implements LeaseStore {
       pid: process.pid,
       hostname: this.host,
     };
-    const identity = await this.commitLease(hold, resource, serializeLease(onDisk, now), read.identity, fencingToken, durable);
+    const identity = await this.commitLease(hold, resource, serializeLease(onDisk, now), read.identity, this.io, fencingToken);
     return this.promises.wrote(identity, onDisk, now + grant.ttlMs);
   }
 
@@ -261,19 +257,23 @@ export class LeaseFileStore implements LeaseStore {
    * new horizon under the guard.
    */
   async renew(resource: string, leaseIdHash: string): Promise<LeaseRecord | undefined> {
-    const identity = await this.counted(() => this.leaseFileIdentity(resource));
+    const identity = await this.leaseFileIdentity(resource);
     const extended = identity && this.promises.extend(resource, leaseIdHash, identity, this.clock.now());
     if (extended) {
       this.scheduleHorizonIfDue(resource, leaseIdHash);
       return extended;
     }
-    const renewed = await this.guarded(resource, async (hold) => {
+    // A renewal that must write does so on the thread pool: when the disk is
+    // slow (a burst of them after the background rewrites fell behind), the
+    // renewals that need no write keep being answered meanwhile.
+    const io = this.background;
+    const renewed = await this.guarded(resource, io, async (hold) => {
       const now = this.clock.now();
-      const read = await this.readLeaseFile(resource);
+      const read = await this.readLeaseFile(resource, io.fs);
       const current = read.state;
       if (!isLiveLeaseOf(current, leaseIdHash, now)) return undefined;
       const onDisk = { ...current.lease, expiresAt: horizonFor(now, current.lease.ttlMs) };
-      const written = await this.commitLease(hold, resource, serializeLease(onDisk, now), read.identity);
+      const written = await this.commitLease(hold, resource, serializeLease(onDisk, now), read.identity, io);
       return this.promises.wrote(written, onDisk, now + current.lease.ttlMs);
     });
     if (renewed) this.scheduleHorizonIfDue(resource, leaseIdHash);
@@ -287,13 +287,15 @@ export class LeaseFileStore implements LeaseStore {
 
   /**
    * Rewrites our own live lease's file with a later horizon, keeping what the
-   * holder was promised, in the background: renewals keep being answered
+   * holder was promised, on the thread pool: renewals keep being answered
    * from memory meanwhile. Does nothing if the guard is busy, the file changed
    * since our last write (the next renewal then reads it) or is no longer due.
    */
   private async refreshHorizon(resource: string, leaseIdHash: string): Promise<void> {
+    const io = this.background;
     await this.guarded(
       resource,
+      io,
       async (hold) => {
         const now = this.clock.now();
         const due = this.promises.dueForRefresh(resource, leaseIdHash, now);
@@ -301,7 +303,7 @@ export class LeaseFileStore implements LeaseStore {
         const onDisk = { ...due.onDisk, expiresAt: horizonFor(now, due.onDisk.ttlMs) };
         let written: string;
         try {
-          written = await this.commitLease(hold, resource, serializeLease(onDisk, now), due.identity);
+          written = await this.commitLease(hold, resource, serializeLease(onDisk, now), due.identity, io);
         } catch (err) {
           // Not ours any more: the next renewal reads the file and finds out.
           if (err instanceof CommitConflictError) return;
@@ -314,20 +316,20 @@ export class LeaseFileStore implements LeaseStore {
   }
 
   release(resource: string, leaseIdHash: string): Promise<boolean> {
-    return this.guarded(resource, async (hold) => {
+    return this.guarded(resource, this.io, async (hold) => {
       const now = this.clock.now();
-      const read = await this.readLeaseFile(resource);
+      const read = await this.readLeaseFile(resource, this.fs);
       const current = read.state;
       if (current.kind !== "held" || current.lease.leaseIdHash !== leaseIdHash) return false;
-      await this.removeLease(hold, resource, read.identity);
+      await this.removeLease(hold, resource, read.identity, this.io);
       return current.lease.expiresAt > now;
     });
   }
 
   /** See LeaseStore.forceRemove: an operator's ForceRelease, for any holder. */
   forceRemove(resource: string): Promise<BlockingState | undefined> {
-    return this.guarded(resource, async (hold) => {
-      const read = await this.readLeaseFile(resource);
+    return this.guarded(resource, this.io, async (hold) => {
+      const read = await this.readLeaseFile(resource, this.fs);
       if (read.state.kind === "free") return undefined;
       await this.removeKeepingToken(hold, resource, read);
       return read.state;
@@ -335,9 +337,9 @@ export class LeaseFileStore implements LeaseStore {
   }
 
   reclaimIfExpired(resource: string): Promise<ResourceState> {
-    return this.guarded(resource, async (hold) => {
+    return this.guarded(resource, this.io, async (hold) => {
       const now = this.clock.now();
-      const read = await this.readLeaseFile(resource);
+      const read = await this.readLeaseFile(resource, this.fs);
       const current = read.state;
       if (current.kind === "free" || blockedUntil(current) > now) return current;
       await this.removeKeepingToken(hold, resource, read);
@@ -353,19 +355,15 @@ export class LeaseFileStore implements LeaseStore {
    * guard is taken: the probe touches no resource. The dir is not created: a
    * missing lock dir is worth reporting.
    */
-  probeWritable(): Promise<void> {
-    return this.counted(() => this.probeOnce());
-  }
-
-  private async probeOnce(): Promise<void> {
+  async probeWritable(): Promise<void> {
     const path = this.layout.probeFile(randomBytes(6).toString("hex"));
     try {
-      await this.fs.writeNewFileSynced(path, "");
+      await this.background.fs.writeNewFileSynced(path, "");
     } catch (err) {
       throw toStoreError("probing that the lock dir is writable", path, err);
     }
     try {
-      await this.fs.unlink(path);
+      await this.background.fs.unlink(path);
     } catch (err) {
       throw toStoreError("removing the probe file", path, err);
     }
@@ -431,31 +429,15 @@ export class LeaseFileStore implements LeaseStore {
    * link(), which fails rather than replace a lease someone made meanwhile.
    * Returns the identity of the new R.lock.
    */
-  private async commitLease(
-    hold: GuardHold,
-    resource: string,
-    text: string,
-    expected: string,
-    token?: number,
-    counterDurable?: Promise<void>,
-  ): Promise<string> {
-    const fs = this.fs;
+  private async commitLease(hold: GuardHold, resource: string, text: string, expected: string, io: StoreIo, token?: number): Promise<string> {
+    const { fs } = io;
     const path = this.layout.leaseFile(resource);
     const temp = this.layout.tempFileFor(resource, randomBytes(6).toString("hex"));
-    const writing = fs.writeNewFileSynced(temp, text);
-    if (counterDurable !== undefined) {
-      // A grant's counter fsync runs beside the lease's own write; both end before the checks.
-      const [counter] = await Promise.allSettled([counterDurable, writing]);
-      if (counter.status === "rejected") {
-        await writing.then(() => fs.unlink(temp)).catch(() => {});
-        throw counter.reason;
-      }
-    }
     let identity: string;
     try {
-      identity = await writing;
+      identity = await fs.writeNewFileSynced(temp, text);
       this.pauseHook?.("temp", resource);
-      await this.checkCommit(hold, resource, expected, token);
+      await this.checkCommit(hold, resource, expected, io, token);
       this.pauseHook?.("commit", resource);
       if (expected === ABSENT) await fs.link(temp, path);
       else await fs.rename(temp, path);
@@ -468,18 +450,15 @@ export class LeaseFileStore implements LeaseStore {
       await this.noteOwnChange(resource);
       throw toStoreError("writing", path, err);
     }
-    // The lease keeps its inode under its own name; the temp name goes. Nobody
-    // waits for that: a temp name left by a crash is swept (docs/protocol.md §1).
-    if (expected === ABSENT) void fs.unlink(temp).catch(() => {});
+    // The lease keeps its inode under its own name; the temp name goes.
+    if (expected === ABSENT) await fs.unlink(temp).catch(() => {});
     this.noteOwn(resource, identity);
     try {
-      // Group commit: one fsync, started after our link or rename, serves
-      // every concurrent writer whose change came before it started.
-      await this.directorySyncs.sync(this.layout.dir);
+      await fs.syncDirectory(this.layout.dir);
     } catch (err) {
       // Not durable, so the caller is told it failed and never learns the
       // lease id: a file left in place would hold the resource for nobody.
-      await this.removeLease(hold, resource, identity).catch(() => {});
+      await this.removeLease(hold, resource, identity, io).catch(() => {});
       throw toStoreError("syncing the lock dir after writing", path, err);
     }
     return identity;
@@ -491,20 +470,20 @@ export class LeaseFileStore implements LeaseStore {
    * or restored by hand): a token that may have been issued stays issued.
    */
   private async removeKeepingToken(hold: GuardHold, resource: string, read: LeaseFileRead): Promise<void> {
-    const fence = await this.fence.read(resource);
-    if (read.token > fence.token) await this.fence.advance(resource, fence, read.token, { exact: true });
-    await this.removeLease(hold, resource, read.identity);
+    const fence = await this.io.fence.read(resource);
+    if (read.token > fence.token) await this.io.fence.advance(resource, fence, read.token, { exact: true });
+    await this.removeLease(hold, resource, read.identity, this.io);
   }
 
   /** Removes R.lock if it is still exactly the version `expected` (the commit rule, for unlink). */
-  private async removeLease(hold: GuardHold, resource: string, expected: string): Promise<void> {
+  private async removeLease(hold: GuardHold, resource: string, expected: string, io: StoreIo): Promise<void> {
     this.promises.forget(resource);
     const path = this.layout.leaseFile(resource);
     if (expected === ABSENT) return;
-    await this.checkCommit(hold, resource, expected);
+    await this.checkCommit(hold, resource, expected, io);
     this.pauseHook?.("commit", resource);
     try {
-      await this.fs.unlink(path);
+      await io.fs.unlink(path);
       this.noteOwn(resource, ABSENT);
     } catch (err) {
       await this.noteOwnChange(resource);
@@ -517,17 +496,18 @@ export class LeaseFileStore implements LeaseStore {
    * remains between the checks and the commit is the few instructions to the
    * system call (docs/protocol.md §4, "What remains").
    */
-  private async checkCommit(hold: GuardHold, resource: string, expected: string, token?: number): Promise<void> {
+  private async checkCommit(hold: GuardHold, resource: string, expected: string, io: StoreIo, token?: number): Promise<void> {
     const path = this.layout.leaseFile(resource);
-    // Both checks at once (one thread-pool round trip), then the deadline.
-    const [now, tokenStill] = await Promise.all([
-      this.fs.identity(path).catch((err: unknown) => {
-        throw toStoreError("checking the lease file before writing", path, err);
-      }),
-      token === undefined ? true : this.fence.isStill(resource, token),
-    ]);
+    let now: string;
+    try {
+      now = await io.fs.identity(path);
+    } catch (err) {
+      throw toStoreError("checking the lease file before writing", path, err);
+    }
     if (now !== expected) throw new CommitConflictError(`${path} changed since it was read`);
-    if (!tokenStill) throw new CommitConflictError(`a fencing token above ${token} was issued for ${resource} meanwhile`);
+    if (token !== undefined && !(await io.fence.isStill(resource, token))) {
+      throw new CommitConflictError(`a fencing token above ${token} was issued for ${resource} meanwhile`);
+    }
     hold.checkDeadline();
   }
 
@@ -558,17 +538,7 @@ export class LeaseFileStore implements LeaseStore {
   private async isOwnChange(resource: string): Promise<boolean> {
     const own = this.ownChanges.get(resource);
     if (own === undefined) return false;
-    return (await this.counted(() => this.leaseFileIdentity(resource))) === own;
-  }
-
-  /** Runs `work` as an operation in flight (see adaptiveFileSystem). */
-  private async counted<T>(work: () => Promise<T>): Promise<T> {
-    this.operationsInFlight++;
-    try {
-      return await work();
-    } finally {
-      this.operationsInFlight--;
-    }
+    return (await this.leaseFileIdentity(resource)) === own;
   }
 
   /**
@@ -577,16 +547,12 @@ export class LeaseFileStore implements LeaseStore {
    * from a fresh read. With `wait: false` nothing is done when the guard is
    * busy (background work that a later renewal simply tries again).
    */
-  private async guarded<T>(resource: string, work: (hold: GuardHold) => Promise<T>): Promise<T>;
-  private async guarded(resource: string, work: (hold: GuardHold) => Promise<void>, options: { wait: false }): Promise<void>;
-  private guarded<T>(resource: string, work: (hold: GuardHold) => Promise<T>, options = { wait: true }): Promise<T | undefined> {
-    return this.counted(() => this.guardedAttempts(resource, work, options.wait));
-  }
-
-  private async guardedAttempts<T>(resource: string, work: (hold: GuardHold) => Promise<T>, wait: boolean): Promise<T | undefined> {
+  private async guarded<T>(resource: string, io: StoreIo, work: (hold: GuardHold) => Promise<T>): Promise<T>;
+  private async guarded(resource: string, io: StoreIo, work: (hold: GuardHold) => Promise<void>, options: { wait: false }): Promise<void>;
+  private async guarded<T>(resource: string, io: StoreIo, work: (hold: GuardHold) => Promise<T>, options = { wait: true }): Promise<T | undefined> {
     const path = this.layout.guardDir(resource);
     for (let attempt = 1; ; attempt++) {
-      const hold = await this.guard.take(path, resource, wait);
+      const hold = await io.guard.take(path, resource, options.wait);
       if (hold === undefined) return undefined;
       try {
         return await work(hold);

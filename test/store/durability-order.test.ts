@@ -2,9 +2,8 @@
 // logs every call: no grant or renewal that writes is answered before the
 // write is durable (temp file fsynced, then linked or renamed into place,
 // then the lock dir fsynced; the fencing counter's rename fsynced before the
-// lease file is committed), concurrent grants share the lock dir's fsyncs
-// (group commit), and a release pays no fsync at all (losing a release in a
-// power cut only keeps the lease held until it expires).
+// lease file is written), and a release pays no fsync at all (losing a
+// release in a power cut only keeps the lease held until it expires).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { basename } from "node:path";
@@ -13,31 +12,13 @@ import { nodeFileSystem, type FileSystem } from "../../src/store/file-system.ts"
 import { LeaseFileStore } from "../../src/store/lease-file-store.ts";
 import { ManualClock } from "../helpers/manual-clock.ts";
 import { makeTempDir } from "../helpers/temp-dir.ts";
-import { waitFor } from "../helpers/wait.ts";
 
-/**
- * Every call as "method name" (the last path component), plus "ANSWER" where
- * the test marks it. With `completions`, also "fsynced <name>" when an fsync
- * has finished; `holdNextDirectorySync` keeps the next one from
- * starting until the test lets it.
- */
+/** Every call as "method name" (the last path component), plus "ANSWER" where the test marks it. */
 class RecordingFileSystem implements FileSystem {
   readonly calls: string[] = [];
-  private held: { reached: () => void; released: Promise<void> } | undefined;
-  constructor(
-    private readonly dir: string,
-    private readonly completions = false,
-  ) {}
+  constructor(private readonly dir: string) {}
   private note(method: string, path: string): void {
     this.calls.push(`${method} ${path === this.dir ? "<dir>" : basename(path).replace(/\.[0-9]+\.[0-9a-f]+\.tmp$/, ".tmp")}`);
-  }
-  /** Holds the next fsync of the lock dir: `reached` once it is asked for; it runs after `release()`. */
-  holdNextDirectorySync(): { reached: Promise<void>; release(): void } {
-    let reached!: () => void;
-    let release!: () => void;
-    const reachedPromise = new Promise<void>((resolve) => (reached = resolve));
-    this.held = { reached, released: new Promise<void>((resolve) => (release = resolve)) };
-    return { reached: reachedPromise, release };
   }
   readFileWithMtime(path: string) {
     this.note("read", path);
@@ -59,16 +40,9 @@ class RecordingFileSystem implements FileSystem {
     this.note("unlink", path);
     return nodeFileSystem.unlink(path);
   }
-  async syncDirectory(path: string) {
+  syncDirectory(path: string) {
     this.note("fsync", path);
-    const held = path === this.dir ? this.held : undefined;
-    if (held) {
-      this.held = undefined;
-      held.reached();
-      await held.released;
-    }
-    await nodeFileSystem.syncDirectory(path);
-    if (this.completions) this.note("fsynced", path);
+    return nodeFileSystem.syncDirectory(path);
   }
   mkdir(path: string) {
     return nodeFileSystem.mkdir(path);
@@ -164,56 +138,6 @@ test("later grants advance the counter by one fsynced rename; a hand-over and a 
     const renewal = await recorded(fs, () => restarted.renew("r", hashLeaseId("c")));
     assert.ok(renewal.indexOf("rename r.lock") < renewal.lastIndexOf("fsync <dir>"));
     assert.equal(renewal.at(-3), "fsync <dir>");
-  } finally {
-    await temp.remove();
-  }
-});
-
-test("concurrent grants share one fsync of the lock dir (group commit), and none is answered before an fsync that started after its link", async () => {
-  const temp = await makeTempDir();
-  try {
-    const fs = new RecordingFileSystem(temp.path, true);
-    const store = new LeaseFileStore({ dir: temp.path, fs, clock: new ManualClock() });
-    const grant = (id: string) => ({ holder: id, ttlMs: 10_000, metadata: {}, leaseIdHash: hashLeaseId(id) });
-    // Counters exist, so each grant below is: rename the counter, write the lease, link it, fsync the dir.
-    for (const r of ["a", "b", "c", "d"]) {
-      await store.acquire(r, grant(r));
-      await store.release(r, hashLeaseId(r));
-    }
-    fs.calls.length = 0;
-    const answered = (r: string) => (outcome: unknown) => {
-      assert.ok(outcome && typeof outcome === "object" && "granted" in outcome, `${r} was not granted`);
-      fs.calls.push(`ANSWER ${r}`);
-    };
-
-    const held = fs.holdNextDirectorySync();
-    const first = store.acquire("a", grant("a2")).then(answered("a"));
-    await held.reached; // a is linked, and its fsync of the lock dir has not started
-    const others = ["b", "c", "d"].map((r) => store.acquire(r, grant(`${r}2`)).then(answered(r)));
-    await waitFor(() => ["b", "c", "d"].every((r) => fs.calls.includes(`link ${r}.lock`)), "b, c and d to link their lease files");
-    await new Promise((resolve) => setTimeout(resolve, 20)); // time for them to ask for an fsync
-    assert.equal(fs.calls.filter((call) => call === "fsync <dir>").length, 1, `nobody started a second fsync of the dir while one is held: ${fs.calls.join(", ")}`);
-    assert.ok(!fs.calls.some((call) => call.startsWith("ANSWER")), `nothing answered before its fsync: ${fs.calls.join(", ")}`);
-    held.release();
-    await Promise.all([first, ...others]);
-
-    const calls = fs.calls;
-    const dirSyncs = calls.flatMap((call, i) => (call === "fsync <dir>" ? [i] : []));
-    assert.equal(dirSyncs.length, 2, `a's own fsync, then one shared by b, c and d: ${calls.join(", ")}`);
-    const [own, shared] = dirSyncs as [number, number];
-    const finished = calls.flatMap((call, i) => (call === "fsynced <dir>" ? [i] : []));
-    assert.equal(finished.length, 2);
-    assert.ok(calls.indexOf("ANSWER a") > finished[0]!, "a is answered after its fsync finished");
-    for (const r of ["a", "b", "c", "d"]) {
-      // The counter's fsync runs beside the lease's temp file, and ends before the commit.
-      const counterSynced = calls.indexOf(`fsynced ${r}.lock.fence`);
-      assert.ok(counterSynced >= 0 && counterSynced < calls.indexOf(`link ${r}.lock`), `${r}'s counter is durable before its lease is linked`);
-    }
-    for (const r of ["b", "c", "d"]) {
-      assert.ok(calls.indexOf(`link ${r}.lock`) > own, `${r} linked after a's fsync started, so that fsync does not cover it`);
-      assert.ok(calls.indexOf(`link ${r}.lock`) < shared, `${r} linked before the shared fsync started`);
-      assert.ok(calls.indexOf(`ANSWER ${r}`) > finished[1]!, `${r} answered only after the shared fsync finished: ${calls.join(", ")}`);
-    }
   } finally {
     await temp.remove();
   }
