@@ -3,8 +3,7 @@
 // acquire+release cycles per second of the lease-file store alone (no gRPC),
 // 1 caller on 1 resource and 64 callers on 64 resources, in a fresh temp dir,
 // and the process's CPU time (all threads: the thread pool's calls too) per
-// cycle. Run it with UV_THREADPOOL_SIZE=16 to match the service, whose
-// entry points set that.
+// cycle, with the thread pool's size (UV_THREADPOOL_SIZE) for the record.
 // `root` is a built checkout (default: this one), so two versions can be
 // compared on the same disk minutes apart:
 //   node scripts/measure-store-cycle.mjs /path/to/old/checkout
