@@ -96,7 +96,8 @@ export function answerTimeoutMs(ttlMs: number): number {
  *
  * The stream opens with the first lease and closes with the last: while a
  * lease is held the stream (or a pending reconnection) keeps the process
- * alive, and nothing does afterwards. When it breaks, it is reopened after an
+ * alive, and nothing does afterwards (beyond the second a service that does
+ * not answer gets to end the half-closed stream). When it breaks, it is reopened after an
  * exponential backoff with jitter and every live lease is renewed at once.
  * With one address, a renewal that is never answered needs no timeout of its
  * own: the lease's loss timer fires at its confirmed expiry regardless.
@@ -363,11 +364,9 @@ export class LeaseKeeper {
     clearTimeout(this.reconnectTimer);
     this.reconnectTimer = undefined;
     this.backoff.reset();
-    // Cancel rather than half-close: nothing left to wait for, and a service
-    // that does not answer must not keep this process alive.
     const stream = this.stream;
     this.dropStream(new UnavailableError("the KeepAlive stream was closed"));
-    stream?.call.cancel();
+    if (stream) endStream(stream.call);
   }
 
   private lose(entry: Entry, reason: LeaseLossReason, message: string): void {
@@ -396,4 +395,20 @@ export class LeaseKeeper {
     }, Math.max(0, delayMs));
     entry.lossTimer.unref();
   }
+}
+
+/**
+ * Half-closes a stream nothing is left on, so that the service ends it, and
+ * cancels it if that has not happened within a second (a service that does
+ * not answer must not keep this process alive). Not a cancel at once: grpc-js
+ * (1.14) can lose a cancel sent while the stream is still being opened,
+ * leaving it open at both ends, and each lock opens the stream anew: a client
+ * then stopped getting answers once it had taken as many locks as the
+ * service's grpc.max_concurrent_streams (1,000).
+ */
+function endStream(call: Stream["call"]): void {
+  const timer = setTimeout(() => call.cancel(), 1_000);
+  timer.unref();
+  call.on("status", () => clearTimeout(timer));
+  call.end();
 }
