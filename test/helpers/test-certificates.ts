@@ -1,4 +1,5 @@
 import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -57,7 +58,8 @@ export class TestCertificateAuthority implements CertificateFiles {
       "-keyout", keyFile, "-out", csr, "-subj", `/CN=${commonName}`,
     ]);
     await run("openssl", [
-      "x509", "-req", "-in", csr, "-CA", this.certFile, "-CAkey", this.keyFile, "-CAcreateserial",
+      // A random serial, not -CAcreateserial: certificates issued at once by one CA raced on its .srl file.
+      "x509", "-req", "-in", csr, "-CA", this.certFile, "-CAkey", this.keyFile, "-set_serial", `0x${randomBytes(16).toString("hex")}`,
       "-out", certFile, "-days", "2", "-extfile", ext,
     ]);
     return { certFile, keyFile, cert: await readFile(certFile), key: await readFile(keyFile) };
