@@ -465,7 +465,7 @@ export class LockManager {
         if (this.store.sharedQueue) await this.joinSharedQueue(resource, queue);
         return;
       }
-      waiter.fail(this.busyError(resource, this.queuedFor(resource) - 1, "tried once"));
+      waiter.fail(this.busyError(resource, this.store.sharedQueue ? this.store.queuedCount(resource) : queue.size - 1, "tried once"));
     }
   }
 
@@ -717,11 +717,6 @@ export class LockManager {
   /** A listing's waiter count: every replica's with a shared queue, else this process's queue. */
   private listedWaiters(resource: string, record: ResourceRecord): number {
     return this.store.sharedQueue ? this.store.queuedCount(resource) : record.queue.size;
-  }
-
-  /** Callers queued for `resource`: every replica's with a shared queue, else this process's. */
-  private queuedFor(resource: string): number {
-    return this.store.sharedQueue ? this.store.queuedCount(resource) + 1 : (this.resources.get(resource)?.queue.size ?? 0);
   }
 
   private busyError(resource: string, waiting: number, why: string): ResourceBusyError {

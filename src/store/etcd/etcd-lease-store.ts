@@ -69,6 +69,7 @@ export class EtcdLeaseStore implements LeaseStore {
   private readonly lastWriteOf = new Map<string, bigint>();
   private listener: ((resource: string | undefined) => void) | undefined;
   private closed = false;
+  private readonly decodedHolders = new WeakMap<MirroredKey, HolderValue | string>();
 
   constructor(options: EtcdLeaseStoreOptions) {
     this.client = options.client;
@@ -145,7 +146,7 @@ export class EtcdLeaseStore implements LeaseStore {
         return { write: await this.joinWrite(resource, grant.leaseIdHash, queuedOutcome) };
       }
       etcdLease ??= await this.leases.take(ttlSeconds);
-      const lease = this.newLease(resource, grant, now, this.nextToken(entry));
+      const lease = this.newLease(resource, grant, now, this.nextToken(resource, entry));
       const compare = [...this.holderCompares(resource, entry), this.counterCompare(resource, entry)];
       const success = [this.putHolder({ lease, etcdLease: etcdLease.id }), this.putCounter(lease)];
       if (mine !== undefined) {
@@ -245,7 +246,7 @@ export class EtcdLeaseStore implements LeaseStore {
   ): Promise<Decision<HandOverOutcome>> {
     const taken = sameTtl ? { id: holder.etcdLease, renewed: this.leases.renew(holder.etcdLease) } : await this.leases.take(etcdTtlSeconds(next.ttlMs));
     const { id: etcdLease, renewed } = taken;
-    const lease = this.newLease(resource, next, now, this.nextToken(entry));
+    const lease = this.newLease(resource, next, now, this.nextToken(resource, entry));
     renewed.catch(() => {});
     return {
       write: {
@@ -534,8 +535,13 @@ export class EtcdLeaseStore implements LeaseStore {
 
   // ---- reading the mirror ----
 
+  /** Decoded once per version of the key (the mirror makes a new MirroredKey for each), not once per look. */
   private holderOf(resource: string, entry: MirroredResource | undefined): HolderValue | string | undefined {
-    return entry?.holder && decodeHolder(resource, entry.holder.value);
+    const key = entry?.holder;
+    if (!key) return undefined;
+    let decoded = this.decodedHolders.get(key);
+    if (decoded === undefined) this.decodedHolders.set(key, (decoded = decodeHolder(resource, key.value)));
+    return decoded;
   }
 
   private stateOf(resource: string, entry: MirroredResource | undefined): ResourceState {
@@ -547,11 +553,11 @@ export class EtcdLeaseStore implements LeaseStore {
     return { kind: "unreadable", resource, modifiedAt: now, blockedUntil: now + 60_000, reason: `the holder key's value: ${holder}` };
   }
 
-  private nextToken(entry: MirroredResource | undefined): number {
+  private nextToken(resource: string, entry: MirroredResource | undefined): number {
     const counted = entry?.counter ? decodeCounter(entry.counter.value) : 0;
     if (counted === undefined) throw new StoreFailureError("etcd: a fencing counter key holds something other than a token");
     // The holder's token counts too: the counter is written with it, but a holder written by hand may be ahead.
-    const holder = entry?.holder ? decodeHolder("", entry.holder.value) : undefined;
+    const holder = this.holderOf(resource, entry);
     const held = typeof holder === "object" ? holder.lease.fencingToken : 0;
     return Math.max(counted, held, this.tokenFloor) + 1;
   }

@@ -87,12 +87,13 @@ export class KeyMirror {
 
   private async follow(loaded: () => void, failed: (err: Error) => void): Promise<void> {
     let first = true;
+    let failedFirst = false;
     while (!this.abort.signal.aborted) {
       try {
         await this.list();
         // After a failed first listing too, whoever read the store meanwhile saw nothing: everything may have changed.
         if (first) loaded();
-        if (!first || this.lagging !== "not loaded yet") this.onChange(undefined);
+        if (!first || failedFirst) this.onChange(undefined);
         first = false;
         this.lagging = undefined;
         for await (const response of this.client.watch(
@@ -118,11 +119,10 @@ export class KeyMirror {
       } catch (err) {
         if (this.abort.signal.aborted) return;
         const compacted = err instanceof EtcdWatchCanceledError;
-        if (first) this.lagging = `not loaded yet: ${(err as Error).message}`;
-        else this.lagging = (err as Error).message;
+        this.lagging = `${first ? "not loaded yet: " : ""}${(err as Error).message}`;
+        failedFirst ||= first;
         if (first) failed(new StoreUnavailableError(`etcd: listing ${this.layout.prefix} failed: ${(err as Error).message}`));
-        if (!compacted) this.warn(`etcd watch on ${this.layout.prefix} broke (${(err as Error).message}); listing again`);
-        else this.warn(`etcd watch on ${this.layout.prefix}: ${(err as Error).message}; listing again`);
+        this.warn(`etcd watch on ${this.layout.prefix}${compacted ? ":" : " broke:"} ${(err as Error).message}; listing again`);
         await new Promise((resolve) => setTimeout(resolve, compacted ? 0 : RETRY_AFTER_MS));
       }
     }
