@@ -1,6 +1,5 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
-import { join } from "node:path";
 import { blockedUntil, type BlockingState, type LeaseGrant, type LeaseRecord, type ResourceState } from "../core/lease.ts";
 import { MAX_TTL_MS } from "../core/limits.ts";
 import { systemClock, type Clock } from "../core/clock.ts";
