@@ -41,6 +41,17 @@ async function replicas(count: number, options: { tokenFloor?: number } = {}): P
   return started;
 }
 
+/** etcd's own count of LeaseKeepAlive messages received (every member). */
+async function keepAlivesReceived(): Promise<number> {
+  let total = 0;
+  for (const url of cluster.clientUrls) {
+    const text = await (await fetch(`${url}/metrics`)).text();
+    const line = text.split("\n").find((l) => l.startsWith("grpc_server_msg_received_total") && l.includes('grpc_method="LeaseKeepAlive"'));
+    total += Number(line?.split(" ").pop() ?? 0);
+  }
+  return total;
+}
+
 function close(all: Replica[]): void {
   for (const { manager, client } of all) {
     manager.close();
@@ -70,6 +81,27 @@ describe("etcd lease store", { timeout: 60_000 }, () => {
       const next = await b!.manager.acquire({ resource: "r", holder: "h2", ttlMs: 5_000 });
       assert.ok(next.lease.fencingToken > granted.lease.fencingToken);
       await a!.manager.release(next.leaseId);
+    } finally {
+      close(all);
+    }
+  });
+
+  test("acquire+release cycles reuse a spare etcd lease without renewing it each time (it was renewed under half a second ago)", async () => {
+    const all = await replicas(1);
+    const [a] = all;
+    try {
+      // The first cycle takes a new etcd lease; its release puts it back in the pool, still fresh.
+      await a!.manager.release((await a!.manager.acquire({ resource: "cycle", holder: "h", ttlMs: 5_000 })).leaseId);
+      const before = await keepAlivesReceived();
+      let last: GrantedLease | undefined;
+      for (let i = 0; i < 30; i++) {
+        last = await a!.manager.acquire({ resource: "cycle", holder: "h", ttlMs: 5_000 });
+        await a!.manager.release(last.leaseId);
+      }
+      const sent = (await keepAlivesReceived()) - before;
+      // Before: one per cycle (30). Now only the replica's session and pool timers renew, a few times a second.
+      assert.ok(sent <= 6, `${sent} keepalives for 30 cycles`);
+      assert.ok(last!.lease.fencingToken >= 31);
     } finally {
       close(all);
     }

@@ -244,7 +244,7 @@ export class EtcdLeaseStore implements LeaseStore {
     sameTtl: boolean,
     now: number,
   ): Promise<Decision<HandOverOutcome>> {
-    const taken = sameTtl ? { id: holder.etcdLease, renewed: this.leases.renew(holder.etcdLease) } : await this.leases.take(etcdTtlSeconds(next.ttlMs));
+    const taken = sameTtl ? { id: holder.etcdLease, renewed: this.leases.renewUnlessFresh(holder.etcdLease) } : await this.leases.take(etcdTtlSeconds(next.ttlMs));
     const { id: etcdLease, renewed } = taken;
     const lease = this.newLease(resource, next, now, this.nextToken(resource, entry));
     renewed.catch(() => {});

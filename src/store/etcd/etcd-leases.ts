@@ -29,8 +29,6 @@ export function etcdTtlSeconds(ttlMs: number): number {
 
 interface Pooled {
   id: bigint;
-  /** When the last renewal etcd confirmed was sent (performance.now()); 0: none yet. */
-  confirmedFrom: number;
   refreshedAt: number;
   /** The renewal last sent, and when. */
   inFlight?: { sentAt: number; answer: Promise<bigint> };
@@ -45,8 +43,19 @@ export interface TakenLease {
 /** A spare lease renewed this recently needs no renewal before use: its ttl is a second longer than the lease's. */
 const FRESH_FOR_MS = 500;
 
+/** Confirmations older than this are forgotten (a lease renewed elsewhere, or no longer used, is renewed before reuse). */
+const CONFIRMATIONS_KEPT_MS = 10_000;
+
 export class EtcdLeases {
   private readonly pools = new Map<number, Pooled[]>();
+  /**
+   * Lease id → when the last renewal etcd confirmed was sent from here
+   * (performance.now()): a lease taken for a grant or handed over this soon
+   * after needs no renewal of its own, so an acquire+release cycle costs no
+   * keepalive (the lease goes back to the pool still fresh).
+   */
+  private readonly confirmedAt = new Map<bigint, number>();
+  private confirmationsPrunedAt = performance.now();
   /** Renewals awaiting their answer, per lease id, oldest first. */
   private readonly pending = new Map<bigint, Array<(ttl: bigint) => void>>();
   private readonly outbox: bigint[] = [];
@@ -88,26 +97,34 @@ export class EtcdLeases {
   async take(ttlSeconds: number): Promise<TakenLease> {
     const pooled = this.pools.get(ttlSeconds)?.pop();
     if (pooled) {
-      const now = performance.now();
-      if (pooled.confirmedFrom > 0 && now - pooled.confirmedFrom < FRESH_FOR_MS) return { id: pooled.id, renewed: Promise.resolve(1n) };
-      if (pooled.inFlight && now - pooled.inFlight.sentAt < FRESH_FOR_MS) return { id: pooled.id, renewed: pooled.inFlight.answer };
-      return { id: pooled.id, renewed: this.renew(pooled.id) };
+      if (pooled.inFlight && performance.now() - pooled.inFlight.sentAt < FRESH_FOR_MS && !this.isFresh(pooled.id)) {
+        return { id: pooled.id, renewed: pooled.inFlight.answer };
+      }
+      return { id: pooled.id, renewed: this.renewUnlessFresh(pooled.id) };
     }
+    const sentAt = performance.now();
     const granted = await this.client.leaseGrant(ttlSeconds, { timeoutMs: 3_000 }).catch((err: Error) => {
       throw new StoreUnavailableError(`etcd: LeaseGrant failed: ${err.message}`);
     });
     if (granted.error) throw new StoreUnavailableError(`etcd: LeaseGrant failed: ${granted.error}`);
+    this.confirmedAt.set(granted.ID, sentAt);
     return { id: granted.ID, renewed: Promise.resolve(granted.TTL) };
   }
 
-  /** A lease that holds no key any more: kept as a spare, or revoked. */
+  /**
+   * A lease that holds no key any more: kept as a spare, or revoked. A spare
+   * renewed from here within a third of its ttl is next renewed on the
+   * pool's schedule, not at once.
+   */
   giveBack(id: bigint, ttlSeconds: number): void {
     let pool = this.pools.get(ttlSeconds);
     if (!pool) this.pools.set(ttlSeconds, (pool = []));
     if (pool.length < POOL_PER_TTL) {
-      const pooled: Pooled = { id, confirmedFrom: 0, refreshedAt: performance.now() };
+      const confirmed = this.confirmedAt.get(id);
+      const fresh = confirmed !== undefined && performance.now() - confirmed < (ttlSeconds * 1000) / 3;
+      const pooled: Pooled = { id, refreshedAt: fresh ? confirmed : performance.now() };
       pool.push(pooled);
-      this.refresh(pool, pooled);
+      if (!fresh) this.refresh(pool, pooled);
       return;
     }
     this.revoke(id);
@@ -115,17 +132,31 @@ export class EtcdLeases {
 
   /** Revokes in the background: it ends a lease nobody holds, so nobody waits for it. */
   revoke(id: bigint): void {
+    this.confirmedAt.delete(id);
     void this.client.leaseRevoke(id, { timeoutMs: 3_000 }).catch(() => {});
+  }
+
+  /** Renews `id` unless etcd confirmed a renewal sent from here under half a second ago (its ttl has a second to spare). */
+  renewUnlessFresh(id: bigint): Promise<bigint> {
+    return this.isFresh(id) ? Promise.resolve(1n) : this.renew(id);
+  }
+
+  private isFresh(id: bigint): boolean {
+    const confirmed = this.confirmedAt.get(id);
+    return confirmed !== undefined && performance.now() - confirmed < FRESH_FOR_MS;
   }
 
   /** Renews an etcd lease to its full ttl; resolves with the ttl left (≤ 0: the lease is gone). */
   renew(id: bigint): Promise<bigint> {
+    const sentAt = performance.now();
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         reject(new StoreUnavailableError(`etcd: a lease renewal got no answer within ${RENEWAL_ANSWER_TIMEOUT_MS} ms`));
       }, RENEWAL_ANSWER_TIMEOUT_MS);
       this.send(id, (ttl) => {
         clearTimeout(timer);
+        if (ttl <= 0n) this.confirmedAt.delete(id);
+        else if (sentAt > (this.confirmedAt.get(id) ?? 0)) this.confirmedAt.set(id, sentAt);
         resolve(ttl);
       });
     });
@@ -152,6 +183,10 @@ export class EtcdLeases {
 
   private tick(): void {
     const now = performance.now();
+    if (now - this.confirmationsPrunedAt > CONFIRMATIONS_KEPT_MS) {
+      this.confirmationsPrunedAt = now;
+      for (const [id, confirmed] of this.confirmedAt) if (now - confirmed > CONFIRMATIONS_KEPT_MS) this.confirmedAt.delete(id);
+    }
     for (const [ttlSeconds, pool] of this.pools) {
       for (const pooled of pool) {
         if (now - pooled.refreshedAt < (ttlSeconds * 1000) / 3) continue;
@@ -176,10 +211,7 @@ export class EtcdLeases {
     pooled.inFlight = { sentAt, answer };
     answer.then(
       (ttl) => {
-        if (ttl > 0n) {
-          pooled.confirmedFrom = Math.max(pooled.confirmedFrom, sentAt);
-          return;
-        }
+        if (ttl > 0n) return;
         const at = pool.indexOf(pooled);
         if (at >= 0) pool.splice(at, 1);
       },
