@@ -16,12 +16,12 @@ waiting lock does not block the others. Asynchronous events are lines too:
         -> {"ok": true}   or {"ok": false, "error": "LeaseLostError", "reason": ...}
         ("once_stream_open": true: first waits (up to 5 s) until the client's KeepAlive stream is
         open, then releases at once, racing the stream's opening; grpc only)
-    {"seq": 6, "op": "session"}   (grpc only)
-        -> {"ok": true, "threads": threading.active_count(), "thread_names": [...],
-            "streams_opened": n, "renewals_confirmed": n}
     {"seq": 3, "op": "state", "id": "a"}      -> {"ok": true, "lost": false, "expires_at": ms, ...}
     {"seq": 4, "op": "list"}                  -> {"ok": true, "locks": [...]}
     {"seq": 5, "op": "secrets", "id": "a"}    -> whether the lease id shows in repr() or the logs
+    {"seq": 6, "op": "session"}   (grpc only)
+        -> {"ok": true, "threads": threading.active_count(), "thread_names": [...],
+            "streams_opened": n, "renewals_confirmed": n}
     {"event": "lost", "id": "a", "at": ms, "reason": ..., "expires_at": ms}   when lease.lost fires
     {"event": "renewed", "address": "host:port", "at": ms}   each confirmed renewal (grpc only)
 

@@ -3,11 +3,11 @@
 // test/client/many-locks.test.ts. The TypeScript client leaked its KeepAlive
 // stream (a cancel grpc-js lost while the stream was opening) and stopped
 // getting answers once it had taken --max-streams-per-connection locks. The
-// Python client opens a stream with its first lease and cancels it after its
+// Python client opens a stream with its first lease and closes it after its
 // last too, with its own threads (a keeper, a reader, and grpcio's request
 // consumer per stream): none of that may pile up on either side.
 
-import { test, type TestContext } from "node:test";
+import { describe, test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { makeTempDir } from "../helpers/temp-dir.ts";
 import { keepAliveStreams } from "../helpers/service-metrics.ts";
@@ -55,55 +55,59 @@ async function awaitThreads(py: PythonLeaseDriver, count: number, when: string):
   });
 }
 
-test("python LockClient: 30 locks in turn through one client, more than the service's streams per connection; no stream or thread left", async (t: TestContext) => {
-  await withService(async (service, py) => {
-    const baseline = await threads(py);
-    let slowestMs = 0;
-    for (let i = 0; i < LOCKS; i++) {
-      // Every other lock is renewed on its stream before the release; the others are released
-      // as soon as the stream is open, the moment at which grpc-js lost the TypeScript client's cancel.
-      const renewed = i % 2 === 0;
-      const renewal = renewed ? py.nextRenewal(service.grpcAddress) : undefined;
-      slowestMs = Math.max(slowestMs, await lockInTime(py, `l${i}`, "many"));
-      if (renewal) await withTimeout(renewal, ANSWER_MS, `a renewal of lock ${i}`);
-      await py.ok({ op: "release", id: `l${i}`, once_stream_open: !renewed });
-      // The client holds nothing: the service has no stream of it open.
-      await waitFor(async () => (await keepAliveStreams(service.httpAddress)) === 0, `no KeepAlive stream open after lock ${i}`, 5_000, 5);
-    }
-    const session = await py.ok({ op: "session" });
-    // Each lock opened a stream of its own (the keeper may rarely carry one over to the next lock):
-    // far more than the service allows at once on the connection, so a leak would have shown.
-    assert.ok(session.streams_opened! > STREAM_LIMIT, `only ${session.streams_opened} KeepAlive streams were opened`);
-    assert.ok(session.renewals_confirmed! >= LOCKS / 2, `${session.renewals_confirmed} renewals confirmed`);
-    await awaitThreads(py, baseline, "once it holds nothing");
-    t.diagnostic(`${session.streams_opened} streams opened, ${session.renewals_confirmed} renewals, slowest lock ${slowestMs} ms, ${baseline} threads before and after`);
+// Each test has its own service and Python process; they run side by side (most of their time
+// is spent waiting for renewals).
+describe("python LockClient: many locks through one client", { concurrency: true }, () => {
+  test("python LockClient: 30 locks in turn through one client, more than the service's streams per connection; no stream or thread left", async (t: TestContext) => {
+    await withService(async (service, py) => {
+      const baseline = await threads(py);
+      let slowestMs = 0;
+      for (let i = 0; i < LOCKS; i++) {
+        // Every other lock is renewed on its stream before the release; the others are released
+        // as soon as the stream is open, the moment at which grpc-js lost the TypeScript client's cancel.
+        const renewed = i % 2 === 0;
+        const renewal = renewed ? py.nextRenewal(service.grpcAddress) : undefined;
+        slowestMs = Math.max(slowestMs, await lockInTime(py, `l${i}`, "many"));
+        if (renewal) await withTimeout(renewal, ANSWER_MS, `a renewal of lock ${i}`);
+        await py.ok({ op: "release", id: `l${i}`, once_stream_open: !renewed });
+        // The client holds nothing: the service has no stream of it open.
+        await waitFor(async () => (await keepAliveStreams(service.httpAddress)) === 0, `no KeepAlive stream open after lock ${i}`, 5_000, 5);
+      }
+      const session = await py.ok({ op: "session" });
+      // Each lock opened a stream of its own (the keeper may rarely carry one over to the next lock):
+      // far more than the service allows at once on the connection, so a leak would have shown.
+      assert.ok(session.streams_opened! > STREAM_LIMIT, `only ${session.streams_opened} KeepAlive streams were opened`);
+      assert.ok(session.renewals_confirmed! >= LOCKS / 2, `${session.renewals_confirmed} renewals confirmed`);
+      await awaitThreads(py, baseline, "once it holds nothing");
+      t.diagnostic(`${session.streams_opened} streams opened, ${session.renewals_confirmed} renewals, slowest lock ${slowestMs} ms, ${baseline} threads before and after`);
+    });
   });
-});
 
-test("python LockClient: with one lease held throughout, 30 more locks share its one stream", async (t: TestContext) => {
-  await withService(async (service, py) => {
-    const baseline = await threads(py);
-    await lockInTime(py, "held", "held");
-    await waitFor(async () => (await keepAliveStreams(service.httpAddress)) === 1, "the held lease's KeepAlive stream", 5_000, 5);
-    const holding = await threads(py);
-    let slowestMs = 0;
-    for (let i = 0; i < LOCKS; i++) {
-      slowestMs = Math.max(slowestMs, await lockInTime(py, `l${i}`, "many"));
-      await py.ok({ op: "release", id: `l${i}` });
-    }
-    const session = await py.ok({ op: "session" });
-    assert.equal(session.streams_opened, 1, "every lease rode the held lease's stream");
-    assert.equal(await keepAliveStreams(service.httpAddress), 1);
-    await awaitThreads(py, holding, "while it holds one lease");
-    // The held lease (ttl 1 s) is still renewed over that stream, and was never lost.
-    await withTimeout(py.nextRenewal(service.grpcAddress), ANSWER_MS, "a renewal of the held lease");
-    const held = await py.ok({ op: "state", id: "held" });
-    assert.equal(held.lost, false, JSON.stringify(held));
-    assert.equal((await py.ok({ op: "session" })).streams_opened, 1);
+  test("python LockClient: with one lease held throughout, 30 more locks share its one stream", async (t: TestContext) => {
+    await withService(async (service, py) => {
+      const baseline = await threads(py);
+      await lockInTime(py, "held", "held");
+      await waitFor(async () => (await keepAliveStreams(service.httpAddress)) === 1, "the held lease's KeepAlive stream", 5_000, 5);
+      const holding = await threads(py);
+      let slowestMs = 0;
+      for (let i = 0; i < LOCKS; i++) {
+        slowestMs = Math.max(slowestMs, await lockInTime(py, `l${i}`, "many"));
+        await py.ok({ op: "release", id: `l${i}` });
+      }
+      const session = await py.ok({ op: "session" });
+      assert.equal(session.streams_opened, 1, "every lease rode the held lease's stream");
+      assert.equal(await keepAliveStreams(service.httpAddress), 1);
+      await awaitThreads(py, holding, "while it holds one lease");
+      // The held lease (ttl 1 s) is still renewed over that stream, and was never lost.
+      await withTimeout(py.nextRenewal(service.grpcAddress), ANSWER_MS, "a renewal of the held lease");
+      const held = await py.ok({ op: "state", id: "held" });
+      assert.equal(held.lost, false, JSON.stringify(held));
+      assert.equal((await py.ok({ op: "session" })).streams_opened, 1);
 
-    await py.ok({ op: "release", id: "held" });
-    await waitFor(async () => (await keepAliveStreams(service.httpAddress)) === 0, "no KeepAlive stream open after the last release", 5_000, 5);
-    await awaitThreads(py, baseline, "once it holds nothing");
-    t.diagnostic(`1 stream, ${held.renewals_confirmed} renewals, slowest lock ${slowestMs} ms; threads ${baseline} idle, ${holding} holding`);
+      await py.ok({ op: "release", id: "held" });
+      await waitFor(async () => (await keepAliveStreams(service.httpAddress)) === 0, "no KeepAlive stream open after the last release", 5_000, 5);
+      await awaitThreads(py, baseline, "once it holds nothing");
+      t.diagnostic(`1 stream, ${held.renewals_confirmed} renewals, slowest lock ${slowestMs} ms; threads ${baseline} idle, ${holding} holding`);
+    });
   });
 });
