@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { LockClient } from "../../src/index.ts";
+import { keepAliveStreams } from "../helpers/service-metrics.ts";
 import { startServiceProcess } from "../helpers/service-process.ts";
 import { makeTempDir } from "../helpers/temp-dir.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -14,17 +15,13 @@ test("one LockClient takes and releases more locks than the service allows strea
   const temp = await makeTempDir("mcp-lockd-many-locks-");
   const service = await startServiceProcess({ lockDir: temp.path, extraArgs: ["--max-streams-per-connection", "10"] });
   const client = new LockClient({ address: service.grpcAddress });
-  const keepAliveStreams = async () => {
-    const text = await (await fetch(`http://${service.httpAddress}/metrics`)).text();
-    return Number(/^mcplockd_keepalive_streams (\d+)/m.exec(text)?.[1]);
-  };
   try {
     for (let i = 0; i < 30; i++) {
       const lock = await client.acquire("many", { ttl: 10_000 });
       await lock.release();
     }
-    await waitFor(async () => (await keepAliveStreams()) === 0, "no KeepAlive stream left open on the service", 5_000);
-    assert.equal(await keepAliveStreams(), 0);
+    await waitFor(async () => (await keepAliveStreams(service.httpAddress)) === 0, "no KeepAlive stream left open on the service", 5_000);
+    assert.equal(await keepAliveStreams(service.httpAddress), 0);
   } finally {
     client.close();
     await service.stop("SIGKILL");

@@ -11,11 +11,17 @@ waiting lock does not block the others. Asynchronous events are lines too:
 
     {"seq": 1, "op": "lock", "id": "a", "resource": "R", "ttl": 3, "wait": 30, "holder": "h"}
         -> {"seq": 1, "ok": true, "lease": {...}}   or {"ok": false, "error": "<class>", ...}
+        ("watch": false: no thread waiting for its lost event, which would outlive the release)
     {"seq": 2, "op": "release", "id": "a"}   (leaves the `with` block)
         -> {"ok": true}   or {"ok": false, "error": "LeaseLostError", "reason": ...}
+        ("once_stream_open": true: first waits (up to 5 s) until the client's KeepAlive stream is
+        open, then releases at once, racing the stream's opening; grpc only)
     {"seq": 3, "op": "state", "id": "a"}      -> {"ok": true, "lost": false, "expires_at": ms, ...}
     {"seq": 4, "op": "list"}                  -> {"ok": true, "locks": [...]}
     {"seq": 5, "op": "secrets", "id": "a"}    -> whether the lease id shows in repr() or the logs
+    {"seq": 6, "op": "session"}   (grpc only)
+        -> {"ok": true, "threads": threading.active_count(), "thread_names": [...],
+            "streams_opened": n, "renewals_confirmed": n}
     {"event": "lost", "id": "a", "at": ms, "reason": ..., "expires_at": ms}   when lease.lost fires
     {"event": "renewed", "address": "host:port", "at": ms}   each confirmed renewal (grpc only)
 
@@ -112,12 +118,20 @@ class Driver:
         granted_at = time.time() * 1000
         self.contexts[cmd["id"]] = context
         self.leases[cmd["id"]] = lease
-        self.watch(cmd["id"], lease)
+        if cmd.get("watch", True):
+            self.watch(cmd["id"], lease)
         return {"ok": True, "lease": lease_json(lease), "granted_at": granted_at}
 
     def op_release(self, cmd: dict) -> dict:
         context = self.contexts.pop(cmd["id"])
         lease = self.leases[cmd["id"]]
+        if cmd.get("once_stream_open"):
+            session = self.client._session
+            deadline = time.monotonic() + 5
+            while session._stream is None:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the KeepAlive stream did not open within 5 s")
+                time.sleep(0.0005)
         started = time.time() * 1000
         context.__exit__(None, None, None)  # raises LeaseLostError if it was lost
         return {"ok": True, "started": started, "lost": lease.lost.is_set()}
@@ -155,6 +169,16 @@ class Driver:
                 }
                 for info in self.client.list(cmd.get("prefix", ""))
             ],
+        }
+
+    def op_session(self, cmd: dict) -> dict:
+        session = self.client._session
+        return {
+            "ok": True,
+            "threads": threading.active_count(),
+            "thread_names": sorted(thread.name for thread in threading.enumerate()),
+            "streams_opened": session.streams_opened,
+            "renewals_confirmed": session.renewals_confirmed,
         }
 
     def op_secrets(self, cmd: dict) -> dict:

@@ -42,6 +42,9 @@ export interface PyReply {
   released?: boolean;
   remaining?: number;
   streams_opened?: number;
+  /** threading.active_count() and the threads' names (op session). */
+  threads?: number;
+  thread_names?: string[];
   renewals_confirmed?: number;
   renewals_failed?: number;
   locks?: Array<{ resource: string; holder: string; fencing_token: number; expires_at: number; ttl: number; waiters: number; state: string }>;

@@ -70,6 +70,12 @@ class _Stream:
             yield item
 
     def close(self) -> None:
+        # Both, in this order. _END ends the request iterator, which grpcio runs on a thread of its
+        # own per call: a cancel alone leaves that thread blocked in requests.get() for good, one
+        # more thread per lock. The cancel ends the call at both ends at once, so no stream is left
+        # counting against the service's --max-streams-per-connection. grpcio's C core did not
+        # lose one in thousands of tries, even sent as the stream was opening, where grpc-js lost
+        # the TypeScript client's (docs/client.md, "Many locks through one client").
         self.requests.put(_END)
         try:
             self.call.cancel()
@@ -98,6 +104,9 @@ class KeepAliveSession:
         self._leases: Set["ServiceLease"] = set()
         self._stream: Optional[_Stream] = None
         self._reconnect_at = 0.0
+        # The last stream broke: the next one renews every lease at once. Not after a stream closed
+        # because no lease was left: a lease acquired then was just granted.
+        self._renew_all_on_open = False
         self._keeper: Optional[threading.Thread] = None
         self._closed = False
         # Counters for tests and diagnostics.
@@ -147,6 +156,7 @@ class KeepAliveSession:
                     pass
             finally:
                 self._drop_stream_locked(None, quiet=True)
+                self._renew_all_on_open = False
                 self._keeper = None
 
     def _step_locked(self) -> bool:
@@ -195,11 +205,12 @@ class KeepAliveSession:
         several = self._endpoints.size > 1
         wait_for_ready = not several or self._failures_in_row >= self._endpoints.size
         try:
-            stream = _Stream(self._endpoints.current(), wait_for_ready, renew_all=self.streams_opened > 0)
+            stream = _Stream(self._endpoints.current(), wait_for_ready, renew_all=self._renew_all_on_open)
         except Exception as err:  # the channel is closed or broken: retry later
             self._schedule_reconnect_locked(f"cannot open a KeepAlive stream: {err}")
             return
         self._stream = stream
+        self._renew_all_on_open = False
         self.streams_opened += 1
         threading.Thread(target=self._read, args=(stream,), name="mcp_lockd-keepalive-reader", daemon=True).start()
 
@@ -210,6 +221,7 @@ class KeepAliveSession:
         stream.close()
         if quiet:
             return
+        self._renew_all_on_open = True
         why = why or "the KeepAlive stream ended"
         self._endpoints.failed(stream.endpoint)
         self._failures_in_row += 1

@@ -165,6 +165,23 @@ class KeepAliveSessionTest(unittest.TestCase):
         self.assertGreaterEqual(h.calls[1].received.qsize(), 2)
         h.session.close()
 
+    def test_a_stream_opened_after_the_last_lease_was_released_renews_a_new_lease_when_due_not_at_once(self):
+        h = Harness()
+        first = h.lease("first", ttl=0.9)
+        h.call(0).received.get(timeout=5)
+        h.session.remove(first)  # released: the keeper closes the stream and ends
+        deadline = time.monotonic() + 5
+        while h.session._keeper is not None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.assertTrue(h.calls[0].cancelled)
+        added = time.monotonic()
+        h.lease("second", ttl=1.5)
+        request = h.call(1).received.get(timeout=5)
+        # Just granted: renewed at a third of its ttl (0.5 s), unlike after a break (next test).
+        self.assertEqual(request.lease_id, "second")
+        self.assertGreater(time.monotonic() - added, 0.35)
+        h.session.close()
+
     def test_with_several_replicas_a_broken_stream_moves_to_the_next_at_once_and_renews_every_lease(self):
         h = Harness(addresses=("a:1", "b:2"))
         first, second = h.lease("first", ttl=3), h.lease("second", ttl=3)
