@@ -19,6 +19,8 @@ const DENO = join(ROOT, "node_modules", "deno", "deno");
 
 interface ProbeOutput {
   value: string;
+  txnSucceeded: boolean;
+  txnRevision: string;
   leaseIdType: string;
   leaseId: string;
 }
@@ -34,6 +36,8 @@ test("the etcd client bundled without node_modules, and under Deno, drives a rea
     assert.equal(bundled.code, 0, bundled.stderr);
     const fromBundle = JSON.parse(bundled.stdout) as ProbeOutput;
     assert.equal(fromBundle.value, "from node");
+    assert.equal(fromBundle.txnSucceeded, true);
+    assert.ok(BigInt(fromBundle.txnRevision) > 0n);
     assert.equal(fromBundle.leaseIdType, "bigint");
 
     const host = new URL(cluster.clientUrls[0]!).hostname;
@@ -44,6 +48,8 @@ test("the etcd client bundled without node_modules, and under Deno, drives a rea
     assert.equal(deno.code, 0, deno.stderr);
     const fromDeno = JSON.parse(deno.stdout) as ProbeOutput;
     assert.equal(fromDeno.value, "from deno");
+    assert.equal(fromDeno.txnSucceeded, true);
+    assert.ok(BigInt(fromDeno.txnRevision) > BigInt(fromBundle.txnRevision));
     assert.equal(fromDeno.leaseIdType, "bigint");
     assert.notEqual(fromDeno.leaseId, fromBundle.leaseId);
   } finally {

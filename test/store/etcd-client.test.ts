@@ -16,12 +16,12 @@ import { withTimeout } from "../helpers/wait.ts";
 const key = (text: string) => Buffer.from(text);
 
 /** A create-if-absent transaction: put `k` unless it exists; else read it. */
-function createIfAbsent(client: EtcdClient, k: string, value: string, lease = 0n) {
+function createIfAbsent(client: EtcdClient, k: string, value: string, lease = 0n, control?: { timeoutMs?: number }) {
   return client.txn({
     compare: [{ key: key(k), target: Compare_CompareTarget.CREATE, result: Compare_CompareResult.EQUAL, createRevision: 0n, rangeEnd: Buffer.alloc(0) }],
     success: [{ requestPut: { key: key(k), value: key(value), lease, prevKv: false, ignoreValue: false, ignoreLease: false } }],
     failure: [{ requestRange: { key: key(k), rangeEnd: Buffer.alloc(0), limit: 0n, revision: 0n, sortOrder: 0, sortTarget: 0, serializable: false, keysOnly: false, countOnly: false, minModRevision: 0n, maxModRevision: 0n, minCreateRevision: 0n, maxCreateRevision: 0n } }],
-  });
+  }, control);
 }
 
 /** Collects a watch's responses into `seen` until aborted; resolves `created` once etcd confirmed it. */
@@ -212,13 +212,15 @@ test("three members: the member in use is SIGKILLed; calls, the watch and lease 
     // Writes go on. A write sent just before the connection's end was noticed
     // fails (UNAVAILABLE "Connection dropped": it may have been applied, so it
     // is not sent again by itself), and the next call goes to another member.
+    // The first is a Txn, which goes by the lean path (lean-unary.ts), not grpc-js: the same rules.
     try {
-      await client.put({ key: key("/f/1"), value: key("1") });
+      await createIfAbsent(client, "/f/1", "1");
     } catch (err) {
       assert.ok(isUnavailable(err), String(err));
       assert.notEqual(client.currentEndpoint, first.endpoint);
-      await client.put({ key: key("/f/1"), value: key("1") });
+      await createIfAbsent(client, "/f/1", "1");
     }
+    assert.equal((await client.range({ key: key("/f/1") })).kvs[0]?.value.toString(), "1");
     const firstWriteAfter = performance.now() - killedAt;
     for (let i = 2; i <= 5; i++) await client.put({ key: key(`/f/${i}`), value: key(String(i)) });
     assert.notEqual(client.currentEndpoint, first.endpoint);
@@ -257,6 +259,9 @@ test("TLS: with the CA and a client certificate the client talks to an etcd that
     await client.put({ key: key("/tls"), value: key("yes") });
     assert.equal((await client.range({ key: key("/tls") })).kvs[0]?.value.toString(), "yes");
     await assert.rejects(anonymous.range({ key: key("/tls") }, { timeoutMs: 3_000 }), (err: unknown) => isUnavailable(err));
+    // Txn (the lean path) over the same TLS, with and without the certificate.
+    assert.equal((await createIfAbsent(client, "/tls-txn", "yes")).succeeded, true);
+    await assert.rejects(createIfAbsent(anonymous, "/tls-txn", "no", 0n, { timeoutMs: 3_000 }), (err: unknown) => isUnavailable(err));
     assert.throws(() => new EtcdClient({ endpoints: [cluster.members[0]!.clientUrl.replace("https", "http")], tls }), /use https/);
   } finally {
     client.close();
@@ -281,7 +286,8 @@ test("three members: the member in use freezes (SIGSTOP); a call times out and t
     const frozen = cluster.members.find((member) => member.endpoint === client.currentEndpoint) ?? first;
     frozen.pause();
     const frozenAt = performance.now();
-    await assert.rejects(client.range({ key: key("/z/0") }, { timeoutMs: 500 }), (err: unknown) => (err as { code?: number }).code === 4);
+    // A Txn (the lean path) to the frozen member times out like any call, and the next goes elsewhere.
+    await assert.rejects(createIfAbsent(client, "/z/x", "x", 0n, { timeoutMs: 500 }), (err: unknown) => (err as { code?: number }).code === 4);
     assert.notEqual(client.currentEndpoint, frozen.endpoint, "the next call goes to another member");
     await client.put({ key: key("/z/1"), value: key("1") });
     await withTimeout(watch.until(2), 5_000, "the event through another member");

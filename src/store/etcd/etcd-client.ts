@@ -24,6 +24,7 @@ import {
   RangeRequest,
   StatusRequest,
   TxnRequest,
+  TxnResponse,
   WatchClient,
   WatchCreateRequest,
   type CompactionResponse,
@@ -35,11 +36,11 @@ import {
   type PutResponse,
   type RangeResponse,
   type StatusResponse,
-  type TxnResponse,
   type WatchRequest,
   type WatchResponse,
 } from "../../gen/etcd/etcdserverpb/rpc.ts";
 import { isUnavailable, ServiceEndpoints, type Endpoint } from "../../grpc/service-endpoints.ts";
+import { LeanUnary } from "./lean-unary.ts";
 
 // A thin client of etcd's own gRPC API (v3), over grpc-js and the static
 // stubs in src/gen/etcd: several endpoints with failover, TLS, keepalive
@@ -104,12 +105,13 @@ const CHANNEL_OPTIONS = {
 // leader ends them (UNAVAILABLE "no leader") instead of serving them stale.
 const REQUIRE_LEADER_KEY = "hasleader";
 
-/** The stubs of one member, sharing one connection. */
+/** The stubs of one member, sharing one connection, and the lean path for the hot call (Txn) on a second one. */
 interface MemberStubs {
   kv: KVClient;
   watch: WatchClient;
   lease: LeaseClient;
   maintenance: MaintenanceClient;
+  lean: LeanUnary;
   close(): void;
 }
 
@@ -127,12 +129,17 @@ export class EtcdClient {
     this.#members = new ServiceEndpoints(addresses, (address) => {
       const channel = new Channel(address, credentials, CHANNEL_OPTIONS);
       const shared = { channelOverride: channel };
+      const lean = new LeanUnary(address, secure, options.tls);
       return {
         kv: new KVClient(address, credentials, shared),
         watch: new WatchClient(address, credentials, shared),
         lease: new LeaseClient(address, credentials, shared),
         maintenance: new MaintenanceClient(address, credentials, shared),
-        close: () => channel.close(),
+        lean,
+        close: () => {
+          channel.close();
+          lean.close();
+        },
       };
     });
   }
@@ -156,9 +163,26 @@ export class EtcdClient {
     return this.#unary(false, control, (m, md, o, cb) => m.kv.deleteRange(DeleteRangeRequest.fromPartial(request), md, o, cb));
   }
 
-  /** A transaction is retried on another member only if it cannot have reached one (it may have been applied). */
+  /**
+   * A transaction is retried on another member only if it cannot have reached
+   * one (it may have been applied). The store's hot call: sent on the lean
+   * path (lean-unary.ts), not through grpc-js.
+   */
   txn(request: TxnRequest, control?: CallControl): Promise<TxnResponse> {
-    return this.#unary(false, control, (m, md, o, cb) => m.kv.txn(TxnRequest.fromPartial(request), md, o, cb));
+    if (this.#closed) return Promise.reject(new Error("the etcd client is closed"));
+    if (control?.signal?.aborted) return Promise.reject(control.signal.reason);
+    const encoded = TxnRequest.encode(TxnRequest.fromPartial(request)).finish();
+    return this.#members.withFailover(
+      async (member) => {
+        try {
+          return TxnResponse.decode(await member.stub.lean.call("/etcdserverpb.KV/Txn", encoded, control?.timeoutMs ?? UNARY_TIMEOUT_MS, control?.signal));
+        } catch (err) {
+          if ((err as Partial<ServiceError>).code === status.DEADLINE_EXCEEDED) this.#members.failed(member);
+          throw err;
+        }
+      },
+      (err) => notSent(err),
+    );
   }
 
   compact(request: Partial<CompactionRequest>, control?: CallControl): Promise<CompactionResponse> {
