@@ -67,9 +67,7 @@ test("the binary alone: --help and --version (package.json's)", async () => {
 });
 
 test("the binary alone serves: Acquire, KeepAlive, health, reflection, SIGKILL and restart with the lease kept, SIGTERM exits 0", { timeout: 60_000 }, async () => {
-  await runLifecycle((lockDir) =>
-    startServiceProcess({ lockDir, runtime: "binary", binary, cwd: home.path, env: cleanEnv() as Record<string, string> }),
-  );
+  await runLifecycle({ runtime: "binary", binary, cwd: home.path, env: cleanEnv() as Record<string, string> });
   assert.deepEqual(await readdir(home.path), ["mcp-lockd"], "the binary wrote nothing beside itself");
 });
 

@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url";
 import { runLifecycle } from "../helpers/e2e-lifecycle.ts";
 import { TestLockClient } from "../helpers/lock-client.ts";
 import { runProcess } from "../helpers/run-process.ts";
-import { DENO_RUN_PATH, startServiceProcess } from "../helpers/service-process.ts";
+import { DENO_RUN_PATH } from "../helpers/service-process.ts";
 import { makeTempDir } from "../helpers/temp-dir.ts";
 import { withTimeout } from "../helpers/wait.ts";
 
@@ -46,7 +46,7 @@ test("under Deno: --help and --version (package.json's)", { timeout: 60_000 }, a
 // deno-run.sh grants read and write in the lock dir only, the network on the
 // listen hosts only, the environment and the host name: the service runs on that.
 test("under Deno: serves, keeps the lease across SIGKILL and restart, SIGTERM exits 0", { timeout: 90_000 }, async () => {
-  await runLifecycle((lockDir) => startServiceProcess({ lockDir, runtime: "deno", env: cleanEnv() }));
+  await runLifecycle({ runtime: "deno", env: cleanEnv() });
 });
 
 test("npm run start:deno with no flags serves on the defaults (here set by environment) and stops on SIGTERM", { timeout: 60_000 }, async () => {

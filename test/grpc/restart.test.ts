@@ -6,9 +6,8 @@ import { createHash } from "node:crypto";
 import { readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { status } from "@grpc/grpc-js";
-import { startServiceProcess, type ServiceProcess } from "../helpers/service-process.ts";
-import { makeStoreUnderTest, storesUnderTest, type StoreKind } from "../helpers/service-under-test.ts";
-import { expectGrpcError, isServiceError, ms, TestLockClient } from "../helpers/lock-client.ts";
+import { servicesOnStore, storesUnderTest, type ServicesOnStore, type StoreKind } from "../helpers/service-under-test.ts";
+import { expectGrpcError, isServiceError, ms } from "../helpers/lock-client.ts";
 import { exists } from "../helpers/fs.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { EventReader } from "../helpers/event-reader.ts";
@@ -24,52 +23,17 @@ import type { Lease } from "../../src/gen/mcplockd/v1/lock.ts";
 const TTL_20S = { seconds: 20, nanos: 0 };
 const WAIT_30S = { seconds: 30, nanos: 0 };
 
-/** Runs registered clean-ups in reverse order, even when some of them fail. */
-class Cleanup {
-  private readonly steps: Array<() => unknown> = [];
-  add(step: () => unknown): void {
-    this.steps.push(step);
-  }
-  async run(): Promise<void> {
-    for (const step of this.steps.reverse()) {
-      try {
-        await step();
-      } catch {
-        // keep cleaning up
-      }
-    }
-  }
-}
-
-interface Harness {
-  /** The lock dir with the file store; undefined with etcd. */
-  dir: string | undefined;
-  start(): Promise<ServiceProcess>;
-  client(service: ServiceProcess): TestLockClient;
-}
-
-/** A fresh store (a temp lock dir, or an etcd prefix) plus trackers that stop every service and close every client at the end. */
-async function withHarness(kind: StoreKind, body: (h: Harness) => Promise<void>): Promise<void> {
-  const cleanup = new Cleanup();
+/**
+ * A fresh store (a temp lock dir, or an etcd prefix); every service started on
+ * it (on ports 0 each time: a restart may get other ports) and every client is
+ * ended at the end.
+ */
+async function withHarness(kind: StoreKind, body: (h: ServicesOnStore) => Promise<void>): Promise<void> {
+  const services = await servicesOnStore(kind);
   try {
-    const store = await makeStoreUnderTest(kind);
-    cleanup.add(() => store.remove());
-    await body({
-      dir: store.lockDir,
-      async start() {
-        // Port 0 each time: the restarted service may get other ports.
-        const service = await startServiceProcess({ extraArgs: store.serveArgs, grpcListen: "127.0.0.1:0", httpListen: "127.0.0.1:0" });
-        cleanup.add(() => service.stop("SIGKILL"));
-        return service;
-      },
-      client(service) {
-        const client = new TestLockClient(service.grpcAddress);
-        cleanup.add(() => client.close());
-        return client;
-      },
-    });
+    await body(services);
   } finally {
-    await cleanup.run();
+    await services.close();
   }
 }
 
@@ -123,11 +87,11 @@ for (const kind of storesUnderTest()) describe(`restarts (${kind} store)`, () =>
 
   test("SIGKILL while two leases are held and a third client waits: the leases survive the restart", { timeout: 60_000 }, async () => {
     await withHarness(kind, async (h) => {
-      const dir = h.dir;
+      const dir = h.store.lockDir;
       const first = await h.start();
-      const a = h.client(first);
-      const b = h.client(first);
-      const c = h.client(first);
+      const a = h.connect(first);
+      const b = h.connect(first);
+      const c = h.connect(first);
       const alpha = leaseOf(await a.acquire({ resource: "alpha", holder: "holder-a", ttl: TTL_20S }));
       const beta = leaseOf(await b.acquire({ resource: "beta", holder: "holder-b", ttl: TTL_20S }));
       // A third client queues for alpha; make sure it is waiting before the kill.
@@ -158,9 +122,9 @@ for (const kind of storesUnderTest()) describe(`restarts (${kind} store)`, () =>
       const watcher = new LockClient({ address: second.grpcAddress });
       const events = new EventReader(watcher.watch("alpha"));
       await events.until((event) => event.type === "SNAPSHOT_COMPLETE", "the watch's snapshot");
-      const intruder = h.client(second);
-      const a2 = h.client(second);
-      const b2 = h.client(second);
+      const intruder = h.connect(second);
+      const a2 = h.connect(second);
+      const b2 = h.connect(second);
       // Still held: another holder is refused, naming the original holder.
       await expectGrpcError(intruder.acquire({ resource: "alpha", holder: "intruder" }), status.ABORTED, [/"holder-a"/]);
       await expectGrpcError(intruder.acquire({ resource: "beta", holder: "intruder" }), status.ABORTED, [/"holder-b"/]);
@@ -250,9 +214,9 @@ for (const kind of storesUnderTest()) describe(`restarts (${kind} store)`, () =>
 
   test("a lease whose horizon passed while the service was down is reclaimed at start", { timeout: 60_000, skip: kind !== "file" && "lease files only: it moves a file's times back" }, async () => {
     await withHarness(kind, async (h) => {
-      const dir = h.dir!;
+      const dir = h.store.lockDir!;
       const first = await h.start();
-      const owner = h.client(first);
+      const owner = h.connect(first);
       const short = leaseOf(await owner.acquire({ resource: "ephemeral", holder: "short-lived", ttl: { seconds: 1, nanos: 0 } }));
       assert.equal(await first.stop("SIGKILL"), "SIGKILL");
       const leaseFile = join(dir, "ephemeral.lock");
@@ -269,11 +233,11 @@ for (const kind of storesUnderTest()) describe(`restarts (${kind} store)`, () =>
 
       const second = await h.start();
       await waitFor(async () => !(await exists(leaseFile)), "the expired lease file to be removed", 10_000, 20);
-      const other = h.client(second);
+      const other = h.connect(second);
       assert.deepEqual((await other.listLocks()).locks, []);
       assert.deepEqual((await fetchHealthLocks(second)).map((e) => e.resource), []);
       // The old lease is gone for its holder too.
-      const owner2 = h.client(second);
+      const owner2 = h.connect(second);
       const ka = owner2.keepAlive();
       assert.equal((await ka.renew(short.leaseId)).expired, true);
       ka.end();
@@ -292,9 +256,9 @@ for (const kind of storesUnderTest()) describe(`restarts (${kind} store)`, () =>
 
   test("fencing tokens keep strictly increasing across a SIGKILL and restart", { timeout: 60_000 }, async () => {
     await withHarness(kind, async (h) => {
-      const dir = h.dir;
+      const dir = h.store.lockDir;
       const first = await h.start();
-      const client = h.client(first);
+      const client = h.connect(first);
       const before: number[] = [];
       for (let i = 0; i < 3; i++) {
         const lease = leaseOf(await client.acquire({ resource: "fenced", holder: `round-${i}` }));
@@ -317,7 +281,7 @@ for (const kind of storesUnderTest()) describe(`restarts (${kind} store)`, () =>
       }
 
       const second = await h.start();
-      const client2 = h.client(second);
+      const client2 = h.connect(second);
       const after = leaseOf(await client2.acquire({ resource: "fenced", holder: "after-restart" }));
       assert.ok(after.fencingToken > before[2]!, `token ${after.fencingToken} after restart is not above ${before[2]}`);
       if (dir) {
@@ -340,10 +304,10 @@ for (const kind of storesUnderTest()) describe(`restarts (${kind} store)`, () =>
 
   test("SIGTERM with a held lease: exit 0, the lease stays in the store, and it is still valid after restart", { timeout: 60_000 }, async () => {
     await withHarness(kind, async (h) => {
-      const dir = h.dir;
+      const dir = h.store.lockDir;
       const first = await h.start();
-      const holder = h.client(first);
-      const waiter = h.client(first);
+      const holder = h.connect(first);
+      const waiter = h.connect(first);
       const lease = leaseOf(await holder.acquire({ resource: "graceful", holder: "holder-g", ttl: TTL_20S }));
       const ka = holder.keepAlive();
       const renewed = await ka.renew(lease.leaseId);
@@ -365,8 +329,8 @@ for (const kind of storesUnderTest()) describe(`restarts (${kind} store)`, () =>
       }
 
       const second = await h.start();
-      const other = h.client(second);
-      const holder2 = h.client(second);
+      const other = h.connect(second);
+      const holder2 = h.connect(second);
       await expectGrpcError(other.acquire({ resource: "graceful", holder: "other" }), status.ABORTED, [/"holder-g"/]);
       assert.deepEqual(
         (await fetchHealthLocks(second)).map((e) => [e.resource, e.holder, e.fencing_token]),

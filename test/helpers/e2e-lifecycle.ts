@@ -3,10 +3,9 @@ import { fetchHealthLocks } from "./health-locks.ts";
 import { join } from "node:path";
 import { status } from "@grpc/grpc-js";
 import { describeService, healthCheck, listServices } from "./introspection-client.ts";
-import { expectGrpcError, ms, TestLockClient } from "./lock-client.ts";
+import { expectGrpcError, ms } from "./lock-client.ts";
 import { assertValidLeaseFile } from "./lease-file-schema.ts";
-import type { ServiceProcess } from "./service-process.ts";
-import { makeTempDir } from "./temp-dir.ts";
+import { startServiceUnderTest, type ServiceLaunch } from "./service-under-test.ts";
 
 const LOCK_SERVICE = "mcplockd.v1.LockService";
 const TTL_20S = { seconds: 20, nanos: 0 };
@@ -21,25 +20,13 @@ const TTL_20S = { seconds: 20, nanos: 0 };
  * the same lock dir keeps the lease (its holder renews it with its lease_id,
  * another holder is refused with ABORTED); SIGTERM exits 0.
  *
- * `start` starts the service on a lock dir (on ports 0).
+ * `launch` says what runs the service, and where.
  */
-export async function runLifecycle(start: (lockDir: string) => Promise<ServiceProcess>): Promise<void> {
-  const temp = await makeTempDir("mcp-lockd-e2e-");
-  const lockDir = join(temp.path, "locks");
-  const services: ServiceProcess[] = [];
-  const clients: TestLockClient[] = [];
-  const startTracked = async () => {
-    const service = await start(lockDir);
-    services.push(service);
-    return service;
-  };
-  const connect = (service: ServiceProcess) => {
-    const client = new TestLockClient(service.grpcAddress);
-    clients.push(client);
-    return client;
-  };
+export async function runLifecycle(launch: ServiceLaunch): Promise<void> {
+  const deployment = await startServiceUnderTest("file", { lockSubdir: "locks", launch });
+  const lockDir = deployment.store.lockDir!;
   try {
-    const first = await startTracked();
+    const first = deployment.service;
     assert.match(first.grpcAddress, /^127\.0\.0\.1:[1-9]\d*$/, "port 0 became a real gRPC port");
     assert.match(first.httpAddress, /^127\.0\.0\.1:[1-9]\d*$/, "port 0 became a real HTTP port");
 
@@ -53,7 +40,7 @@ export async function runLifecycle(start: (lockDir: string) => Promise<ServicePr
       assert.ok(described.methods.includes(method), `reflection describes ${method}: ${described.methods.join(", ")}`);
     }
 
-    const holder = connect(first);
+    const holder = deployment.client;
     const { lease } = await holder.acquire({ resource: "e2e", holder: "holder-e2e", ttl: TTL_20S });
     assert.ok(lease, "Acquire granted a lease");
     const stream = holder.keepAlive();
@@ -71,14 +58,14 @@ export async function runLifecycle(start: (lockDir: string) => Promise<ServicePr
     const lost = await stream.ended;
     assert.equal(lost?.code, status.UNAVAILABLE, `the KeepAlive stream ends UNAVAILABLE with its server: ${lost?.details}`);
 
-    const second = await startTracked();
-    const other = connect(second);
+    const second = await deployment.start();
+    const other = deployment.connect(second);
     await expectGrpcError(other.acquire({ resource: "e2e", holder: "intruder" }), status.ABORTED, ['"holder-e2e"'], "after the restart");
     assert.deepEqual(
       (await fetchHealthLocks(second)).map((e) => [e.resource, e.holder, e.fencing_token]),
       [["e2e", "holder-e2e", lease.fencingToken]],
     );
-    const holderAgain = connect(second);
+    const holderAgain = deployment.connect(second);
     const streamAgain = holderAgain.keepAlive();
     const renewedAgain = await streamAgain.renew(lease.leaseId);
     assert.equal(renewedAgain.expired, false, "the holder's lease_id still renews after the restart");
@@ -90,8 +77,6 @@ export async function runLifecycle(start: (lockDir: string) => Promise<ServicePr
     // A graceful stop leaves the live lease's file for the next start.
     assert.equal((await assertValidLeaseFile(join(lockDir, "e2e.lock"))).holder, "holder-e2e");
   } finally {
-    for (const client of clients) client.close();
-    for (const service of services) await service.stop("SIGKILL");
-    await temp.remove();
+    await deployment.close();
   }
 }

@@ -63,12 +63,7 @@ export interface ServiceProcess {
   stop(signal?: NodeJS.Signals): Promise<number | NodeJS.Signals>;
 }
 
-/**
- * Starts `mcp-lockd serve` as a real child process on ephemeral ports and
- * waits for its "serving" line. Pass fixed ports to restart on the same ones.
- * It runs under `runtime`, by default the one MCP_LOCKD_TEST_RUNTIME names.
- */
-export async function startServiceProcess(options: {
+export interface ServiceProcessOptions {
   /** --lock-dir; leave it out when `extraArgs` choose another store (--store etcd ...). */
   lockDir?: string;
   grpcListen?: string;
@@ -80,7 +75,14 @@ export async function startServiceProcess(options: {
   cwd?: string;
   /** More `serve` flags (TLS, --auth-file...). */
   extraArgs?: string[];
-}): Promise<ServiceProcess> {
+}
+
+/**
+ * Starts `mcp-lockd serve` as a real child process on ephemeral ports and
+ * waits for its "serving" line. Pass fixed ports to restart on the same ones.
+ * It runs under `runtime`, by default the one MCP_LOCKD_TEST_RUNTIME names.
+ */
+export async function startServiceProcess(options: ServiceProcessOptions): Promise<ServiceProcess> {
   const { command, args } = cliCommand(
     [
       "serve",

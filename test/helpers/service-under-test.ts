@@ -7,13 +7,14 @@ import { prefixEnd } from "../../src/store/etcd/etcd-keys.ts";
 import { startEtcdCluster, type EtcdCluster } from "./etcd-cluster.ts";
 import { etcdServeArgs } from "./etcd-replicas.ts";
 import { TestLockClient } from "./lock-client.ts";
-import { startServiceProcess, testRuntime, type ServiceProcess, type ServiceRuntime } from "./service-process.ts";
+import { startServiceProcess, testRuntime, type ServiceProcess, type ServiceProcessOptions, type ServiceRuntime } from "./service-process.ts";
 import { makeTempDir } from "./temp-dir.ts";
 import { STORE_KINDS, type StoreKind } from "../../src/store/store-kind.ts";
 
 // The conformance suites (LockService, bad input, restart, Watch) run once per
 // store: the lease files, or etcd. A test file asks storesUnderTest() which
-// ones, and gets a service on either from startServiceUnderTest(). All etcd
+// ones, and gets a service on either from startServiceUnderTest() (or starts
+// its services one by one with servicesOnStore()). All etcd
 // services of one test file share one single-member etcd (started at first
 // use, stopped after the file's tests), each under its own key prefix, so
 // they see nothing of each other.
@@ -105,13 +106,10 @@ export async function makeStoreUnderTest(kind: StoreKind, options: { lockSubdir?
   };
 }
 
-export interface ServiceUnderTest {
+/** Services started on one store and the clients connected to them: close() ends them all. */
+export interface ServicesOnStore {
   readonly store: StoreUnderTest;
-  /** The first service started on the store. */
-  readonly service: ServiceProcess;
-  /** Connected to `service`. */
-  readonly client: TestLockClient;
-  /** Starts another `mcp-lockd serve` on the same store, on ports 0: a restart, or a second replica. Stopped by close(). */
+  /** Starts `mcp-lockd serve` on the store, on ports 0: the first, a restart, or another replica. Stopped by close(). */
   start(): Promise<ServiceProcess>;
   /** A client of `service`, closed by close(). */
   connect(service: ServiceProcess): TestLockClient;
@@ -119,8 +117,19 @@ export interface ServiceUnderTest {
   close(): Promise<void>;
 }
 
-/** `mcp-lockd serve` on a fresh store of `kind`, and a client of it. What was started is cleaned up if a step fails. */
-export async function startServiceUnderTest(kind: StoreKind, options: { lockSubdir?: string; extraArgs?: string[] } = {}): Promise<ServiceUnderTest> {
+/** What runs each service (by default what MCP_LOCKD_TEST_RUNTIME names), and where. */
+export type ServiceLaunch = Pick<ServiceProcessOptions, "runtime" | "binary" | "cwd" | "env">;
+
+export interface ServiceOptions {
+  /** The file store's lock dir is this folder of its temp dir (created by the service). */
+  lockSubdir?: string;
+  /** More `serve` flags. */
+  extraArgs?: string[];
+  launch?: ServiceLaunch;
+}
+
+/** A fresh store of `kind`, on which services start and clients connect as asked; none is started yet. */
+export async function servicesOnStore(kind: StoreKind, options: ServiceOptions = {}): Promise<ServicesOnStore> {
   const store = await makeStoreUnderTest(kind, options);
   const services: ServiceProcess[] = [];
   const clients: TestLockClient[] = [];
@@ -136,7 +145,7 @@ export async function startServiceUnderTest(kind: StoreKind, options: { lockSubd
       }
     })());
   const start = async () => {
-    const service = await startServiceProcess({ extraArgs: [...store.serveArgs, ...(options.extraArgs ?? [])] });
+    const service = await startServiceProcess({ ...options.launch, extraArgs: [...store.serveArgs, ...(options.extraArgs ?? [])] });
     services.push(service);
     return service;
   };
@@ -145,11 +154,24 @@ export async function startServiceUnderTest(kind: StoreKind, options: { lockSubd
     clients.push(client);
     return client;
   };
+  return { store, start, connect, close };
+}
+
+export interface ServiceUnderTest extends ServicesOnStore {
+  /** The first service started on the store. */
+  readonly service: ServiceProcess;
+  /** Connected to `service`. */
+  readonly client: TestLockClient;
+}
+
+/** `mcp-lockd serve` on a fresh store of `kind`, and a client of it. What was started is cleaned up if a step fails. */
+export async function startServiceUnderTest(kind: StoreKind, options: ServiceOptions = {}): Promise<ServiceUnderTest> {
+  const services = await servicesOnStore(kind, options);
   try {
-    const service = await start();
-    return { store, service, client: connect(service), start, connect, close };
+    const service = await services.start();
+    return { ...services, service, client: services.connect(service) };
   } catch (err) {
-    await close();
+    await services.close();
     throw err;
   }
 }

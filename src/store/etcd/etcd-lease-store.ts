@@ -313,9 +313,8 @@ export class EtcdLeaseStore implements LeaseStore {
 
   /** Takes back a grant nobody was told of: the holder key written at `revision`, if it is still that one. */
   private async withdraw(resource: string, revision: bigint): Promise<void> {
-    const key = this.layout.holder(resource);
     const response = await this.client
-      .txn({ compare: [cmp(key, Compare_CompareTarget.MOD, revision)], success: [this.deleteKey(key)], failure: [] }, { timeoutMs: CALL_TIMEOUT_MS })
+      .txn({ ...this.deleteHolderAt(resource, { modRevision: revision }), failure: [] }, { timeoutMs: CALL_TIMEOUT_MS })
       .catch((err: Error) => {
         this.warn(`etcd: withdrawing a grant of "${resource}" failed (${err.message}); it ends at its expires_at, or with its etcd lease`);
         return undefined;
@@ -327,11 +326,16 @@ export class EtcdLeaseStore implements LeaseStore {
   private removeHolder<T>(resource: string, entry: MirroredResource | undefined, removed: () => T): Decision<T> {
     return {
       write: {
-        compare: this.holderCompares(resource, entry),
-        success: [this.deleteKey(this.layout.holder(resource))],
+        ...this.deleteHolderAt(resource, entry?.holder),
         answer: (response) => (response.succeeded ? removed() : "retry"),
       },
     };
+  }
+
+  /** Deletes the holder key only if it is still the version `seen` (same mod revision; absent if undefined). */
+  private deleteHolderAt(resource: string, seen: Pick<MirroredKey, "modRevision"> | undefined): Pick<Write<never>, "compare" | "success"> {
+    const key = this.layout.holder(resource);
+    return { compare: [revisionCompare(key, seen)], success: [this.deleteKey(key)] };
   }
 
   watch(onChange: (resource: string | undefined) => void): () => void {
@@ -601,7 +605,7 @@ export class EtcdLeaseStore implements LeaseStore {
 }
 
 /** The key is as the mirror saw it: same mod revision, or still absent. */
-function revisionCompare(key: Buffer, seen: MirroredKey | undefined): Compare {
+function revisionCompare(key: Buffer, seen: Pick<MirroredKey, "modRevision"> | undefined): Compare {
   return seen ? cmp(key, Compare_CompareTarget.MOD, seen.modRevision) : cmp(key, Compare_CompareTarget.VERSION, 0n);
 }
 
