@@ -19,6 +19,7 @@ __all__ = [
     "GuardTimeoutError",
     "CorruptFenceError",
     "AccessDeniedError",
+    "WatcherTooSlowError",
 ]
 
 

@@ -17,6 +17,15 @@ def run_python(code, path):
 
 
 class PackageTest(unittest.TestCase):
+    def test_every_error_class_is_exported(self):
+        # `from mcp_lockd.errors import *` and the package itself name every error a caller may catch.
+        import mcp_lockd
+        from mcp_lockd import errors
+
+        defined = {name for name, value in vars(errors).items() if isinstance(value, type) and issubclass(value, errors.LockError)}
+        self.assertEqual(defined - set(errors.__all__), set())
+        self.assertEqual(defined - set(dir(mcp_lockd)), set())
+
     def test_file_lock_needs_only_the_standard_library(self):
         result = run_python(
             """
