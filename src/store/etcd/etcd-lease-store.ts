@@ -110,6 +110,8 @@ export class EtcdLeaseStore implements LeaseStore {
   acquire(resource: string, grant: LeaseGrant, position: QueuePosition = "try"): Promise<AcquireOutcome> {
     // A waiter that joined the queue is granted only once it is first; one that has not joins it unless it is granted at once.
     let etcdLease: TakenLease | undefined;
+    /** A write binding `etcdLease` to the holder key was sent: if we then give up, it may have landed. */
+    let sentWithLease = false;
     const ttlSeconds = etcdTtlSeconds(grant.ttlMs);
     const result = this.decide<AcquireOutcome>(resource, async (entry, now) => {
       const holder = this.holderOf(resource, entry);
@@ -159,6 +161,7 @@ export class EtcdLeaseStore implements LeaseStore {
       const { renewed } = etcdLease;
       renewed.catch(() => {});
       const join = position === "wait" && mine === undefined ? await this.joinWrite(resource, grant.leaseIdHash, queuedOutcome) : undefined;
+      sentWithLease = true;
       return {
         write: {
           compare,
@@ -175,9 +178,21 @@ export class EtcdLeaseStore implements LeaseStore {
         },
       };
     });
-    return result.finally(() => {
-      if (etcdLease !== undefined) this.leases.giveBack(etcdLease.id, ttlSeconds);
-    });
+    return result.then(
+      (outcome) => {
+        if (etcdLease !== undefined) this.leases.giveBack(etcdLease.id, ttlSeconds);
+        return outcome;
+      },
+      (err: unknown) => {
+        // Given up after a write whose answer was lost: it may hold a holder key nobody was told of.
+        // Revoking ends that key too (the caller is told UNAVAILABLE); never a spare again.
+        if (etcdLease !== undefined) {
+          if (sentWithLease) this.leases.revoke(etcdLease.id);
+          else this.leases.giveBack(etcdLease.id, ttlSeconds);
+        }
+        throw err;
+      },
+    );
   }
 
   renew(resource: string, leaseIdHash: string): Promise<LeaseRecord | undefined> {
