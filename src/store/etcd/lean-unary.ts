@@ -116,7 +116,11 @@ export class LeanUnary {
     // Errors reach the calls on the session's streams; a session that failed or was told to go away is not reused.
     session.once("connect", () => connected.add(session));
     session.on("error", () => this.#drop(session));
-    session.on("goaway", () => this.#drop(session));
+    // Told to go away (a member shutting down): new calls get a new connection, those in flight finish.
+    session.on("goaway", () => {
+      if (this.#session === session) this.#session = undefined;
+      if (!session.closed) session.close();
+    });
     session.on("close", () => this.#drop(session));
     // Without a call in flight the connection does not keep the process alive.
     session.unref();
