@@ -5,6 +5,7 @@ import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 import { systemClock } from "../../src/core/clock.ts";
 import { LockManager, type GrantedLease } from "../../src/core/lock-manager.ts";
+import type { TxnRequest, TxnResponse } from "../../src/gen/etcd/etcdserverpb/rpc.ts";
 import { EtcdClient } from "../../src/store/etcd/etcd-client.ts";
 import { EtcdLeaseStore } from "../../src/store/etcd/etcd-lease-store.ts";
 import { EtcdKeyLayout } from "../../src/store/etcd/etcd-keys.ts";
@@ -20,7 +21,7 @@ import { waitFor, withTimeout } from "../helpers/wait.ts";
 interface Replica {
   manager: LockManager;
   store: EtcdLeaseStore;
-  client: EtcdClient;
+  client: AnswerLosingClient;
 }
 
 const REPLICA_PROCESS = fileURLToPath(new URL("./etcd-waiting-replica.js", import.meta.url));
@@ -28,11 +29,34 @@ const REPLICA_PROCESS = fileURLToPath(new URL("./etcd-waiting-replica.js", impor
 let cluster: EtcdCluster;
 let prefixes = 0;
 
+/**
+ * A real client whose next Txns matching `lose` are applied by etcd but answered
+ * with the error a dropped connection gives (UNAVAILABLE, "Connection dropped"):
+ * the store cannot know whether they landed.
+ */
+class AnswerLosingClient extends EtcdClient {
+  lose: ((request: TxnRequest) => boolean) | undefined;
+  lost = 0;
+
+  override async txn(request: TxnRequest, control?: Parameters<EtcdClient["txn"]>[1]): Promise<TxnResponse> {
+    const response = await super.txn(request, control);
+    if (this.lose?.(request)) {
+      this.lose = undefined;
+      this.lost++;
+      throw Object.assign(new Error("14 UNAVAILABLE: Connection dropped"), { code: 14, details: "Connection dropped" });
+    }
+    return response;
+  }
+}
+
+const deletesHolder = (request: TxnRequest) => request.success.some((op) => op.requestDeleteRange?.key.toString().endsWith("/h"));
+const putsHolder = (request: TxnRequest) => request.success.some((op) => op.requestPut?.key.toString().endsWith("/h"));
+
 async function replicas(count: number, options: { tokenFloor?: number } = {}): Promise<Replica[]> {
   const prefix = `/test-${process.pid}-${++prefixes}/`;
   const started: Replica[] = [];
   for (let i = 0; i < count; i++) {
-    const client = new EtcdClient({ endpoints: cluster.clientUrls });
+    const client = new AnswerLosingClient({ endpoints: cluster.clientUrls });
     const store = new EtcdLeaseStore({ client, prefix, clock: systemClock, tokenFloor: options.tokenFloor });
     const manager = new LockManager({ store, clock: systemClock });
     await manager.start();
@@ -102,6 +126,34 @@ describe("etcd lease store", { timeout: 60_000 }, () => {
       // Before: one per cycle (30). Now only the replica's session and pool timers renew, a few times a second.
       assert.ok(sent <= 6, `${sent} keepalives for 30 cycles`);
       assert.ok(last!.lease.fencingToken >= 31);
+    } finally {
+      close(all);
+    }
+  });
+
+  test("a release or hand-over whose write landed but lost its answer is reported done, not 'lease not found'", async () => {
+    const all = await replicas(1);
+    const [a] = all;
+    try {
+      // Release: the holder key's delete lands; its answer is lost; deciding again finds the version it deleted gone.
+      const held = await a!.manager.acquire({ resource: "lost", holder: "h", ttlMs: 5_000 });
+      a!.client.lose = deletesHolder;
+      await a!.manager.release(held.leaseId);
+      assert.equal(a!.client.lost, 1);
+      assert.equal((await a!.store.read("lost")).kind, "free");
+
+      // Hand-over to a waiter on the same replica: the Txn that makes it the holder lands; its answer is lost.
+      const first = await a!.manager.acquire({ resource: "lost", holder: "h1", ttlMs: 5_000 });
+      const waiting = a!.manager.acquire({ resource: "lost", holder: "h2", ttlMs: 5_000, waitMs: 10_000 });
+      await waitFor(() => a!.store.queuedCount("lost") === 1, "the waiter queued", 5_000);
+      a!.client.lose = putsHolder;
+      await a!.manager.release(first.leaseId);
+      assert.equal(a!.client.lost, 2);
+      const second = await withTimeout(waiting, 5_000, "the waiter's grant");
+      assert.ok(second.lease.fencingToken > first.lease.fencingToken);
+      const state = await a!.store.read("lost");
+      assert.equal(state.kind === "held" && state.lease.leaseIdHash, second.lease.leaseIdHash);
+      await a!.manager.release(second.leaseId);
     } finally {
       close(all);
     }

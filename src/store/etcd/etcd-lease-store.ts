@@ -216,12 +216,21 @@ export class EtcdLeaseStore implements LeaseStore {
   }
 
   release(resource: string, leaseIdHash: string): Promise<boolean> {
+    /** The version of the holder key the last attempt deleted, its etcd lease, and whether it was ours. */
+    let attempted: { key: MirroredKey; etcdLease: bigint; ours: boolean } | undefined;
     return this.decide<boolean>(resource, (entry, now) => {
+      // An attempt whose answer was lost (or whose compare failed because someone else removed the same
+      // version) finds the version it meant to delete gone: the lease is released, whoever's delete it was.
+      if (attempted && entry?.removedHolder === attempted.key) {
+        this.leases.revoke(attempted.etcdLease);
+        return { done: attempted.ours };
+      }
       const holder = this.holderOf(resource, entry);
       if (typeof holder !== "object") return { done: false };
       const ours = holder.lease.leaseIdHash === leaseIdHash && holder.lease.expiresAt > now;
       // Not ours: an expired lease is reclaimed on the way, anything else stays.
       if (!ours && holder.lease.expiresAt > now) return { done: false };
+      attempted = { key: entry!.holder!, etcdLease: holder.etcdLease, ours };
       return this.removeHolder(resource, entry, () => {
         if (ours) this.leases.giveBack(holder.etcdLease, etcdTtlSeconds(holder.lease.ttlMs));
         else this.leases.revoke(holder.etcdLease);
@@ -231,14 +240,32 @@ export class EtcdLeaseStore implements LeaseStore {
   }
 
   handOver(resource: string, leaseIdHash: string, next: LeaseGrant): Promise<HandOverOutcome> {
-    return this.decide<HandOverOutcome>(resource, (entry, now) => {
+    /** What the last attempt wrote: the version of the releaser's holder key it replaced or deleted, and how. */
+    let attempted: { key: MirroredKey; releaserLease: bigint; handedOver: boolean } | undefined;
+    return this.decide<HandOverOutcome>(resource, async (entry, now) => {
       const holder = this.holderOf(resource, entry);
+      if (attempted) {
+        // An attempt whose answer was lost did land: `next` holds it (its grant stands once its etcd lease is
+        // confirmed), or the releaser's version was deleted (released only).
+        if (attempted.handedOver && typeof holder === "object" && holder.lease.leaseIdHash === next.leaseIdHash) {
+          this.forgetJoined(resource, next.leaseIdHash);
+          if (holder.etcdLease !== attempted.releaserLease) this.leases.revoke(attempted.releaserLease);
+          if ((await this.leases.renewUnlessFresh(holder.etcdLease).catch(() => 0n)) > 0n) return { done: { released: true, granted: holder.lease } };
+          await this.withdraw(resource, entry!.holder!.modRevision);
+          return { done: { released: true } };
+        }
+        if (!attempted.handedOver && entry?.removedHolder === attempted.key) {
+          this.leases.revoke(attempted.releaserLease);
+          return { done: { released: true } };
+        }
+      }
       if (typeof holder !== "object" || holder.lease.leaseIdHash !== leaseIdHash || holder.lease.expiresAt <= now) return { done: { released: false } };
       const mine = this.joined.get(resource)?.get(next.leaseIdHash);
       const first = firstWaiter(entry);
       const oldTtl = etcdTtlSeconds(holder.lease.ttlMs);
       if (mine === undefined || first === undefined || first[1].createRevision !== mine) {
         // `next` is not first in the shared queue: release only; the first waiter's replica is woken by its watch.
+        attempted = { key: entry!.holder!, releaserLease: holder.etcdLease, handedOver: false };
         return this.removeHolder(resource, entry, () => {
           this.leases.giveBack(holder.etcdLease, oldTtl);
           return { released: true };
@@ -246,6 +273,7 @@ export class EtcdLeaseStore implements LeaseStore {
       }
       // The next holder keeps the releaser's etcd lease when the ttls round alike: no lease to take.
       const sameTtl = etcdTtlSeconds(next.ttlMs) === oldTtl;
+      attempted = { key: entry!.holder!, releaserLease: holder.etcdLease, handedOver: true };
       return this.handOverWrite(resource, entry, holder, next, mine, sameTtl, now);
     });
   }

@@ -20,6 +20,8 @@ export interface MirroredKey {
 
 export interface MirroredResource {
   holder?: MirroredKey;
+  /** The holder key's version that the last delete removed (a writer whose delete lost its answer finds it here). */
+  removedHolder?: MirroredKey;
   counter?: MirroredKey;
   /** By lease-id hash; FIFO order is createRevision. */
   waiters: Map<string, MirroredKey>;
@@ -151,7 +153,10 @@ export class KeyMirror {
     const mirrored: MirroredKey | undefined = deleted
       ? undefined
       : { value: kv.value, createRevision: kv.createRevision, modRevision: kv.modRevision, lease: kv.lease };
-    if (kind === "holder") entry.holder = mirrored;
+    if (kind === "holder") {
+      if (!mirrored && entry.holder) entry.removedHolder = entry.holder;
+      entry.holder = mirrored;
+    }
     else if (kind === "counter") entry.counter = mirrored;
     else if (mirrored) entry.waiters.set(parsed.leaseIdHash!, mirrored);
     else entry.waiters.delete(parsed.leaseIdHash!);
