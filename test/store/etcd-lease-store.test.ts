@@ -131,7 +131,7 @@ describe("etcd lease store", { timeout: 60_000 }, () => {
     }
   });
 
-  test("a release or hand-over whose write landed but lost its answer is reported done, not 'lease not found'", async () => {
+  test("a release, hand-over or force-release whose write landed but lost its answer is reported done, not 'lease not found'", async () => {
     const all = await replicas(1);
     const [a] = all;
     try {
@@ -153,7 +153,13 @@ describe("etcd lease store", { timeout: 60_000 }, () => {
       assert.ok(second.lease.fencingToken > first.lease.fencingToken);
       const state = await a!.store.read("lost");
       assert.equal(state.kind === "held" && state.lease.leaseIdHash, second.lease.leaseIdHash);
-      await a!.manager.release(second.leaseId);
+
+      // An operator's ForceRelease likewise reports what it removed.
+      a!.client.lose = deletesHolder;
+      const forced = await a!.manager.forceRelease("lost", "operator", "test");
+      assert.equal(a!.client.lost, 3);
+      assert.equal(forced.removed?.kind === "held" && forced.removed.lease.fencingToken, second.lease.fencingToken);
+      assert.equal((await a!.store.read("lost")).kind, "free");
     } finally {
       close(all);
     }

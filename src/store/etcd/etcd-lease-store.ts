@@ -41,6 +41,12 @@ interface Write<T> {
 
 type Decision<T> = { done: T } | { write: Write<T> };
 
+/** A delete of the holder key an attempt sent: the version it targeted, and that version's etcd lease. */
+interface Removal {
+  key: MirroredKey;
+  etcdLease?: bigint;
+}
+
 /**
  * Leases in etcd, shared by every replica on the same prefix (docs/etcd.md):
  * the holder, the fencing counter and the FIFO queue of each resource are
@@ -216,15 +222,9 @@ export class EtcdLeaseStore implements LeaseStore {
   }
 
   release(resource: string, leaseIdHash: string): Promise<boolean> {
-    /** The version of the holder key the last attempt deleted, its etcd lease, and whether it was ours. */
-    let attempted: { key: MirroredKey; etcdLease: bigint; ours: boolean } | undefined;
+    let attempted: (Removal & { ours: boolean }) | undefined;
     return this.decide<boolean>(resource, (entry, now) => {
-      // An attempt whose answer was lost (or whose compare failed because someone else removed the same
-      // version) finds the version it meant to delete gone: the lease is released, whoever's delete it was.
-      if (attempted && entry?.removedHolder === attempted.key) {
-        this.leases.revoke(attempted.etcdLease);
-        return { done: attempted.ours };
-      }
+      if (this.removalLanded(entry, attempted)) return { done: attempted!.ours };
       const holder = this.holderOf(resource, entry);
       if (typeof holder !== "object") return { done: false };
       const ours = holder.lease.leaseIdHash === leaseIdHash && holder.lease.expiresAt > now;
@@ -241,7 +241,7 @@ export class EtcdLeaseStore implements LeaseStore {
 
   handOver(resource: string, leaseIdHash: string, next: LeaseGrant): Promise<HandOverOutcome> {
     /** What the last attempt wrote: the version of the releaser's holder key it replaced or deleted, and how. */
-    let attempted: { key: MirroredKey; releaserLease: bigint; handedOver: boolean } | undefined;
+    let attempted: (Removal & { etcdLease: bigint; handedOver: boolean }) | undefined;
     return this.decide<HandOverOutcome>(resource, async (entry, now) => {
       const holder = this.holderOf(resource, entry);
       if (attempted) {
@@ -249,15 +249,12 @@ export class EtcdLeaseStore implements LeaseStore {
         // confirmed), or the releaser's version was deleted (released only).
         if (attempted.handedOver && typeof holder === "object" && holder.lease.leaseIdHash === next.leaseIdHash) {
           this.forgetJoined(resource, next.leaseIdHash);
-          if (holder.etcdLease !== attempted.releaserLease) this.leases.revoke(attempted.releaserLease);
+          if (holder.etcdLease !== attempted.etcdLease) this.leases.revoke(attempted.etcdLease);
           if ((await this.leases.renewUnlessFresh(holder.etcdLease).catch(() => 0n)) > 0n) return { done: { released: true, granted: holder.lease } };
           await this.withdraw(resource, entry!.holder!.modRevision);
           return { done: { released: true } };
         }
-        if (!attempted.handedOver && entry?.removedHolder === attempted.key) {
-          this.leases.revoke(attempted.releaserLease);
-          return { done: { released: true } };
-        }
+        if (!attempted.handedOver && this.removalLanded(entry, attempted)) return { done: { released: true } };
       }
       if (typeof holder !== "object" || holder.lease.leaseIdHash !== leaseIdHash || holder.lease.expiresAt <= now) return { done: { released: false } };
       const mine = this.joined.get(resource)?.get(next.leaseIdHash);
@@ -265,7 +262,7 @@ export class EtcdLeaseStore implements LeaseStore {
       const oldTtl = etcdTtlSeconds(holder.lease.ttlMs);
       if (mine === undefined || first === undefined || first[1].createRevision !== mine) {
         // `next` is not first in the shared queue: release only; the first waiter's replica is woken by its watch.
-        attempted = { key: entry!.holder!, releaserLease: holder.etcdLease, handedOver: false };
+        attempted = { key: entry!.holder!, etcdLease: holder.etcdLease, handedOver: false };
         return this.removeHolder(resource, entry, () => {
           this.leases.giveBack(holder.etcdLease, oldTtl);
           return { released: true };
@@ -273,7 +270,7 @@ export class EtcdLeaseStore implements LeaseStore {
       }
       // The next holder keeps the releaser's etcd lease when the ttls round alike: no lease to take.
       const sameTtl = etcdTtlSeconds(next.ttlMs) === oldTtl;
-      attempted = { key: entry!.holder!, releaserLease: holder.etcdLease, handedOver: true };
+      attempted = { key: entry!.holder!, etcdLease: holder.etcdLease, handedOver: true };
       return this.handOverWrite(resource, entry, holder, next, mine, sameTtl, now);
     });
   }
@@ -326,10 +323,13 @@ export class EtcdLeaseStore implements LeaseStore {
   }
 
   forceRemove(resource: string): Promise<BlockingState | undefined> {
+    let attempted: (Removal & { state: BlockingState }) | undefined;
     return this.decide<BlockingState | undefined>(resource, (entry) => {
+      if (this.removalLanded(entry, attempted)) return { done: attempted!.state };
       const state = this.stateOf(resource, entry);
       if (state.kind === "free") return { done: undefined };
       const holder = this.holderOf(resource, entry);
+      attempted = { key: entry!.holder!, etcdLease: typeof holder === "object" ? holder.etcdLease : undefined, state };
       return this.removeHolder(resource, entry, () => {
         if (typeof holder === "object") this.leases.revoke(holder.etcdLease);
         return state;
@@ -363,6 +363,19 @@ export class EtcdLeaseStore implements LeaseStore {
         return undefined;
       });
     this.wrote(resource, response?.header?.revision);
+  }
+
+  /**
+   * Whether the holder version an earlier attempt meant to delete is gone:
+   * its answer was lost (or its compare failed because someone removed the
+   * same version). Deciding again would find no holder and could not tell its
+   * own delete from anyone's; the mirror keeps the version the last delete
+   * removed. The version's etcd lease is revoked then (it holds no key).
+   */
+  private removalLanded(entry: MirroredResource | undefined, attempted: Removal | undefined): boolean {
+    if (attempted === undefined || entry?.removedHolder !== attempted.key) return false;
+    if (attempted.etcdLease !== undefined) this.leases.revoke(attempted.etcdLease);
+    return true;
   }
 
   /** Deletes the holder key if it is as the mirror saw it; `removed` runs once etcd did. */
