@@ -51,8 +51,9 @@ export interface DueRefresh {
  * For the lease files this process wrote last: the expiry promised to the
  * holder, which is earlier than the file's horizon. Renewals inside the
  * horizon only move the promise, so they cost a stat instead of a durable
- * write. A promise counts only while the file is exactly as we wrote it;
- * anyone else's change makes the file alone the truth again.
+ * write. A promise counts only while the file is exactly as we wrote it
+ * (or as our background rewrite in flight renamed it into place); anyone
+ * else's change makes the file alone the truth again.
  */
 export class PromisedExpiries {
   private readonly byResource = new Map<string, PromisedLease>();
@@ -112,8 +113,8 @@ export class PromisedExpiries {
 
   /**
    * Records a rewrite of the file with a later horizon, keeping the promise,
-   * if the file was still the version `from` when it was rewritten; clears
-   * what `rewriting` noted either way.
+   * if the file was still the version `from` when it was rewritten (and
+   * with it what `rewriting` noted).
    */
   rewrote(from: string, identity: string, onDisk: LeaseRecord): void {
     const promise = this.byResource.get(onDisk.resource);
