@@ -13,7 +13,7 @@
 //     promise already over (expired); how many promises reads dropped
 //     (dropped: the file's identity was not ours);
 //   slow.wait / slow.total: the slow path's wait for the guard and its whole
-//     time; renew: the store's renew as the manager sees it (mutex included);
+//     time; renew: the manager's renew (lease lookup, mutex, store);
 //   rewrites: background horizon rewrites finished (or skipped), their time
 //     (guard, writes, fsyncs: on the thread pool), and the queue's length;
 //   pool: a stat through libuv's thread pool every 20 ms (its queueing);
@@ -25,6 +25,17 @@ import { monitorEventLoopDelay, performance, PerformanceObserver } from "node:pe
 import { LockManager } from "../dist/src/core/lock-manager.js";
 import { LeaseFileStore } from "../dist/src/store/lease-file-store.js";
 import { PromisedExpiries } from "../dist/src/store/promised-expiries.js";
+
+// It wraps private methods of the built code: say so loudly when they change.
+for (const [owner, method] of [
+  [LeaseFileStore, "guarded"],
+  [LeaseFileStore, "refreshHorizon"],
+  [PromisedExpiries, "extend"],
+  [PromisedExpiries, "apply"],
+  [LockManager, "renew"],
+]) {
+  if (typeof owner.prototype[method] !== "function") throw new Error(`trace-renewals: ${owner.name}.${method} is gone; update this script`);
+}
 
 const out = process.env.TRACE_RENEWALS_OUT;
 const write = out === undefined ? (line) => process.stderr.write(`${line}\n`) : (line) => appendFileSync(out, `${line}\n`);
