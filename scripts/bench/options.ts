@@ -24,6 +24,8 @@ export const USAGE = `usage: npm run bench -- [--quick] [--out FILE] [--rounds N
 
   BENCH_MCP_LOCKD_METRICS=off runs mcp-lockd with --metrics off, to measure
   what its Prometheus metrics cost (docs/operations.md).
+  BENCH_MCP_LOCKD_TRACE=FILE appends to FILE, every 2 s, where mcp-lockd's
+  renewals spend their time (scripts/trace-renewals.mjs, preloaded).
 `;
 
 /** Durations in ms, counts of leases and requests. */

@@ -245,7 +245,7 @@ export class LeaseFileStore implements LeaseStore {
       pid: process.pid,
       hostname: this.host,
     };
-    const identity = await this.commitLease(hold, resource, serializeLease(onDisk, now), read.identity, this.io, fencingToken);
+    const identity = await this.commitLease(hold, resource, serializeLease(onDisk, now), read.identity, this.io, { token: fencingToken });
     return this.promises.wrote(identity, onDisk, now + grant.ttlMs);
   }
 
@@ -291,6 +291,8 @@ export class LeaseFileStore implements LeaseStore {
    * since our last write (the next renewal then reads it) or is no longer due.
    */
   private async refreshHorizon(resource: string, leaseIdHash: string): Promise<void> {
+    // A renewal that had to write meanwhile made the rewrite needless: skip the guard's two calls.
+    if (this.promises.dueForRefresh(resource, leaseIdHash, this.clock.now()) === undefined) return;
     const io = this.background;
     await this.guarded(
       resource,
@@ -301,9 +303,16 @@ export class LeaseFileStore implements LeaseStore {
         if (due === undefined) return;
         const onDisk = { ...due.onDisk, expiresAt: horizonFor(now, due.onDisk.ttlMs) };
         let written: string;
+        let renamed: string | undefined;
         try {
-          written = await this.commitLease(hold, resource, serializeLease(onDisk, now), due.identity, io);
+          written = await this.commitLease(hold, resource, serializeLease(onDisk, now), due.identity, io, {
+            // From its rename until it is recorded below (after the directory
+            // fsync), the new file counts as ours: renewals that see it stay
+            // on the fast path instead of waiting for this guard.
+            committing: (identity) => this.promises.rewriting(resource, due.identity, (renamed = identity)),
+          });
         } catch (err) {
+          if (renamed !== undefined) this.promises.rewriteFailed(resource, renamed);
           // Not ours any more: the next renewal reads the file and finds out.
           if (err instanceof CommitConflictError) return;
           throw err;
@@ -426,9 +435,17 @@ export class LeaseFileStore implements LeaseStore {
    * still be that version, a grant's token must still be the last issued, and
    * the guard's deadline must not have passed. A free resource is taken with
    * link(), which fails rather than replace a lease someone made meanwhile.
-   * Returns the identity of the new R.lock.
+   * Returns the identity of the new R.lock. `committing` learns that identity
+   * right before the link or rename is issued.
    */
-  private async commitLease(hold: GuardHold, resource: string, text: string, expected: string, io: StoreIo, token?: number): Promise<string> {
+  private async commitLease(
+    hold: GuardHold,
+    resource: string,
+    text: string,
+    expected: string,
+    io: StoreIo,
+    { token, committing }: { token?: number; committing?: (identity: string) => void } = {},
+  ): Promise<string> {
     const { fs } = io;
     const path = this.layout.leaseFile(resource);
     const temp = this.layout.tempFileFor(resource, randomBytes(6).toString("hex"));
@@ -438,6 +455,11 @@ export class LeaseFileStore implements LeaseStore {
       this.pauseHook?.("temp", resource);
       await this.checkCommit(hold, resource, expected, io, token);
       this.pauseHook?.("commit", resource);
+      // Noted before the call: on the thread pool the new file can be seen
+      // (by the watch, by a renewal's stat) before the call's completion runs.
+      // A wrong note costs at most one needless re-read (see noteOwn).
+      this.noteOwn(resource, identity);
+      committing?.(identity);
       if (expected === ABSENT) await fs.link(temp, path);
       else await fs.rename(temp, path);
     } catch (err) {
@@ -451,7 +473,6 @@ export class LeaseFileStore implements LeaseStore {
     }
     // The lease keeps its inode under its own name; the temp name goes.
     if (expected === ABSENT) await fs.unlink(temp).catch(() => {});
-    this.noteOwn(resource, identity);
     try {
       await fs.syncDirectory(this.layout.dir);
     } catch (err) {

@@ -29,6 +29,12 @@ function refreshDue(now: number, ttlMs: number, horizon: number): boolean {
 interface PromisedLease {
   /** Identity of the file as our own write left it. */
   identity: string;
+  /**
+   * Identity of our background rewrite of that file from the moment its
+   * rename is issued until it is recorded (rewrote): the file at either
+   * identity is ours, but only `onDisk`, the durable one, bounds a promise.
+   */
+  rewriting?: string;
   /** The lease as the file says, expires_at being the horizon. */
   onDisk: LeaseRecord;
   /** What the holder was told: never later than onDisk.expiresAt. */
@@ -45,8 +51,9 @@ export interface DueRefresh {
  * For the lease files this process wrote last: the expiry promised to the
  * holder, which is earlier than the file's horizon. Renewals inside the
  * horizon only move the promise, so they cost a stat instead of a durable
- * write. A promise counts only while the file is exactly as we wrote it;
- * anyone else's change makes the file alone the truth again.
+ * write. A promise counts only while the file is exactly as we wrote it
+ * (or as our background rewrite in flight renamed it into place); anyone
+ * else's change makes the file alone the truth again.
  */
 export class PromisedExpiries {
   private readonly byResource = new Map<string, PromisedLease>();
@@ -61,7 +68,7 @@ export class PromisedExpiries {
   apply(identity: string, lease: LeaseRecord): LeaseRecord {
     const promise = this.byResource.get(lease.resource);
     if (promise === undefined) return lease;
-    if (promise.identity !== identity) {
+    if (!isOurs(promise, identity)) {
       this.byResource.delete(lease.resource);
       return lease;
     }
@@ -75,7 +82,9 @@ export class PromisedExpiries {
    */
   extend(resource: string, leaseIdHash: string, identity: string, now: number): LeaseRecord | undefined {
     const promise = this.byResource.get(resource);
-    if (promise === undefined || promise.identity !== identity || promise.onDisk.leaseIdHash !== leaseIdHash) return undefined;
+    if (promise === undefined || !isOurs(promise, identity) || promise.onDisk.leaseIdHash !== leaseIdHash) return undefined;
+    // During a rewrite, onDisk is still the version before it: its horizon
+    // is durable, the new one not until the rewrite's directory fsync.
     const expiresAt = now + promise.onDisk.ttlMs;
     if (promise.expiresAt <= now || expiresAt > promise.onDisk.expiresAt) return undefined;
     promise.expiresAt = expiresAt;
@@ -91,17 +100,42 @@ export class PromisedExpiries {
   }
 
   /**
+   * Our background rewrite of version `from` is about to be renamed into
+   * place as `identity` (a rename keeps the temp file's identity). Until it
+   * is recorded (rewrote), the file at `identity` is ours too: a renewal or
+   * a read that sees it keeps the promise instead of taking the guarded path
+   * (and waiting for the guard the rewrite still holds) or dropping it.
+   */
+  rewriting(resource: string, from: string, identity: string): void {
+    const promise = this.byResource.get(resource);
+    if (promise !== undefined && promise.identity === from) promise.rewriting = identity;
+  }
+
+  /**
    * Records a rewrite of the file with a later horizon, keeping the promise,
-   * if the file was still the version `from` when it was rewritten.
+   * if the file was still the version `from` when it was rewritten (and
+   * with it what `rewriting` noted).
    */
   rewrote(from: string, identity: string, onDisk: LeaseRecord): void {
     const promise = this.byResource.get(onDisk.resource);
     if (promise === undefined || promise.identity !== from) return;
+    promise.rewriting = undefined;
     promise.identity = identity;
     promise.onDisk = onDisk;
+  }
+
+  /** A rewrite noted by `rewriting` did not land (see LeaseFileStore.refreshHorizon). */
+  rewriteFailed(resource: string, identity: string): void {
+    const promise = this.byResource.get(resource);
+    if (promise?.rewriting === identity) promise.rewriting = undefined;
   }
 
   forget(resource: string): void {
     this.byResource.delete(resource);
   }
+}
+
+/** The file at `identity` is as our last write, or our rewrite in flight, left it. */
+function isOurs(promise: PromisedLease, identity: string): boolean {
+  return identity === promise.identity || (promise.rewriting !== undefined && identity === promise.rewriting);
 }

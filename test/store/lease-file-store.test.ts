@@ -280,6 +280,42 @@ test("a background rewrite does nothing while another writer holds the guard; a 
   }
 });
 
+test("a renewal or read while a background rewrite is between its rename and its directory fsync keeps the promise, without the guard", async () => {
+  const f = await fixture();
+  let held: { reached: Promise<void>; open(): void } | undefined;
+  try {
+    const now = Date.now();
+    const path = join(f.dir, "r.lock");
+    granted(await f.at(now).acquire("r", grant("mine")));
+    for (let at = 9_000; at <= 45_000; at += 9_000) assert.ok(await f.at(now + at).renew("r", hashLeaseId("mine")));
+    // The rewrite this renewal schedules is held after its rename, at the
+    // directory fsync, still holding the guard.
+    held = f.fs.gate("syncDirectory", (p) => p === f.dir);
+    assert.ok(await f.at(now + 54_000).renew("r", hashLeaseId("mine")));
+    await withTimeout(held.reached, 5_000, "the background rewrite's directory fsync");
+    const rewritten = await readFile(path);
+    assert.equal((await assertValidLeaseFile(path)).renewed_at, new Date(now + 54_000).toISOString(), "the rewrite's rename has happened");
+    // The rewrite's guard is fresh by the store's clock (which jumps in this test).
+    const guard = join(f.dir, "r.lock.guard");
+    await utimes(guard, new Date(now + 56_000), new Date(now + 56_000));
+    // Without the rewrite counted as ours, this renewal would wait for that guard.
+    const renewed = await withTimeout(f.at(now + 56_000).renew("r", hashLeaseId("mine")), 5_000, "a renewal during the rewrite");
+    assert.equal(renewed?.expiresAt, now + 66_000);
+    const state = await f.store.read("r");
+    assert.equal(state.kind === "held" && state.lease.expiresAt, now + 66_000, "a read keeps the promise, not the new file's horizon");
+    assert.deepEqual(await readFile(path), rewritten, "the renewal wrote nothing");
+    held.open();
+    await f.store.backgroundWritesIdle();
+    // Recorded: later renewals stay on the fast path against the new file.
+    assert.equal((await f.at(now + 65_000).renew("r", hashLeaseId("mine")))?.expiresAt, now + 75_000);
+    assert.deepEqual(await readFile(path), rewritten);
+    assert.deepEqual(await entries(f.dir), ["r.lock", "r.lock.fence"], "no guard or temp file left");
+  } finally {
+    held?.open();
+    await f.remove();
+  }
+});
+
 test("a background rewrite does nothing when the file changed since our write", async () => {
   const f = await fixture();
   try {

@@ -1,5 +1,6 @@
 import { existsSync } from "node:fs";
-import { BINARY_PATH, CLI_PATH } from "../paths.ts";
+import { join } from "node:path";
+import { BINARY_PATH, CLI_PATH, REPO_ROOT } from "../paths.ts";
 import type { BenchSystem, StartedSystem } from "./bench-system.ts";
 import { envWithout, startServerProcess, type ServerProcess } from "./server-process.ts";
 import { makeTempDir } from "./temp-dir.ts";
@@ -23,11 +24,15 @@ export function startMcpLockd(runtime: McpLockdRuntime, lockDir: string | { etcd
   // BENCH_MCP_LOCKD_METRICS=off measures the service without its Prometheus
   // metrics (docs/operations.md gives both; the default is on, as users run it).
   if (process.env.BENCH_MCP_LOCKD_METRICS === "off") args.push("--metrics", "off");
+  // BENCH_MCP_LOCKD_TRACE=FILE: where renewals spend their time, every 2 s,
+  // by scripts/trace-renewals.mjs preloaded into the server (node runtime only).
+  const trace = process.env.BENCH_MCP_LOCKD_TRACE;
+  const preload = trace !== undefined && runtime === "node" ? ["--import", join(REPO_ROOT, "scripts", "trace-renewals.mjs")] : [];
   return startServerProcess({
     command: runtime === "node" ? process.execPath : BINARY_PATH,
-    args: runtime === "node" ? [CLI_PATH, ...args] : args,
+    args: runtime === "node" ? [...preload, CLI_PATH, ...args] : args,
     ready: /mcp-lockd serving grpc=(\S+) http=(\S+)/,
-    env: envWithout("NODE_OPTIONS", "MCP_LOCKD_"),
+    env: { ...envWithout("NODE_OPTIONS", "MCP_LOCKD_"), ...(trace === undefined ? {} : { TRACE_RENEWALS_OUT: trace }) },
   });
 }
 
