@@ -476,9 +476,12 @@ export class LeaseFileStore implements LeaseStore {
     try {
       await fs.syncDirectory(this.layout.dir);
     } catch (err) {
-      // Not durable, so the caller is told it failed and never learns the
+      // A grant that is not durable fails, and its caller never learns the
       // lease id: a file left in place would hold the resource for nobody.
-      await this.removeLease(hold, resource, identity, io).catch(() => {});
+      // A renewal's rewrite stays: its holder still holds the lease on the
+      // promise it had, which the version before (durable) and this one both
+      // cover; the renewal reports the error and extends nothing.
+      if (token !== undefined) await this.removeLease(hold, resource, identity, io).catch(() => {});
       throw toStoreError("syncing the lock dir after writing", path, err);
     }
     return identity;

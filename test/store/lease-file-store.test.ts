@@ -316,6 +316,35 @@ test("a renewal or read while a background rewrite is between its rename and its
   }
 });
 
+test("a renewal's rewrite whose directory fsync fails keeps the lease file: its holder still holds on the promise it had", async () => {
+  const f = await fixture();
+  try {
+    const now = Date.now();
+    const path = join(f.dir, "r.lock");
+    granted(await f.at(now).acquire("r", grant("mine")));
+    for (let at = 9_000; at <= 45_000; at += 9_000) assert.ok(await f.at(now + at).renew("r", hashLeaseId("mine")));
+    // The rewrite this renewal schedules renames its new file into place, then its directory fsync fails.
+    f.fs.fail("syncDirectory", "EIO", { match: (p) => p === f.dir });
+    assert.equal((await f.at(now + 54_000).renew("r", hashLeaseId("mine")))?.expiresAt, now + 64_000);
+    await f.store.backgroundWritesIdle();
+    f.fs.heal();
+    assert.ok(f.fs.injected >= 1, "the rewrite's fsync failed");
+    // Before, the file was removed: the resource looked free while its holder's promise ran.
+    const state = await f.store.read("r");
+    assert.equal(state.kind === "held" && state.lease.leaseIdHash, hashLeaseId("mine"));
+    assert.equal((await assertValidLeaseFile(path)).fencing_token, 1);
+    await assert.rejects(f.store.acquire("r", grant("other")).then((outcome) => ("granted" in outcome ? outcome : Promise.reject(new Error("busy")))));
+    // The next renewal finds the file (ours, but not as last recorded) and writes it again, durably this time.
+    assert.equal((await f.at(now + 60_000).renew("r", hashLeaseId("mine")))?.expiresAt, now + 70_000);
+    await f.store.backgroundWritesIdle();
+    assert.equal((await f.at(now + 63_000).renew("r", hashLeaseId("mine")))?.expiresAt, now + 73_000);
+    assert.deepEqual(await entries(f.dir), ["r.lock", "r.lock.fence"], "no guard or temp file left");
+  } finally {
+    f.fs.heal();
+    await f.remove();
+  }
+});
+
 test("a background rewrite does nothing when the file changed since our write", async () => {
   const f = await fixture();
   try {
