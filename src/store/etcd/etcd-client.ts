@@ -169,19 +169,9 @@ export class EtcdClient {
    * path (lean-unary.ts), not through grpc-js.
    */
   txn(request: TxnRequest, control?: CallControl): Promise<TxnResponse> {
-    if (this.#closed) return Promise.reject(new Error("the etcd client is closed"));
-    if (control?.signal?.aborted) return Promise.reject(control.signal.reason);
     const encoded = TxnRequest.encode(TxnRequest.fromPartial(request)).finish();
-    return this.#members.withFailover(
-      async (member) => {
-        try {
-          return TxnResponse.decode(await member.stub.lean.call("/etcdserverpb.KV/Txn", encoded, control?.timeoutMs ?? UNARY_TIMEOUT_MS, control?.signal));
-        } catch (err) {
-          if ((err as Partial<ServiceError>).code === status.DEADLINE_EXCEEDED) this.#members.failed(member);
-          throw err;
-        }
-      },
-      (err) => notSent(err),
+    return this.#onMember(false, control, async (member) =>
+      TxnResponse.decode(await member.lean.call("/etcdserverpb.KV/Txn", encoded, control?.timeoutMs ?? UNARY_TIMEOUT_MS, control?.signal)),
     );
   }
 
@@ -343,11 +333,16 @@ export class EtcdClient {
     control: CallControl | undefined,
     invoke: (member: MemberStubs, metadata: Metadata, options: Partial<CallOptions>, callback: (err: ServiceError | null, res: T) => void) => ClientUnaryCall,
   ): Promise<T> {
+    return this.#onMember(idempotent, control, (member) => unaryOn<T>((md, o, cb) => invoke(member, md, o, cb), control));
+  }
+
+  /** `call` on the current member, failing over as #unary says; either path (grpc-js or lean) goes through here. */
+  #onMember<T>(idempotent: boolean, control: CallControl | undefined, call: (member: MemberStubs) => Promise<T>): Promise<T> {
     if (this.#closed) return Promise.reject(new Error("the etcd client is closed"));
     if (control?.signal?.aborted) return Promise.reject(control.signal.reason);
     return this.#members.withFailover(
       (member) =>
-        unaryOn<T>((md, o, cb) => invoke(member.stub, md, o, cb), control).catch((err: unknown): never => {
+        call(member.stub).catch((err: unknown): never => {
           // A member that froze answers nothing: the next call goes elsewhere (this one's time is spent).
           if ((err as Partial<ServiceError>).code === status.DEADLINE_EXCEEDED) this.#members.failed(member);
           throw err;

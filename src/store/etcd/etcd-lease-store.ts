@@ -248,11 +248,8 @@ export class EtcdLeaseStore implements LeaseStore {
         // An attempt whose answer was lost did land: `next` holds it (its grant stands once its etcd lease is
         // confirmed), or the releaser's version was deleted (released only).
         if (attempted.handedOver && typeof holder === "object" && holder.lease.leaseIdHash === next.leaseIdHash) {
-          this.forgetJoined(resource, next.leaseIdHash);
           if (holder.etcdLease !== attempted.etcdLease) this.leases.revoke(attempted.etcdLease);
-          if ((await this.leases.renewUnlessFresh(holder.etcdLease).catch(() => 0n)) > 0n) return { done: { released: true, granted: holder.lease } };
-          await this.withdraw(resource, entry!.holder!.modRevision);
-          return { done: { released: true } };
+          return { done: await this.handedOver(resource, next, holder.lease, this.leases.renewUnlessFresh(holder.etcdLease), entry!.holder!.modRevision) };
         }
         if (!attempted.handedOver && this.removalLanded(entry, attempted)) return { done: { released: true } };
       }
@@ -298,17 +295,22 @@ export class EtcdLeaseStore implements LeaseStore {
             return "retry";
           }
           if (!sameTtl) this.leases.giveBack(holder.etcdLease, etcdTtlSeconds(holder.lease.ttlMs));
-          // The release stands even if the new holder's etcd lease could not be renewed; its grant is then withdrawn,
-          // and `next` stays known as joined: its next try finds its key gone (see acquire).
-          if ((await renewed.catch(() => 0n)) <= 0n) {
-            await this.withdraw(resource, response.header?.revision ?? 0n);
-            return { released: true };
-          }
-          this.forgetJoined(resource, next.leaseIdHash);
-          return { released: true, granted: lease };
+          return this.handedOver(resource, next, lease, renewed, response.header?.revision ?? 0n);
         },
       },
     };
+  }
+
+  /**
+   * A hand-over that landed at `revision`: `next` holds the lease once its
+   * etcd lease is confirmed renewed. Otherwise only the release stands: the
+   * grant is withdrawn, and `next` stays known as joined (its next try finds
+   * its key gone, see acquire).
+   */
+  private async handedOver(resource: string, next: LeaseGrant, lease: LeaseRecord, renewed: Promise<bigint>, revision: bigint): Promise<HandOverOutcome> {
+    if ((await this.withdrawnUnlessConfirmed(resource, renewed, revision)) !== undefined) return { released: true };
+    this.forgetJoined(resource, next.leaseIdHash);
+    return { released: true, granted: lease };
   }
 
   reclaimIfExpired(resource: string): Promise<ResourceState> {
@@ -343,15 +345,21 @@ export class EtcdLeaseStore implements LeaseStore {
    * `revision` is withdrawn and the caller told UNAVAILABLE: nobody holds it.
    */
   private async confirmGrant(resource: string, renewed: Promise<bigint>, revision: bigint): Promise<void> {
+    const why = await this.withdrawnUnlessConfirmed(resource, renewed, revision);
+    if (why !== undefined) throw new StoreUnavailableError(`etcd: the grant of "${resource}" could not be confirmed (${why}); it was withdrawn`);
+  }
+
+  /** Undefined once `renewed` confirms the grant's etcd lease; else the grant written at `revision` is withdrawn, and why. */
+  private async withdrawnUnlessConfirmed(resource: string, renewed: Promise<bigint>, revision: bigint): Promise<string | undefined> {
     let why: string;
     try {
-      if ((await renewed) > 0n) return;
+      if ((await renewed) > 0n) return undefined;
       why = "etcd no longer has its lease";
     } catch (err) {
       why = (err as Error).message;
     }
     await this.withdraw(resource, revision);
-    throw new StoreUnavailableError(`etcd: the grant of "${resource}" could not be confirmed (${why}); it was withdrawn`);
+    return why;
   }
 
   /** Takes back a grant nobody was told of: the holder key written at `revision`, if it is still that one. */
