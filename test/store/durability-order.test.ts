@@ -28,6 +28,10 @@ class RecordingFileSystem implements FileSystem {
     this.note("write+fsync", path);
     return nodeFileSystem.writeNewFileSynced(path, data);
   }
+  overwriteSynced(path: string, identity: string, data: string, written: (identity: string) => void) {
+    this.note("overwrite+fdatasync", path);
+    return nodeFileSystem.overwriteSynced(path, identity, data, written);
+  }
   rename(from: string, to: string) {
     this.note("rename", to);
     return nodeFileSystem.rename(from, to);
