@@ -67,6 +67,18 @@ function sha256Hex(text: string): string {
  * ttl, whatever a hand-edited expires_at says.
  */
 export function parseLease(text: string, resource: string, modifiedAt: number): LeaseRecord | string {
+  const parsed = parseLeaseFile(text, resource, modifiedAt);
+  return typeof parsed === "string" ? parsed : parsed.lease;
+}
+
+/** A valid lease file: its lease, and the version it was written in. */
+export interface ParsedLeaseFile {
+  lease: LeaseRecord;
+  version: number;
+}
+
+/** parseLease, also saying which version wrote the file. */
+export function parseLeaseFile(text: string, resource: string, modifiedAt: number): ParsedLeaseFile | string {
   let document: unknown;
   try {
     document = JSON.parse(text);
@@ -100,7 +112,7 @@ export function parseLease(text: string, resource: string, modifiedAt: number): 
   }
   const metadata = parseMetadata(d.metadata);
   if (metadata === undefined) return "metadata is not an object of strings";
-  return {
+  const lease: LeaseRecord = {
     resource,
     holder: d.holder,
     fencingToken: d.fencing_token as number,
@@ -112,6 +124,7 @@ export function parseLease(text: string, resource: string, modifiedAt: number): 
     pid: d.pid as number,
     hostname: d.hostname,
   };
+  return { lease, version: d.version };
 }
 
 export function serializeFence(resource: string, fencingToken: number): string {

@@ -10,7 +10,7 @@ import { FenceCounter } from "./fence-counter.ts";
 import { ABSENT, nodeFileSystem, threadPoolFileSystem, type FileSystem, type OverwriteResult } from "./file-system.ts";
 import { Guard, type GuardHold } from "./guard.ts";
 import { HorizonRewrites } from "./horizon-rewrites.ts";
-import { parseLease, serializeLease, tokenOfAnyLeaseText } from "./lease-file-format.ts";
+import { LEASE_FILE_VERSION, parseLeaseFile, serializeLease, tokenOfAnyLeaseText } from "./lease-file-format.ts";
 import { LockDirLayout } from "./lock-dir-layout.ts";
 import { horizonFor, PromisedExpiries, type OwnLeaseFile } from "./promised-expiries.ts";
 import { toStoreError } from "./store-error.ts";
@@ -83,6 +83,7 @@ export class LeaseFileStore implements LeaseStore {
   private readonly inPlaceWrites = new Map<string, Promise<InPlaceOutcome>>();
   private readonly clock: Clock;
   private stopSweeping: (() => void) | undefined;
+  private warnedOlderVersion = false;
 
   constructor(options: LeaseFileStoreOptions) {
     this.layout = new LockDirLayout(options.dir);
@@ -150,13 +151,28 @@ export class LeaseFileStore implements LeaseStore {
     // "absent" is the one identity that repeats: once someone else's file has
     // been seen, a later delete must not pass for the echo of our own unlink.
     if (this.ownChanges.get(resource) === ABSENT) this.ownChanges.delete(resource);
-    const parsed = parseLease(file.text, resource, file.mtimeMs);
+    const parsed = parseLeaseFile(file.text, resource, file.mtimeMs);
     const token = tokenOfAnyLeaseText(file.text) ?? 0;
     if (typeof parsed !== "string") {
-      return { state: { kind: "held", resource, lease: this.promises.apply(file.identity, parsed) }, identity: file.identity, token };
+      if (parsed.version < LEASE_FILE_VERSION) this.noteOlderVersion(resource, parsed.version);
+      return { state: { kind: "held", resource, lease: this.promises.apply(file.identity, parsed.lease) }, identity: file.identity, token };
     }
     this.promises.forget(resource);
     return { state: unreadable(resource, file.mtimeMs, parsed), identity: file.identity, token };
+  }
+
+  /**
+   * An older participant's lease file: warned about once per process, since
+   * an older participant reads our version 3 files as unreadable
+   * (docs/protocol.md §9). Right after an upgrade, the files the old service
+   * left are such files too.
+   */
+  private noteOlderVersion(resource: string, version: number): void {
+    if (this.warnedOlderVersion) return;
+    this.warnedOlderVersion = true;
+    this.warn(
+      `${resource}: a version ${version} lease file; a version ${version} participant may be running, and it cannot read version ${LEASE_FILE_VERSION} lease files (it waits up to an hour for a resource whose expired file nobody reclaimed; docs/protocol.md §9)`,
+    );
   }
 
   private async notARegularFile(resource: string, path: string, fs: FileSystem): Promise<LeaseFileRead> {

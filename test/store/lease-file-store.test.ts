@@ -556,7 +556,8 @@ const unreadableContents: Array<[string, string | Buffer]> = [
   ["empty", ""],
   ["torn JSON", '{"version":1,"reso'],
   ["garbage bytes", Buffer.from([0x00, 0xff, 0xfe, 0x13, 0x37, 0x80, 0x0a])],
-  ["unknown version", validDocument("r", { version: 3 })],
+  ["unknown version", validDocument("r", { version: 4 })],
+  ["version 3 without its checksum", validDocument("r", { version: 3 })],
   ["wrong resource", validDocument("other")],
 ];
 
@@ -837,6 +838,23 @@ test("a failed renewal write leaves the previous lease file intact", async () =>
     const document = await assertValidLeaseFile(path);
     assert.equal(document.renewed_at, new Date(now + 5_000).toISOString());
     assert.equal(document.expires_at, new Date(now + 16_000).toISOString(), "a new horizon: now + ttl + 1 s");
+  } finally {
+    await f.remove();
+  }
+});
+
+test("an older participant's lease file is read as held, and warned about once", async () => {
+  const f = await fixture();
+  try {
+    await writeFile(join(f.dir, "a.lock"), validDocument("a", { version: 2 }));
+    await writeFile(join(f.dir, "b.lock"), validDocument("b", { version: 1 }));
+    const states = await f.store.list();
+    assert.deepEqual(states.map((state) => [state.resource, state.kind]), [["a", "held"], ["b", "held"]]);
+    const warned = f.warnings.filter((w) => w.includes("lease file; a version"));
+    assert.equal(warned.length, 1, f.warnings.join("\n"));
+    assert.match(warned[0]!, /a version 2 participant may be running.*cannot read version 3/);
+    await f.store.list();
+    assert.equal(f.warnings.filter((w) => w.includes("lease file; a version")).length, 1, "once per process");
   } finally {
     await f.remove();
   }
