@@ -34,7 +34,7 @@ class FileLockTest(LockDirTest):
             self.assertEqual(lease.fencing_token, 1)
             self.assertEqual((lease.resource, lease.holder, lease.ttl), ("gateway", "unit", 30.0))
             doc = read_json(self.path("gateway.lock"))
-            self.assertEqual(doc["version"], 2)
+            self.assertEqual(doc["version"], 3)
             self.assertEqual(doc["resource"], "gateway")
             self.assertEqual(doc["holder"], "unit")
             self.assertEqual(doc["fencing_token"], 1)
@@ -120,13 +120,16 @@ class FileLockTest(LockDirTest):
     def test_lost_no_later_than_the_last_confirmed_expiry_when_renewals_cannot_happen(self):
         stop = threading.Event()
         lease = FileLock(self.dir, "stuck", ttl=0.9).acquire()
-        # A guard held (and kept fresh) by a wedged writer: no renewal can take it.
+        # A guard held (and kept fresh) by a wedged writer, and the lease file touched so that
+        # renewals cannot go in place (not what our last write left): no renewal can happen.
         while True:
             try:
                 os.mkdir(self.path("stuck.lock.guard"))
                 break
             except FileExistsError:  # a renewal holds it right now
                 time.sleep(0.001)
+        later = time.time() + 1
+        os.utime(self.path("stuck.lock"), (later, later))
 
         def keep_fresh():
             while not stop.wait(0.1):
