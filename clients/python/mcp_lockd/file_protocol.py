@@ -50,8 +50,8 @@ resource: right after taking the guard, right after its temp lease file is
 written (created, written, fsynced, closed), or right before the committing
 system call of the lease file, after the last check. `check` (before the
 checks of the first commit), `issued` (right after the fence rename) and
-`in-place` (an in-place renewal, right before its pwrite, after its identity
-check) are accepted too. The unit tests use `_test_hook` in the same places.
+`in-place` (an in-place renewal, after its identity check, before its last
+deadline check and its pwrite) are accepted too. The unit tests use `_test_hook` in the same places.
 """
 
 from __future__ import annotations
@@ -1114,9 +1114,9 @@ def _renew_in_place(grant: Grant, give_up_at: Optional[float]) -> Optional[Grant
         data = encode_lease(document)
         if len(data) != grant.identity.size:
             return None
-        if give_up_at is not None and time.monotonic() >= give_up_at:
-            raise _lost(grant, "was not renewed before its expiry", "unconfirmed")
         _reached("in-place", grant.resource)
+        if give_up_at is not None and time.monotonic() >= give_up_at:  # right before the write
+            raise _lost(grant, "was not renewed before its expiry", "unconfirmed")
         try:
             view = memoryview(data)
             offset = 0

@@ -86,9 +86,14 @@ class FileLockTest(LockDirTest):
     def test_renews_in_the_background(self):
         with FileLock(self.dir, "renewed", ttl=1.2) as lease:
             first = read_json(self.path("renewed.lock"))
+            first_stat = os.stat(self.path("renewed.lock"))
             time.sleep(2.6)  # more than two ttls: held only if renewed
             self.assertFalse(lease.lost.is_set())
             later = read_json(self.path("renewed.lock"))
+            # Renewed in place (version 3): the same inode, the same length, nothing left beside it.
+            later_stat = os.stat(self.path("renewed.lock"))
+            self.assertEqual((later_stat.st_ino, later_stat.st_size), (first_stat.st_ino, first_stat.st_size))
+            self.assertEqual(sorted(os.listdir(self.dir)), ["renewed.lock", "renewed.lock.fence"])
             self.assertEqual(later["acquired_at"], first["acquired_at"])
             self.assertGreater(file_protocol.parse_time(later["expires_at"]), file_protocol.parse_time(first["expires_at"]) + 1200)
             self.assertGreater(lease.expires_at, dt.datetime.now(dt.timezone.utc))
