@@ -4,14 +4,13 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { makeTempDir } from "../helpers/temp-dir.ts";
 import { runProcess } from "../helpers/run-process.ts";
 import { PYTHON } from "../helpers/python.ts";
 import { PYTHON_PACKAGE_DIR } from "../clients/python-lease-driver.ts";
-import { assertValidLeaseFile, leaseFileChecksumError, leaseFileSchemaErrors } from "../helpers/lease-file-schema.ts";
+import { assertValidLeaseFile, leaseFileChecksumError, leaseFileSchemaErrors, sealedLeaseText } from "../helpers/lease-file-schema.ts";
 
 const document = (fields: Record<string, unknown> = {}) => ({
   version: 3,
@@ -27,12 +26,7 @@ const document = (fields: Record<string, unknown> = {}) => ({
   ...fields,
 });
 
-/** A version 3 file as the JavaScript form of the spec writes it: JSON.stringify, "}" stripped, checksum, "\n". */
-function v3Bytes(fields: Record<string, unknown> = {}): Buffer {
-  const prefix = Buffer.from(JSON.stringify(document(fields)).slice(0, -1), "utf8");
-  const hash = createHash("sha256").update(prefix).digest("hex");
-  return Buffer.concat([prefix, Buffer.from(`,"checksum":"${hash}"}\n`)]);
-}
+const v3Bytes = (fields: Record<string, unknown> = {}) => Buffer.from(sealedLeaseText(document(fields)));
 const parse = (bytes: Buffer) => JSON.parse(bytes.toString("utf8")) as Record<string, unknown>;
 
 test("a version 3 file written by the python participant matches the schema and its checksum", async () => {

@@ -36,6 +36,12 @@ export function leaseFileChecksumError(bytes: Buffer, document: Record<string, u
   return actual === tail[1] ? undefined : `checksum ${tail[1]} is not the SHA-256 of the bytes before it (${actual})`;
 }
 
+/** A version 3 file's text for `document` as the spec's JavaScript form writes it: JSON.stringify, its "}" replaced by the checksum member, "\n". */
+export function sealedLeaseText(document: Record<string, unknown>): string {
+  const prefix = JSON.stringify(document).slice(0, -1);
+  return `${prefix},"checksum":"${createHash("sha256").update(prefix, "utf8").digest("hex")}"}\n`;
+}
+
 /** Validates a lease file against docs/lock-file.schema.json, and a version 3 file's checksum; throws with the errors. */
 export async function assertValidLeaseFile(path: string): Promise<Record<string, unknown>> {
   const bytes = await readFile(path);
