@@ -100,6 +100,7 @@ __all__ = [
     "Fence",
     "format_time",
     "parse_time",
+    "encode_lease",
 ]
 
 _log = logging.getLogger("mcp_lockd")
@@ -1102,7 +1103,7 @@ def _renew_in_place(grant: Grant, give_up_at: Optional[float]) -> Optional[Grant
     except OSError as err:
         if err.errno == errno.ELOOP:  # a symlink: not the file we wrote
             raise _lost(grant, "is lost (the lease file was replaced by a symlink)", "expired") from None
-        raise _unavailable("opening the lease file", path, err) from err
+        return None  # EACCES and the like: not the file we wrote either, or a fault; the guarded way decides
     try:
         if Identity.of(os.fstat(fd)) != grant.identity:
             return None
@@ -1158,8 +1159,7 @@ def _renew_guarded(grant: Grant, give_up_at: Optional[float] = None) -> Grant:
                 + ")",
                 "expired",
             )
-        document = dict(current.document or {})  # every other field unchanged, unknown ones too
-        document.pop("checksum", None)
+        document = dict(current.document or {})  # every other field unchanged, unknown ones too (encode_lease replaces a checksum)
         document["version"] = FILE_VERSION
         document["renewed_at"] = format_time(now)
         document["expires_at"] = format_time(now + ttl_ms)
