@@ -6,7 +6,7 @@ implementation of the file protocol written from docs/protocol.md alone (standar
 Reads one JSON command per line on stdin and answers one JSON line per command on stdout:
 
     {"op": "acquire", "resource": "R", "holder": "h", "ttl": 30, "wait_timeout": 0}
-    {"op": "renew", "fencing_token": 3}     (a lease this driver acquired)
+    {"op": "renew", "fencing_token": 3}     (a lease this driver acquired; in place when it can)
     {"op": "release", "fencing_token": 3}
     {"op": "reclaim", "resource": "R"}      (removes R.lock if expired; "reclaimed": true/false)
     {"op": "state", "resource": "R"}
@@ -15,7 +15,7 @@ Reads one JSON command per line on stdin and answers one JSON line per command o
 
 Every reply has "pid" (this process, for a test that stops it).
 
-With MCP_LOCKD_TEST_STOP_AT=guard|temp|commit[:R] in its environment, the process stops itself
+With MCP_LOCKD_TEST_STOP_AT=guard|temp|commit|in-place[:R] in its environment, the process stops itself
 (SIGSTOP) once, at that point of its next operation on R (see mcp_lockd/file_protocol.py); the
 reply comes after the test sends SIGCONT.
 
@@ -45,6 +45,9 @@ def _state_json(state: State) -> dict:
         "fencing_token": state.fencing_token,
         "blocked_until": state.blocked_until_ms,
         "reason": state.reason,
+        "version": state.document.get("version") if state.document else None,
+        "renewed_at": file_protocol.parse_time(state.document.get("renewed_at")) if state.document else None,
+        "expires_at": state.expires_at_ms,
     }
 
 
@@ -55,6 +58,7 @@ def _grant_json(grant: Grant) -> dict:
         "fencing_token": grant.fencing_token,
         "acquired_at": grant.acquired_at,
         "expires_at": grant.expires_at,
+        "ino": grant.identity.ino if grant.identity else None,  # of the lease file its last write left
     }
 
 

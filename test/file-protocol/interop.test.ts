@@ -15,7 +15,7 @@ import { status } from "@grpc/grpc-js";
 import { makeTempDir } from "../helpers/temp-dir.ts";
 import { startServiceFixture, startServiceProcess } from "../helpers/service-process.ts";
 import { expectGrpcError, isServiceError, ms, TestLockClient } from "../helpers/lock-client.ts";
-import { assertValidLeaseFile, assertValidLockDir } from "../helpers/lease-file-schema.ts";
+import { assertValidLeaseFile, assertValidLockDir, sealedLeaseText } from "../helpers/lease-file-schema.ts";
 import { readFenceToken } from "../helpers/fence.ts";
 import { fetchHealthLocks } from "../helpers/health-locks.ts";
 import { PYTHON } from "../helpers/python.ts";
@@ -350,6 +350,9 @@ function leaseText(resource: string, fields: Record<string, unknown>): string {
   });
 }
 const fenceText = (token: number) => (resource: string) => JSON.stringify({ version: 1, resource, fencing_token: token });
+/** A version 3 lease file's text: leaseText's fields, version 3, the checksum last. */
+const v3LeaseText = (resource: string, fields: Record<string, unknown>) =>
+  sealedLeaseText(JSON.parse(leaseText(resource, { version: 3, ...fields })) as Record<string, unknown>);
 
 const CASES: Case[] = [
   { name: "free", expect: { outcome: "granted", token: 1 } },
@@ -378,8 +381,15 @@ const CASES: Case[] = [
     expect: { outcome: "granted", token: 8 },
   },
   {
-    name: "version-3-expired",
+    // Version 3 without its checksum: unreadable to version 2 readers (version) and 3 (checksum) alike.
+    name: "version-3-no-checksum-expired",
     lease: (r, now) => leaseText(r, { version: 3, expires_at: iso(now - 1_000) }),
+    fence: fenceText(7),
+    expect: { outcome: "busy", holder: "unknown", kind: "unreadable" },
+  },
+  {
+    name: "version-4-expired",
+    lease: (r, now) => leaseText(r, { version: 4, expires_at: iso(now - 1_000) }),
     fence: fenceText(7),
     expect: { outcome: "busy", holder: "unknown", kind: "unreadable" },
   },
@@ -621,6 +631,150 @@ const V2_READER_CASES: Case[] = [
 
 test("version 2 reader rules: impossible dates, fraction digits, nulls, booleans, whole-string names, tokens of old invalid files", async () => {
   assert.deepEqual(await classifyOnBothSides(V2_READER_CASES), []);
+});
+
+// Version 3 (issue 12): a file whose checksum verifies is read as versions 1 and 2 are; a torn one,
+// or one whose checksum is not exactly its last member, is unreadable (busy), never free.
+const V3_READER_CASES: Case[] = [
+  { name: "v3-expired", lease: (r, now) => v3LeaseText(r, { expires_at: iso(now - 1_000) }), fenceDir: ["7"], expect: { outcome: "granted", token: 8 } },
+  { name: "v3-live", lease: (r) => v3LeaseText(r, {}), fenceDir: ["7"], expect: { outcome: "busy", holder: "hand-made", kind: "held" } },
+  {
+    name: "v3-no-trailing-newline-expired",
+    lease: (r, now) => v3LeaseText(r, { expires_at: iso(now - 1_000) }).trimEnd(),
+    fenceDir: ["7"],
+    expect: { outcome: "granted", token: 8 },
+  },
+  {
+    // A torn write: one byte differs from what the checksum covers.
+    name: "v3-torn-expired",
+    lease: (r, now) => v3LeaseText(r, { expires_at: iso(now - 1_000) }).replace('"holder":"hand-made"', '"holder":"hand-mode"'),
+    fenceDir: ["7"],
+    expect: { outcome: "busy", holder: "unknown", kind: "unreadable" },
+  },
+  {
+    name: "v3-truncated-expired",
+    lease: (r, now) => v3LeaseText(r, { expires_at: iso(now - 1_000) }).slice(0, -3),
+    fenceDir: ["7"],
+    expect: { outcome: "busy", holder: "unknown", kind: "unreadable" },
+  },
+  {
+    name: "v3-checksum-not-last-expired",
+    lease: (r, now) => v3LeaseText(r, { expires_at: iso(now - 1_000) }).replace(/\}\n$/, ',"x":1}\n'),
+    fenceDir: ["7"],
+    expect: { outcome: "busy", holder: "unknown", kind: "unreadable" },
+  },
+  {
+    // Versions 1 and 2 have no checksum: one there is an unknown field.
+    name: "v2-with-a-checksum-member-expired",
+    lease: (r, now) => leaseText(r, { version: 2, expires_at: iso(now - 1_000), checksum: "not one" }),
+    fenceDir: ["7"],
+    expect: { outcome: "granted", token: 8 },
+  },
+];
+
+test("version 3 reader rules: the checksum verified by both, torn and truncated files unreadable, versions 1 and 2 without one", async () => {
+  assert.deepEqual(await classifyOnBothSides(V3_READER_CASES), []);
+});
+
+test("a python lease renewed in place is seen by the service as held with the new expiry", async () => {
+  await assertPythonWorks();
+  const { dir, client, close } = await startServiceFixture();
+  const py = PyDriver.start(dir);
+  try {
+    const held = await py.call({ op: "acquire", resource: "in-place", holder: "py-in-place", ttl: 30 });
+    assert.ok(held.ok && held.lease, JSON.stringify(held));
+    const path = join(dir, "in-place.lock");
+    const before = await stat(path);
+    assert.equal(held.lease.ino, before.ino);
+    await waitFor(
+      async () => ms((await client.listLocks("in-place")).locks[0]?.expiresAt) === held.lease!.expires_at,
+      "the service to read python's grant",
+      5_000,
+      10,
+    );
+    for (let round = 1; round <= 2; round++) {
+      const previous = (await py.call({ op: "state", resource: "in-place" })).state!.expires_at!;
+      await delay(5); // so the renewal's times differ from the last write's
+      const renewed = await py.call({ op: "renew", fencing_token: held.lease.fencing_token });
+      assert.ok(renewed.ok && renewed.lease, JSON.stringify(renewed));
+      assert.ok(renewed.lease.expires_at > previous, `round ${round}: ${renewed.lease.expires_at} <= ${previous}`);
+      // In place: the same inode and length, nothing else in the lock dir.
+      const after = await stat(path);
+      assert.deepEqual([after.ino, after.size, after.nlink], [before.ino, before.size, 1]);
+      assert.equal(renewed.lease.ino, before.ino);
+      assert.deepEqual((await readdir(dir)).sort(), ["in-place.lock", "in-place.lock.fence"]);
+      const document = await assertValidLeaseFile(path); // the checksum verifies
+      assert.equal(document.version, 3);
+      assert.equal(Date.parse(document.expires_at as string), renewed.lease.expires_at);
+      // The service sees the renewal (its directory watch, then a re-read): held, the new expiry.
+      await waitFor(
+        async () => ms((await client.listLocks("in-place")).locks[0]?.expiresAt) === renewed.lease!.expires_at,
+        "the listing to show python's in-place renewal",
+        5_000,
+        10,
+      );
+      const listed = (await client.listLocks("in-place")).locks[0]!;
+      assert.equal(listed.holder, "py-in-place");
+      assert.equal(listed.fencingToken, held.lease.fencing_token);
+      await expectGrpcError(client.acquire({ resource: "in-place", holder: "svc-try" }), status.ABORTED, ['"py-in-place"']);
+    }
+    const released = await py.call({ op: "release", fencing_token: held.lease.fencing_token });
+    assert.equal(released.released, true);
+    const next = await client.acquire({ resource: "in-place", holder: "svc-after", waitTimeout: seconds(5) });
+    assert.equal(next.lease?.fencingToken, held.lease.fencing_token + 1);
+  } finally {
+    await py.close();
+    await close();
+  }
+});
+
+test("the service's version 3 lease file, read by python: the checksum verifies and expires_at is renewed_at + ttl + 1 s", async () => {
+  await assertPythonWorks();
+  const { dir, client, close } = await startServiceFixture();
+  const py = PyDriver.start(dir);
+  const stream = client.keepAlive();
+  try {
+    const TTL_S = 5;
+    const { lease } = await client.acquire({ resource: "svc-v3", holder: "svc-holder", ttl: seconds(TTL_S) });
+    assert.ok(lease);
+    const path = join(dir, "svc-v3.lock");
+    const checkFile = async () => {
+      const document = await assertValidLeaseFile(path); // schema and checksum
+      assert.equal(document.version, 3);
+      const renewedAt = Date.parse(document.renewed_at as string);
+      const expiresAt = Date.parse(document.expires_at as string);
+      // The service's horizon: ttl + 1 s past the write (both times in whole ms).
+      assert.ok(Math.abs(expiresAt - renewedAt - (TTL_S * 1000 + 1000)) <= 1, `renewed_at ${document.renewed_at}, expires_at ${document.expires_at}`);
+      const seen = await py.call({ op: "state", resource: "svc-v3" });
+      assert.ok(seen.ok && seen.state, JSON.stringify(seen));
+      assert.deepEqual(
+        [seen.state.kind, seen.state.reason, seen.state.version, seen.state.holder, seen.state.fencing_token],
+        ["held", null, 3, "svc-holder", lease.fencingToken],
+      );
+      assert.equal(seen.state.expires_at, expiresAt);
+      assert.equal(seen.state.renewed_at, renewedAt);
+      return expiresAt;
+    };
+    const granted = await checkFile();
+    const before = await stat(path);
+    // A renewal more than a second after the last write is written (in place, by the service).
+    await delay(1_100);
+    const answer = await stream.renew(lease.leaseId);
+    assert.equal(answer.leaseId, lease.leaseId);
+    await waitFor(async () => Date.parse((await assertValidLeaseFile(path)).expires_at as string) > granted, "the service to write the renewal", 5_000, 10);
+    const renewed = await checkFile();
+    assert.ok(renewed >= granted + 1_000, `expires_at moved from ${granted} to ${renewed}`);
+    const after = await stat(path);
+    assert.deepEqual([after.ino, after.size], [before.ino, before.size]);
+    // Python honours it: a try-once acquire is busy, naming the service's holder.
+    const busy = await py.call({ op: "acquire", resource: "svc-v3", holder: "py", ttl: 5 });
+    assert.equal(busy.error, "ResourceBusyError", JSON.stringify(busy));
+    assert.deepEqual([busy.state?.kind, busy.state?.holder], ["held", "svc-holder"]);
+  } finally {
+    stream.end();
+    await py.close();
+    await close();
+  }
 });
 
 test("a python lease with a short ttl expires: the service grants the next token once it has passed", async () => {

@@ -133,3 +133,49 @@ describe("a file-protocol process and the service, each stopped inside the guard
     });
   }
 });
+
+// Version 3: a renewal in place takes no guard. Python is frozen right before its pwrite (after its
+// identity check) until its lease has expired and the service has granted r1 to someone else (a new
+// file renamed over the name). After SIGCONT its write lands on the unlinked inode: the renewal is
+// lost, and the service's lease file is not touched.
+test("python stopped right before an in-place renewal's write while the service grants r1 after its expiry: lost, the service's file intact", { timeout: 30_000 }, async () => {
+  const temp = await makeTempDir();
+  let service: ServiceProcess | undefined;
+  let py: PyDriver | undefined;
+  let client: TestLockClient | undefined;
+  try {
+    service = await startServiceProcess({ lockDir: temp.path });
+    client = new TestLockClient(service.grpcAddress);
+    py = PyDriver.start(temp.path, { MCP_LOCKD_TEST_STOP_AT: "in-place:r1" });
+    const held = await py.call({ op: "acquire", resource: "r1", holder: "py-first", ttl: 1 });
+    assert.ok(held.ok && held.lease, JSON.stringify(held));
+    const renewal = py.call({ op: "renew", fencing_token: held.lease.fencing_token });
+    await waitFor(async () => (await processState(py!.child.pid!)) === "T", "python stopping itself before its in-place write", 10_000, 5);
+
+    const second = await withTimeout(
+      client.acquire({ resource: "r1", holder: "svc-second", ttl: { seconds: 30, nanos: 0 }, waitTimeout: { seconds: 10, nanos: 0 } }),
+      15_000,
+      "the service's grant after python's expiry",
+    );
+    assert.ok(Date.now() >= held.lease.expires_at, "granted only once python's lease had expired");
+    assert.equal(Number(second.lease!.fencingToken), held.lease.fencing_token + 1);
+    const secondFile = await readFile(join(temp.path, "r1.lock"));
+    py.child.kill("SIGCONT");
+
+    const reply = await withTimeout(renewal, 10_000, "python's answer after SIGCONT");
+    assert.equal(reply.error, "LeaseLostError", JSON.stringify(reply));
+    assert.match(reply.message ?? "", /replaced/); // its inode was unlinked when it wrote
+    assert.deepEqual(await readFile(join(temp.path, "r1.lock")), secondFile, "the service's lease file is intact");
+    const released = await py.call({ op: "release", fencing_token: held.lease.fencing_token });
+    assert.equal(released.released, false, "python's release leaves the service's lease alone");
+    assert.equal((await client.listLocks("r1")).locks[0]?.holder, "svc-second");
+  } finally {
+    client?.close();
+    if (py) {
+      py.child.kill("SIGCONT");
+      py.child.kill("SIGKILL");
+    }
+    await service?.stop("SIGKILL");
+    await temp.remove();
+  }
+});

@@ -18,6 +18,8 @@ export interface PyLease {
   fencing_token: number;
   acquired_at: number;
   expires_at: number;
+  /** The inode of the lease file its last write left. */
+  ino: number | null;
 }
 
 export interface PyState {
@@ -26,6 +28,10 @@ export interface PyState {
   fencing_token: number | null;
   blocked_until: number | null;
   reason: string | null;
+  /** For a file that parses: its version, renewed_at and expires_at (ms). */
+  version: number | null;
+  renewed_at: number | null;
+  expires_at: number | null;
 }
 
 export interface PyReply {

@@ -4,7 +4,8 @@
         ...  # lease.fencing_token, lease.lost
 
 The lease file is renewed at about ttl / 3 on a background daemon thread, one
-per lease. FileLockClient has the same shape as LockClient (lock, acquire,
+per lease, in place (file protocol version 3: one pwrite and fdatasync of its
+own file; the guarded way when the file is not what its last write left). FileLockClient has the same shape as LockClient (lock, acquire,
 list, close), so a program can use either.
 """
 

@@ -1,4 +1,4 @@
-"""The mcp-lockd file protocol, version 2 (docs/protocol.md), standard library only.
+"""The mcp-lockd file protocol, version 3 (docs/protocol.md), standard library only.
 
 The steps of the protocol, one function each, with no background thread:
 FileLock (file_lock.py) builds the context manager on them.
@@ -29,6 +29,19 @@ window):
 - What remains: a pause of more than 5 s exactly between the last check and
   the committing call. See `_commit_lease`.
 
+What version 3 changes (issue 12: a renewal cheap enough to be durable every time):
+
+- Lease files are compact JSON whose last member is a SHA-256 `checksum` of
+  the bytes before it, so a torn file (read during a write, or cut by a power
+  loss) is unreadable, never free. Times have exactly 3 fraction digits, so a
+  renewal has the byte length of the version it overwrites.
+- A holder renews its own version 3 file in place: one pwrite at offset 0 and
+  an fdatasync, no guard, no temp file, no rename. It writes only when the
+  file is still exactly what its own last write left (inode, size, mtime), and
+  the renewal stands only if afterwards the inode is still linked and the wall
+  clock is still before the overwritten version's expiry. See
+  `_renew_in_place`; anything else goes the guarded way (`_renew_guarded`).
+
 Test hook (for the project's real-process pause tests, not for production):
 when the environment variable MCP_LOCKD_TEST_STOP_AT is `guard`, `temp` or
 `commit`, optionally followed by `:<resource>`, the process stops itself with
@@ -36,14 +49,16 @@ SIGSTOP (once per process) at that point of its next operation on that
 resource: right after taking the guard, right after its temp lease file is
 written (created, written, fsynced, closed), or right before the committing
 system call of the lease file, after the last check. `check` (before the
-checks of the first commit) and `issued` (right after the fence rename) are
-accepted too. The unit tests use `_test_hook` in the same places.
+checks of the first commit), `issued` (right after the fence rename) and
+`in-place` (an in-place renewal, after its identity check, before its last
+deadline check and its pwrite) are accepted too. The unit tests use `_test_hook` in the same places.
 """
 
 from __future__ import annotations
 
 import calendar
 import errno
+import hashlib
 import json
 import logging
 import math
@@ -85,6 +100,7 @@ __all__ = [
     "Fence",
     "format_time",
     "parse_time",
+    "encode_lease",
 ]
 
 _log = logging.getLogger("mcp_lockd")
@@ -100,8 +116,11 @@ RETIRED_FENCE_SUFFIX = ".v1"
 TEMP_PATTERN = re.compile(r"\.(?:[A-Za-z0-9][A-Za-z0-9._-]{0,127}|\.probe)\.[0-9]+\.[A-Za-z0-9]+\.tmp")
 TEMP_MAX_AGE_S = 60.0
 # Section 2.
-FILE_VERSION = 2  # what we write
-READABLE_VERSIONS = (1, 2)  # the same fields
+FILE_VERSION = 3  # what we write
+READABLE_VERSIONS = (1, 2, 3)  # the same fields; 3 adds the checksum
+CHECKSUMMED_VERSION = 3
+# The end of a version 3 file: the checksum member last, then only JSON whitespace (re's \s has more).
+CHECKSUM_TAIL = re.compile(rb',"checksum":"([0-9a-f]{64})"\}[ \t\r\n]*\Z')
 MAX_TTL_MS = 3_600_000
 MAX_HOLDER_BYTES = 256
 MAX_METADATA_ENTRIES = 32
@@ -204,6 +223,10 @@ class Grant:
     # `now` to its `expires_at` (section 7: measure with a monotonic clock from before the write).
     confirmed_at_monotonic: float = 0.0
     confirmed_ttl_ms: float = 0.0
+    # What our own last write of R.lock left (a temp file's identity survives its link or rename):
+    # an in-place renewal writes only over exactly this file, and rewrites this document.
+    identity: Optional[Identity] = None
+    written: Optional[dict] = field(default=None, repr=False)
 
     @property
     def deadline_monotonic(self) -> float:
@@ -333,8 +356,32 @@ def _is_integer(value: Any) -> bool:
     return _is_number(value) and float(value).is_integer() and abs(value) <= MAX_SAFE_INTEGER
 
 
+def _why_checksum_fails(text: bytes, document: Any) -> Optional[str]:
+    """For a version 3 document: None when the raw bytes end with `,"checksum":"<H>"}` (then JSON
+    whitespace) and H is the SHA-256 of the bytes before that comma, else the reason. Versions 1 and
+    2 have no checksum (a `checksum` member there is an unknown field)."""
+    if not (isinstance(document, dict) and _is_integer(document.get("version")) and document["version"] == CHECKSUMMED_VERSION):
+        return None
+    tail = CHECKSUM_TAIL.search(text)
+    if tail is None:
+        return 'checksum missing: a version 3 file must end with ,"checksum":"<64 lowercase hex>"}'
+    if hashlib.sha256(text[: tail.start()]).hexdigest() != tail.group(1).decode("ascii"):
+        return "checksum mismatch: the file is torn or was changed after it was written"
+    return None
+
+
+def encode_lease(document: dict) -> bytes:
+    """A lease file's bytes as version 3 writes them: compact JSON, its `checksum` member last
+    (the SHA-256 of every byte before its comma), one trailing newline. A `checksum` in `document`
+    (copied from the file read) is replaced."""
+    body = {k: v for k, v in document.items() if k != "checksum"}
+    prefix = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")[:-1]  # without its "}"
+    return prefix + b',"checksum":"' + hashlib.sha256(prefix).hexdigest().encode("ascii") + b'"}\n'
+
+
 def _why_invalid(document: Any, resource: str) -> Optional[str]:
-    """None when `document` is a valid version 1 or 2 lease of `resource`, else the reason.
+    """None when `document` is a valid version 1, 2 or 3 lease of `resource` (the checksum aside),
+    else the reason.
     An optional field given as null is invalid, as the JSON Schema says."""
     if not isinstance(document, dict):
         return "not a JSON object"
@@ -385,7 +432,8 @@ def classify(
     document: Any = None
     try:
         document = json.loads(text.decode("utf-8"), parse_constant=_no_constants)
-        reason = _why_invalid(document, resource)
+        # First, so a torn version 3 file says so rather than what the tear happened to garble.
+        reason = _why_checksum_fails(text, document) or _why_invalid(document, resource)
     except UnicodeDecodeError:
         reason = "not UTF-8"
     except ValueError as err:
@@ -717,9 +765,9 @@ def _remove_quietly(path: str) -> None:
         _log.warning("mcp_lockd: could not remove %s: %s", path, err)
 
 
-def _write_temp(lock_dir: str, resource: str, document: dict) -> "tuple[str, int]":
-    """Writes `document` to a new temp file (O_EXCL, fsynced, closed); returns its path and inode."""
-    data = (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+def _write_temp(lock_dir: str, resource: str, document: dict) -> "tuple[str, Identity]":
+    """Writes `document` to a new temp file (O_EXCL, fsynced, closed); returns its path and identity."""
+    data = encode_lease(document)
     temp = _temp_path(lock_dir, resource)
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
@@ -728,7 +776,7 @@ def _write_temp(lock_dir: str, resource: str, document: dict) -> "tuple[str, int
             while view:
                 view = view[os.write(fd, view) :]
             os.fsync(fd)
-            ino = os.fstat(fd).st_ino
+            identity = Identity.of(os.fstat(fd))
         finally:
             os.close(fd)
     except BaseException as err:
@@ -737,7 +785,7 @@ def _write_temp(lock_dir: str, resource: str, document: dict) -> "tuple[str, int
             raise _unavailable("writing the temp file", temp, err) from err
         raise
     _reached("temp", resource)
-    return temp, ino
+    return temp, identity
 
 
 def _set_fence(guard: _Guard, lock_dir: str, resource: str, fence: Fence, token: int, lease: State) -> None:
@@ -805,7 +853,7 @@ def _commit_lease(
     guard: _Guard,
     lock_dir: str,
     resource: str,
-    temp: "Optional[tuple[str, int]]",
+    temp: "Optional[tuple[str, Identity]]",
     read: State,
     *,
     token: Optional[int] = None,
@@ -848,7 +896,7 @@ def _commit_lease(
         if remove_if_unsynced:
             # The grant failed: remove our own lease file (the token is burnt), nobody else's.
             try:
-                if os.stat(path).st_ino == temp[1]:
+                if os.stat(path).st_ino == temp[1].ino:
                     os.unlink(path)
             except OSError:
                 pass
@@ -950,6 +998,8 @@ def try_acquire(lock_dir: str, resource: str, holder: str, ttl: float, metadata:
             metadata=dict(metadata),
             confirmed_at_monotonic=started,
             confirmed_ttl_ms=ttl_ms,
+            identity=temp[1],
+            written=document,
         )
 
     return _guarded(lock_dir, resource, "the grant", work)
@@ -1005,31 +1055,111 @@ def acquire(
 
 
 def renew(grant: Grant, give_up_at: Optional[float] = None) -> Grant:
-    """Extends the lease to now + ttl (section 5, "Renew"). Raises LeaseLostError if the lease file
-    is no longer ours or has expired, and also, writing nothing, once `give_up_at` (a monotonic
-    time: the holder's own deadline) has passed, checked again right before the write."""
-    ttl_ms = check_ttl(grant.ttl)
+    """Extends the lease to now + ttl: in place when the lease file is still exactly what our own
+    last write left (version 3, "Renew in place"), else the guarded way (section 5, "Renew").
+    Raises LeaseLostError if the lease file is no longer ours or has expired, and also, writing
+    nothing, once `give_up_at` (a monotonic time: the holder's own deadline) has passed, checked
+    again right before the write."""
+    renewed = _renew_in_place(grant, give_up_at)
+    return renewed if renewed is not None else _renew_guarded(grant, give_up_at)
 
-    def lost(why: str, reason: str) -> LeaseLostError:
-        return LeaseLostError(
-            f'the lease on "{grant.resource}" with fencing token {grant.fencing_token} {why}', grant.resource, reason
-        )
+
+def _lost(grant: Grant, why: str, reason: str) -> LeaseLostError:
+    return LeaseLostError(
+        f'the lease on "{grant.resource}" with fencing token {grant.fencing_token} {why}', grant.resource, reason
+    )
+
+
+def _confirm_renewal(grant: Grant, now: int, started: float, ttl_ms: int, identity: Identity, document: dict) -> Grant:
+    grant.expires_at = now + ttl_ms
+    grant.confirmed_at_monotonic = started
+    grant.confirmed_ttl_ms = ttl_ms
+    grant.identity = identity
+    grant.written = document
+    return grant
+
+
+def _renew_in_place(grant: Grant, give_up_at: Optional[float]) -> Optional[Grant]:
+    """Version 3's renewal: one pwrite over our own lease file and an fdatasync, no guard. None
+    (nothing written) when the guarded renewal must decide instead: we are past our own deadline
+    (then only the file can tell whether the lease still stands), or R.lock is not exactly what our
+    last write left (identity), or the new content's length differs from it.
+
+    No guard is needed because nobody but the holder writes into a lease file's inode: every other
+    change replaces or removes the name. A write through our descriptor reaches only our inode; if
+    the name was replaced meanwhile, that inode is unlinked (st_nlink 0) and the renewal is lost.
+    A reader during the pwrite sees a torn file, which the checksum makes unreadable (busy). A
+    reader of the old version judged it live, since the write landed before its expiry (checked
+    after the write). A guarded writer that read the old version finds the mtime changed and
+    starts over."""
+    if grant.identity is None or grant.written is None or time.monotonic() >= grant.deadline_monotonic:
+        return None
+    ttl_ms = check_ttl(grant.ttl)
+    path = _lease_path(grant.lock_dir, grant.resource)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)  # never O_CREAT
+    except FileNotFoundError:
+        raise _lost(grant, "is lost (the lease file is gone)", "expired") from None
+    except OSError as err:
+        if err.errno == errno.ELOOP:  # a symlink: not the file we wrote
+            raise _lost(grant, "is lost (the lease file was replaced by a symlink)", "expired") from None
+        return None  # EACCES and the like: not the file we wrote either, or a fault; the guarded way decides
+    try:
+        if Identity.of(os.fstat(fd)) != grant.identity:
+            return None
+        now = now_ms()
+        started = time.monotonic()
+        document = dict(grant.written)
+        document["renewed_at"] = format_time(now)
+        document["expires_at"] = format_time(now + ttl_ms)
+        data = encode_lease(document)
+        if len(data) != grant.identity.size:
+            return None
+        _reached("in-place", grant.resource)
+        if give_up_at is not None and time.monotonic() >= give_up_at:  # right before the write
+            raise _lost(grant, "was not renewed before its expiry", "unconfirmed")
+        try:
+            view = memoryview(data)
+            offset = 0
+            while offset < len(data):  # one call in practice; a short write is finished, not left torn
+                offset += os.pwrite(fd, view[offset:], offset)
+            os.fdatasync(fd)
+            st = os.fstat(fd)
+        except OSError as err:
+            # Not confirmed. Our mtime changed (or not): the next attempt's identity check decides.
+            raise _unavailable("renewing the lease file in place", path, err) from err
+        # The version we overwrote was live until grant.expires_at: if the wall clock is still
+        # before it, nobody could have judged it expired and replaced it before our write landed.
+        if st.st_nlink < 1:
+            raise _lost(grant, "is lost (the lease file was replaced before the renewal landed)", "expired")
+        if now_ms() >= grant.expires_at:
+            raise _lost(grant, "was not renewed before its expiry (the in-place write landed after it)", "expired")
+        return _confirm_renewal(grant, now, started, ttl_ms, Identity.of(st), document)
+    finally:
+        os.close(fd)
+
+
+def _renew_guarded(grant: Grant, give_up_at: Optional[float] = None) -> Grant:
+    """Section 5, "Renew": under the guard, read the lease file, and replace it (temp file, rename)
+    if it is still ours and live; writes version 3 whatever version it read."""
+    ttl_ms = check_ttl(grant.ttl)
 
     def work(guard: _Guard) -> Grant:
         now = now_ms()
         started = time.monotonic()
         if give_up_at is not None and started >= give_up_at:
-            raise lost("was not renewed before its expiry", "unconfirmed")
+            raise _lost(grant, "was not renewed before its expiry", "unconfirmed")
         current = read_state(grant.lock_dir, grant.resource, now)
         if current.kind != "held" or current.fencing_token != grant.fencing_token:
             # Lost: write nothing, and stop using the resource.
-            raise lost(
+            raise _lost(
+                grant,
                 f"is lost (the lease file is {current.kind}"
                 + (f", token {current.fencing_token}" if current.fencing_token is not None else "")
                 + ")",
                 "expired",
             )
-        document = dict(current.document or {})  # every other field unchanged, unknown ones too
+        document = dict(current.document or {})  # every other field unchanged, unknown ones too (encode_lease replaces a checksum)
         document["version"] = FILE_VERSION
         document["renewed_at"] = format_time(now)
         document["expires_at"] = format_time(now + ttl_ms)
@@ -1039,21 +1169,18 @@ def renew(grant: Grant, give_up_at: Optional[float] = None) -> Grant:
             try:
                 _commit_lease(guard, grant.lock_dir, grant.resource, temp, current, holder_deadline=give_up_at)
             except LeaseLostError as err:
-                raise lost("was not renewed before its expiry", "unconfirmed") from err
+                raise _lost(grant, "was not renewed before its expiry", "unconfirmed") from err
         finally:
             if os.path.lexists(temp[0]):
                 _remove_quietly(temp[0])
         # A renewal whose fsync failed raised above and is not confirmed; the file (ours) stays.
-        grant.expires_at = now + ttl_ms
-        grant.confirmed_at_monotonic = started
-        grant.confirmed_ttl_ms = ttl_ms
-        return grant
+        return _confirm_renewal(grant, now, started, ttl_ms, temp[1], document)
 
     try:
         return _guarded(grant.lock_dir, grant.resource, "the renewal", work, give_up_at=give_up_at)
     except GuardTimeoutError:
         if give_up_at is not None and time.monotonic() >= give_up_at:
-            raise lost("was not renewed before its expiry (the guard stayed taken)", "unconfirmed") from None
+            raise _lost(grant, "was not renewed before its expiry (the guard stayed taken)", "unconfirmed") from None
         raise
 
 

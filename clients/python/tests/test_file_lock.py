@@ -34,7 +34,7 @@ class FileLockTest(LockDirTest):
             self.assertEqual(lease.fencing_token, 1)
             self.assertEqual((lease.resource, lease.holder, lease.ttl), ("gateway", "unit", 30.0))
             doc = read_json(self.path("gateway.lock"))
-            self.assertEqual(doc["version"], 2)
+            self.assertEqual(doc["version"], 3)
             self.assertEqual(doc["resource"], "gateway")
             self.assertEqual(doc["holder"], "unit")
             self.assertEqual(doc["fencing_token"], 1)
@@ -86,9 +86,14 @@ class FileLockTest(LockDirTest):
     def test_renews_in_the_background(self):
         with FileLock(self.dir, "renewed", ttl=1.2) as lease:
             first = read_json(self.path("renewed.lock"))
+            first_stat = os.stat(self.path("renewed.lock"))
             time.sleep(2.6)  # more than two ttls: held only if renewed
             self.assertFalse(lease.lost.is_set())
             later = read_json(self.path("renewed.lock"))
+            # Renewed in place (version 3): the same inode, the same length, nothing left beside it.
+            later_stat = os.stat(self.path("renewed.lock"))
+            self.assertEqual((later_stat.st_ino, later_stat.st_size), (first_stat.st_ino, first_stat.st_size))
+            self.assertEqual(sorted(os.listdir(self.dir)), ["renewed.lock", "renewed.lock.fence"])
             self.assertEqual(later["acquired_at"], first["acquired_at"])
             self.assertGreater(file_protocol.parse_time(later["expires_at"]), file_protocol.parse_time(first["expires_at"]) + 1200)
             self.assertGreater(lease.expires_at, dt.datetime.now(dt.timezone.utc))
@@ -120,13 +125,16 @@ class FileLockTest(LockDirTest):
     def test_lost_no_later_than_the_last_confirmed_expiry_when_renewals_cannot_happen(self):
         stop = threading.Event()
         lease = FileLock(self.dir, "stuck", ttl=0.9).acquire()
-        # A guard held (and kept fresh) by a wedged writer: no renewal can take it.
+        # A guard held (and kept fresh) by a wedged writer, and the lease file touched so that
+        # renewals cannot go in place (not what our last write left): no renewal can happen.
         while True:
             try:
                 os.mkdir(self.path("stuck.lock.guard"))
                 break
             except FileExistsError:  # a renewal holds it right now
                 time.sleep(0.001)
+        later = time.time() + 1
+        os.utime(self.path("stuck.lock"), (later, later))
 
         def keep_fresh():
             while not stop.wait(0.1):

@@ -1,5 +1,6 @@
 """File protocol version 2, rule by rule, in temp dirs: readers, the fence directory, the guard,
-the commit rule, temp files. The pause scenarios are in test_pauses.py."""
+the commit rule, temp files (all kept by version 3). The pause scenarios are in test_pauses.py;
+what version 3 adds (checksum, renewal in place) in test_file_protocol_v3.py."""
 
 import json
 import os
@@ -25,7 +26,7 @@ class ReaderRulesTest(unittest.TestCase):
         self.assertEqual(classify(lease_document("r", version=1)).kind, "held")
         self.assertEqual(classify(lease_document("r", version=2)).kind, "held")
         self.assertEqual(classify(lease_document("r", version=2.0)).kind, "held")  # 2.0 is the integer 2
-        for version in (3, 0, "2", True, None, 1.5):
+        for version in (4, 0, "2", "3", True, None, 1.5):
             with self.subTest(version=version):
                 self.assertEqual(classify(lease_document("r", version=version)).kind, "unreadable")
 
@@ -134,7 +135,7 @@ class TokensTest(LockDirTest):
             grant = self.acquire()
             tokens.append(grant.fencing_token)
             self.assertEqual(self.fence("r"), [str(grant.fencing_token)])
-            self.assertEqual(self.lease("r")["version"], 2)
+            self.assertEqual(self.lease("r")["version"], 3)
             self.assertTrue(fp.release(grant))
         self.assertEqual(tokens, [1, 2, 3])  # no reservations: consecutive
         self.assertTrue(os.path.isdir(self.path("r.lock.fence")))
@@ -311,7 +312,7 @@ class CommitRuleTest(LockDirTest):
 
         with mock.patch.object(fp, "_test_hook", hook):
             with self.assertRaises(LeaseLostError) as caught:
-                fp.renew(grant, give_up_at=time.monotonic() + 0.05)
+                fp._renew_guarded(grant, give_up_at=time.monotonic() + 0.05)
         self.assertEqual(caught.exception.reason, "unconfirmed")
         self.assertEqual(fp.Identity.of(os.stat(self.path("r.lock"))), fp.Identity.of(before))
         self.assert_no_junk()
@@ -342,7 +343,7 @@ class CommitRuleTest(LockDirTest):
 
         with mock.patch.object(fp, "_fsync_dir", failing):
             with self.assertRaises(UnavailableError):
-                fp.renew(grant)
+                fp._renew_guarded(grant)
         self.assertEqual(grant.confirmed_at_monotonic, confirmed)
         self.assertEqual(self.lease("r")["fencing_token"], grant.fencing_token)
 

@@ -97,7 +97,7 @@ class PauseTest(LockDirTest):
                     if op == "grant":
                         outcome = fp.try_acquire(self.dir, "r", "A", 30, {})
                     elif op == "renew":
-                        outcome = fp.renew(a_grant)
+                        outcome = fp._renew_guarded(a_grant)  # the in-place path takes no guard
                     elif op == "release":
                         outcome = fp.release(a_grant)
                     else:
@@ -211,7 +211,7 @@ class InterleavedPauseTest(LockDirTest):
         self.addCleanup(setattr, threading.current_thread(), "name", previous)
         with mock.patch.object(fp, "_test_hook", hook), mock.patch.object(fp, "_clock", lambda: time.monotonic() + offset[0]):
             with self.assertLogs("mcp_lockd", "WARNING"), self.assertRaises(LeaseLostError):
-                fp.renew(a_grant)
+                fp._renew_guarded(a_grant)
             a_done.set()
             for t in threading.enumerate():
                 if t.name == "B":
