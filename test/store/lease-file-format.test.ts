@@ -376,7 +376,7 @@ test("date-times: exact shape and calendar ranges, 1 to 9 fraction digits, expir
       assert.equal((result as LeaseRecord).expiresAt, expected, text);
     }
     // The schema agrees with the reader on every case.
-    const schemaErrors = await leaseFileSchemaErrors({ ...sampleDocument(), expires_at: text });
+    const schemaErrors = await leaseFileSchemaErrors(JSON.parse(textOf({ ...sampleDocument(), expires_at: text })));
     assert.equal(schemaErrors === undefined, expected !== undefined, `schema on ${JSON.stringify(text)}: ${schemaErrors}`);
   }
   // Other times are rounded down.
@@ -595,7 +595,7 @@ test("property: any date-time made of parts reads as the instant they name, or i
           assert.ok(!Number.isNaN(reference), text);
           assert.equal(got, reference + (Number(digits.slice(3)) > 0 ? 1 : 0), text);
         }
-        const schemaErrors = await leaseFileSchemaErrors({ ...sampleDocument(), acquired_at: text });
+        const schemaErrors = await leaseFileSchemaErrors(JSON.parse(textOf({ ...sampleDocument(), acquired_at: text })));
         assert.equal(schemaErrors === undefined, inRange, `the schema agrees on ${text}: ${schemaErrors}`);
       },
     ),
