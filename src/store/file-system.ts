@@ -13,6 +13,15 @@ export interface FileSystem {
    * its identity (as `identity` would), which a rename does not change.
    */
   writeNewFileSynced(path: string, data: string): Promise<string>;
+  /**
+   * Overwrites the regular file at `path` in place with `data` if it still
+   * has `identity` and exactly data's length in bytes: one write at offset 0,
+   * then fdatasync. `written` learns the identity the write left before the
+   * sync starts. Undefined when nothing was written (no such file, another
+   * identity or length); `linked` says whether the file still had a name
+   * after the sync (someone may have replaced or removed it meanwhile).
+   */
+  overwriteSynced(path: string, identity: string, data: string, written: (identity: string) => void): Promise<OverwriteResult | undefined>;
   rename(from: string, to: string): Promise<void>;
   /** A second name for a file; fails with EEXIST instead of replacing `to` (the protocol's create-if-free). */
   link(from: string, to: string): Promise<void>;
@@ -32,11 +41,21 @@ export interface FileSystem {
   watch(path: string, onEvent: (filename: string | null) => void, onError: (err: Error) => void): FSWatcher;
 }
 
+export interface OverwriteResult {
+  /** The file's identity after the write. */
+  identity: string;
+  linked: boolean;
+}
+
 export interface PathInfo {
   kind: "file" | "directory" | "other" | "absent";
   /** Modification time in ms (0 when absent). */
   mtimeMs: number;
 }
+
+// Opening a lease file to overwrite it: never through a link (a link is
+// never our own file, so nothing is written), never created.
+const WRITE_NO_FOLLOW = fs.constants.O_RDWR | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK;
 
 // A symbolic link in the lock dir is never followed (ELOOP), and what is not a
 // regular file is never read as a lease (EISDIR, ENOTREG): nothing outside the
@@ -98,6 +117,24 @@ export const nodeFileSystem: FileSystem = {
       fs.closeSync(fd);
     }
   },
+  overwriteSynced: async (path, identity, data, written) => {
+    const bytes = Buffer.from(data, "utf8");
+    const fd = openExisting(path);
+    if (fd === undefined) return undefined;
+    try {
+      const before = fs.fstatSync(fd, { bigint: true });
+      if (!before.isFile() || identityOf(before) !== identity || before.size !== BigInt(bytes.length)) return undefined;
+      for (let done = 0; done < bytes.length; ) done += fs.writeSync(fd, bytes, done, bytes.length - done, done);
+      const after = identityOf(fs.fstatSync(fd, { bigint: true }));
+      written(after);
+      // The one call that waits for the disk goes to the thread pool: other
+      // resources' requests go on meanwhile, and concurrent syncs overlap.
+      await new Promise<void>((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+      return { identity: after, linked: fs.fstatSync(fd, { bigint: true }).nlink >= 1n };
+    } finally {
+      fs.closeSync(fd);
+    }
+  },
   rename: async (from, to) => fs.renameSync(from, to),
   link: async (from, to) => fs.linkSync(from, to),
   unlink: async (path) => fs.unlinkSync(path),
@@ -149,6 +186,27 @@ export const threadPoolFileSystem: FileSystem = {
       await handle.writeFile(data, "utf8");
       await handle.sync();
       return identityOf(await handle.stat({ bigint: true }));
+    } finally {
+      await handle.close();
+    }
+  },
+  overwriteSynced: async (path, identity, data, written) => {
+    const bytes = Buffer.from(data, "utf8");
+    let handle: fs.promises.FileHandle;
+    try {
+      handle = await fs.promises.open(path, WRITE_NO_FOLLOW);
+    } catch (err) {
+      if (isNotOurFile(err)) return undefined;
+      throw err;
+    }
+    try {
+      const before = await handle.stat({ bigint: true });
+      if (!before.isFile() || identityOf(before) !== identity || before.size !== BigInt(bytes.length)) return undefined;
+      for (let done = 0; done < bytes.length; ) done += (await handle.write(bytes, done, bytes.length - done, done)).bytesWritten;
+      const after = identityOf(await handle.stat({ bigint: true }));
+      written(after);
+      await handle.datasync();
+      return { identity: after, linked: (await handle.stat({ bigint: true })).nlink >= 1n };
     } finally {
       await handle.close();
     }
@@ -226,6 +284,22 @@ function startDirectorySync(path: string): Promise<void> {
   };
   entry.running.then(forget, forget);
   return entry.running;
+}
+
+/** Opens an existing file to overwrite it; undefined when it is gone or a link. */
+function openExisting(path: string): number | undefined {
+  try {
+    return fs.openSync(path, WRITE_NO_FOLLOW);
+  } catch (err) {
+    if (isNotOurFile(err)) return undefined;
+    throw err;
+  }
+}
+
+/** Errors of opening R.lock that mean "not the file we wrote": nothing to overwrite. */
+function isNotOurFile(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === "ENOENT" || code === "ELOOP" || code === "EISDIR" || code === "ENXIO";
 }
 
 /** The identity of a file that does not exist. */

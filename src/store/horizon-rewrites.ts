@@ -1,17 +1,17 @@
 /**
  * Background horizon rewrites in flight at once: enough to keep the thread
- * pool busy and let concurrent rewrites share directory fsyncs, few enough
- * that grants and releases are not starved of the disk.
+ * pool's fdatasyncs overlapping, few enough that grants and releases are not
+ * starved of the disk.
  */
 const MAX_IN_FLIGHT = 16;
 
 /**
  * The lease-file store's queue of horizon rewrites (docs/protocol.md, "The
  * renewal horizon"): at most one per resource, at most MAX_IN_FLIGHT at a
- * time, oldest request first, since a burst of them (leases granted together
- * fall due together) must not flood the disk. A rewrite has a ttl of slack
- * before any renewal needs it; a failure only means a later renewal writes
- * the file itself (and reports its own error).
+ * time, oldest request first, since a burst of them (leases renewed many
+ * times a second fall due together) must not flood the disk. A rewrite has
+ * half the headroom of slack before any renewal needs it; a failure only
+ * means a later renewal writes the file itself (and reports its own error).
  */
 export class HorizonRewrites {
   /** Resources due (→ lease id hash), in request order. */

@@ -1,14 +1,17 @@
+import { createHash } from "node:crypto";
 import type { LeaseRecord } from "../core/lease.ts";
 import { MAX_TTL_MS } from "../core/limits.ts";
 
 // The lease file, as docs/lock-file.schema.json and docs/protocol.md section 2
 // describe it. Version 2 (the pause-safe commit rule) keeps version 1's
-// fields, so readers take both; writers write 2.
+// fields; version 3 adds a checksum, since its holder rewrites it in place
+// (a reader may see a torn write, which must read as unreadable, never as
+// free). Readers take all three; writers write 3.
 
 /** The version this participant writes. */
-export const LEASE_FILE_VERSION = 2;
-/** The versions a reader accepts: their fields are the same. */
-export const READABLE_LEASE_FILE_VERSIONS: readonly number[] = [1, 2];
+export const LEASE_FILE_VERSION = 3;
+/** The versions a reader accepts. */
+export const READABLE_LEASE_FILE_VERSIONS: readonly number[] = [1, 2, 3];
 /** The version-1 counter file (R.lock.fence as a file), still read when converting it. */
 export const FENCE_FILE_VERSION = 1;
 
@@ -30,7 +33,32 @@ export function serializeLease(lease: LeaseRecord, renewedAt: number): string {
     metadata: lease.metadata,
   };
   if (lease.leaseIdHash !== undefined) document.lease_id_sha256 = lease.leaseIdHash;
-  return JSON.stringify(document, null, 2) + "\n";
+  return sealLeaseDocument(document);
+}
+
+/**
+ * A version 3 lease file's text for `document`: compact JSON whose last
+ * member is the SHA-256 of everything before it (docs/protocol.md §2). Every
+ * renewal of one lease has the same length (times always have 3 fraction
+ * digits), so its holder can rewrite the file in place.
+ */
+export function sealLeaseDocument(document: Record<string, unknown>): string {
+  const prefix = JSON.stringify(document).slice(0, -1);
+  return `${prefix},"checksum":"${sha256Hex(prefix)}"}\n`;
+}
+
+// The checksum member, last, with only JSON whitespace after the object.
+const CHECKSUM_TRAILER = /,"checksum":"([0-9a-f]{64})"\}[ \t\r\n]*$/;
+
+/** Why a version 3 file's text fails its checksum, or undefined when it passes. */
+function checksumProblem(text: string): string | undefined {
+  const m = CHECKSUM_TRAILER.exec(text);
+  if (m === null) return "no checksum as its last member (a version 3 file needs one)";
+  return sha256Hex(text.slice(0, m.index)) === m[1] ? undefined : "checksum mismatch (a torn or edited file)";
+}
+
+function sha256Hex(text: string): string {
+  return createHash("sha256").update(text, "utf8").digest("hex");
 }
 
 /**
@@ -39,6 +67,18 @@ export function serializeLease(lease: LeaseRecord, renewedAt: number): string {
  * ttl, whatever a hand-edited expires_at says.
  */
 export function parseLease(text: string, resource: string, modifiedAt: number): LeaseRecord | string {
+  const parsed = parseLeaseFile(text, resource, modifiedAt);
+  return typeof parsed === "string" ? parsed : parsed.lease;
+}
+
+/** A valid lease file: its lease, and the version it was written in. */
+export interface ParsedLeaseFile {
+  lease: LeaseRecord;
+  version: number;
+}
+
+/** parseLease, also saying which version wrote the file. */
+export function parseLeaseFile(text: string, resource: string, modifiedAt: number): ParsedLeaseFile | string {
   let document: unknown;
   try {
     document = JSON.parse(text);
@@ -50,6 +90,10 @@ export function parseLease(text: string, resource: string, modifiedAt: number): 
   const d = document as Record<string, unknown>;
   if (typeof d.version !== "number" || !READABLE_LEASE_FILE_VERSIONS.includes(d.version)) {
     return `unsupported version (readable: ${READABLE_LEASE_FILE_VERSIONS.join(", ")})`;
+  }
+  if (d.version === 3) {
+    const problem = checksumProblem(text);
+    if (problem !== undefined) return problem;
   }
   if (d.resource !== resource) return "resource does not match the file name";
   if (typeof d.holder !== "string") return "holder is not a string";
@@ -68,7 +112,7 @@ export function parseLease(text: string, resource: string, modifiedAt: number): 
   }
   const metadata = parseMetadata(d.metadata);
   if (metadata === undefined) return "metadata is not an object of strings";
-  return {
+  const lease: LeaseRecord = {
     resource,
     holder: d.holder,
     fencingToken: d.fencing_token as number,
@@ -80,6 +124,7 @@ export function parseLease(text: string, resource: string, modifiedAt: number): 
     pid: d.pid as number,
     hostname: d.hostname,
   };
+  return { lease, version: d.version };
 }
 
 export function serializeFence(resource: string, fencingToken: number): string {

@@ -7,12 +7,12 @@ import { StoreFailureError } from "../core/errors.ts";
 import type { AcquireOutcome, HandOverOutcome, LeaseStore } from "../core/lease-store.ts";
 import { CommitConflictError } from "./commit-conflict.ts";
 import { FenceCounter } from "./fence-counter.ts";
-import { ABSENT, nodeFileSystem, threadPoolFileSystem, type FileSystem } from "./file-system.ts";
+import { ABSENT, nodeFileSystem, threadPoolFileSystem, type FileSystem, type OverwriteResult } from "./file-system.ts";
 import { Guard, type GuardHold } from "./guard.ts";
 import { HorizonRewrites } from "./horizon-rewrites.ts";
-import { parseLease, serializeLease, tokenOfAnyLeaseText } from "./lease-file-format.ts";
+import { LEASE_FILE_VERSION, parseLeaseFile, serializeLease, tokenOfAnyLeaseText } from "./lease-file-format.ts";
 import { LockDirLayout } from "./lock-dir-layout.ts";
-import { horizonFor, PromisedExpiries } from "./promised-expiries.ts";
+import { horizonFor, PromisedExpiries, type OwnLeaseFile } from "./promised-expiries.ts";
 import { toStoreError } from "./store-error.ts";
 import type { PauseHook } from "./stop-hook.ts";
 import { TempFileSweeper } from "./temp-file-sweeper.ts";
@@ -55,6 +55,8 @@ interface LeaseFileRead {
   token: number;
 }
 
+type InPlaceOutcome = { kind: "written"; identity: string } | { kind: "lost" } | { kind: "other" };
+
 interface StoreIo {
   fs: FileSystem;
   guard: Guard;
@@ -77,8 +79,11 @@ export class LeaseFileStore implements LeaseStore {
   private readonly promises = new PromisedExpiries();
   private readonly sweeper: TempFileSweeper;
   private readonly horizons: HorizonRewrites;
+  /** In-place rewrites running, one per resource. */
+  private readonly inPlaceWrites = new Map<string, Promise<InPlaceOutcome>>();
   private readonly clock: Clock;
   private stopSweeping: (() => void) | undefined;
+  private warnedOlderVersion = false;
 
   constructor(options: LeaseFileStoreOptions) {
     this.layout = new LockDirLayout(options.dir);
@@ -146,13 +151,28 @@ export class LeaseFileStore implements LeaseStore {
     // "absent" is the one identity that repeats: once someone else's file has
     // been seen, a later delete must not pass for the echo of our own unlink.
     if (this.ownChanges.get(resource) === ABSENT) this.ownChanges.delete(resource);
-    const parsed = parseLease(file.text, resource, file.mtimeMs);
+    const parsed = parseLeaseFile(file.text, resource, file.mtimeMs);
     const token = tokenOfAnyLeaseText(file.text) ?? 0;
     if (typeof parsed !== "string") {
-      return { state: { kind: "held", resource, lease: this.promises.apply(file.identity, parsed) }, identity: file.identity, token };
+      if (parsed.version < LEASE_FILE_VERSION) this.noteOlderVersion(resource, parsed.version);
+      return { state: { kind: "held", resource, lease: this.promises.apply(file.identity, parsed.lease) }, identity: file.identity, token };
     }
     this.promises.forget(resource);
     return { state: unreadable(resource, file.mtimeMs, parsed), identity: file.identity, token };
+  }
+
+  /**
+   * An older participant's lease file: warned about once per process, since
+   * an older participant reads our version 3 files as unreadable
+   * (docs/protocol.md §9). Right after an upgrade, the files the old service
+   * left are such files too.
+   */
+  private noteOlderVersion(resource: string, version: number): void {
+    if (this.warnedOlderVersion) return;
+    this.warnedOlderVersion = true;
+    this.warn(
+      `${resource}: a version ${version} lease file; a version ${version} participant may be running, and it cannot read version ${LEASE_FILE_VERSION} lease files (it waits up to an hour for a resource whose expired file nobody reclaimed; docs/protocol.md §9)`,
+    );
   }
 
   private async notARegularFile(resource: string, path: string, fs: FileSystem): Promise<LeaseFileRead> {
@@ -252,21 +272,39 @@ export class LeaseFileStore implements LeaseStore {
   /**
    * Inside the horizon of our own last write, a renewal only moves the
    * promise: the file, unchanged since (one stat says so), already says the
-   * lease is held at least that long. Otherwise the file is rewritten with a
-   * new horizon under the guard.
+   * lease is held at least that long. Otherwise our own file is rewritten in
+   * place with a new horizon (rewriteInPlace), and a file we did not write
+   * last (after a restart, or someone else's change) is rewritten under the
+   * guard.
    */
   async renew(resource: string, leaseIdHash: string): Promise<LeaseRecord | undefined> {
-    const identity = await this.leaseFileIdentity(resource);
-    const extended = identity && this.promises.extend(resource, leaseIdHash, identity, this.clock.now());
-    if (extended) {
-      this.scheduleHorizonIfDue(resource, leaseIdHash);
-      return extended;
+    for (;;) {
+      const identity = await this.leaseFileIdentity(resource);
+      const extended = identity && this.promises.extend(resource, leaseIdHash, identity, this.clock.now());
+      if (extended) {
+        this.scheduleHorizonIfDue(resource, leaseIdHash);
+        return extended;
+      }
+      const inFlight = this.inPlaceWrites.get(resource);
+      if (inFlight === undefined) break;
+      // Its new horizon may cover this renewal too.
+      await inFlight.catch(() => {});
     }
-    // A renewal that must write does so on the thread pool: when the disk is
-    // slow (a burst of them after the background rewrites fell behind), the
-    // renewals that need no write keep being answered meanwhile.
+    const now = this.clock.now();
+    const own = this.promises.own(resource, leaseIdHash, now);
+    if (own !== undefined) {
+      const outcome = await this.rewriteInPlace(resource, own, now);
+      if (outcome.kind === "lost") return undefined;
+      if (outcome.kind === "written") {
+        const renewed = this.promises.extend(resource, leaseIdHash, outcome.identity, now);
+        if (renewed) return renewed;
+      }
+    }
+    // A renewal that must write under the guard does so on the thread pool:
+    // when the disk is slow, the renewals that need no write keep being
+    // answered meanwhile.
     const io = this.background;
-    const renewed = await this.guarded(resource, io, async (hold) => {
+    return this.guarded(resource, io, async (hold) => {
       const now = this.clock.now();
       const read = await this.readLeaseFile(resource, io.fs);
       const current = read.state;
@@ -275,52 +313,72 @@ export class LeaseFileStore implements LeaseStore {
       const written = await this.commitLease(hold, resource, serializeLease(onDisk, now), read.identity, io);
       return this.promises.wrote(written, onDisk, now + current.lease.ttlMs);
     });
-    if (renewed) this.scheduleHorizonIfDue(resource, leaseIdHash);
-    return renewed;
   }
 
-  /** Queues a background rewrite once the lease just renewed has less than a ttl of headroom left. */
+  /** Queues a background rewrite once the lease just renewed has less than half its headroom left. */
   private scheduleHorizonIfDue(resource: string, leaseIdHash: string): void {
     if (this.promises.dueForRefresh(resource, leaseIdHash, this.clock.now()) !== undefined) this.horizons.schedule(resource, leaseIdHash);
   }
 
   /**
-   * Rewrites our own live lease's file with a later horizon, keeping what the
-   * holder was promised, on the thread pool: renewals keep being answered
-   * from memory meanwhile. Does nothing if the guard is busy, the file changed
-   * since our last write (the next renewal then reads it) or is no longer due.
+   * Pushes out the horizon of our own live lease, keeping what the holder was
+   * promised, while renewals keep being answered from memory. Does nothing if
+   * a rewrite of the resource is running, the file changed since our last
+   * write (the next renewal then reads it) or is no longer due.
    */
   private async refreshHorizon(resource: string, leaseIdHash: string): Promise<void> {
-    // A renewal that had to write meanwhile made the rewrite needless: skip the guard's two calls.
-    if (this.promises.dueForRefresh(resource, leaseIdHash, this.clock.now()) === undefined) return;
-    const io = this.background;
-    await this.guarded(
-      resource,
-      io,
-      async (hold) => {
-        const now = this.clock.now();
-        const due = this.promises.dueForRefresh(resource, leaseIdHash, now);
-        if (due === undefined) return;
-        const onDisk = { ...due.onDisk, expiresAt: horizonFor(now, due.onDisk.ttlMs) };
-        let written: string;
-        let renamed: string | undefined;
-        try {
-          written = await this.commitLease(hold, resource, serializeLease(onDisk, now), due.identity, io, {
-            // From its rename until it is recorded below (after the directory
-            // fsync), the new file counts as ours: renewals that see it stay
-            // on the fast path instead of waiting for this guard.
-            committing: (identity) => this.promises.rewriting(resource, due.identity, (renamed = identity)),
-          });
-        } catch (err) {
-          if (renamed !== undefined) this.promises.rewriteFailed(resource, renamed);
-          // Not ours any more: the next renewal reads the file and finds out.
-          if (err instanceof CommitConflictError) return;
-          throw err;
-        }
-        this.promises.rewrote(due.identity, written, onDisk);
-      },
-      { wait: false },
-    );
+    const now = this.clock.now();
+    const due = this.promises.dueForRefresh(resource, leaseIdHash, now);
+    if (due === undefined || this.inPlaceWrites.has(resource)) return;
+    await this.rewriteInPlace(resource, due, now);
+  }
+
+  /**
+   * Rewrites our own lease file in place with a new horizon (docs/protocol.md
+   * §5, "Renew in place"): no guard, no temp file, one write and one
+   * fdatasync. Only a lease's holder ever writes into its file, and every
+   * other change replaces or removes the name, so the write can only reach
+   * our own file. It stands if the file still has its name after the sync
+   * and the version it overwrote had not expired by then: nobody can have
+   * judged that version free. "other": the file is not as we last wrote it,
+   * and nothing was written. One rewrite per resource at a time.
+   */
+  private rewriteInPlace(resource: string, own: OwnLeaseFile, now: number): Promise<InPlaceOutcome> {
+    const path = this.layout.leaseFile(resource);
+    const onDisk = { ...own.onDisk, expiresAt: horizonFor(now, own.onDisk.ttlMs) };
+    const run = async (): Promise<InPlaceOutcome> => {
+      let written: string | undefined;
+      let result: OverwriteResult | undefined;
+      try {
+        result = await this.fs.overwriteSynced(path, own.identity, serializeLease(onDisk, now), (identity) => {
+          written = identity;
+          // Before the sync: the watch's echo of this write, and reads
+          // meanwhile, must take the new file for ours.
+          this.noteOwn(resource, identity);
+          this.promises.rewriting(resource, own.identity, identity);
+        });
+      } catch (err) {
+        // The file keeps whichever version the disk has: both cover the promise.
+        if (written !== undefined) this.promises.rewriteFailed(resource, written);
+        throw toStoreError("renewing in place", path, err);
+      }
+      if (result === undefined) return { kind: "other" };
+      if (!result.linked) {
+        this.promises.rewriteFailed(resource, result.identity);
+        return { kind: "lost" };
+      }
+      if (this.clock.now() >= own.onDisk.expiresAt) {
+        // Too late to stand: ours, but its promise is not extended, so the
+        // lease ends (and the file is reclaimed) at the promise it had.
+        this.promises.rewrote(own.identity, result.identity, own.onDisk);
+        return { kind: "lost" };
+      }
+      this.promises.rewrote(own.identity, result.identity, onDisk);
+      return { kind: "written", identity: result.identity };
+    };
+    const running = run().finally(() => this.inPlaceWrites.delete(resource));
+    this.inPlaceWrites.set(resource, running);
+    return running;
   }
 
   release(resource: string, leaseIdHash: string): Promise<boolean> {
@@ -435,8 +493,7 @@ export class LeaseFileStore implements LeaseStore {
    * still be that version, a grant's token must still be the last issued, and
    * the guard's deadline must not have passed. A free resource is taken with
    * link(), which fails rather than replace a lease someone made meanwhile.
-   * Returns the identity of the new R.lock. `committing` learns that identity
-   * right before the link or rename is issued.
+   * Returns the identity of the new R.lock.
    */
   private async commitLease(
     hold: GuardHold,
@@ -444,7 +501,7 @@ export class LeaseFileStore implements LeaseStore {
     text: string,
     expected: string,
     io: StoreIo,
-    { token, committing }: { token?: number; committing?: (identity: string) => void } = {},
+    { token }: { token?: number } = {},
   ): Promise<string> {
     const { fs } = io;
     const path = this.layout.leaseFile(resource);
@@ -459,7 +516,6 @@ export class LeaseFileStore implements LeaseStore {
       // (by the watch, by a renewal's stat) before the call's completion runs.
       // A wrong note costs at most one needless re-read (see noteOwn).
       this.noteOwn(resource, identity);
-      committing?.(identity);
       if (expected === ABSENT) await fs.link(temp, path);
       else await fs.rename(temp, path);
     } catch (err) {

@@ -1,38 +1,43 @@
 import type { LeaseRecord } from "../core/lease.ts";
 import { MAX_TTL_MS } from "../core/limits.ts";
 
-/** The least headroom a horizon gives beyond the promise, whatever the ttl. */
-const MIN_HORIZON_HEADROOM_MS = 60_000;
+/**
+ * How far beyond the promise a lease file's `expires_at` is written: renewals
+ * within this of the last write need no write of their own (the file already
+ * covers them), and after a crash of the service nobody waits longer than
+ * this past what the holder was promised (docs/protocol.md, "The renewal
+ * horizon").
+ */
+export const HORIZON_HEADROOM_MS = 1_000;
 
 /**
- * How far ahead a lease file's `expires_at` is written (docs/protocol.md,
- * "The renewal horizon"): the ttl plus a headroom of 2 × ttl but at least
- * 60 s, and never beyond the maximum ttl, which is how far past its mtime any
- * reader trusts a file.
+ * The `expires_at` the service writes for a lease renewed at `now`: the
+ * promise plus the headroom, never beyond the maximum ttl, which is how far
+ * past its mtime any reader trusts a file.
  */
 export function horizonFor(now: number, ttlMs: number): number {
-  return now + Math.min(ttlMs + Math.max(2 * ttlMs, MIN_HORIZON_HEADROOM_MS), MAX_TTL_MS);
+  return now + Math.min(ttlMs + HORIZON_HEADROOM_MS, MAX_TTL_MS);
 }
 
 /**
  * When the horizon of a lease renewed at `now` should be pushed out in the
- * background: once less than half its headroom (and less than a ttl) is
- * left, so the rewrite lands long before a promise could reach the horizon
- * and no renewal has to wait for it.
+ * background: once less than half its headroom is left, so a lease renewed
+ * many times a second is rewritten about twice a second, off the renewals'
+ * path, instead of by the renewal that finds the horizon passed.
  */
 function refreshDue(now: number, ttlMs: number, horizon: number): boolean {
   const headroom = horizon - (now + ttlMs);
   const fullHeadroom = horizonFor(now, ttlMs) - (now + ttlMs);
-  return headroom < Math.min(ttlMs, fullHeadroom / 2);
+  return headroom < fullHeadroom / 2;
 }
 
 interface PromisedLease {
   /** Identity of the file as our own write left it. */
   identity: string;
   /**
-   * Identity of our background rewrite of that file from the moment its
-   * rename is issued until it is recorded (rewrote): the file at either
-   * identity is ours, but only `onDisk`, the durable one, bounds a promise.
+   * Identity of our rewrite of that file from the moment its write is issued
+   * until it is recorded (rewrote): the file at either identity is ours, but
+   * only `onDisk`, the durable one, bounds a promise.
    */
   rewriting?: string;
   /** The lease as the file says, expires_at being the horizon. */
@@ -41,8 +46,8 @@ interface PromisedLease {
   expiresAt: number;
 }
 
-/** A lease whose horizon is due for a rewrite: what the rewrite needs. */
-export interface DueRefresh {
+/** Our own live lease file, as a rewrite of it needs it. */
+export interface OwnLeaseFile {
   identity: string;
   onDisk: LeaseRecord;
 }
@@ -52,7 +57,7 @@ export interface DueRefresh {
  * holder, which is earlier than the file's horizon. Renewals inside the
  * horizon only move the promise, so they cost a stat instead of a durable
  * write. A promise counts only while the file is exactly as we wrote it
- * (or as our background rewrite in flight renamed it into place); anyone
+ * (or as our rewrite in flight left it); anyone
  * else's change makes the file alone the truth again.
  */
 export class PromisedExpiries {
@@ -91,20 +96,25 @@ export class PromisedExpiries {
     return { ...promise.onDisk, expiresAt };
   }
 
-  /** The lease of `leaseIdHash` if its horizon should be pushed out now (see refreshDue). */
-  dueForRefresh(resource: string, leaseIdHash: string, now: number): DueRefresh | undefined {
+  /** The file of `leaseIdHash` as we last wrote it, while its promise is live. */
+  own(resource: string, leaseIdHash: string, now: number): OwnLeaseFile | undefined {
     const promise = this.byResource.get(resource);
     if (promise === undefined || promise.onDisk.leaseIdHash !== leaseIdHash || promise.expiresAt <= now) return undefined;
-    if (!refreshDue(now, promise.onDisk.ttlMs, promise.onDisk.expiresAt)) return undefined;
     return { identity: promise.identity, onDisk: promise.onDisk };
   }
 
+  /** The lease of `leaseIdHash` if its horizon should be pushed out now (see refreshDue). */
+  dueForRefresh(resource: string, leaseIdHash: string, now: number): OwnLeaseFile | undefined {
+    const own = this.own(resource, leaseIdHash, now);
+    return own !== undefined && refreshDue(now, own.onDisk.ttlMs, own.onDisk.expiresAt) ? own : undefined;
+  }
+
   /**
-   * Our background rewrite of version `from` is about to be renamed into
-   * place as `identity` (a rename keeps the temp file's identity). Until it
-   * is recorded (rewrote), the file at `identity` is ours too: a renewal or
-   * a read that sees it keeps the promise instead of taking the guarded path
-   * (and waiting for the guard the rewrite still holds) or dropping it.
+   * Our rewrite of version `from` has just been written (in place) or is
+   * about to be renamed into place as `identity`. Until it is recorded
+   * (rewrote), the file at `identity` is ours too: a renewal or a read that
+   * sees it keeps the promise instead of taking the guarded path or dropping
+   * it.
    */
   rewriting(resource: string, from: string, identity: string): void {
     const promise = this.byResource.get(resource);
@@ -124,7 +134,7 @@ export class PromisedExpiries {
     promise.onDisk = onDisk;
   }
 
-  /** A rewrite noted by `rewriting` did not land (see LeaseFileStore.refreshHorizon). */
+  /** A rewrite noted by `rewriting` did not land (see LeaseFileStore.rewriteInPlace). */
   rewriteFailed(resource: string, identity: string): void {
     const promise = this.byResource.get(resource);
     if (promise?.rewriting === identity) promise.rewriting = undefined;

@@ -111,8 +111,9 @@ test("EACCES reading one lease's file (injected): UNAVAILABLE for that lease onl
     const denied = (await client.acquire({ resource: "denied", ttl: seconds(30) })).lease!;
     const healthy = (await client.acquire({ resource: "healthy", ttl: seconds(30) })).lease!;
     const deniedPath = join(dir.path, "denied.lock");
-    // No identity means the renewal cannot be served from its last write: it reads the file, and that fails.
+    // No identity and no rewrite in place mean the renewal cannot be served from its last write: it reads the file, and that fails.
     fs.fail("identity", "EACCES", { match: (p) => p === deniedPath });
+    fs.fail("overwriteSynced", "EACCES", { match: (p) => p === deniedPath });
     fs.fail("readFileWithMtime", "EACCES", { match: (p) => p === deniedPath });
     const answers = await withTimeout(Promise.all([stream.renew(denied.leaseId), stream.renew(healthy.leaseId)]), 10_000, "both answers");
     const failed = answers.find((a) => a.leaseId === denied.leaseId)!;

@@ -1,3 +1,4 @@
+import { sealLeaseDocument } from "../../src/store/lease-file-format.ts";
 import { readFenceToken } from "../helpers/fence.ts";
 import { describe, test } from "node:test";
 import { fetchHealthLocks } from "../helpers/health-locks.ts";
@@ -49,7 +50,7 @@ function leaseOf(response: { lease: Lease | undefined }): Lease {
 /**
  * Validates `<dir>/<resource>.lock` against the schema and checks that it is
  * still this lease's file, that its expires_at is the horizon of its last
- * write (renewed_at + ttl + max(2 × ttl, 60 s), docs/protocol.md) and that it covers what the
+ * write (renewed_at + ttl + 1 s, docs/protocol.md) and that it covers what the
  * holder was promised (`promised`, else the lease's own expiry).
  */
 async function assertLeaseFileOf(dir: string, lease: Lease, promised?: number): Promise<Record<string, unknown>> {
@@ -59,7 +60,7 @@ async function assertLeaseFileOf(dir: string, lease: Lease, promised?: number): 
   assert.equal(doc.fencing_token, lease.fencingToken);
   assert.equal(doc.lease_id_sha256, sha256(lease.leaseId));
   const ttlMs = (doc.ttl as number) * 1000;
-  const horizon = Date.parse(doc.renewed_at as string) + Math.min(ttlMs + Math.max(2 * ttlMs, 60_000), 3_600_000);
+  const horizon = Date.parse(doc.renewed_at as string) + Math.min(ttlMs + 1_000, 3_600_000);
   assert.equal(doc.expires_at, new Date(horizon).toISOString());
   const promise = promised ?? ms(lease.expiresAt);
   assert.ok(horizon >= promise, `the file's horizon ${doc.expires_at} must cover the promise ${new Date(promise).toISOString()}`);
@@ -72,7 +73,8 @@ async function backdateLeaseFile(path: string, byMs: number): Promise<void> {
   for (const field of ["acquired_at", "renewed_at", "expires_at"]) {
     doc[field] = new Date(Date.parse(doc[field] as string) - byMs).toISOString();
   }
-  await writeFile(`${path}.backdate.tmp`, JSON.stringify(doc, null, 2) + "\n");
+  delete doc.checksum;
+  await writeFile(`${path}.backdate.tmp`, sealLeaseDocument(doc));
   await rename(`${path}.backdate.tmp`, path);
 }
 
@@ -131,12 +133,12 @@ for (const kind of storesUnderTest()) describe(`restarts (${kind} store)`, () =>
       const listed = await fetchHealthLocks(second);
       if (dir) {
         // The killed service's promises (acquired + ttl) died with it: the restarted
-        // one holds the leases until the horizon in their files, acquired + ttl + 60 s.
+        // one holds the leases until the horizon in their files, acquired + ttl + 1 s.
         assert.deepEqual(
           listed.map((e) => [e.resource, e.holder, e.fencing_token, e.expires_at, e.state]),
           [
-            ["alpha", "holder-a", alpha.fencingToken, new Date(ms(alpha.acquiredAt) + 80_000).toISOString(), "held"],
-            ["beta", "holder-b", beta.fencingToken, new Date(ms(beta.acquiredAt) + 80_000).toISOString(), "held"],
+            ["alpha", "holder-a", alpha.fencingToken, new Date(ms(alpha.acquiredAt) + 21_000).toISOString(), "held"],
+            ["beta", "holder-b", beta.fencingToken, new Date(ms(beta.acquiredAt) + 21_000).toISOString(), "held"],
           ],
         );
         await assertLeaseFileOf(dir, alpha);
@@ -225,10 +227,10 @@ for (const kind of storesUnderTest()) describe(`restarts (${kind} store)`, () =>
       assert.ok(fenceBefore >= short.fencingToken, `fence ${fenceBefore} < token ${short.fencingToken}`);
 
       // Let the horizon in the file pass while nothing is running (the promise
-      // of the killed service died with it; the file is what counts). Rather
-      // than wait the minute of headroom, move the file's times back by as
-      // much, the way time would have.
-      await backdateLeaseFile(leaseFile, Date.now() - ms(short.expiresAt) + 61_000 + 200);
+      // of the killed service died with it; the file is what counts): move
+      // the file's times back past the second of headroom, the way time would
+      // have.
+      await backdateLeaseFile(leaseFile, Date.now() - ms(short.expiresAt) + 1_000 + 200);
       assert.ok(await exists(leaseFile), "the lease file went away while no service was running");
 
       const second = await h.start();

@@ -31,6 +31,8 @@ interface Fault extends FaultOptions {
 
 interface Gate {
   match: (path: string) => boolean;
+  /** Hold the call after it ran, before its result is returned. */
+  after: boolean;
   reached: () => void;
   opened: Promise<void>;
 }
@@ -49,6 +51,11 @@ export class FaultyFileSystem implements FileSystem {
   private readonly gates = new Map<AsyncFileSystemMethod, Gate>();
   /** Number of injected failures so far. */
   injected = 0;
+  /**
+   * Runs inside overwriteSynced right after its write, before the sync (the
+   * caller's `written` first): what another process does in that window.
+   */
+  overwriteHook: (() => void) | undefined;
 
   /**
    * Makes matching calls of `method` fail with `code` until `heal()` (one fault
@@ -65,15 +72,16 @@ export class FaultyFileSystem implements FileSystem {
   }
 
   /**
-   * Holds the next matching call before it runs until `open()` is called.
-   * `reached` resolves when that call arrives. The gate then goes away.
+   * Holds the next matching call before it runs (with `after`: once it has
+   * run, before its result is returned) until `open()` is called. `reached`
+   * resolves when that call arrives (has run). The gate then goes away.
    */
-  gate(method: AsyncFileSystemMethod, match: (path: string) => boolean): { reached: Promise<void>; open(): void } {
+  gate(method: AsyncFileSystemMethod, match: (path: string) => boolean, { after = false } = {}): { reached: Promise<void>; open(): void } {
     let reached!: () => void;
     let open!: () => void;
     const reachedPromise = new Promise<void>((resolve) => (reached = resolve));
     const opened = new Promise<void>((resolve) => (open = resolve));
-    this.gates.set(method, { match, reached, opened });
+    this.gates.set(method, { match, after, reached, opened });
     return { reached: reachedPromise, open };
   }
 
@@ -92,6 +100,12 @@ export class FaultyFileSystem implements FileSystem {
     const gate = this.gates.get(method);
     if (gate && gate.match(path)) {
       this.gates.delete(method);
+      if (gate.after) {
+        const result = await real();
+        gate.reached();
+        await gate.opened;
+        return result;
+      }
       gate.reached();
       await gate.opened;
     }
@@ -107,6 +121,14 @@ export class FaultyFileSystem implements FileSystem {
   }
   writeNewFileSynced(path: string, data: string) {
     return this.run("writeNewFileSynced", path, () => nodeFileSystem.writeNewFileSynced(path, data));
+  }
+  overwriteSynced(path: string, identity: string, data: string, written: (identity: string) => void) {
+    return this.run("overwriteSynced", path, () =>
+      nodeFileSystem.overwriteSynced(path, identity, data, (after) => {
+        written(after);
+        this.overwriteHook?.();
+      }),
+    );
   }
   rename(from: string, to: string) {
     // Matched against the target: "the rename onto R.lock".

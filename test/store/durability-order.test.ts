@@ -28,6 +28,10 @@ class RecordingFileSystem implements FileSystem {
     this.note("write+fsync", path);
     return nodeFileSystem.writeNewFileSynced(path, data);
   }
+  overwriteSynced(path: string, identity: string, data: string, written: (identity: string) => void) {
+    this.note("overwrite+fdatasync", path);
+    return nodeFileSystem.overwriteSynced(path, identity, data, written);
+  }
   rename(from: string, to: string) {
     this.note("rename", to);
     return nodeFileSystem.rename(from, to);
@@ -138,6 +142,12 @@ test("later grants advance the counter by one fsynced rename; a hand-over and a 
     const renewal = await recorded(fs, () => restarted.renew("r", hashLeaseId("c")));
     assert.ok(renewal.indexOf("rename r.lock") < renewal.lastIndexOf("fsync <dir>"));
     assert.equal(renewal.at(-3), "fsync <dir>");
+
+    // Its next renewal past the horizon rewrites its own file in place: written and
+    // fdatasynced before the answer, with no guard, temp file or directory fsync.
+    clock.set(clock.now() + 4_000);
+    const inPlace = await recorded(fs, () => restarted.renew("r", hashLeaseId("c")));
+    assert.deepEqual(inPlace, ["stat r.lock", "overwrite+fdatasync r.lock", "ANSWER"]);
   } finally {
     await temp.remove();
   }

@@ -1,5 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import fc from "fast-check";
@@ -12,6 +13,7 @@ import {
   parseFence,
   parseLease,
   parseTime,
+  sealLeaseDocument,
   serializeFence,
   serializeLease,
   tokenOfAnyLeaseText,
@@ -37,13 +39,26 @@ function sampleLease(overrides: Partial<LeaseRecord> = {}): LeaseRecord {
   };
 }
 
-/** A valid document as written (version 2) as a plain object, to break one field at a time. */
+/** A valid document as written (version 3) as a plain object without its checksum, to break one field at a time. */
 function sampleDocument(): Record<string, unknown> {
-  return JSON.parse(serializeLease(sampleLease(), T0 + 10_000)) as Record<string, unknown>;
+  const document = JSON.parse(serializeLease(sampleLease(), T0 + 10_000)) as Record<string, unknown>;
+  delete document.checksum;
+  return document;
+}
+
+/** A file's text for `document`: sealed with a checksum when it says version 3. */
+function textOf(document: Record<string, unknown>): string {
+  return document.version === 3 ? sealLeaseDocument(document) : JSON.stringify(document);
+}
+
+/** A JSON object's text sealed as writers seal it, for texts JSON.stringify cannot make (42.0, 1e2). */
+function sealedText(objectText: string): string {
+  const prefix = objectText.slice(0, -1);
+  return `${prefix},"checksum":"${createHash("sha256").update(prefix).digest("hex")}"}\n`;
 }
 
 function parseDocument(document: Record<string, unknown>, resource = "gateway", modifiedAt = T0): LeaseRecord | string {
-  return parseLease(JSON.stringify(document), resource, modifiedAt);
+  return parseLease(textOf(document), resource, modifiedAt);
 }
 
 function assertReason(result: LeaseRecord | string, fragment: string): void {
@@ -75,9 +90,12 @@ test("the serialized document has the documented fields and matches the schema",
     const path = join(dir.path, "gateway.lock");
     await writeFile(path, text);
     const document = await assertValidLeaseFile(path);
-    assert.equal(LEASE_FILE_VERSION, 2);
+    assert.equal(LEASE_FILE_VERSION, 3);
+    assert.match(String(document.checksum), /^[0-9a-f]{64}$/);
+    assert.ok(text.endsWith(`,"checksum":"${String(document.checksum)}"}\n`), "the checksum is the last member");
+    delete document.checksum;
     assert.deepEqual(document, {
-      version: 2,
+      version: 3,
       resource: "gateway",
       holder: "ai-dev-kit-process-12345",
       acquired_at: "2026-01-09T14:30:00.000Z",
@@ -139,7 +157,7 @@ test("unparseable text gives a reason, never a throw", () => {
 
 // Each required field: [name, invalid values (undefined = missing), reason fragment]
 const requiredFieldCases: Array<[string, unknown[], string]> = [
-  ["version", [undefined, 3, 0, "1", "2", null, true, 1.5], "version"],
+  ["version", [undefined, 4, 0, "1", "3", null, true, 1.5], "version"],
   ["resource", [undefined, "other", "", 5], "resource"],
   ["holder", [undefined, 5, null, ["a"], true], "holder"],
   ["acquired_at", [undefined, "yesterday", "2026-01-09", "2026-13-45T99:00:00Z", 1_767_969_000_000], "acquired_at"],
@@ -217,17 +235,62 @@ test("fence documents round trip and reject anything else", () => {
   }
 });
 
-// ---------------------------------------------------------------- reader rules made exact (protocol version 2)
+// ---------------------------------------------------------------- reader rules made exact
 
-test("version 1 files are read like version 2 ones (the same fields)", () => {
+test("version 1 and 2 files (no checksum) are read like version 3 ones (the same fields)", () => {
   const v1 = parseDocument({ ...sampleDocument(), version: 1 });
-  const v2 = parseDocument(sampleDocument());
+  const v2 = parseDocument({ ...sampleDocument(), version: 2 });
+  const v3 = parseDocument(sampleDocument());
   assert.equal(typeof v1, "object", String(v1));
-  assert.deepEqual(v1, v2);
+  assert.deepEqual(v1, v3);
+  assert.deepEqual(v2, v3);
   // 2.0 is the number 2 in JSON (JavaScript cannot tell them apart).
-  const text = JSON.stringify(sampleDocument()).replace('"version":2', '"version":2.0');
+  const text = JSON.stringify({ ...sampleDocument(), version: 2 }).replace('"version":2', '"version":2.0');
   assert.ok(text.includes('"version":2.0'));
   assert.equal(typeof parseLease(text, "gateway", T0), "object");
+  // A checksum member in an older version is just an unknown field.
+  assert.equal(typeof parseDocument({ ...sampleDocument(), version: 2, checksum: "not checked" }), "object");
+});
+
+// ---------------------------------------------------------------- version 3: the checksum
+
+test("a version 3 file is valid only with its checksum as the last member over exactly the bytes before it", () => {
+  const text = serializeLease(sampleLease(), T0 + 10_000);
+  assert.equal(typeof parseLease(text, "gateway", T0), "object");
+  assert.equal(typeof parseLease(text.trimEnd() + " \r\n\t\n", "gateway", T0), "object", "trailing JSON whitespace is allowed");
+  // One byte changed anywhere before the checksum: a torn or edited file.
+  const flipped = text.replace('"holder":"ai-dev-kit-process-12345"', '"holder":"ai-dev-kit-process-12346"');
+  assertReason(parseLease(flipped, "gateway", T0), "checksum mismatch");
+  // A different, well-formed checksum.
+  assertReason(parseLease(text.replace(/"checksum":"[0-9a-f]{64}"/, `"checksum":"${"0".repeat(64)}"`), "gateway", T0), "checksum mismatch");
+  // Missing, not last, or upper-case hex.
+  assertReason(parseLease(JSON.stringify(sampleDocument()), "gateway", T0), "checksum");
+  const document = JSON.parse(text) as Record<string, unknown>;
+  assertReason(parseLease(JSON.stringify({ checksum: document.checksum, ...sampleDocument() }), "gateway", T0), "checksum");
+  assertReason(parseLease(text.replace(/"checksum":"([0-9a-f]{64})"/, (_m, hex: string) => `"checksum":"${hex.toUpperCase()}"`), "gateway", T0), "checksum");
+  // Spaces inside the trailer are not the form writers write.
+  assertReason(parseLease(text.replace(',"checksum":', ', "checksum": '), "gateway", T0), "checksum");
+});
+
+test("a version 3 file caught half-written (torn at any byte) is unreadable, never free", () => {
+  const before = serializeLease(sampleLease(), T0 + 10_000);
+  const after = serializeLease({ ...sampleLease(), expiresAt: T0 + 40_000 }, T0 + 20_000);
+  assert.equal(after.length, before.length, "a renewal has the same length: it can be written in place");
+  for (let cut = 1; cut < after.length - 1; cut++) {
+    const torn = after.slice(0, cut) + before.slice(cut);
+    if (torn === after || torn === before) continue;
+    const result = parseLease(torn, "gateway", T0);
+    assert.equal(typeof result, "string", `torn at byte ${cut} was read as a lease`);
+  }
+});
+
+test("renewals of one lease serialize to the same length whatever the times", () => {
+  const lease = sampleLease();
+  const lengths = new Set<number>();
+  for (const at of [T0, T0 + 1, T0 + 999, T0 + 10_000, Date.parse("2099-12-31T23:59:59.999Z")]) {
+    lengths.add(serializeLease({ ...lease, expiresAt: at + 31_000 }, at).length);
+  }
+  assert.equal(lengths.size, 1);
 });
 
 test("optional fields given as null make the file unreadable", () => {
@@ -241,7 +304,7 @@ test("an integer is a JSON number with an integral value; true and false never a
   const withText = (field: string, literal: string) => {
     const text = JSON.stringify({ ...sampleDocument(), [field]: 7 }).replace(`"${field}":7`, `"${field}":${literal}`);
     assert.ok(text.includes(`"${field}":${literal}`));
-    return parseLease(text, "gateway", T0);
+    return parseLease(sealedText(text), "gateway", T0);
   };
   assert.equal((withText("fencing_token", "42.0") as LeaseRecord).fencingToken, 42);
   assert.equal((withText("fencing_token", "1e2") as LeaseRecord).fencingToken, 100);
@@ -313,7 +376,7 @@ test("date-times: exact shape and calendar ranges, 1 to 9 fraction digits, expir
       assert.equal((result as LeaseRecord).expiresAt, expected, text);
     }
     // The schema agrees with the reader on every case.
-    const schemaErrors = await leaseFileSchemaErrors({ ...sampleDocument(), expires_at: text });
+    const schemaErrors = await leaseFileSchemaErrors(JSON.parse(textOf({ ...sampleDocument(), expires_at: text })));
     assert.equal(schemaErrors === undefined, expected !== undefined, `schema on ${JSON.stringify(text)}: ${schemaErrors}`);
   }
   // Other times are rounded down.
@@ -419,7 +482,7 @@ const badDateTime = fc.oneof(
   fc.string({ maxLength: 30 }),
 );
 const invalidValues: Record<string, fc.Arbitrary<unknown>> = {
-  version: fc.oneof(fc.integer().filter((v) => v !== 1 && v !== 2), fc.double().filter((v) => v !== 1 && v !== 2), notANumber),
+  version: fc.oneof(fc.integer().filter((v) => v < 1 || v > 3), fc.double().filter((v) => ![1, 2, 3].includes(v)), notANumber),
   resource: fc.oneof(fc.string().filter((v) => v !== "gateway"), notAString),
   holder: notAString,
   acquired_at: fc.oneof(badDateTime, notAString),
@@ -449,7 +512,7 @@ test("property: any single field changed to an invalid value makes the file unre
   fc.assert(
     fc.property(fc.constantFrom(...Object.keys(invalidValues)).chain((field) => fc.tuple(fc.constant(field), invalidValues[field]!)), ([field, value]) => {
       // Through JSON text, as a file would be: NaN becomes null, -0 becomes 0.
-      const text = JSON.stringify({ ...sampleDocument(), [field]: value });
+      const text = textOf({ ...sampleDocument(), [field]: value });
       const result = parseLease(text, "gateway", T0);
       assert.equal(typeof result, "string", `${field} = ${JSON.stringify(value)} was read as valid`);
       assert.ok((result as string).includes(field), `the reason names ${field}: ${String(result)}`);
@@ -532,7 +595,7 @@ test("property: any date-time made of parts reads as the instant they name, or i
           assert.ok(!Number.isNaN(reference), text);
           assert.equal(got, reference + (Number(digits.slice(3)) > 0 ? 1 : 0), text);
         }
-        const schemaErrors = await leaseFileSchemaErrors({ ...sampleDocument(), acquired_at: text });
+        const schemaErrors = await leaseFileSchemaErrors(JSON.parse(textOf({ ...sampleDocument(), acquired_at: text })));
         assert.equal(schemaErrors === undefined, inRange, `the schema agrees on ${text}: ${schemaErrors}`);
       },
     ),

@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdir, readdir, readFile, rename, rm, rmdir, stat, utimes, writeFile } from "node:fs/promises";
+import { renameSync, writeFileSync } from "node:fs";
+import { link, mkdir, readdir, readFile, rename, rm, rmdir, stat, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { StoreFailureError, StoreUnavailableError } from "../../src/core/errors.ts";
 import type { LeaseGrant, LeaseRecord } from "../../src/core/lease.ts";
@@ -175,7 +176,7 @@ test("renew extends only the live lease of the given hash", async () => {
     assert.equal(renewed.fencingToken, lease.fencingToken);
     assert.equal(renewed.acquiredAt, lease.acquiredAt);
     const document = await assertValidLeaseFile(join(f.dir, "r.lock"));
-    assert.equal(document.expires_at, new Date(now + 70_000).toISOString(), "the file keeps the horizon written at the grant");
+    assert.equal(document.expires_at, new Date(now + 15_000).toISOString(), "the file says the promise + 1 s");
 
     const before = await readFile(join(f.dir, "r.lock"));
     assert.equal(await f.at(now + 5_000).renew("r", hashLeaseId("not-mine")), undefined);
@@ -188,7 +189,7 @@ test("renew extends only the live lease of the given hash", async () => {
   }
 });
 
-test("renewals inside the horizon move only the promise; the file is rewritten once a promise would pass it", async () => {
+test("a grant's file says ttl + 1 s; renewals within that second move only the promise; a later one rewrites the file in place", async () => {
   const f = await fixture();
   try {
     const now = Date.now();
@@ -196,57 +197,52 @@ test("renewals inside the horizon move only the promise; the file is rewritten o
     const lease = granted(await f.at(now).acquire("r", grant("mine")));
     assert.equal(lease.expiresAt, now + 10_000, "the holder is promised ttl");
     let document = await assertValidLeaseFile(path);
-    // ttl 10 s: a headroom of max(2 × ttl, 60 s) = 60 s beyond the promise.
-    assert.equal(document.expires_at, new Date(now + 70_000).toISOString(), "the file says ttl + 60 s");
+    assert.equal(document.version, 3);
+    assert.equal(document.expires_at, new Date(now + 11_000).toISOString(), "the file says ttl + 1 s");
     const written = await readFile(path);
-    // Up to +50 s at least a ttl of headroom is left, so no background rewrite is due either.
-    for (let at = 5_000; at <= 50_000; at += 5_000) {
-      assert.equal((await f.at(now + at).renew("r", hashLeaseId("mine")))?.expiresAt, now + at + 10_000);
-      assert.deepEqual(await readFile(path), written, `the renewal at +${at} ms wrote nothing`);
-    }
-    const state = await f.store.read("r");
-    assert.equal(state.kind === "held" && state.lease.expiresAt, now + 60_000, "reads report the promise");
-    // The background rewrite that falls due now has not landed (held at its guard) when a
-    // promise would pass the horizon: that renewal writes the file itself.
-    const background = f.fs.gate("makeDirectory", (p) => p.endsWith("r.lock.guard"));
-    assert.equal((await f.at(now + 55_000).renew("r", hashLeaseId("mine")))?.expiresAt, now + 65_000);
-    await withTimeout(background.reached, 5_000, "the background rewrite");
-    assert.deepEqual(await readFile(path), written, "the renewal at +55 s wrote nothing itself");
-    assert.equal((await f.at(now + 64_000).renew("r", hashLeaseId("mine")))?.expiresAt, now + 74_000);
-    document = await assertValidLeaseFile(path);
-    assert.equal(document.renewed_at, new Date(now + 64_000).toISOString());
-    assert.equal(document.expires_at, new Date(now + 134_000).toISOString());
-    background.open();
+    const grantFile = await stat(path);
+    // Within the headroom (and more than half of it left): nothing written, nothing due.
+    assert.equal((await f.at(now + 300).renew("r", hashLeaseId("mine")))?.expiresAt, now + 10_300);
     await f.store.backgroundWritesIdle();
-    await assertNoTempFiles(f.dir);
+    assert.deepEqual(await readFile(path), written, "the renewal at +300 ms wrote nothing");
+    // Past the horizon: the renewal rewrites the file itself, in place, before it answers.
+    assert.equal((await f.at(now + 4_000).renew("r", hashLeaseId("mine")))?.expiresAt, now + 14_000);
+    document = await assertValidLeaseFile(path);
+    assert.equal(document.renewed_at, new Date(now + 4_000).toISOString());
+    assert.equal(document.expires_at, new Date(now + 15_000).toISOString());
+    assert.equal(document.fencing_token, lease.fencingToken);
+    const renewedFile = await stat(path);
+    assert.equal(renewedFile.ino, grantFile.ino, "the same file: written in place");
+    assert.equal(renewedFile.size, grantFile.size, "the same length");
+    const state = await f.store.read("r");
+    assert.equal(state.kind === "held" && state.lease.expiresAt, now + 14_000, "reads report the promise");
+    assert.deepEqual(await entries(f.dir), ["r.lock", "r.lock.fence"], "no guard or temp file left");
   } finally {
     await f.remove();
   }
 });
 
-test("a horizon falls due for a background rewrite once less than a ttl of headroom is left; the rewrite keeps the promise", async () => {
+test("a horizon falls due for a background rewrite once less than half its headroom is left; the rewrite keeps the promise", async () => {
   const f = await fixture();
   try {
     const now = Date.now();
     const path = join(f.dir, "r.lock");
     granted(await f.at(now).acquire("r", grant("mine")));
     const written = await readFile(path);
-    for (let at = 9_000; at <= 45_000; at += 9_000) {
-      assert.ok(await f.at(now + at).renew("r", hashLeaseId("mine")));
-      await f.store.backgroundWritesIdle();
-      assert.deepEqual(await readFile(path), written, `at +${at} ms, 60 s - 10 s of headroom left: no rewrite`);
-    }
-    // Less than a ttl of headroom left: the store rewrites the file in the background.
-    assert.ok(await f.at(now + 51_000).renew("r", hashLeaseId("mine")));
+    assert.ok(await f.at(now + 400).renew("r", hashLeaseId("mine")));
+    await f.store.backgroundWritesIdle();
+    assert.deepEqual(await readFile(path), written, "at +400 ms, 600 ms of headroom left: no rewrite");
+    // 400 ms of headroom left: the store rewrites the file in the background.
+    assert.equal((await f.at(now + 600).renew("r", hashLeaseId("mine")))?.expiresAt, now + 10_600);
     await f.store.backgroundWritesIdle();
     const document = await assertValidLeaseFile(path);
-    assert.equal(document.renewed_at, new Date(now + 51_000).toISOString());
-    assert.equal(document.expires_at, new Date(now + 121_000).toISOString());
+    assert.equal(document.renewed_at, new Date(now + 600).toISOString());
+    assert.equal(document.expires_at, new Date(now + 11_600).toISOString());
     const state = await f.store.read("r");
-    assert.equal(state.kind === "held" && state.lease.expiresAt, now + 61_000, "the holder's promise is unchanged");
+    assert.equal(state.kind === "held" && state.lease.expiresAt, now + 10_600, "the holder's promise is unchanged");
     // Renewals stay on the fast path against the new file.
     const rewritten = await readFile(path);
-    assert.equal((await f.at(now + 60_000).renew("r", hashLeaseId("mine")))?.expiresAt, now + 70_000);
+    assert.equal((await f.at(now + 1_000).renew("r", hashLeaseId("mine")))?.expiresAt, now + 11_000);
     await f.store.backgroundWritesIdle();
     assert.deepEqual(await readFile(path), rewritten);
     await assertNoTempFiles(f.dir);
@@ -255,59 +251,52 @@ test("a horizon falls due for a background rewrite once less than a ttl of headr
   }
 });
 
-test("a background rewrite does nothing while another writer holds the guard; a later one goes through", async () => {
+test("a renewal in place takes no guard: it goes through while another participant holds it", async () => {
   const f = await fixture();
   try {
     const now = Date.now();
     granted(await f.at(now).acquire("r", grant("mine")));
-    for (let at = 9_000; at <= 45_000; at += 9_000) assert.ok(await f.at(now + at).renew("r", hashLeaseId("mine")));
-    const path = join(f.dir, "r.lock");
-    const before = await readFile(path);
     // A live guard of someone else's (fresh by the store's clock).
     const guard = join(f.dir, "r.lock.guard");
     await mkdir(guard);
-    await utimes(guard, new Date(now + 54_000), new Date(now + 54_000));
-    assert.ok(await f.at(now + 54_000).renew("r", hashLeaseId("mine")));
-    await f.store.backgroundWritesIdle();
-    assert.deepEqual(await readFile(path), before, "nothing written while the guard is taken");
-    await rmdir(guard);
-    assert.ok(await f.at(now + 55_000).renew("r", hashLeaseId("mine")));
-    await f.store.backgroundWritesIdle();
-    assert.equal((await assertValidLeaseFile(path)).renewed_at, new Date(now + 55_000).toISOString());
-    assert.deepEqual(await entries(f.dir), ["r.lock", "r.lock.fence"], "no guard or temp file left");
+    await utimes(guard, new Date(now + 4_000), new Date(now + 4_000));
+    const renewed = await withTimeout(f.at(now + 4_000).renew("r", hashLeaseId("mine")), 5_000, "a renewal beside a busy guard");
+    assert.equal(renewed?.expiresAt, now + 14_000);
+    assert.equal((await assertValidLeaseFile(join(f.dir, "r.lock"))).renewed_at, new Date(now + 4_000).toISOString());
+    assert.deepEqual(await entries(f.dir), ["r.lock", "r.lock.fence", "r.lock.guard"], "the other's guard untouched, no temp file");
   } finally {
     await f.remove();
   }
 });
 
-test("a renewal or read while a background rewrite is between its rename and its directory fsync keeps the promise, without the guard", async () => {
+test("a renewal or read while a rewrite in place is between its write and its answer keeps the promise, without the guard", async () => {
   const f = await fixture();
   let held: { reached: Promise<void>; open(): void } | undefined;
   try {
     const now = Date.now();
     const path = join(f.dir, "r.lock");
     granted(await f.at(now).acquire("r", grant("mine")));
-    for (let at = 9_000; at <= 45_000; at += 9_000) assert.ok(await f.at(now + at).renew("r", hashLeaseId("mine")));
-    // The rewrite this renewal schedules is held after its rename, at the
-    // directory fsync, still holding the guard.
-    held = f.fs.gate("syncDirectory", (p) => p === f.dir);
-    assert.ok(await f.at(now + 54_000).renew("r", hashLeaseId("mine")));
-    await withTimeout(held.reached, 5_000, "the background rewrite's directory fsync");
+    // The renewal at +4 s is held after its write and fdatasync, before its result is recorded.
+    held = f.fs.gate("overwriteSynced", (p) => p === path, { after: true });
+    const first = f.at(now + 4_000).renew("r", hashLeaseId("mine"));
+    await withTimeout(held.reached, 5_000, "the rewrite in place");
     const rewritten = await readFile(path);
-    assert.equal((await assertValidLeaseFile(path)).renewed_at, new Date(now + 54_000).toISOString(), "the rewrite's rename has happened");
-    // The rewrite's guard is fresh by the store's clock (which jumps in this test).
+    assert.equal((await assertValidLeaseFile(path)).renewed_at, new Date(now + 4_000).toISOString(), "the write has happened");
+    // Someone else's fresh guard: a renewal that took the guarded path would wait for it.
     const guard = join(f.dir, "r.lock.guard");
-    await utimes(guard, new Date(now + 56_000), new Date(now + 56_000));
-    // Without the rewrite counted as ours, this renewal would wait for that guard.
-    const renewed = await withTimeout(f.at(now + 56_000).renew("r", hashLeaseId("mine")), 5_000, "a renewal during the rewrite");
-    assert.equal(renewed?.expiresAt, now + 66_000);
+    await mkdir(guard);
+    await utimes(guard, new Date(now + 4_000), new Date(now + 4_000));
     const state = await f.store.read("r");
-    assert.equal(state.kind === "held" && state.lease.expiresAt, now + 66_000, "a read keeps the promise, not the new file's horizon");
-    assert.deepEqual(await readFile(path), rewritten, "the renewal wrote nothing");
+    assert.equal(state.kind === "held" && state.lease.expiresAt, now + 10_000, "a read keeps the promise, not the new file's horizon");
+    // A second renewal waits for the rewrite in flight, then needs no write of its own.
+    const second = f.at(now + 4_000).renew("r", hashLeaseId("mine"));
     held.open();
-    await f.store.backgroundWritesIdle();
+    assert.equal((await withTimeout(first, 5_000, "the first renewal"))?.expiresAt, now + 14_000);
+    assert.equal((await withTimeout(second, 5_000, "the second renewal"))?.expiresAt, now + 14_000);
+    assert.deepEqual(await readFile(path), rewritten, "one write for both");
+    await rmdir(guard);
     // Recorded: later renewals stay on the fast path against the new file.
-    assert.equal((await f.at(now + 65_000).renew("r", hashLeaseId("mine")))?.expiresAt, now + 75_000);
+    assert.equal((await f.at(now + 4_500).renew("r", hashLeaseId("mine")))?.expiresAt, now + 14_500);
     assert.deepEqual(await readFile(path), rewritten);
     assert.deepEqual(await entries(f.dir), ["r.lock", "r.lock.fence"], "no guard or temp file left");
   } finally {
@@ -316,28 +305,25 @@ test("a renewal or read while a background rewrite is between its rename and its
   }
 });
 
-test("a renewal's rewrite whose directory fsync fails keeps the lease file: its holder still holds on the promise it had", async () => {
+test("a rewrite in place whose fdatasync fails reports the error and keeps the lease file: its holder still holds on the promise it had", async () => {
   const f = await fixture();
   try {
     const now = Date.now();
     const path = join(f.dir, "r.lock");
     granted(await f.at(now).acquire("r", grant("mine")));
-    for (let at = 9_000; at <= 45_000; at += 9_000) assert.ok(await f.at(now + at).renew("r", hashLeaseId("mine")));
-    // The rewrite this renewal schedules renames its new file into place, then its directory fsync fails.
-    f.fs.fail("syncDirectory", "EIO", { match: (p) => p === f.dir });
-    assert.equal((await f.at(now + 54_000).renew("r", hashLeaseId("mine")))?.expiresAt, now + 64_000);
-    await f.store.backgroundWritesIdle();
+    // The write lands, then the sync fails.
+    f.fs.fail("overwriteSynced", "EIO", { match: (p) => p === path, after: true });
+    await assert.rejects(f.at(now + 4_000).renew("r", hashLeaseId("mine")), (err) => assertStoreError(err, StoreUnavailableError, path, "EIO"));
     f.fs.heal();
-    assert.ok(f.fs.injected >= 1, "the rewrite's fsync failed");
-    // Before, the file was removed: the resource looked free while its holder's promise ran.
-    const state = await f.store.read("r");
+    const state = await f.at(now + 5_000).read("r");
     assert.equal(state.kind === "held" && state.lease.leaseIdHash, hashLeaseId("mine"));
     assert.equal((await assertValidLeaseFile(path)).fencing_token, 1);
-    await assert.rejects(f.store.acquire("r", grant("other")).then((outcome) => ("granted" in outcome ? outcome : Promise.reject(new Error("busy")))));
-    // The next renewal finds the file (ours, but not as last recorded) and writes it again, durably this time.
-    assert.equal((await f.at(now + 60_000).renew("r", hashLeaseId("mine")))?.expiresAt, now + 70_000);
-    await f.store.backgroundWritesIdle();
-    assert.equal((await f.at(now + 63_000).renew("r", hashLeaseId("mine")))?.expiresAt, now + 73_000);
+    assert.ok("blocked" in (await f.store.acquire("r", grant("other"))));
+    // The next renewal finds the file (ours, but not as last recorded) and writes it again under the guard, durably.
+    const before = await stat(path);
+    assert.equal((await f.at(now + 6_000).renew("r", hashLeaseId("mine")))?.expiresAt, now + 16_000);
+    assert.notEqual((await stat(path)).ino, before.ino, "rewritten under the guard: a new file renamed into place");
+    assert.equal((await f.at(now + 9_000).renew("r", hashLeaseId("mine")))?.expiresAt, now + 19_000);
     assert.deepEqual(await entries(f.dir), ["r.lock", "r.lock.fence"], "no guard or temp file left");
   } finally {
     f.fs.heal();
@@ -345,26 +331,59 @@ test("a renewal's rewrite whose directory fsync fails keeps the lease file: its 
   }
 });
 
-test("a background rewrite does nothing when the file changed since our write", async () => {
+test("a renewal never writes into a lease file that changed since our write: it reads it under the guard", async () => {
   const f = await fixture();
   try {
     const now = Date.now();
     granted(await f.at(now).acquire("r", grant("mine")));
-    for (let at = 9_000; at <= 45_000; at += 9_000) assert.ok(await f.at(now + at).renew("r", hashLeaseId("mine")));
-    // The rewrite this renewal schedules is held at its guard while someone
-    // rewrites the file (same content, new inode): it is no longer ours as written.
-    const gate = f.fs.gate("makeDirectory", (p) => p.endsWith("r.lock.guard"));
-    assert.ok(await f.at(now + 54_000).renew("r", hashLeaseId("mine")));
-    await withTimeout(gate.reached, 5_000, "the background rewrite");
+    // Someone rewrites the file (same content, new inode): it is no longer ours as written.
     const path = join(f.dir, "r.lock");
     const text = await readFile(path);
     await writeFile(`${path}.hand`, text);
     await rename(`${path}.hand`, path);
-    const handWritten = await stat(path);
-    gate.open();
-    await f.store.backgroundWritesIdle();
-    assert.equal((await stat(path)).ino, handWritten.ino, "nothing written over the changed file");
-    assert.deepEqual(await readFile(path), text);
+    const kept = join(f.dir, "kept-hand-written");
+    await link(path, kept);
+    assert.equal((await f.at(now + 4_000).renew("r", hashLeaseId("mine")))?.expiresAt, now + 14_000);
+    assert.deepEqual(await readFile(kept), text, "nothing written into the changed file");
+    assert.notEqual((await stat(path)).ino, (await stat(kept)).ino, "the renewal replaced it under the guard");
+    assert.equal((await assertValidLeaseFile(path)).expires_at, new Date(now + 15_000).toISOString());
+  } finally {
+    await f.remove();
+  }
+});
+
+test("a rewrite in place of a file replaced between its write and its sync is lost, and the new file is left as it is", async () => {
+  const f = await fixture();
+  try {
+    const now = Date.now();
+    const path = join(f.dir, "r.lock");
+    granted(await f.at(now).acquire("r", grant("mine")));
+    const replacement = validDocument("r", { fencing_token: 9, expires_at: new Date(now + 60_000).toISOString() });
+    // Right after the write, someone renames another lease over the name.
+    f.fs.overwriteHook = () => {
+      writeFileSync(`${path}.other`, replacement);
+      renameSync(`${path}.other`, path);
+    };
+    assert.equal(await f.at(now + 4_000).renew("r", hashLeaseId("mine")), undefined, "lost");
+    f.fs.overwriteHook = undefined;
+    assert.equal(await readFile(path, "utf8"), replacement);
+  } finally {
+    await f.remove();
+  }
+});
+
+test("a rewrite in place that lands after the horizon it overwrote is lost; the file is reclaimed at the promise", async () => {
+  const f = await fixture();
+  try {
+    const now = Date.now();
+    const path = join(f.dir, "r.lock");
+    granted(await f.at(now).acquire("r", grant("mine")));
+    // The write took so long that the version it overwrote (horizon now + 11 s) had expired.
+    f.fs.overwriteHook = () => f.clock.set(now + 11_000);
+    assert.equal(await f.at(now + 9_000).renew("r", hashLeaseId("mine")), undefined, "lost: someone may have judged the old version expired");
+    f.fs.overwriteHook = undefined;
+    assert.deepEqual(await f.at(now + 11_000).reclaimIfExpired("r"), { kind: "free", resource: "r" });
+    assert.deepEqual(await entries(f.dir), ["r.lock.fence"]);
   } finally {
     await f.remove();
   }
@@ -393,17 +412,17 @@ test("another store (a restart, another process) holds a lease until the file's 
     granted(await f.at(now).acquire("r", grant("mine")));
     const other = new LeaseFileStore({ clock: f.clock, dir: f.dir });
     const seen = await other.read("r");
-    assert.equal(seen.kind === "held" && seen.lease.expiresAt, now + 70_000);
-    assert.ok("blocked" in (await f.at(now + 69_999, other).acquire("r", grant("other", { holder: "bob" }))));
-    // The holder renews through the other store: it has no promise, so it writes.
-    const renewed = await f.at(now + 15_000, other).renew("r", hashLeaseId("mine"));
-    assert.equal(renewed?.expiresAt, now + 25_000);
+    assert.equal(seen.kind === "held" && seen.lease.expiresAt, now + 11_000, "the promise + 1 s, not more");
+    assert.ok("blocked" in (await f.at(now + 10_999, other).acquire("r", grant("other", { holder: "bob" }))));
+    // The holder renews through the other store: it has no promise, so it writes under the guard.
+    const renewed = await f.at(now + 5_000, other).renew("r", hashLeaseId("mine"));
+    assert.equal(renewed?.expiresAt, now + 15_000);
     const document = await assertValidLeaseFile(join(f.dir, "r.lock"));
-    assert.equal(document.expires_at, new Date(now + 85_000).toISOString());
+    assert.equal(document.expires_at, new Date(now + 16_000).toISOString());
     // The first store sees a file it did not write: its old promise no longer counts.
     const reread = await f.store.read("r");
-    assert.equal(reread.kind === "held" && reread.lease.expiresAt, now + 85_000);
-    assert.equal(await f.at(now + 16_000).renew("r", hashLeaseId("mine")).then((l) => l?.expiresAt), now + 26_000);
+    assert.equal(reread.kind === "held" && reread.lease.expiresAt, now + 16_000);
+    assert.equal(await f.at(now + 6_000).renew("r", hashLeaseId("mine")).then((l) => l?.expiresAt), now + 16_000);
   } finally {
     await f.remove();
   }
@@ -537,7 +556,8 @@ const unreadableContents: Array<[string, string | Buffer]> = [
   ["empty", ""],
   ["torn JSON", '{"version":1,"reso'],
   ["garbage bytes", Buffer.from([0x00, 0xff, 0xfe, 0x13, 0x37, 0x80, 0x0a])],
-  ["unknown version", validDocument("r", { version: 3 })],
+  ["unknown version", validDocument("r", { version: 4 })],
+  ["version 3 without its checksum", validDocument("r", { version: 3 })],
   ["wrong resource", validDocument("other")],
 ];
 
@@ -792,33 +812,49 @@ test("a failed renewal write leaves the previous lease file intact", async () =>
   const f = await fixture();
   try {
     const now = Date.now();
-    granted(await f.at(now).acquire("r", grant("mine")));
-    // Inside the horizon (now + 70 s) renewals write nothing; the background
-    // rewrite that falls due at +56 s is held at its guard, so the one at +61 s,
-    // which promises +71 s, past the horizon, must rewrite the file itself.
-    const background = f.fs.gate("makeDirectory", (p) => p.endsWith("r.lock.guard"));
-    for (let at = 8_000; at <= 56_000; at += 8_000) assert.ok(await f.at(now + at).renew("r", hashLeaseId("mine")));
-    await withTimeout(background.reached, 5_000, "the background rewrite");
     const path = join(f.dir, "r.lock");
+    granted(await f.at(now).acquire("r", grant("mine")));
     const before = await readFile(path);
+    // In place: nothing written when the write itself fails.
+    f.fs.fail("overwriteSynced", "ENOSPC");
+    await assert.rejects(f.at(now + 4_000).renew("r", hashLeaseId("mine")), (err) => assertStoreError(err, StoreUnavailableError, path, "ENOSPC"));
+    f.fs.heal();
+    assert.deepEqual(await readFile(path), before);
+    // A store without a promise (a restart) renews under the guard: a failed rename or temp file leaves the file too.
+    const other = new LeaseFileStore({ clock: f.clock, dir: f.dir, fs: f.fs });
     for (const [method, after] of [
       ["rename", false],
       ["writeNewFileSynced", true],
     ] as const) {
       f.fs.fail(method, "ENOSPC", { after });
-      await assert.rejects(f.at(now + 61_000).renew("r", hashLeaseId("mine")), (err) =>
+      await assert.rejects(f.at(now + 5_000, other).renew("r", hashLeaseId("mine")), (err) =>
         assertStoreError(err, StoreUnavailableError, path, "ENOSPC"),
       );
       f.fs.heal();
       assert.deepEqual(await readFile(path), before);
       await assertNoTempFiles(f.dir);
     }
-    assert.equal((await f.at(now + 61_000).renew("r", hashLeaseId("mine")))?.expiresAt, now + 71_000);
+    assert.equal((await f.at(now + 5_000).renew("r", hashLeaseId("mine")))?.expiresAt, now + 15_000);
     const document = await assertValidLeaseFile(path);
-    assert.equal(document.renewed_at, new Date(now + 61_000).toISOString());
-    assert.equal(document.expires_at, new Date(now + 131_000).toISOString(), "a new horizon: now + ttl + 60 s");
-    background.open();
-    await f.store.backgroundWritesIdle();
+    assert.equal(document.renewed_at, new Date(now + 5_000).toISOString());
+    assert.equal(document.expires_at, new Date(now + 16_000).toISOString(), "a new horizon: now + ttl + 1 s");
+  } finally {
+    await f.remove();
+  }
+});
+
+test("an older participant's lease file is read as held, and warned about once", async () => {
+  const f = await fixture();
+  try {
+    await writeFile(join(f.dir, "a.lock"), validDocument("a", { version: 2 }));
+    await writeFile(join(f.dir, "b.lock"), validDocument("b", { version: 1 }));
+    const states = await f.store.list();
+    assert.deepEqual(states.map((state) => [state.resource, state.kind]), [["a", "held"], ["b", "held"]]);
+    const warned = f.warnings.filter((w) => w.includes("lease file; a version"));
+    assert.equal(warned.length, 1, f.warnings.join("\n"));
+    assert.match(warned[0]!, /a version 2 participant may be running.*cannot read version 3/);
+    await f.store.list();
+    assert.equal(f.warnings.filter((w) => w.includes("lease file; a version")).length, 1, "once per process");
   } finally {
     await f.remove();
   }

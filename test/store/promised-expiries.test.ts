@@ -6,7 +6,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { LeaseRecord } from "../../src/core/lease.ts";
-import { PromisedExpiries } from "../../src/store/promised-expiries.ts";
+import { MAX_TTL_MS } from "../../src/core/limits.ts";
+import { horizonFor, PromisedExpiries } from "../../src/store/promised-expiries.ts";
 
 const T0 = 1_800_000_000_000;
 
@@ -56,4 +57,21 @@ test("a rewrite noted for a version that is no longer ours is ignored", () => {
   promises.wrote("A", onDisk(T0 + 70_000), T0 + 60_000);
   promises.rewriting("r", "stale", "B");
   assert.equal(promises.extend("r", "h", "B", T0 + 56_000), undefined);
+});
+
+test("the horizon is the promise + 1 s, never beyond the maximum ttl past now", () => {
+  assert.equal(horizonFor(T0, 10_000), T0 + 11_000);
+  assert.equal(horizonFor(T0, 1_000), T0 + 2_000);
+  assert.equal(horizonFor(T0, MAX_TTL_MS - 500), T0 + MAX_TTL_MS);
+  assert.equal(horizonFor(T0, MAX_TTL_MS), T0 + MAX_TTL_MS, "the promise itself at the cap");
+});
+
+test("a background rewrite falls due once less than half the headroom is left", () => {
+  const promises = new PromisedExpiries();
+  promises.wrote("A", onDisk(T0 + 11_000), T0 + 10_000);
+  assert.ok(promises.extend("r", "h", "A", T0 + 400));
+  assert.equal(promises.dueForRefresh("r", "h", T0 + 400), undefined, "600 ms of headroom left");
+  assert.ok(promises.extend("r", "h", "A", T0 + 600));
+  assert.ok(promises.dueForRefresh("r", "h", T0 + 600), "400 ms left");
+  assert.equal(promises.dueForRefresh("r", "other", T0 + 600), undefined, "another lease's");
 });
