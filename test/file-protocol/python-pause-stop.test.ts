@@ -44,46 +44,59 @@ async function keepStoppedUntil(stoppedAt: number): Promise<void> {
   if (left > 0) await new Promise((resolve) => setTimeout(resolve, left));
 }
 
+/**
+ * Runs `body` with a service and a file_lock.py driver (its environment plus `pyEnv`) on one temp lock
+ * dir; afterwards the driver is woken and killed, the service killed and the dir removed.
+ */
+async function withServiceAndStoppablePython(
+  pyEnv: Record<string, string>,
+  body: (lockDir: string, service: ServiceProcess, client: TestLockClient, py: PyDriver) => Promise<void>,
+): Promise<void> {
+  const temp = await makeTempDir();
+  let service: ServiceProcess | undefined;
+  let py: PyDriver | undefined;
+  let client: TestLockClient | undefined;
+  try {
+    service = await startServiceProcess({ lockDir: temp.path });
+    client = new TestLockClient(service.grpcAddress);
+    py = PyDriver.start(temp.path, pyEnv);
+    await body(temp.path, service, client, py);
+  } finally {
+    client?.close();
+    if (py) {
+      py.child.kill("SIGCONT");
+      py.child.kill("SIGKILL");
+    }
+    await service?.stop("SIGKILL");
+    await temp.remove();
+  }
+}
+
 describe("a file-protocol process and the service, each stopped inside the guard past its staleness", { concurrency: true }, () => {
   for (const point of POINTS) {
     test(`python stopped at "${point}" while the service takes r0: no token twice or below, nothing committed over the service's lease`, { timeout: 60_000 }, async () => {
-      const temp = await makeTempDir();
-      let service: ServiceProcess | undefined;
-      let py: PyDriver | undefined;
-      let client: TestLockClient | undefined;
-      try {
-        service = await startServiceProcess({ lockDir: temp.path });
-        client = new TestLockClient(service.grpcAddress);
-        py = PyDriver.start(temp.path, { MCP_LOCKD_TEST_STOP_AT: `${point}:r0` });
+      await withServiceAndStoppablePython({ MCP_LOCKD_TEST_STOP_AT: `${point}:r0` }, async (lockDir, _service, client, py) => {
         const first = py.call({ op: "acquire", resource: "r0", holder: "py-first", ttl: 30 });
-        const { stoppedAt, guardMadeAt } = await stopped(py.child.pid!, point, temp.path);
+        const { stoppedAt, guardMadeAt } = await stopped(py.child.pid!, point, lockDir);
 
         const second = await withTimeout(client.acquire({ resource: "r0", holder: "svc-second", ttl: { seconds: 30, nanos: 0 } }), 25_000, "the service's grant");
         assert.ok(Date.now() - guardMadeAt >= 10_000, "the guard was broken only once stale");
         const secondToken = Number(second.lease!.fencingToken);
-        const secondFile = await readFile(join(temp.path, "r0.lock"), "utf8");
+        const secondFile = await readFile(join(lockDir, "r0.lock"), "utf8");
         await keepStoppedUntil(stoppedAt);
         py.child.kill("SIGCONT");
 
         const reply = await withTimeout(first, 15_000, "python's answer after SIGCONT");
         assert.equal(reply.error, "ResourceBusyError", JSON.stringify(reply));
         assert.equal(reply.state?.holder, "svc-second");
-        assert.equal(await readFile(join(temp.path, "r0.lock"), "utf8"), secondFile, "the service's lease file is intact");
-        assert.equal(await readFenceToken(temp.path, "r0"), secondToken, "no token was issued after the service's");
+        assert.equal(await readFile(join(lockDir, "r0.lock"), "utf8"), secondFile, "the service's lease file is intact");
+        assert.equal(await readFenceToken(lockDir, "r0"), secondToken, "no token was issued after the service's");
         if (point === "commit") assert.equal(secondToken, 2, "python's own token 1 was issued before it stopped, then burnt");
 
         await client.release(second.lease!.leaseId);
         const third = await py.call({ op: "acquire", resource: "r0", holder: "py-third", ttl: 30 });
         assert.ok(third.ok && third.lease!.fencing_token > secondToken, JSON.stringify(third));
-      } finally {
-        client?.close();
-        if (py) {
-          py.child.kill("SIGCONT");
-          py.child.kill("SIGKILL");
-        }
-        await service?.stop("SIGKILL");
-        await temp.remove();
-      }
+      });
     });
 
     test(`service stopped at "${point}" while python takes r0: no token twice or below, nothing committed over python's lease`, { timeout: 60_000 }, async () => {
@@ -139,18 +152,11 @@ describe("a file-protocol process and the service, each stopped inside the guard
 // file renamed over the name). After SIGCONT its write lands on the unlinked inode: the renewal is
 // lost, and the service's lease file is not touched.
 test("python stopped right before an in-place renewal's write while the service grants r1 after its expiry: lost, the service's file intact", { timeout: 30_000 }, async () => {
-  const temp = await makeTempDir();
-  let service: ServiceProcess | undefined;
-  let py: PyDriver | undefined;
-  let client: TestLockClient | undefined;
-  try {
-    service = await startServiceProcess({ lockDir: temp.path });
-    client = new TestLockClient(service.grpcAddress);
-    py = PyDriver.start(temp.path, { MCP_LOCKD_TEST_STOP_AT: "in-place:r1" });
+  await withServiceAndStoppablePython({ MCP_LOCKD_TEST_STOP_AT: "in-place:r1" }, async (lockDir, _service, client, py) => {
     const held = await py.call({ op: "acquire", resource: "r1", holder: "py-first", ttl: 1 });
     assert.ok(held.ok && held.lease, JSON.stringify(held));
     const renewal = py.call({ op: "renew", fencing_token: held.lease.fencing_token });
-    await waitFor(async () => (await processState(py!.child.pid!)) === "T", "python stopping itself before its in-place write", 10_000, 5);
+    await waitFor(async () => (await processState(py.child.pid!)) === "T", "python stopping itself before its in-place write", 10_000, 5);
 
     const second = await withTimeout(
       client.acquire({ resource: "r1", holder: "svc-second", ttl: { seconds: 30, nanos: 0 }, waitTimeout: { seconds: 10, nanos: 0 } }),
@@ -159,23 +165,15 @@ test("python stopped right before an in-place renewal's write while the service 
     );
     assert.ok(Date.now() >= held.lease.expires_at, "granted only once python's lease had expired");
     assert.equal(Number(second.lease!.fencingToken), held.lease.fencing_token + 1);
-    const secondFile = await readFile(join(temp.path, "r1.lock"));
+    const secondFile = await readFile(join(lockDir, "r1.lock"));
     py.child.kill("SIGCONT");
 
     const reply = await withTimeout(renewal, 10_000, "python's answer after SIGCONT");
     assert.equal(reply.error, "LeaseLostError", JSON.stringify(reply));
     assert.match(reply.message ?? "", /replaced/); // its inode was unlinked when it wrote
-    assert.deepEqual(await readFile(join(temp.path, "r1.lock")), secondFile, "the service's lease file is intact");
+    assert.deepEqual(await readFile(join(lockDir, "r1.lock")), secondFile, "the service's lease file is intact");
     const released = await py.call({ op: "release", fencing_token: held.lease.fencing_token });
     assert.equal(released.released, false, "python's release leaves the service's lease alone");
     assert.equal((await client.listLocks("r1")).locks[0]?.holder, "svc-second");
-  } finally {
-    client?.close();
-    if (py) {
-      py.child.kill("SIGCONT");
-      py.child.kill("SIGKILL");
-    }
-    await service?.stop("SIGKILL");
-    await temp.remove();
-  }
+  });
 });
