@@ -1,3 +1,5 @@
+// First: it must run before anything starts libuv's thread pool.
+import "./thread-pool-size.ts";
 import { startService } from "../service.ts";
 import { DEFAULT_ADDRESS } from "../client/address-list.ts";
 import { EXIT_CODES_HELP, EXIT_USAGE } from "./exit-codes.ts";

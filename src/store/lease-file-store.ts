@@ -279,13 +279,14 @@ export class LeaseFileStore implements LeaseStore {
    */
   async renew(resource: string, leaseIdHash: string): Promise<LeaseRecord | undefined> {
     for (;;) {
+      const inFlight = this.inPlaceWrites.get(resource);
+      if (inFlight === undefined && !this.promises.covers(resource, leaseIdHash, this.clock.now())) break;
       const identity = await this.leaseFileIdentity(resource);
       const extended = identity && this.promises.extend(resource, leaseIdHash, identity, this.clock.now());
       if (extended) {
         this.scheduleHorizonIfDue(resource, leaseIdHash);
         return extended;
       }
-      const inFlight = this.inPlaceWrites.get(resource);
       if (inFlight === undefined) break;
       // Its new horizon may cover this renewal too.
       await inFlight.catch(() => {});

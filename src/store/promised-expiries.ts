@@ -96,6 +96,16 @@ export class PromisedExpiries {
     return { ...promise.onDisk, expiresAt };
   }
 
+  /**
+   * Whether the horizon of our last write of `leaseIdHash`'s file covers a
+   * renewal now: if not, the renewal must write, and need not stat the file
+   * first.
+   */
+  covers(resource: string, leaseIdHash: string, now: number): boolean {
+    const promise = this.byResource.get(resource);
+    return promise !== undefined && promise.onDisk.leaseIdHash === leaseIdHash && now + promise.onDisk.ttlMs <= promise.onDisk.expiresAt;
+  }
+
   /** The file of `leaseIdHash` as we last wrote it, while its promise is live. */
   own(resource: string, leaseIdHash: string, now: number): OwnLeaseFile | undefined {
     const promise = this.byResource.get(resource);

@@ -15,7 +15,8 @@ export function binaryExists(): boolean {
 /**
  * `mcp-lockd serve` as users run it, on ephemeral loopback ports, default
  * durability. NODE_OPTIONS and MCP_LOCKD_* are left out of its environment
- * so that only the command line configures it. The store: lease files in
+ * so that only the command line configures it; the thread pool is sized as
+ * `npm start` sizes it. The store: lease files in
  * `lockDir`, or with `etcd`, the etcd store on those endpoints and prefix.
  */
 export function startMcpLockd(runtime: McpLockdRuntime, lockDir: string | { etcd: string; prefix: string }): Promise<ServerProcess> {
@@ -32,7 +33,12 @@ export function startMcpLockd(runtime: McpLockdRuntime, lockDir: string | { etcd
     command: runtime === "node" ? process.execPath : BINARY_PATH,
     args: runtime === "node" ? [...preload, CLI_PATH, ...args] : args,
     ready: /mcp-lockd serving grpc=(\S+) http=(\S+)/,
-    env: { ...envWithout("NODE_OPTIONS", "MCP_LOCKD_"), ...(trace === undefined ? {} : { TRACE_RENEWALS_OUT: trace }) },
+    env: {
+      ...envWithout("NODE_OPTIONS", "MCP_LOCKD_"),
+      // The thread pool as `npm start` and the single executable size it (src/cli/thread-pool-size.ts).
+      UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? "16",
+      ...(trace === undefined ? {} : { TRACE_RENEWALS_OUT: trace }),
+    },
   });
 }
 
