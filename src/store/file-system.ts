@@ -15,13 +15,14 @@ export interface FileSystem {
   writeNewFileSynced(path: string, data: string): Promise<string>;
   /**
    * Overwrites the regular file at `path` in place with `data` if it still
-   * has `identity` and exactly data's length in bytes: one write at offset 0,
-   * then fdatasync. `written` learns the identity the write left before the
-   * sync starts. Undefined when nothing was written (no such file, another
-   * identity or length); `linked` says whether the file still had a name
-   * after the sync (someone may have replaced or removed it meanwhile).
+   * has `identity` and exactly data's length in bytes: one durable write at
+   * offset 0 (as write + fdatasync). `writing` is called right before the
+   * write is issued: from then on the file may show a new mtime at the same
+   * inode and size. Undefined when nothing was written (no such file,
+   * another identity or length); `linked` says whether the file still had a
+   * name after the write (someone may have replaced or removed it meanwhile).
    */
-  overwriteSynced(path: string, identity: string, data: string, written: (identity: string) => void): Promise<OverwriteResult | undefined>;
+  overwriteSynced(path: string, identity: string, data: string, writing: () => void): Promise<OverwriteResult | undefined>;
   rename(from: string, to: string): Promise<void>;
   /** A second name for a file; fails with EEXIST instead of replacing `to` (the protocol's create-if-free). */
   link(from: string, to: string): Promise<void>;
@@ -54,8 +55,10 @@ export interface PathInfo {
 }
 
 // Opening a lease file to overwrite it: never through a link (a link is
-// never our own file, so nothing is written), never created.
-const WRITE_NO_FOLLOW = fs.constants.O_RDWR | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK;
+// never our own file, so nothing is written), never created. O_DSYNC makes
+// the write itself durable (as write + fdatasync), so it is one call on the
+// thread pool.
+const OVERWRITE_DURABLY = fs.constants.O_RDWR | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK | fs.constants.O_DSYNC;
 
 // A symbolic link in the lock dir is never followed (ELOOP), and what is not a
 // regular file is never read as a lease (EISDIR, ENOTREG): nothing outside the
@@ -117,24 +120,7 @@ export const nodeFileSystem: FileSystem = {
       fs.closeSync(fd);
     }
   },
-  overwriteSynced: async (path, identity, data, written) => {
-    const bytes = Buffer.from(data, "utf8");
-    const fd = openExisting(path);
-    if (fd === undefined) return undefined;
-    try {
-      const before = fs.fstatSync(fd, { bigint: true });
-      if (!before.isFile() || identityOf(before) !== identity || before.size !== BigInt(bytes.length)) return undefined;
-      for (let done = 0; done < bytes.length; ) done += fs.writeSync(fd, bytes, done, bytes.length - done, done);
-      const after = identityOf(fs.fstatSync(fd, { bigint: true }));
-      written(after);
-      // The one call that waits for the disk goes to the thread pool: other
-      // resources' requests go on meanwhile, and concurrent syncs overlap.
-      await new Promise<void>((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
-      return { identity: after, linked: fs.fstatSync(fd, { bigint: true }).nlink >= 1n };
-    } finally {
-      fs.closeSync(fd);
-    }
-  },
+  overwriteSynced: (path, identity, data, writing) => overwriteDurably(path, identity, data, writing),
   rename: async (from, to) => fs.renameSync(from, to),
   link: async (from, to) => fs.linkSync(from, to),
   unlink: async (path) => fs.unlinkSync(path),
@@ -190,11 +176,11 @@ export const threadPoolFileSystem: FileSystem = {
       await handle.close();
     }
   },
-  overwriteSynced: async (path, identity, data, written) => {
+  overwriteSynced: async (path, identity, data, writing) => {
     const bytes = Buffer.from(data, "utf8");
     let handle: fs.promises.FileHandle;
     try {
-      handle = await fs.promises.open(path, WRITE_NO_FOLLOW);
+      handle = await fs.promises.open(path, OVERWRITE_DURABLY);
     } catch (err) {
       if (isNotOurFile(err)) return undefined;
       throw err;
@@ -202,11 +188,10 @@ export const threadPoolFileSystem: FileSystem = {
     try {
       const before = await handle.stat({ bigint: true });
       if (!before.isFile() || identityOf(before) !== identity || before.size !== BigInt(bytes.length)) return undefined;
+      writing();
       for (let done = 0; done < bytes.length; ) done += (await handle.write(bytes, done, bytes.length - done, done)).bytesWritten;
-      const after = identityOf(await handle.stat({ bigint: true }));
-      written(after);
-      await handle.datasync();
-      return { identity: after, linked: (await handle.stat({ bigint: true })).nlink >= 1n };
+      const after = await handle.stat({ bigint: true });
+      return { identity: identityOf(after), linked: after.nlink >= 1n };
     } finally {
       await handle.close();
     }
@@ -286,14 +271,52 @@ function startDirectorySync(path: string): Promise<void> {
   return entry.running;
 }
 
-/** Opens an existing file to overwrite it; undefined when it is gone or a link. */
-function openExisting(path: string): number | undefined {
+/**
+ * FileSystem.overwriteSynced for the event loop: the open and the checks
+ * are synchronous calls (microseconds, and they never wait for the ext4
+ * journal); the write, which updates the mtime and so may wait for a journal
+ * commit, and which waits for the disk, goes to the thread pool, so neither
+ * stalls other requests and concurrent writes overlap. `afterWrite` (tests)
+ * runs between the write and the final check.
+ */
+export async function overwriteDurably(
+  path: string,
+  identity: string,
+  data: string,
+  writing: () => void,
+  afterWrite?: () => void,
+): Promise<OverwriteResult | undefined> {
+  const bytes = Buffer.from(data, "utf8");
+  let fd: number;
   try {
-    return fs.openSync(path, WRITE_NO_FOLLOW);
+    fd = fs.openSync(path, OVERWRITE_DURABLY);
   } catch (err) {
     if (isNotOurFile(err)) return undefined;
     throw err;
   }
+  try {
+    const before = fs.fstatSync(fd, { bigint: true });
+    if (!before.isFile() || identityOf(before) !== identity || before.size !== BigInt(bytes.length)) return undefined;
+    writing();
+    for (let done = 0; done < bytes.length; ) done += await writeAt(fd, bytes, done);
+    afterWrite?.();
+    const after = fs.fstatSync(fd, { bigint: true });
+    return { identity: identityOf(after), linked: after.nlink >= 1n };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** One write of `bytes` from `offset` to the same file offset, on the thread pool; resolves to the bytes written. */
+function writeAt(fd: number, bytes: Buffer, offset: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.write(fd, bytes, offset, bytes.length - offset, offset, (err, written) => (err ? reject(err) : resolve(written))));
+}
+
+/** Whether two identities (FileSystem.identity) name the same file at the same size: an in-place write changes neither. */
+export function sameFileAndSize(a: string, b: string): boolean {
+  const partsA = a.split(":");
+  const partsB = b.split(":");
+  return partsA.length === 3 && partsB.length === 3 && partsA[0] === partsB[0] && partsA[2] === partsB[2];
 }
 
 /** Errors of opening R.lock that mean "not the file we wrote": nothing to overwrite. */

@@ -7,7 +7,7 @@ import { StoreFailureError } from "../core/errors.ts";
 import type { AcquireOutcome, HandOverOutcome, LeaseStore } from "../core/lease-store.ts";
 import { CommitConflictError } from "./commit-conflict.ts";
 import { FenceCounter } from "./fence-counter.ts";
-import { ABSENT, nodeFileSystem, threadPoolFileSystem, type FileSystem, type OverwriteResult } from "./file-system.ts";
+import { ABSENT, nodeFileSystem, sameFileAndSize, threadPoolFileSystem, type FileSystem, type OverwriteResult } from "./file-system.ts";
 import { Guard, type GuardHold } from "./guard.ts";
 import { HorizonRewrites } from "./horizon-rewrites.ts";
 import { LEASE_FILE_VERSION, parseLeaseFile, serializeLease, tokenOfAnyLeaseText } from "./lease-file-format.ts";
@@ -348,24 +348,20 @@ export class LeaseFileStore implements LeaseStore {
     const path = this.layout.leaseFile(resource);
     const onDisk = { ...own.onDisk, expiresAt: horizonFor(now, own.onDisk.ttlMs) };
     const run = async (): Promise<InPlaceOutcome> => {
-      let written: string | undefined;
       let result: OverwriteResult | undefined;
       try {
-        result = await this.fs.overwriteSynced(path, own.identity, serializeLease(onDisk, now), (identity) => {
-          written = identity;
-          // Before the sync: the watch's echo of this write, and reads
-          // meanwhile, must take the new file for ours.
-          this.noteOwn(resource, identity);
-          this.promises.rewriting(resource, own.identity, identity);
-        });
+        // From its write on, the file at its inode and size is ours whatever
+        // its mtime, for reads and for the watch's echo (isOwnChange).
+        result = await this.fs.overwriteSynced(path, own.identity, serializeLease(onDisk, now), () => this.promises.rewriting(resource, own.identity));
       } catch (err) {
         // The file keeps whichever version the disk has: both cover the promise.
-        if (written !== undefined) this.promises.rewriteFailed(resource, written);
+        this.promises.rewriteFailed(resource);
         throw toStoreError("renewing in place", path, err);
       }
       if (result === undefined) return { kind: "other" };
+      this.noteOwn(resource, result.identity);
       if (!result.linked) {
-        this.promises.rewriteFailed(resource, result.identity);
+        this.promises.rewriteFailed(resource);
         return { kind: "lost" };
       }
       if (this.clock.now() >= own.onDisk.expiresAt) {
@@ -618,7 +614,10 @@ export class LeaseFileStore implements LeaseStore {
   private async isOwnChange(resource: string): Promise<boolean> {
     const own = this.ownChanges.get(resource);
     if (own === undefined) return false;
-    return (await this.leaseFileIdentity(resource)) === own;
+    const now = await this.leaseFileIdentity(resource);
+    if (now === undefined) return false;
+    // During our in-place rewrite the mtime moves before we learn it.
+    return now === own || (this.inPlaceWrites.has(resource) && sameFileAndSize(now, own));
   }
 
   /**

@@ -1,5 +1,6 @@
 import type { LeaseRecord } from "../core/lease.ts";
 import { MAX_TTL_MS } from "../core/limits.ts";
+import { sameFileAndSize } from "./file-system.ts";
 
 /**
  * How far beyond the promise a lease file's `expires_at` is written: renewals
@@ -35,11 +36,12 @@ interface PromisedLease {
   /** Identity of the file as our own write left it. */
   identity: string;
   /**
-   * Identity of our rewrite of that file from the moment its write is issued
-   * until it is recorded (rewrote): the file at either identity is ours, but
-   * only `onDisk`, the durable one, bounds a promise.
+   * Our in-place rewrite of that file is in flight, from the moment its
+   * write is issued until it is recorded (rewrote): the file at its inode and
+   * size is ours whatever its mtime, but only `onDisk`, the durable version,
+   * bounds a promise.
    */
-  rewriting?: string;
+  rewriting?: boolean;
   /** The lease as the file says, expires_at being the horizon. */
   onDisk: LeaseRecord;
   /** What the holder was told: never later than onDisk.expiresAt. */
@@ -120,15 +122,14 @@ export class PromisedExpiries {
   }
 
   /**
-   * Our rewrite of version `from` has just been written (in place) or is
-   * about to be renamed into place as `identity`. Until it is recorded
-   * (rewrote), the file at `identity` is ours too: a renewal or a read that
-   * sees it keeps the promise instead of taking the guarded path or dropping
-   * it.
+   * Our in-place rewrite of version `from` is about to be written. Until it is
+   * recorded (rewrote), the file at that inode and size is ours whatever its
+   * mtime: a renewal or a read that sees it keeps the promise instead of
+   * taking the guarded path or dropping it.
    */
-  rewriting(resource: string, from: string, identity: string): void {
+  rewriting(resource: string, from: string): void {
     const promise = this.byResource.get(resource);
-    if (promise !== undefined && promise.identity === from) promise.rewriting = identity;
+    if (promise !== undefined && promise.identity === from) promise.rewriting = true;
   }
 
   /**
@@ -144,10 +145,13 @@ export class PromisedExpiries {
     promise.onDisk = onDisk;
   }
 
-  /** A rewrite noted by `rewriting` did not land (see LeaseFileStore.rewriteInPlace). */
-  rewriteFailed(resource: string, identity: string): void {
+  /**
+   * A rewrite noted by `rewriting` did not land as ours (see
+   * LeaseFileStore.rewriteInPlace): only the version before it is ours.
+   */
+  rewriteFailed(resource: string): void {
     const promise = this.byResource.get(resource);
-    if (promise?.rewriting === identity) promise.rewriting = undefined;
+    if (promise !== undefined) promise.rewriting = undefined;
   }
 
   forget(resource: string): void {
@@ -155,7 +159,7 @@ export class PromisedExpiries {
   }
 }
 
-/** The file at `identity` is as our last write, or our rewrite in flight, left it. */
+/** The file at `identity` is as our last write left it, or as our rewrite in flight is leaving it. */
 function isOurs(promise: PromisedLease, identity: string): boolean {
-  return identity === promise.identity || (promise.rewriting !== undefined && identity === promise.rewriting);
+  return identity === promise.identity || (promise.rewriting === true && sameFileAndSize(identity, promise.identity));
 }

@@ -1,4 +1,4 @@
-import { nodeFileSystem, type FileSystem } from "../../src/store/file-system.ts";
+import { nodeFileSystem, overwriteDurably, type FileSystem } from "../../src/store/file-system.ts";
 
 /**
  * The real file system with injectable faults and gates, for unit tests of
@@ -52,8 +52,8 @@ export class FaultyFileSystem implements FileSystem {
   /** Number of injected failures so far. */
   injected = 0;
   /**
-   * Runs inside overwriteSynced right after its write, before the sync (the
-   * caller's `written` first): what another process does in that window.
+   * Runs inside overwriteSynced right after its durable write, before its
+   * last check: what another process does in that window.
    */
   overwriteHook: (() => void) | undefined;
 
@@ -122,13 +122,8 @@ export class FaultyFileSystem implements FileSystem {
   writeNewFileSynced(path: string, data: string) {
     return this.run("writeNewFileSynced", path, () => nodeFileSystem.writeNewFileSynced(path, data));
   }
-  overwriteSynced(path: string, identity: string, data: string, written: (identity: string) => void) {
-    return this.run("overwriteSynced", path, () =>
-      nodeFileSystem.overwriteSynced(path, identity, data, (after) => {
-        written(after);
-        this.overwriteHook?.();
-      }),
-    );
+  overwriteSynced(path: string, identity: string, data: string, writing: () => void) {
+    return this.run("overwriteSynced", path, () => overwriteDurably(path, identity, data, writing, () => this.overwriteHook?.()));
   }
   rename(from: string, to: string) {
     // Matched against the target: "the rename onto R.lock".

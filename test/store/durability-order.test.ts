@@ -28,9 +28,9 @@ class RecordingFileSystem implements FileSystem {
     this.note("write+fsync", path);
     return nodeFileSystem.writeNewFileSynced(path, data);
   }
-  overwriteSynced(path: string, identity: string, data: string, written: (identity: string) => void) {
+  overwriteSynced(path: string, identity: string, data: string, writing: () => void) {
     this.note("overwrite+fdatasync", path);
-    return nodeFileSystem.overwriteSynced(path, identity, data, written);
+    return nodeFileSystem.overwriteSynced(path, identity, data, writing);
   }
   rename(from: string, to: string) {
     this.note("rename", to);

@@ -1,8 +1,8 @@
-// PromisedExpiries during a background rewrite: the file our rewrite renamed
-// into place counts as ours before its directory fsync, but a promise never
-// passes the horizon that is already durable (docs/protocol.md, "The renewal
-// horizon": every write of a horizon is fsynced before the holder is told
-// anything that relies on it).
+// PromisedExpiries during an in-place rewrite: the file being written counts
+// as ours before the write is durable (its mtime moves first), but a promise
+// never passes the horizon that is already durable (docs/protocol.md, "The
+// renewal horizon": every write of a horizon is on disk before the holder is
+// told anything that relies on it).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { LeaseRecord } from "../../src/core/lease.ts";
@@ -26,37 +26,44 @@ function onDisk(horizon: number): LeaseRecord {
   };
 }
 
-test("a rewrite in flight is ours, bounded by the durable horizon until it is recorded", () => {
+// Identities as FileSystem.identity makes them: inode, mtime in ns, size.
+const A = "7:100:300";
+/** A after an in-place rewrite: same inode and size, a later mtime. */
+const A_REWRITTEN = "7:200:300";
+/** Another file (a rename put it there). */
+const OTHER = "8:300:300";
+
+test("a rewrite in flight is ours at its inode and size, bounded by the durable horizon until it is recorded", () => {
   const promises = new PromisedExpiries();
-  // Written at T0, last renewed at +50 s: promised until +60 s.
-  promises.wrote("A", onDisk(T0 + 70_000), T0 + 60_000);
-  assert.equal(promises.extend("r", "h", "B", T0 + 54_000), undefined, "an unknown version is not ours");
-  promises.rewriting("r", "A", "B");
-  assert.equal(promises.extend("r", "h", "B", T0 + 56_000)?.expiresAt, T0 + 66_000, "the renamed version is ours");
-  assert.equal(promises.extend("r", "h", "A", T0 + 57_000)?.expiresAt, T0 + 67_000, "so is the one before it, still");
-  assert.equal(promises.extend("r", "h", "B", T0 + 61_000), undefined, "past the durable horizon: the caller must write");
-  assert.equal(promises.apply("B", onDisk(T0 + 124_000)).expiresAt, T0 + 67_000, "a read of the renamed version keeps the promise");
-  promises.rewrote("A", "B", onDisk(T0 + 124_000));
-  assert.equal(promises.extend("r", "h", "B", T0 + 61_000)?.expiresAt, T0 + 71_000, "recorded: the new horizon counts");
-  assert.equal(promises.extend("r", "h", "A", T0 + 62_000), undefined, "the version before it is not ours any more");
+  // Written at T0, horizon +11 s; renewed at +0.5 s: promised until +10.5 s.
+  promises.wrote(A, onDisk(T0 + 11_000), T0 + 10_000);
+  assert.ok(promises.extend("r", "h", A, T0 + 500));
+  assert.equal(promises.extend("r", "h", A_REWRITTEN, T0 + 600), undefined, "a changed mtime is not ours");
+  promises.rewriting("r", A);
+  assert.equal(promises.extend("r", "h", A_REWRITTEN, T0 + 700)?.expiresAt, T0 + 10_700, "the version being written is ours");
+  assert.equal(promises.extend("r", "h", A, T0 + 800)?.expiresAt, T0 + 10_800, "so is the one before it, still");
+  assert.equal(promises.extend("r", "h", OTHER, T0 + 800), undefined, "another file never is");
+  assert.equal(promises.extend("r", "h", A_REWRITTEN, T0 + 1_100), undefined, "past the durable horizon: the caller must write");
+  assert.equal(promises.apply(A_REWRITTEN, onDisk(T0 + 11_700)).expiresAt, T0 + 10_800, "a read of the version being written keeps the promise");
+  promises.rewrote(A, A_REWRITTEN, onDisk(T0 + 11_700));
+  assert.equal(promises.extend("r", "h", A_REWRITTEN, T0 + 1_100)?.expiresAt, T0 + 11_100, "recorded: the new horizon counts");
+  assert.equal(promises.extend("r", "h", A, T0 + 1_200), undefined, "the version before it is not ours any more");
 });
 
 test("a rewrite that did not land leaves only the version before it ours", () => {
   const promises = new PromisedExpiries();
-  // Written at T0, last renewed at +50 s: promised until +60 s.
-  promises.wrote("A", onDisk(T0 + 70_000), T0 + 60_000);
-  promises.rewriting("r", "A", "B");
-  promises.rewriteFailed("r", "B");
-  assert.equal(promises.extend("r", "h", "B", T0 + 56_000), undefined);
-  assert.equal(promises.extend("r", "h", "A", T0 + 56_000)?.expiresAt, T0 + 66_000);
+  promises.wrote(A, onDisk(T0 + 11_000), T0 + 10_000);
+  promises.rewriting("r", A);
+  promises.rewriteFailed("r");
+  assert.equal(promises.extend("r", "h", A_REWRITTEN, T0 + 500), undefined);
+  assert.equal(promises.extend("r", "h", A, T0 + 500)?.expiresAt, T0 + 10_500);
 });
 
 test("a rewrite noted for a version that is no longer ours is ignored", () => {
   const promises = new PromisedExpiries();
-  // Written at T0, last renewed at +50 s: promised until +60 s.
-  promises.wrote("A", onDisk(T0 + 70_000), T0 + 60_000);
-  promises.rewriting("r", "stale", "B");
-  assert.equal(promises.extend("r", "h", "B", T0 + 56_000), undefined);
+  promises.wrote(A, onDisk(T0 + 11_000), T0 + 10_000);
+  promises.rewriting("r", OTHER);
+  assert.equal(promises.extend("r", "h", A_REWRITTEN, T0 + 500), undefined);
 });
 
 test("the horizon is the promise + 1 s, never beyond the maximum ttl past now", () => {
@@ -68,10 +75,10 @@ test("the horizon is the promise + 1 s, never beyond the maximum ttl past now", 
 
 test("a background rewrite falls due once less than half the headroom is left", () => {
   const promises = new PromisedExpiries();
-  promises.wrote("A", onDisk(T0 + 11_000), T0 + 10_000);
-  assert.ok(promises.extend("r", "h", "A", T0 + 400));
+  promises.wrote(A, onDisk(T0 + 11_000), T0 + 10_000);
+  assert.ok(promises.extend("r", "h", A, T0 + 400));
   assert.equal(promises.dueForRefresh("r", "h", T0 + 400), undefined, "600 ms of headroom left");
-  assert.ok(promises.extend("r", "h", "A", T0 + 600));
+  assert.ok(promises.extend("r", "h", A, T0 + 600));
   assert.ok(promises.dueForRefresh("r", "h", T0 + 600), "400 ms left");
   assert.equal(promises.dueForRefresh("r", "other", T0 + 600), undefined, "another lease's");
 });
