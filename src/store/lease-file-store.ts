@@ -316,7 +316,7 @@ export class LeaseFileStore implements LeaseStore {
     });
   }
 
-  /** Queues a background rewrite once the lease just renewed has less than half its headroom left. */
+  /** Queues a background rewrite once the lease just renewed has little headroom left (see refreshDue). */
   private scheduleHorizonIfDue(resource: string, leaseIdHash: string): void {
     if (this.promises.dueForRefresh(resource, leaseIdHash, this.clock.now()) !== undefined) this.horizons.schedule(resource, leaseIdHash);
   }

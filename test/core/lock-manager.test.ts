@@ -975,7 +975,7 @@ for (const [code, kind] of [
     // background rewrite of the horizon fails quietly; a renewal past the
     // horizon rewrites the file in place itself, and reports the error.
     h.fs.fail("overwriteSynced", code);
-    await h.clock.advance(600);
+    await h.clock.advance(800);
     await m.renew(held.leaseId);
     await waitFor(() => h.logs.some((line) => line.includes(`pushing out the horizon of "r" failed`)), "the background rewrite's warning");
     await h.clock.advance(3_000);

@@ -222,27 +222,27 @@ test("a grant's file says ttl + 1 s; renewals within that second move only the p
   }
 });
 
-test("a horizon falls due for a background rewrite once less than half its headroom is left; the rewrite keeps the promise", async () => {
+test("a horizon falls due for a background rewrite once less than a quarter of its headroom is left; the rewrite keeps the promise", async () => {
   const f = await fixture();
   try {
     const now = Date.now();
     const path = join(f.dir, "r.lock");
     granted(await f.at(now).acquire("r", grant("mine")));
     const written = await readFile(path);
-    assert.ok(await f.at(now + 400).renew("r", hashLeaseId("mine")));
+    assert.ok(await f.at(now + 700).renew("r", hashLeaseId("mine")));
     await f.store.backgroundWritesIdle();
-    assert.deepEqual(await readFile(path), written, "at +400 ms, 600 ms of headroom left: no rewrite");
-    // 400 ms of headroom left: the store rewrites the file in the background.
-    assert.equal((await f.at(now + 600).renew("r", hashLeaseId("mine")))?.expiresAt, now + 10_600);
+    assert.deepEqual(await readFile(path), written, "at +700 ms, 300 ms of headroom left: no rewrite");
+    // 200 ms of headroom left: the store rewrites the file in the background.
+    assert.equal((await f.at(now + 800).renew("r", hashLeaseId("mine")))?.expiresAt, now + 10_800);
     await f.store.backgroundWritesIdle();
     const document = await assertValidLeaseFile(path);
-    assert.equal(document.renewed_at, new Date(now + 600).toISOString());
-    assert.equal(document.expires_at, new Date(now + 11_600).toISOString());
+    assert.equal(document.renewed_at, new Date(now + 800).toISOString());
+    assert.equal(document.expires_at, new Date(now + 11_800).toISOString());
     const state = await f.store.read("r");
-    assert.equal(state.kind === "held" && state.lease.expiresAt, now + 10_600, "the holder's promise is unchanged");
+    assert.equal(state.kind === "held" && state.lease.expiresAt, now + 10_800, "the holder's promise is unchanged");
     // Renewals stay on the fast path against the new file.
     const rewritten = await readFile(path);
-    assert.equal((await f.at(now + 1_000).renew("r", hashLeaseId("mine")))?.expiresAt, now + 11_000);
+    assert.equal((await f.at(now + 1_200).renew("r", hashLeaseId("mine")))?.expiresAt, now + 11_200);
     await f.store.backgroundWritesIdle();
     assert.deepEqual(await readFile(path), rewritten);
     await assertNoTempFiles(f.dir);

@@ -73,12 +73,12 @@ test("the horizon is the promise + 1 s, never beyond the maximum ttl past now", 
   assert.equal(horizonFor(T0, MAX_TTL_MS), T0 + MAX_TTL_MS, "the promise itself at the cap");
 });
 
-test("a background rewrite falls due once less than half the headroom is left", () => {
+test("a background rewrite falls due once less than a quarter of the headroom is left", () => {
   const promises = new PromisedExpiries();
   promises.wrote(A, onDisk(T0 + 11_000), T0 + 10_000);
-  assert.ok(promises.extend("r", "h", A, T0 + 400));
-  assert.equal(promises.dueForRefresh("r", "h", T0 + 400), undefined, "600 ms of headroom left");
-  assert.ok(promises.extend("r", "h", A, T0 + 600));
-  assert.ok(promises.dueForRefresh("r", "h", T0 + 600), "400 ms left");
-  assert.equal(promises.dueForRefresh("r", "other", T0 + 600), undefined, "another lease's");
+  assert.ok(promises.extend("r", "h", A, T0 + 700));
+  assert.equal(promises.dueForRefresh("r", "h", T0 + 700), undefined, "300 ms of headroom left");
+  assert.ok(promises.extend("r", "h", A, T0 + 800));
+  assert.ok(promises.dueForRefresh("r", "h", T0 + 800), "200 ms left");
+  assert.equal(promises.dueForRefresh("r", "other", T0 + 800), undefined, "another lease's");
 });
