@@ -336,12 +336,12 @@ export class LeaseFileStore implements LeaseStore {
 
   /**
    * Rewrites our own lease file in place with a new horizon (docs/protocol.md
-   * §5, "Renew in place"): no guard, no temp file, one write and one
-   * fdatasync. Only a lease's holder ever writes into its file, and every
-   * other change replaces or removes the name, so the write can only reach
-   * our own file. It stands if the file still has its name after the sync
-   * and the version it overwrote had not expired by then: nobody can have
-   * judged that version free. "other": the file is not as we last wrote it,
+   * §5, "Renew in place"): no guard, no temp file, one durable write. Only a
+   * lease's holder ever writes into its file, and every other change
+   * replaces or removes the name, so the write can only reach our own file.
+   * It stands if the file still has its name after the write and the version
+   * it overwrote had not expired by then: nobody can have judged that
+   * version free. "other": the file is not as we last wrote it,
    * and nothing was written. One rewrite per resource at a time.
    */
   private rewriteInPlace(resource: string, own: OwnLeaseFile, now: number): Promise<InPlaceOutcome> {
