@@ -157,6 +157,13 @@ export class LeaseFileStore implements LeaseStore {
       if (parsed.version < LEASE_FILE_VERSION) this.noteOlderVersion(resource, parsed.version);
       return { state: { kind: "held", resource, lease: this.promises.apply(file.identity, parsed.lease) }, identity: file.identity, token };
     }
+    const ownWrite = this.inPlaceWrites.get(resource);
+    if (ownWrite !== undefined) {
+      // Our own rewrite in place is landing, and a read can catch a file
+      // half written: read it again once the write is done.
+      await ownWrite.catch(() => {});
+      return this.readLeaseFile(resource, fs);
+    }
     this.promises.forget(resource);
     return { state: unreadable(resource, file.mtimeMs, parsed), identity: file.identity, token };
   }

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { renameSync, writeFileSync } from "node:fs";
+import { closeSync, openSync, renameSync, writeFileSync, writeSync } from "node:fs";
 import { link, mkdir, readdir, readFile, rename, rm, rmdir, stat, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { StoreFailureError, StoreUnavailableError } from "../../src/core/errors.ts";
@@ -299,6 +299,41 @@ test("a renewal or read while a rewrite in place is between its write and its an
     assert.equal((await f.at(now + 4_500).renew("r", hashLeaseId("mine")))?.expiresAt, now + 14_500);
     assert.deepEqual(await readFile(path), rewritten);
     assert.deepEqual(await entries(f.dir), ["r.lock", "r.lock.fence"], "no guard or temp file left");
+  } finally {
+    held?.open();
+    await f.remove();
+  }
+});
+
+test("a read that catches our own rewrite in place half written waits for it, and never drops the lease", async () => {
+  const f = await fixture();
+  let held: { reached: Promise<void>; open(): void } | undefined;
+  try {
+    const now = Date.now();
+    const path = join(f.dir, "r.lock");
+    granted(await f.at(now).acquire("r", grant("mine")));
+    held = f.fs.gate("overwriteSynced", (p) => p === path, { after: true });
+    const renewal = f.at(now + 4_000).renew("r", hashLeaseId("mine"));
+    await withTimeout(held.reached, 5_000, "the rewrite in place");
+    // What a reader can see while a write lands: the new text's first half over the old one.
+    const whole = await readFile(path);
+    const fd = openSync(path, "r+");
+    try {
+      writeSync(fd, Buffer.alloc(whole.length >> 1, "x"), 0, whole.length >> 1, 0);
+      const read = f.store.read("r");
+      // The write "finishes" before the read is answered.
+      writeSync(fd, whole, 0, whole.length, 0);
+      held.open();
+      const state = await withTimeout(read, 5_000, "the read");
+      assert.equal(state.kind, "held", `not unreadable: ${JSON.stringify(state)}`);
+      assert.equal(state.kind === "held" && state.lease.leaseIdHash, hashLeaseId("mine"));
+    } finally {
+      closeSync(fd);
+    }
+    assert.equal((await renewal)?.expiresAt, now + 14_000);
+    // (This test's own writes moved the mtime, so the file is no longer exactly as
+    // the store wrote it: the next renewal reads it under the guard, and still renews.)
+    assert.equal((await f.at(now + 4_500).renew("r", hashLeaseId("mine")))?.expiresAt, now + 14_500);
   } finally {
     held?.open();
     await f.remove();
