@@ -8,7 +8,7 @@ export function formatReport(result: CampaignResult): string {
   const { report } = result;
   const lines: string[] = [];
   lines.push(`chaos: seed ${result.seed}, ${result.durationMs / 1000} s of faults (replay: ${replayCommand(result)})`);
-  lines.push(`file protocol written by the store: ${result.fenceDirectories ? "version 2 (fence directories)" : "version 1 (fence files)"}`);
+  lines.push(`fencing counters written by the store: ${result.fenceDirectories ? "directories (protocol version 2 and later)" : "files (protocol version 1)"}`);
   const faults = Object.entries(report.faults).map(([kind, n]) => `${kind} ${n}`);
   lines.push(`faults injected: ${faults.length === 0 ? "none" : faults.join(", ")} (total ${Object.values(report.faults).reduce((a, b) => a + (b ?? 0), 0)}; ${report.longStops} stops past the guard's staleness, ${report.stopsInsideGuard} stops as the target created a temp file)`);
   lines.push(
