@@ -152,10 +152,10 @@ export class LeaseFileStore implements LeaseStore {
     // been seen, a later delete must not pass for the echo of our own unlink.
     if (this.ownChanges.get(resource) === ABSENT) this.ownChanges.delete(resource);
     const parsed = parseLeaseFile(file.text, resource, file.mtimeMs);
-    const token = tokenOfAnyLeaseText(file.text) ?? 0;
     if (typeof parsed !== "string") {
       if (parsed.version < LEASE_FILE_VERSION) this.noteOlderVersion(resource, parsed.version);
-      return { state: { kind: "held", resource, lease: this.promises.apply(file.identity, parsed.lease) }, identity: file.identity, token };
+      const lease = this.promises.apply(file.identity, parsed.lease);
+      return { state: { kind: "held", resource, lease }, identity: file.identity, token: parsed.lease.fencingToken };
     }
     const ownWrite = this.inPlaceWrites.get(resource);
     if (ownWrite !== undefined) {
@@ -165,7 +165,8 @@ export class LeaseFileStore implements LeaseStore {
       return this.readLeaseFile(resource, fs);
     }
     this.promises.forget(resource);
-    return { state: unreadable(resource, file.mtimeMs, parsed), identity: file.identity, token };
+    // An unreadable file's token still counts if it has one (docs/protocol.md §5, step 4).
+    return { state: unreadable(resource, file.mtimeMs, parsed), identity: file.identity, token: tokenOfAnyLeaseText(file.text) ?? 0 };
   }
 
   /**

@@ -70,6 +70,14 @@ async function fenceBounding(dir: string, resource: string, atLeast: number): Pr
   return value;
 }
 
+/** Someone else's guard of `resource`, fresh at `at` by the fixture's clock; returns its path. */
+async function takeGuardAsAnother(dir: string, resource: string, at: number): Promise<string> {
+  const guard = join(dir, `${resource}.lock.guard`);
+  await mkdir(guard);
+  await utimes(guard, new Date(at), new Date(at));
+  return guard;
+}
+
 /** Sets a path's mtime (and atime) `ageMs` into the past. */
 async function backdate(path: string, ageMs: number): Promise<void> {
   const when = new Date(Date.now() - ageMs);
@@ -257,9 +265,7 @@ test("a renewal in place takes no guard: it goes through while another participa
     const now = Date.now();
     granted(await f.at(now).acquire("r", grant("mine")));
     // A live guard of someone else's (fresh by the store's clock).
-    const guard = join(f.dir, "r.lock.guard");
-    await mkdir(guard);
-    await utimes(guard, new Date(now + 4_000), new Date(now + 4_000));
+    const guard = await takeGuardAsAnother(f.dir, "r", now + 4_000);
     const renewed = await withTimeout(f.at(now + 4_000).renew("r", hashLeaseId("mine")), 5_000, "a renewal beside a busy guard");
     assert.equal(renewed?.expiresAt, now + 14_000);
     assert.equal((await assertValidLeaseFile(join(f.dir, "r.lock"))).renewed_at, new Date(now + 4_000).toISOString());
@@ -283,9 +289,7 @@ test("a renewal or read while a rewrite in place is between its write and its an
     const rewritten = await readFile(path);
     assert.equal((await assertValidLeaseFile(path)).renewed_at, new Date(now + 4_000).toISOString(), "the write has happened");
     // Someone else's fresh guard: a renewal that took the guarded path would wait for it.
-    const guard = join(f.dir, "r.lock.guard");
-    await mkdir(guard);
-    await utimes(guard, new Date(now + 4_000), new Date(now + 4_000));
+    const guard = await takeGuardAsAnother(f.dir, "r", now + 4_000);
     const state = await f.store.read("r");
     assert.equal(state.kind === "held" && state.lease.expiresAt, now + 10_000, "a read keeps the promise, not the new file's horizon");
     // A second renewal waits for the rewrite in flight, then needs no write of its own.

@@ -1,5 +1,6 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
+import { SERVICE_THREAD_POOL_SIZE } from "../../../src/cli/thread-pool-size.ts";
 import { BINARY_PATH, CLI_PATH, REPO_ROOT } from "../paths.ts";
 import type { BenchSystem, StartedSystem } from "./bench-system.ts";
 import { envWithout, startServerProcess, type ServerProcess } from "./server-process.ts";
@@ -36,7 +37,7 @@ export function startMcpLockd(runtime: McpLockdRuntime, lockDir: string | { etcd
     env: {
       ...envWithout("NODE_OPTIONS", "MCP_LOCKD_"),
       // The thread pool as `npm start` and the single executable size it (src/cli/thread-pool-size.ts).
-      UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? "16",
+      UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? String(SERVICE_THREAD_POOL_SIZE),
       ...(trace === undefined ? {} : { TRACE_RENEWALS_OUT: trace }),
     },
   });
