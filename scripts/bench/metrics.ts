@@ -65,7 +65,11 @@ export function metricCatalog(s: Settings): MetricDef[] {
     { id: "serverCpu", metric: "server CPU", unit: "% of a core", better: "lower", info: true, needs: "keepalive" },
     { id: "clientCpu", metric: "client CPU (all load processes)", unit: "% of a core", better: "lower", info: true, needs: "keepalive" },
   ]);
-  add(`5. KeepAlive, ${count(s.manyLeases)} leases, ${ttl}, ${s.manyLeasesStreams} streams`, "w5-many", renewalRows(s.manyLeases));
+  add(`5. KeepAlive, ${count(s.manyLeases)} leases, ${ttl}, ${s.manyLeasesStreams} streams`, "w5-many", [
+    // Growing from the small set to the large one: fresh resources granted while the held ones renew.
+    { id: "growRate", metric: `grants/s growing the set from ${count(s.fewLeases)} to ${count(s.manyLeases)} (while renewing)`, unit: "grants/s", better: "higher", needs: "keepalive" },
+    ...renewalRows(s.manyLeases),
+  ]);
   add(`6. Listing with ${count(s.manyLeases)} held locks (mcp-lockd: GET /health/locks; etcd: Range over the lock prefix)`, "w6", [
     { id: "p50", metric: "listing p50 (to the last byte)", unit: "ms", better: "lower", needs: "list" },
     { id: "p99", metric: "listing p99", unit: "ms", better: "lower", needs: "list" },

@@ -87,7 +87,7 @@ const FULL: Omit<Settings, "mode" | "rounds" | "systems" | "workloads" | "outFil
   manyLeases: 10_000,
   manyLeasesStreams: 100,
   holdConcurrency: 32,
-  holdTimeoutMs: 60_000,
+  holdTimeoutMs: 180_000,
   renewalWarmupMs: 2_000,
   renewalMeasureMs: 10_000,
   // Grants were made while the set grew (about 20-30 s); mcp-lockd rewrites

@@ -28,7 +28,8 @@ export async function runHeldSet(ctx: RunContext): Promise<void> {
   const serverPid = ctx.started.serverPid;
   const maxPerKeeper = share(s.manyLeases, keepers.length, 0);
 
-  const hold = async (leases: number, streams: number): Promise<void> => {
+  /** Grows the held set to `leases`; returns the grants per second it took (null when nothing was granted). */
+  const hold = async (leases: number, streams: number): Promise<number | null> => {
     const started = Date.now();
     const results = (await runNow(
       keepers.map((load, i) => ({
@@ -45,14 +46,19 @@ export async function runHeldSet(ctx: RunContext): Promise<void> {
         },
       })),
     )) as HoldResult[];
+    const seconds = (Date.now() - started) / 1000;
     const alive = results.reduce((sum, r) => sum + r.alive, 0);
     const notGranted = results.reduce((sum, r) => sum + r.notGranted, 0);
     const lost = results.reduce((sum, r) => sum + r.lost, 0);
     ctx.log(
-      `held ${formatNumber(alive)} of ${formatNumber(leases)} leases on ${streams} streams in ${formatNumber((Date.now() - started) / 1000)} s` +
+      `held ${formatNumber(alive)} of ${formatNumber(leases)} leases on ${streams} streams in ${formatNumber(seconds)} s` +
         (notGranted + lost > 0 ? ` (${notGranted} not granted, ${lost} lost: ${results.flatMap((r) => r.errors).slice(0, 2).join("; ")})` : ""),
     );
+    const granted = alive + lost - heldBefore;
+    heldBefore = alive;
+    return granted > 0 ? granted / seconds : null;
   };
+  let heldBefore = 0;
 
   const renewalWindow = async (key: string, kind: "renewal-window" | "max-rate", warmupMs: number, measureMs: number) => {
     const run = await runSynchronized(
@@ -87,7 +93,7 @@ export async function runHeldSet(ctx: RunContext): Promise<void> {
     await hold(s.fewLeases, s.fewLeasesStreams);
     await renewalWindow("w5-few", "renewal-window", s.renewalWarmupMs, s.renewalMeasureMs);
     await renewalWindow("w5-max", "max-rate", Math.min(1_000, s.warmupMs), s.maxRateMeasureMs);
-    await hold(s.manyLeases, s.manyLeasesStreams);
+    record(ctx, "w5-many.growRate", await hold(s.manyLeases, s.manyLeasesStreams), "no lease granted while growing the set");
     const rss = await renewalWindow("w5-many", "renewal-window", s.manyLeasesWarmupMs, s.manyLeasesMeasureMs);
     record(ctx, "w7.held", rss);
 
