@@ -6,14 +6,17 @@
 //
 // then load it (scripts/measure-renewal-windows.mjs, or the bench's workload 5
 // with the server started this way by hand). Needs `npm run build`. Each line:
-//   renewals: fast (a stat, the promise moved in memory) and slow (the guarded
-//     write), the slow ones by why the fast path refused them: no promise kept
-//     (noPromise), the file not as we wrote it (identity), the promise would
-//     pass the horizon (pastHorizon: the background rewrite is late), the
-//     promise already over (expired); how many promises reads dropped
-//     (dropped: the file's identity was not ours);
-//   slow.wait / slow.total: the slow path's wait for the guard and its whole
-//     time; renew: the manager's renew (lease lookup, mutex, store);
+//   renewals: fast (inside the horizon of our last write: a stat, the
+//     promise moved in memory), inPlace (our own file rewritten in place,
+//     protocol version 3 §5: by outcome written/lost/other) and slow (the
+//     guarded write), the slow ones by why: no live promise of ours
+//     (noPromise: after a restart, or the promise ran out) or the file not as
+//     we wrote it (other); refused: why a renewal inside the horizon could
+//     not just move the promise (identity, expired, pastHorizon); dropped:
+//     promises that reads dropped (the file's identity was not ours);
+//   inPlace / slow.wait / slow.total: the in-place rewrite's time, the slow
+//     path's wait for the guard and its whole time; renew: the manager's
+//     renew (lease lookup, mutex, store);
 //   rewrites: background horizon rewrites finished (or skipped), their time
 //     (guard, writes, fsyncs: on the thread pool), and the queue's length;
 //   pool: a stat through libuv's thread pool every 20 ms (its queueing);
@@ -30,6 +33,7 @@ import { PromisedExpiries } from "../dist/src/store/promised-expiries.js";
 for (const [owner, method] of [
   [LeaseFileStore, "guarded"],
   [LeaseFileStore, "refreshHorizon"],
+  [LeaseFileStore, "rewriteInPlace"],
   [PromisedExpiries, "extend"],
   [PromisedExpiries, "apply"],
   [LockManager, "renew"],
@@ -66,6 +70,8 @@ class Histogram {
 }
 
 let counts = new Map();
+/** Resources whose renewal has just rewritten the file in place (see rewriteInPlace below). */
+const justWritten = new Set();
 let times = new Map();
 const count = (name) => counts.set(name, (counts.get(name) ?? 0) + 1);
 const time = (name, ms) => {
@@ -77,6 +83,11 @@ const time = (name, ms) => {
 const extend = PromisedExpiries.prototype.extend;
 PromisedExpiries.prototype.extend = function (resource, leaseIdHash, identity, now) {
   const result = extend.call(this, resource, leaseIdHash, identity, now);
+  // After a renewal's own rewrite, extend records it: not a fast renewal.
+  if (justWritten.delete(resource)) {
+    if (result === undefined) count("refused.afterWrite");
+    return result;
+  }
   if (result !== undefined) {
     count("fast");
     return result;
@@ -84,10 +95,10 @@ PromisedExpiries.prototype.extend = function (resource, leaseIdHash, identity, n
   const promise = this.byResource.get(resource);
   const why =
     promise === undefined ? "noPromise"
-    : identity !== promise.identity && identity !== promise.rewriting ? "identity"
+    : identity !== promise.identity && promise.rewriting !== true ? "identity"
     : promise.expiresAt <= now ? "expired"
     : "pastHorizon";
-  count(`slow.${why}`);
+  count(`refused.${why}`);
   return result;
 };
 const apply = PromisedExpiries.prototype.apply;
@@ -98,6 +109,30 @@ PromisedExpiries.prototype.apply = function (identity, lease) {
   return result;
 };
 
+// A renewal's own rewrite in place (not a background one), by outcome; a
+// renewal that then takes the guarded path did so for that outcome.
+const inPlaceOutcome = new Map();
+const refreshing = new Set();
+const rewriteInPlace = LeaseFileStore.prototype.rewriteInPlace;
+LeaseFileStore.prototype.rewriteInPlace = function (resource, own, now) {
+  const running = rewriteInPlace.call(this, resource, own, now);
+  if (refreshing.has(resource)) return running;
+  const started = performance.now();
+  return running.then(
+    (outcome) => {
+      count(`inPlace.${outcome.kind}`);
+      time("inPlace", performance.now() - started);
+      if (outcome.kind === "written") justWritten.add(resource);
+      else inPlaceOutcome.set(resource, outcome.kind);
+      return outcome;
+    },
+    (err) => {
+      count("inPlace.error");
+      throw err;
+    },
+  );
+};
+
 // The guarded step: a renewal that must write (waiting, on the thread pool's
 // file system) or a background rewrite (try-once).
 const guarded = LeaseFileStore.prototype.guarded;
@@ -105,6 +140,8 @@ LeaseFileStore.prototype.guarded = function (resource, io, work, options) {
   const background = options?.wait === false;
   const slowRenewal = !background && io === this.background && io !== this.io;
   if (!slowRenewal) return guarded.call(this, resource, io, work, options);
+  count(`slow.${inPlaceOutcome.get(resource) ?? "noPromise"}`);
+  inPlaceOutcome.delete(resource);
   const asked = performance.now();
   let waited = false;
   return guarded
@@ -118,7 +155,9 @@ LeaseFileStore.prototype.guarded = function (resource, io, work, options) {
 const refreshHorizon = LeaseFileStore.prototype.refreshHorizon;
 LeaseFileStore.prototype.refreshHorizon = function (resource, leaseIdHash) {
   const started = performance.now();
+  refreshing.add(resource);
   return refreshHorizon.call(this, resource, leaseIdHash).finally(() => {
+    refreshing.delete(resource);
     count("rewrites");
     time("rewrite", performance.now() - started);
     queueLength = this.horizons.due.size;
@@ -144,10 +183,11 @@ setInterval(() => {
 setInterval(() => {
   const c = (name) => counts.get(name) ?? 0;
   const t = (name) => String(times.get(name) ?? "-");
-  const slow = [...counts].filter(([name]) => name.startsWith("slow.")).map(([name, n]) => `${name.slice(5)}=${n}`).join(",");
+  const kinds = (prefix) => [...counts].filter(([name]) => name.startsWith(`${prefix}.`)).map(([name, n]) => `${name.slice(prefix.length + 1)}=${n}`).join(",") || 0;
   write(
-    `${new Date().toISOString().slice(11, 19)} renewals fast=${c("fast")} slow=${slow || 0} dropped=${c("dropped")} ` +
-      `slow.wait=${t("slow.wait")} slow.total=${t("slow.total")} renew=${t("renew")} ` +
+    `${new Date().toISOString().slice(11, 19)} renewals fast=${c("fast")} inPlace=${kinds("inPlace")} slow=${kinds("slow")} ` +
+      `refused=${kinds("refused")} dropped=${c("dropped")} ` +
+      `inPlace=${t("inPlace")} slow.wait=${t("slow.wait")} slow.total=${t("slow.total")} renew=${t("renew")} ` +
       `rewrites=${c("rewrites")} rewrite=${t("rewrite")} queue=${queueLength} pool=${t("pool")} ` +
       `loop=${(loop.percentile(50) / 1e6).toFixed(1)}/${(loop.percentile(99) / 1e6).toFixed(1)}/${(loop.max / 1e6).toFixed(0)} ` +
       `gc.minor=${t("gc.minor")} gc.major=${t("gc.major")}`,
