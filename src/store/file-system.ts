@@ -75,12 +75,12 @@ const READ_NO_FOLLOW = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.cons
 const OPEN_MAY_FOLLOW_LINKS = "Deno" in globalThis;
 
 /** What was opened is the regular file lstat saw before (when lstat was needed at all). */
-function sameFile(opened: fs.BigIntStats, before: fs.BigIntStats | undefined, path: string): fs.BigIntStats {
+function sameFile(opened: fs.Stats, before: fs.Stats | undefined, path: string): fs.Stats {
   if (before === undefined || (opened.ino === before.ino && opened.dev === before.dev)) return opened;
   throw Object.assign(new Error(`ENOTREG: ${path} changed while it was opened`), { code: "ENOTREG", path });
 }
 
-function regularFile(stat: fs.BigIntStats, path: string): fs.BigIntStats {
+function regularFile(stat: fs.Stats, path: string): fs.Stats {
   if (stat.isFile()) return stat;
   const code = stat.isDirectory() ? "EISDIR" : "ENOTREG";
   throw Object.assign(new Error(`${code}: not a regular file, open '${path}'`), { code, path });
@@ -88,10 +88,10 @@ function regularFile(stat: fs.BigIntStats, path: string): fs.BigIntStats {
 
 const ABSENT_PATH: PathInfo = { kind: "absent", mtimeMs: 0 };
 
-function pathInfoOf(stat: fs.BigIntStats | undefined): PathInfo {
+function pathInfoOf(stat: fs.Stats | undefined): PathInfo {
   if (stat === undefined) return ABSENT_PATH;
   const kind = stat.isFile() ? "file" : stat.isDirectory() ? "directory" : "other";
-  return { kind, mtimeMs: msOf(stat.mtimeNs) };
+  return { kind, mtimeMs: stat.mtimeMs };
 }
 
 // The default implementation makes synchronous calls behind the async
@@ -101,11 +101,11 @@ function pathInfoOf(stat: fs.BigIntStats | undefined): PathInfo {
 // See docs/performance.md.
 export const nodeFileSystem: FileSystem = {
   readFileWithMtime: async (path) => {
-    const before = OPEN_MAY_FOLLOW_LINKS ? regularFile(fs.lstatSync(path, { bigint: true }), path) : undefined;
+    const before = OPEN_MAY_FOLLOW_LINKS ? regularFile(fs.lstatSync(path), path) : undefined;
     const fd = fs.openSync(path, READ_NO_FOLLOW);
     try {
-      const stat = sameFile(regularFile(fs.fstatSync(fd, { bigint: true }), path), before, path);
-      return { text: fs.readFileSync(fd, "utf8"), mtimeMs: msOf(stat.mtimeNs), identity: identityOf(stat) };
+      const stat = sameFile(regularFile(fs.fstatSync(fd), path), before, path);
+      return { text: fs.readFileSync(fd, "utf8"), mtimeMs: stat.mtimeMs, identity: identityOf(stat, () => fs.fstatSync(fd, { bigint: true })) };
     } finally {
       fs.closeSync(fd);
     }
@@ -115,7 +115,7 @@ export const nodeFileSystem: FileSystem = {
     try {
       fs.writeFileSync(fd, data, "utf8");
       fs.fsyncSync(fd);
-      return identityOf(fs.fstatSync(fd, { bigint: true }));
+      return identityOf(fs.fstatSync(fd), () => fs.fstatSync(fd, { bigint: true }));
     } finally {
       fs.closeSync(fd);
     }
@@ -126,7 +126,7 @@ export const nodeFileSystem: FileSystem = {
   unlink: async (path) => fs.unlinkSync(path),
   makeDirectory: async (path) => fs.mkdirSync(path),
   removeDirectory: async (path) => fs.rmdirSync(path),
-  inspect: async (path) => pathInfoOf(fs.lstatSync(path, { bigint: true, throwIfNoEntry: false })),
+  inspect: async (path) => pathInfoOf(fs.lstatSync(path, { throwIfNoEntry: false })),
   syncDirectory: async (path) => {
     const fd = fs.openSync(path, "r");
     try {
@@ -140,8 +140,8 @@ export const nodeFileSystem: FileSystem = {
   },
   readdir: async (path) => fs.readdirSync(path),
   identity: async (path) => {
-    const stat = fs.statSync(path, { bigint: true, throwIfNoEntry: false });
-    return stat === undefined ? ABSENT : identityOf(stat);
+    const stat = fs.statSync(path, { throwIfNoEntry: false });
+    return stat === undefined ? ABSENT : identityOf(stat, () => fs.statSync(path, { bigint: true }));
   },
   watch(path, onEvent, onError) {
     const watcher = fs.watch(path, { persistent: false }, (_event, filename) => onEvent(filename ?? null));
@@ -157,11 +157,11 @@ export const nodeFileSystem: FileSystem = {
  */
 export const threadPoolFileSystem: FileSystem = {
   readFileWithMtime: async (path) => {
-    const before = OPEN_MAY_FOLLOW_LINKS ? regularFile(await fs.promises.lstat(path, { bigint: true }), path) : undefined;
+    const before = OPEN_MAY_FOLLOW_LINKS ? regularFile(await fs.promises.lstat(path), path) : undefined;
     const handle = await fs.promises.open(path, READ_NO_FOLLOW);
     try {
-      const stat = sameFile(regularFile(await handle.stat({ bigint: true }), path), before, path);
-      return { text: await handle.readFile("utf8"), mtimeMs: msOf(stat.mtimeNs), identity: identityOf(stat) };
+      const stat = sameFile(regularFile(await handle.stat(), path), before, path);
+      return { text: await handle.readFile("utf8"), mtimeMs: stat.mtimeMs, identity: identityOf(stat, () => fs.fstatSync(handle.fd, { bigint: true })) };
     } finally {
       await handle.close();
     }
@@ -171,7 +171,7 @@ export const threadPoolFileSystem: FileSystem = {
     try {
       await handle.writeFile(data, "utf8");
       await handle.sync();
-      return identityOf(await handle.stat({ bigint: true }));
+      return identityOf(await handle.stat(), () => fs.fstatSync(handle.fd, { bigint: true }));
     } finally {
       await handle.close();
     }
@@ -187,7 +187,7 @@ export const threadPoolFileSystem: FileSystem = {
   removeDirectory: (path) => fs.promises.rmdir(path),
   inspect: async (path) => {
     try {
-      return pathInfoOf(await fs.promises.lstat(path, { bigint: true }));
+      return pathInfoOf(await fs.promises.lstat(path));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return ABSENT_PATH;
       throw err;
@@ -200,7 +200,7 @@ export const threadPoolFileSystem: FileSystem = {
   readdir: (path) => fs.promises.readdir(path),
   identity: async (path) => {
     try {
-      return identityOf(await fs.promises.stat(path, { bigint: true }));
+      return identityOf(await fs.promises.stat(path), () => fs.statSync(path, { bigint: true }));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return ABSENT;
       throw err;
@@ -277,13 +277,13 @@ export async function overwriteDurably(
     throw err;
   }
   try {
-    const before = fs.fstatSync(fd, { bigint: true });
-    if (!before.isFile() || identityOf(before) !== identity || before.size !== BigInt(bytes.length)) return undefined;
+    const before = fs.fstatSync(fd);
+    if (!before.isFile() || identityOf(before, () => fs.fstatSync(fd, { bigint: true })) !== identity || before.size !== bytes.length) return undefined;
     writing();
     for (let done = 0; done < bytes.length; ) done += await writeAt(fd, bytes, done);
     afterWrite?.();
-    const after = fs.fstatSync(fd, { bigint: true });
-    return { identity: identityOf(after), linked: after.nlink >= 1n };
+    const after = fs.fstatSync(fd);
+    return { identity: identityOf(after, () => fs.fstatSync(fd, { bigint: true })), linked: after.nlink >= 1 };
   } finally {
     fs.closeSync(fd);
   }
@@ -310,11 +310,16 @@ function isNotOurFile(err: unknown): boolean {
 /** The identity of a file that does not exist. */
 export const ABSENT = "absent";
 
-/** Milliseconds as fs.Stats.mtimeMs computes them, so both APIs agree to the last digit. */
-function msOf(ns: bigint): number {
-  return Number(ns / 1_000_000_000n) * 1e3 + Number(ns % 1_000_000_000n) / 1e6;
-}
-
-function identityOf(stat: fs.BigIntStats): string {
-  return `${stat.ino}:${stat.mtimeNs}:${stat.size}`;
+/**
+ * Inode, mtime and size: one version of a file told from another. From the
+ * plain Stats (a BigIntStats costs about 1 KB of garbage per call, several
+ * calls per renewal); its mtime in milliseconds has a resolution of about
+ * 0.25 µs today, far below the time between two writes of one file. An
+ * inode number past 2^53 (large XFS) is not exact as a number: then the
+ * exact stat is taken (`exact`), and that file's identities all come from it.
+ */
+function identityOf(stat: fs.Stats, exact: () => fs.BigIntStats): string {
+  if (Number.isSafeInteger(stat.ino)) return `${stat.ino}:${stat.mtimeMs}:${stat.size}`;
+  const precise = exact();
+  return `${precise.ino}:${precise.mtimeNs}n:${precise.size}`;
 }
