@@ -318,7 +318,7 @@ export const ABSENT = "absent";
  * inode number past 2^53 (large XFS) is not exact as a number: then the
  * exact stat is taken (`exact`), and that file's identities all come from it.
  */
-function identityOf(stat: fs.Stats, exact: () => fs.BigIntStats): string {
+export function identityOf(stat: Pick<fs.Stats, "ino" | "mtimeMs" | "size">, exact: () => Pick<fs.BigIntStats, "ino" | "mtimeNs" | "size">): string {
   if (Number.isSafeInteger(stat.ino)) return `${stat.ino}:${stat.mtimeMs}:${stat.size}`;
   const precise = exact();
   return `${precise.ino}:${precise.mtimeNs}n:${precise.size}`;
