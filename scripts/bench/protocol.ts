@@ -72,6 +72,8 @@ export interface HoldResult {
   kind: "hold";
   /** Leases this process holds now (granted, not reported lost). */
   alive: number;
+  /** Grants this job made. */
+  granted: number;
   /** Grants that failed (an error, or the time ran out before all were made). */
   notGranted: number;
   /** Leases found lost so far (the server answered that the lease is gone, or its stream failed). */

@@ -51,6 +51,7 @@ export class HeldLeases {
     const deadline = sharedNow() + job.timeoutMs;
     let next = this.leases.length;
     let notGranted = 0;
+    let granted = 0;
     // Grants through the streams' clients, `concurrency` at a time; each
     // lease renews from the moment it is granted.
     await Promise.all(
@@ -61,6 +62,7 @@ export class HeldLeases {
           try {
             const key = await client.hold(`${job.prefix}${job.firstIndex + index}`, job.ttlSeconds);
             this.add(key, index);
+            granted++;
           } catch (err) {
             notGranted++;
             this.error(`grant: ${(err as Error).message}`);
@@ -69,7 +71,7 @@ export class HeldLeases {
       }),
     );
     notGranted += Math.max(0, job.count - next);
-    return { kind: "hold", alive: this.alive(), notGranted, lost: this.lost, errors: this.errors.slice(0, 5) };
+    return { kind: "hold", alive: this.alive(), granted, notGranted, lost: this.lost, errors: this.errors.slice(0, 5) };
   }
 
   /** Round trips answered within the window. */

@@ -54,11 +54,9 @@ export async function runHeldSet(ctx: RunContext): Promise<void> {
       `held ${formatNumber(alive)} of ${formatNumber(leases)} leases on ${streams} streams in ${formatNumber(seconds)} s` +
         (notGranted + lost > 0 ? ` (${notGranted} not granted, ${lost} lost: ${results.flatMap((r) => r.errors).slice(0, 2).join("; ")})` : ""),
     );
-    const granted = alive + lost - heldBefore;
-    heldBefore = alive;
+    const granted = results.reduce((sum, r) => sum + r.granted, 0);
     return granted > 0 ? granted / seconds : null;
   };
-  let heldBefore = 0;
 
   const renewalWindow = async (key: string, kind: "renewal-window" | "max-rate", warmupMs: number, measureMs: number) => {
     const run = await runSynchronized(
