@@ -120,12 +120,21 @@ export async function startServiceProcess(options: ServiceProcessOptions): Promi
   const timeout = setTimeout(() => child.kill("SIGKILL"), 20_000);
   try {
     const { grpc, http } = await ready;
+    let stopping = false;
+    // A service that dies by itself (a crash, an abort) fails its test in some
+    // other way, often a connection timeout: say what happened to it.
+    void exited.then((code) => {
+      if (!stopping && !DELIBERATE_ENDS.has(code)) {
+        process.stderr.write(`mcp-lockd (pid ${child.pid}, ${options.runtime ?? testRuntime()}) ended by itself (${code}) after serving; its stderr ended:\n${stderr.slice(-4_000)}\n`);
+      }
+    });
     return {
       child,
       grpcAddress: grpc,
       httpAddress: http,
       stderr: () => stderr,
       async stop(signal = "SIGTERM") {
+        stopping = true;
         if (child.exitCode === null && child.signalCode === null) child.kill(signal);
         return exited;
       },
@@ -134,6 +143,9 @@ export async function startServiceProcess(options: ServiceProcessOptions): Promi
     clearTimeout(timeout);
   }
 }
+
+/** How a test ends a service itself (directly, or through `stop`): a clean exit or a signal a test sends. */
+const DELIBERATE_ENDS = new Set<number | NodeJS.Signals>([0, "SIGTERM", "SIGKILL", "SIGINT"]);
 
 export interface ServiceFixture {
   /** A fresh temp dir (removed by close()). */
