@@ -78,6 +78,20 @@ async function takeGuardAsAnother(dir: string, resource: string, at: number): Pr
   return guard;
 }
 
+/**
+ * "mine" granted r at `now`; its renewal at +4 s rewrites the file in place
+ * and is held after the write and fdatasync, before its result is recorded
+ * (`held.open()` lets it go on).
+ */
+async function renewalHeldAfterItsWrite(f: Fixture, now: number) {
+  const path = join(f.dir, "r.lock");
+  granted(await f.at(now).acquire("r", grant("mine")));
+  const held = f.fs.gate("overwriteSynced", (p) => p === path, { after: true });
+  const renewal = f.at(now + 4_000).renew("r", hashLeaseId("mine"));
+  await withTimeout(held.reached, 5_000, "the rewrite in place");
+  return { held, renewal };
+}
+
 /** Sets a path's mtime (and atime) `ageMs` into the past. */
 async function backdate(path: string, ageMs: number): Promise<void> {
   const when = new Date(Date.now() - ageMs);
@@ -281,11 +295,8 @@ test("a renewal or read while a rewrite in place is between its write and its an
   try {
     const now = Date.now();
     const path = join(f.dir, "r.lock");
-    granted(await f.at(now).acquire("r", grant("mine")));
-    // The renewal at +4 s is held after its write and fdatasync, before its result is recorded.
-    held = f.fs.gate("overwriteSynced", (p) => p === path, { after: true });
-    const first = f.at(now + 4_000).renew("r", hashLeaseId("mine"));
-    await withTimeout(held.reached, 5_000, "the rewrite in place");
+    let first: Promise<LeaseRecord | undefined>;
+    ({ held, renewal: first } = await renewalHeldAfterItsWrite(f, now));
     const rewritten = await readFile(path);
     assert.equal((await assertValidLeaseFile(path)).renewed_at, new Date(now + 4_000).toISOString(), "the write has happened");
     // Someone else's fresh guard: a renewal that took the guarded path would wait for it.
@@ -315,10 +326,8 @@ test("a read that catches our own rewrite in place half written waits for it, an
   try {
     const now = Date.now();
     const path = join(f.dir, "r.lock");
-    granted(await f.at(now).acquire("r", grant("mine")));
-    held = f.fs.gate("overwriteSynced", (p) => p === path, { after: true });
-    const renewal = f.at(now + 4_000).renew("r", hashLeaseId("mine"));
-    await withTimeout(held.reached, 5_000, "the rewrite in place");
+    let renewal: Promise<LeaseRecord | undefined>;
+    ({ held, renewal } = await renewalHeldAfterItsWrite(f, now));
     // What a reader can see while a write lands: the new text's first half over the old one.
     const whole = await readFile(path);
     const fd = openSync(path, "r+");
