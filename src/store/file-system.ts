@@ -1,5 +1,6 @@
 import * as fs from "node:fs";
 import type { FSWatcher } from "node:fs";
+import type { FsyncPlacement } from "./fsync-placement.ts";
 
 /**
  * The file operations LeaseFileStore uses, injectable so tests can make any of
@@ -94,11 +95,12 @@ function pathInfoOf(stat: fs.Stats | undefined): PathInfo {
   return { kind, mtimeMs: stat.mtimeMs };
 }
 
-// The default implementation makes synchronous calls behind the async
-// interface. Each call takes microseconds on a local disk (an fsync a fraction
-// of a millisecond), and measured here a synchronous durable write costs about
-// half of the same through fs.promises, whose thread-pool round trips dominate.
-// See docs/performance.md.
+// Synchronous calls behind the async interface. Each call takes microseconds
+// on a local disk, and measured here a synchronous durable write costs about
+// half of the same through fs.promises, whose thread-pool round trips
+// dominate. The store's default is this with its fsyncs, the calls that wait
+// for the disk, placed by fileSystemPlacingFsyncs (below). See
+// docs/performance.md.
 export const nodeFileSystem: FileSystem = {
   readFileWithMtime: async (path) => {
     const before = OPEN_MAY_FOLLOW_LINKS ? regularFile(fs.lstatSync(path), path) : undefined;
@@ -110,16 +112,7 @@ export const nodeFileSystem: FileSystem = {
       fs.closeSync(fd);
     }
   },
-  writeNewFileSynced: async (path, data) => {
-    const fd = fs.openSync(path, "wx", 0o644);
-    try {
-      fs.writeFileSync(fd, data, "utf8");
-      fs.fsyncSync(fd);
-      return identityOf(fs.fstatSync(fd), () => fs.fstatSync(fd, { bigint: true }));
-    } finally {
-      fs.closeSync(fd);
-    }
-  },
+  writeNewFileSynced: (path, data) => writeNewFile(path, data, fs.fsyncSync),
   overwriteSynced: (path, identity, data, writing) => overwriteDurably(path, identity, data, writing),
   rename: async (from, to) => fs.renameSync(from, to),
   link: async (from, to) => fs.linkSync(from, to),
@@ -193,7 +186,7 @@ export const threadPoolFileSystem: FileSystem = {
       throw err;
     }
   },
-  syncDirectory: (path) => coalescedDirectorySync(path),
+  syncDirectory: (path) => sharedDirectorySync.sync(path),
   mkdir: async (path) => {
     await fs.promises.mkdir(path, { recursive: true });
   },
@@ -209,48 +202,98 @@ export const threadPoolFileSystem: FileSystem = {
   watch: (path, onEvent, onError) => nodeFileSystem.watch(path, onEvent, onError),
 };
 
-async function syncDirectoryOnce(path: string): Promise<void> {
-  const handle = await fs.promises.open(path, "r");
+/** Creates `path` exclusively, writes `data` and syncs it with `fsync`: the calls around the fsync are synchronous. */
+async function writeNewFile(path: string, data: string, fsync: (fd: number) => void | Promise<void>): Promise<string> {
+  const fd = fs.openSync(path, "wx", 0o644);
   try {
-    await handle.sync();
+    fs.writeFileSync(fd, data, "utf8");
+    await fsync(fd);
+    return identityOf(fs.fstatSync(fd), () => fs.fstatSync(fd, { bigint: true }));
   } finally {
-    await handle.close();
+    fs.closeSync(fd);
   }
 }
 
-interface DirectorySync {
-  running: Promise<void>;
-  /** The fsync that starts when `running` ends, shared by everyone who asked meanwhile. */
-  next?: Promise<void>;
+/** fsync of an open file on the thread pool. */
+function fsyncOnPool(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fs.fsync(fd, (err) => (err ? reject(err) : resolve())));
 }
 
-const directorySyncs = new Map<string, DirectorySync>();
+/** One fsync of a directory: opened and closed on the event loop (metadata, microseconds), synced on the pool. */
+export async function syncDirectoryOnPool(path: string): Promise<void> {
+  const fd = fs.openSync(path, "r");
+  try {
+    await fsyncOnPool(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
 
 /**
  * Group commit for directory fsyncs: a caller's rename is durable once an
  * fsync of the dir that *started after* the rename has finished. While one
  * runs, later callers share the single next one instead of queueing an fsync
- * each, so concurrent background writes cost one directory fsync per batch.
+ * each, so concurrent writes cost one directory fsync per batch.
  */
-function coalescedDirectorySync(path: string): Promise<void> {
-  const current = directorySyncs.get(path);
-  if (current === undefined) return startDirectorySync(path);
-  // The running fsync may have started before our rename: wait for the next.
-  current.next ??= current.running.then(
-    () => startDirectorySync(path),
-    () => startDirectorySync(path),
-  );
-  return current.next;
+export class SharedDirectorySync {
+  private readonly syncs = new Map<string, { running: Promise<void>; next?: Promise<void> }>();
+
+  constructor(private readonly syncOnce: (path: string) => Promise<void> = syncDirectoryOnPool) {}
+
+  sync(path: string): Promise<void> {
+    const current = this.syncs.get(path);
+    if (current === undefined) return this.start(path);
+    // The running fsync may have started before our rename: wait for the next.
+    current.next ??= current.running.then(
+      () => this.start(path),
+      () => this.start(path),
+    );
+    return current.next;
+  }
+
+  private start(path: string): Promise<void> {
+    const entry: { running: Promise<void>; next?: Promise<void> } = { running: this.syncOnce(path) };
+    this.syncs.set(path, entry);
+    const forget = () => {
+      if (this.syncs.get(path) === entry && entry.next === undefined) this.syncs.delete(path);
+    };
+    entry.running.then(forget, forget);
+    return entry.running;
+  }
 }
 
-function startDirectorySync(path: string): Promise<void> {
-  const entry: DirectorySync = { running: syncDirectoryOnce(path) };
-  directorySyncs.set(path, entry);
-  const forget = () => {
-    if (directorySyncs.get(path) === entry && entry.next === undefined) directorySyncs.delete(path);
+/** Shared by every writer of the process that syncs on the pool: background rewrites and pooled grants batch together. */
+const sharedDirectorySync = new SharedDirectorySync();
+
+/**
+ * nodeFileSystem with its two fsyncs (a new file's, a directory's) placed by
+ * `placement` (see fsync-placement.ts): on the event loop, or on the thread
+ * pool with directory fsyncs shared (group commit). A new file's fsync is
+ * timed, for metrics (a shared directory fsync's wait is not one fsync's
+ * time). Tests inject the shared directory fsyncs and the file fsync on the
+ * pool.
+ */
+export function fileSystemPlacingFsyncs(
+  placement: FsyncPlacement,
+  { directories = sharedDirectorySync, fsyncFileOnPool = fsyncOnPool }: { directories?: SharedDirectorySync; fsyncFileOnPool?: (fd: number, path: string) => Promise<void> } = {},
+): FileSystem {
+  return {
+    ...nodeFileSystem,
+    writeNewFileSynced: (path, data) =>
+      writeNewFile(path, data, async (fd) => {
+        const onPool = placement.onPool;
+        const alone = placement.alone;
+        const start = performance.now();
+        if (onPool) await fsyncFileOnPool(fd, path);
+        else fs.fsyncSync(fd);
+        placement.took(onPool, performance.now() - start, alone);
+      }),
+    syncDirectory: (path) => {
+      const onPool = placement.onPool;
+      placement.took(onPool);
+      return onPool ? directories.sync(path) : nodeFileSystem.syncDirectory(path);
+    },
   };
-  entry.running.then(forget, forget);
-  return entry.running;
 }
 
 /**

@@ -7,7 +7,8 @@ import { StoreFailureError } from "../core/errors.ts";
 import type { AcquireOutcome, HandOverOutcome, LeaseStore } from "../core/lease-store.ts";
 import { CommitConflictError } from "./commit-conflict.ts";
 import { FenceCounter } from "./fence-counter.ts";
-import { ABSENT, nodeFileSystem, sameFileAndSize, threadPoolFileSystem, type FileSystem, type OverwriteResult } from "./file-system.ts";
+import { ABSENT, fileSystemPlacingFsyncs, sameFileAndSize, threadPoolFileSystem, type FileSystem, type OverwriteResult } from "./file-system.ts";
+import { FsyncPlacement, type FsyncMode } from "./fsync-placement.ts";
 import { Guard, type GuardHold } from "./guard.ts";
 import { HorizonRewrites } from "./horizon-rewrites.ts";
 import { LEASE_FILE_VERSION, parseLeaseFile, serializeLease, tokenOfAnyLeaseText } from "./lease-file-format.ts";
@@ -35,7 +36,9 @@ export interface LeaseFileStoreOptions {
    * event loop, which otherwise go through the thread pool (see background).
    */
   fs?: FileSystem;
-  /** Told when a guard is broken or a left-over file removed. */
+  /** Where the grants' fsyncs run (fsync-placement.ts; default auto). Not used with `fs`. */
+  fsync?: FsyncMode;
+  /** Told when a guard is broken or a left-over file removed, and when `--fsync auto` finds the disk slow or fast again. */
   onWarning?: (message: string) => void;
   /**
    * The manager's clock: lease times, the guard's staleness and the commit
@@ -68,6 +71,8 @@ export class LeaseFileStore implements LeaseStore {
   readonly location: string;
   private readonly layout: LockDirLayout;
   private readonly fs: FileSystem;
+  /** Where the fsyncs of grants and hand-overs run, and how many ran where (undefined with an injected file system). */
+  readonly fsyncs: FsyncPlacement | undefined;
   /** The event loop's file calls, and the thread pool's for work nobody waits for. */
   private readonly io: StoreIo;
   private readonly background: StoreIo;
@@ -88,8 +93,18 @@ export class LeaseFileStore implements LeaseStore {
   constructor(options: LeaseFileStoreOptions) {
     this.layout = new LockDirLayout(options.dir);
     this.location = options.dir;
-    this.fs = options.fs ?? nodeFileSystem;
     this.warn = options.onWarning ?? (() => {});
+    if (options.fs !== undefined) this.fs = options.fs;
+    else {
+      this.fsyncs = new FsyncPlacement(options.fsync ?? "auto", (slow, averageMs) =>
+        this.warn(
+          `lone fsyncs now take ${averageMs.toFixed(1)} ms on average: ` +
+            (slow ? "every fsync runs on the thread pool, so that other requests go on meanwhile" : "a write alone fsyncs on the event loop again") +
+            " (--fsync auto)",
+        ),
+      );
+      this.fs = fileSystemPlacingFsyncs(this.fsyncs);
+    }
     this.pauseHook = options.pauseHook;
     const clock = (this.clock = options.clock ?? systemClock);
     const ioOf = (fs: FileSystem): StoreIo => ({
@@ -641,6 +656,7 @@ export class LeaseFileStore implements LeaseStore {
     for (let attempt = 1; ; attempt++) {
       const hold = await io.guard.take(path, resource, options.wait);
       if (hold === undefined) return undefined;
+      const ended = this.fsyncs?.beginWrite();
       try {
         return await work(hold);
       } catch (err) {
@@ -650,6 +666,7 @@ export class LeaseFileStore implements LeaseStore {
           throw new StoreFailureError(`${resource} kept changing under the guard (${err.message}); gave up after ${attempt} attempts`, path);
         }
       } finally {
+        ended?.();
         await hold.release().catch((err: Error) => this.warn(`releasing guard ${path} failed: ${err.message}`));
       }
     }
