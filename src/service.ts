@@ -18,6 +18,7 @@ import type { FileSystem } from "./store/file-system.ts";
 import { LeaseFileStore } from "./store/lease-file-store.ts";
 import type { StoreKind } from "./store/store-kind.ts";
 import { stopHookFromEnv } from "./store/stop-hook.ts";
+import type { FsyncMode, FsyncPlacement } from "./store/fsync-placement.ts";
 import { VERSION } from "./cli/version.ts";
 import { grpcMetricsInterceptor } from "./metrics/grpc-metrics-interceptor.ts";
 import { instrumentStore } from "./metrics/instrumented-store.ts";
@@ -43,6 +44,8 @@ export interface ServiceOptions {
   onGrpcListening?: (address: string) => void;
   /** The file operations of the lease store (tests inject faults and gates). */
   fs?: FileSystem;
+  /** Where the file store's fsyncs run (default auto; see fsync-placement.ts). */
+  fsync?: FsyncMode;
   /** Serve gRPC and HTTP over TLS (mutual TLS with clientCertAuth). */
   tls?: TlsFiles;
   /** Turns authorization on: principals, tokens and grants (docs/security.md). */
@@ -109,6 +112,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   const limits: ServiceLimits = { ...DEFAULT_SERVICE_LIMITS, ...options.limits };
   const manager = new LockManager({ store, log, clock: systemClock, limits });
   metrics?.attach(manager);
+  if (opened.fsyncs) metrics?.attachFsyncs(opened.fsyncs);
   if (logger) logLockEvents(manager, logger);
   const onRejected = logger ? logRejectedCalls(logger) : undefined;
   const interceptors = metrics ? [grpcMetricsInterceptor(metrics, onRejected)] : onRejected ? [rejectedCallInterceptor(onRejected)] : [];
@@ -187,6 +191,8 @@ interface OpenedStore {
   location: string;
   /** Closes the connections to etcd (after the manager closed the store); nothing for the file store. */
   disconnect(): void;
+  /** The file store's fsync placement (for metrics); undefined with etcd or an injected file system. */
+  fsyncs?: FsyncPlacement;
 }
 
 /** The lease files in `lockDir`, or etcd (its TLS files read now). */
@@ -194,10 +200,11 @@ async function openStore(options: ServiceOptions, warn: (message: string) => voi
   if (options.etcd === undefined) {
     if (options.lockDir === undefined) throw new Error("no store: give a lock dir (lease files) or etcd settings");
     const lockDir = resolve(options.lockDir);
-    const store = new LeaseFileStore({ dir: lockDir, onWarning: warn, fs: options.fs, pauseHook: stopHookFromEnv(process.env), clock: systemClock });
-    return { kind: "file", store, lockDir, location: lockDir, disconnect: () => {} };
+    const store = new LeaseFileStore({ dir: lockDir, onWarning: warn, fs: options.fs, fsync: options.fsync, pauseHook: stopHookFromEnv(process.env), clock: systemClock });
+    return { kind: "file", store, lockDir, location: lockDir, disconnect: () => {}, fsyncs: store.fsyncs };
   }
   if (options.lockDir !== undefined) throw new Error("a lock dir and etcd were both given: one deployment uses one store");
+  if (options.fsync !== undefined) throw new Error("fsync placement is for the lease-file store; etcd makes its own writes durable");
   checkEtcdStoreSettings(options.etcd);
   const client = new EtcdClient({ endpoints: options.etcd.endpoints, tls: await readEtcdTls(options.etcd) });
   const store = new EtcdLeaseStore({ client, prefix: options.etcd.prefix, tokenFloor: options.etcd.tokenFloor, clock: systemClock, onWarning: warn });

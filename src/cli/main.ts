@@ -27,6 +27,7 @@ Usage:
 serve options (flag, then environment variable, then default):
   --store file|etcd       MCP_LOCKD_STORE        ${SERVE_DEFAULTS.store}: lease files in --lock-dir; etcd for replicas on several hosts
   --lock-dir DIR          MCP_LOCKD_DIR          ${SERVE_DEFAULTS.lockDir} (--store file only)
+  --fsync auto|pool|loop  MCP_LOCKD_FSYNC        ${SERVE_DEFAULTS.fsync}: the file store's fsyncs on the thread pool when writes overlap or the disk is slow (--store file only)
   --store etcd (docs/etcd.md); each etcd option needs it, and --lock-dir goes without it:
   --etcd-endpoints URL,...  MCP_LOCKD_ETCD_ENDPOINTS  etcd members: http://HOST:PORT, or https:// for TLS
   --etcd-prefix P         MCP_LOCKD_ETCD_PREFIX       ${SERVE_DEFAULTS.etcdPrefix} (every key of this deployment)

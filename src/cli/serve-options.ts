@@ -7,10 +7,13 @@ import { EtcdConfigError } from "../store/etcd/etcd-client.ts";
 import { DEFAULT_ETCD_PREFIX } from "../store/etcd/etcd-lease-store.ts";
 import { checkEtcdStoreSettings, type EtcdStoreSettings } from "../store/etcd/etcd-store-settings.ts";
 import { STORE_KINDS, type StoreKind } from "../store/store-kind.ts";
+import { FSYNC_MODES, type FsyncMode } from "../store/fsync-placement.ts";
 
 export interface ServeOptions {
   /** The lease files' dir: the file store (the default). Absent with `etcd`. */
   lockDir?: string;
+  /** Where the file store's fsyncs run (--fsync); absent with `etcd`. */
+  fsync?: FsyncMode;
   /** The etcd store instead (--store etcd). */
   etcd?: EtcdStoreSettings;
   grpcListen: string;
@@ -49,6 +52,7 @@ const ETCD_FLAGS = {
 export const SERVE_DEFAULTS = {
   store: "file" as StoreKind,
   lockDir: "./.mcp-gateway",
+  fsync: "auto" as FsyncMode,
   etcdPrefix: DEFAULT_ETCD_PREFIX,
   grpcListen: DEFAULT_ADDRESS,
   httpListen: "127.0.0.1:8000",
@@ -64,6 +68,7 @@ export function parseServeOptions(args: string[], env: NodeJS.ProcessEnv): Serve
     options: {
       store: { type: "string" },
       "lock-dir": { type: "string" },
+      fsync: { type: "string" },
       ...Object.fromEntries(Object.keys(ETCD_FLAGS).map((flag) => [flag, { type: "string" as const }])),
       "grpc-listen": { type: "string" },
       "http-listen": { type: "string" },
@@ -113,7 +118,7 @@ export function parseServeOptions(args: string[], env: NodeJS.ProcessEnv): Serve
 }
 
 /** --store and what goes with it: a lock dir for the file store, endpoints and the rest for etcd. */
-function parseStore(values: Record<string, unknown>, env: NodeJS.ProcessEnv): { lockDir: string } | { etcd: EtcdStoreSettings } {
+function parseStore(values: Record<string, unknown>, env: NodeJS.ProcessEnv): { lockDir: string; fsync: FsyncMode } | { etcd: EtcdStoreSettings } {
   const flag = (name: string) => (typeof values[name] === "string" ? (values[name] as string) : undefined);
   const store = oneOf("--store", flag("store") ?? (env.MCP_LOCKD_STORE || undefined) ?? SERVE_DEFAULTS.store, STORE_KINDS);
   // Each etcd setting, from its flag or else its variable, with where it came from (for messages).
@@ -126,11 +131,16 @@ function parseStore(values: Record<string, unknown>, env: NodeJS.ProcessEnv): { 
   if (store === "file") {
     const [first] = etcd.values();
     if (first) throw new Error(`${first.from} is for --store etcd; the store is file (--store, MCP_LOCKD_STORE)`);
-    return { lockDir: flag("lock-dir") ?? env.MCP_LOCKD_DIR ?? SERVE_DEFAULTS.lockDir };
+    return {
+      lockDir: flag("lock-dir") ?? env.MCP_LOCKD_DIR ?? SERVE_DEFAULTS.lockDir,
+      fsync: oneOf("--fsync", flag("fsync") ?? (env.MCP_LOCKD_FSYNC || undefined) ?? SERVE_DEFAULTS.fsync, FSYNC_MODES),
+    };
   }
   // One deployment uses one store: a lock dir beside etcd would be ignored, so it is refused.
   const lockDirFrom = flag("lock-dir") !== undefined ? "--lock-dir" : env.MCP_LOCKD_DIR ? "MCP_LOCKD_DIR" : undefined;
   if (lockDirFrom) throw new Error(`${lockDirFrom} is for --store file; with --store etcd the leases live in etcd, not in a lock dir`);
+  const fsyncFrom = flag("fsync") !== undefined ? "--fsync" : env.MCP_LOCKD_FSYNC ? "MCP_LOCKD_FSYNC" : undefined;
+  if (fsyncFrom) throw new Error(`${fsyncFrom} is for --store file; etcd makes its own writes durable`);
   const endpoints = etcd.get("etcd-endpoints");
   if (!endpoints) throw new Error("--store etcd needs --etcd-endpoints http://HOST:PORT[,http://HOST:PORT...] (or MCP_LOCKD_ETCD_ENDPOINTS)");
   const floor = etcd.get("etcd-token-floor");

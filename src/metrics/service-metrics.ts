@@ -1,4 +1,5 @@
-import { collectDefaultMetrics, Gauge, Registry } from "prom-client";
+import { collectDefaultMetrics, Counter, Gauge, Registry } from "prom-client";
+import type { FsyncPlacement } from "../store/fsync-placement.ts";
 import type { LockEvent } from "../core/lock-events.ts";
 import type { LockManager } from "../core/lock-manager.ts";
 import { HotCounter, HotHistogram } from "./hot-metrics.ts";
@@ -184,6 +185,29 @@ export class ServiceMetrics {
       registers: [this.registry],
       async collect() {
         this.set((await self.storeUp(manager)) ? 1 : 0);
+      },
+    });
+  }
+
+  /** Where the file store's fsyncs ran, and how long they take (--fsync). */
+  attachFsyncs(placement: FsyncPlacement): void {
+    new Counter({
+      name: "mcplockd_fsyncs_total",
+      help: "fsyncs of the lease-file store's grants and hand-overs, by where they ran (loop: the event loop; pool: the thread pool).",
+      labelNames: ["on"] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc({ on: "loop" }, placement.counts.loop);
+        this.inc({ on: "pool" }, placement.counts.pool);
+      },
+    });
+    new Gauge({
+      name: "mcplockd_fsync_seconds_average",
+      help: "Moving average of the last ten or so fsyncs of new lease files, with any wait for a thread-pool thread: how slow the disk is.",
+      registers: [this.registry],
+      collect() {
+        this.set((placement.averageMs ?? 0) / 1000);
       },
     });
   }

@@ -40,6 +40,15 @@ test("--store file is the default and keeps the lock dir; --store etcd takes end
   assert.deepEqual(full.etcd, { endpoints: ["https://a:2379"], prefix: "/team/locks/", cacertFile: "ca.pem", certFile: "c.pem", keyFile: "k.pem", tokenFloor: 4096 });
 });
 
+test("--fsync places the file store's fsyncs: auto by default, pool or loop on request, from the flag or MCP_LOCKD_FSYNC", () => {
+  assert.equal(parseServeOptions([], {}).fsync, "auto");
+  assert.equal(parseServeOptions(["--fsync", "loop"], {}).fsync, "loop");
+  assert.equal(parseServeOptions(["--fsync", "pool"], {}).fsync, "pool");
+  assert.equal(parseServeOptions([], { MCP_LOCKD_FSYNC: "loop" }).fsync, "loop");
+  assert.equal(parseServeOptions(["--fsync", "pool"], { MCP_LOCKD_FSYNC: "loop" }).fsync, "pool", "the flag beats the variable");
+  assert.equal(parseServeOptions(ETCD, {}).fsync, undefined);
+});
+
 test("the environment configures the etcd store too, and flags win over it", () => {
   const env = {
     MCP_LOCKD_STORE: "etcd",
@@ -68,6 +77,9 @@ const USAGE_ERRORS: Array<[string[], Record<string, string>, RegExp[]]> = [
   [["--store", "etcd", "--etcd-endpoints", "http://a:1,https://b:2"], {}, [/mix http:\/\/ and https:\/\//]],
   [["--store", "etcd", "--etcd-endpoints", "http://a:1,a:1"], {}, [/listed twice/]],
   [[...ETCD, "--etcd-cacert", "ca.pem"], {}, [/TLS options given with http:\/\//]],
+  [["--fsync", "sometimes"], {}, [/--fsync/, /"sometimes"/, /auto, pool, loop/]],
+  [[...ETCD, "--fsync", "loop"], {}, [/--fsync is for --store file/]],
+  [ETCD, { MCP_LOCKD_FSYNC: "auto" }, [/MCP_LOCKD_FSYNC is for --store file/]],
   [["--store", "etcd", "--etcd-endpoints", "https://a:1", "--etcd-cert", "c.pem"], {}, [/certificate needs its key/]],
   [[...ETCD, "--etcd-prefix", "/no-slash"], {}, [/--etcd-prefix/, /"\/no-slash"/, /end with "\/"/]],
   [[...ETCD, "--etcd-token-floor=-1"], {}, [/--etcd-token-floor/, /"-1"/, /whole number/]],

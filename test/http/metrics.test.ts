@@ -71,6 +71,8 @@ describe("GET /metrics", () => {
       ["mcplockd_keepalive_streams", "gauge"],
       ["mcplockd_unreadable_lease_files", "gauge"],
       ["mcplockd_store_up", "gauge"],
+      ["mcplockd_fsyncs_total", "counter"],
+      ["mcplockd_fsync_seconds_average", "gauge"],
       ["mcplockd_build_info", "gauge"],
       ["mcplockd_acquire_wait_seconds", "histogram"],
       ["mcplockd_lease_held_seconds", "histogram"],
@@ -130,6 +132,10 @@ describe("GET /metrics", () => {
     assert.equal(delta("mcplockd_store_op_duration_seconds_count", { op: "handOver" }), 1);
     assert.equal(valueOf(samples, "mcplockd_waiters"), 0);
     assert.equal(valueOf(samples, "mcplockd_keepalive_streams"), 0);
+    // Two grants (one a hand-over), each a temp file, a counter and a lock-dir fsync, wherever --fsync auto put them.
+    const fsyncs = delta("mcplockd_fsyncs_total", { on: "pool" }) + delta("mcplockd_fsyncs_total", { on: "loop" });
+    assert.ok(fsyncs >= 6, `${fsyncs} fsyncs counted`);
+    assert.ok(valueOf(samples, "mcplockd_fsync_seconds_average") > 0);
     const acquire = { grpc_service: "mcplockd.v1.LockService", grpc_method: "Acquire", grpc_type: "unary" };
     assert.equal(delta("grpc_server_started_total", acquire), 3);
     assert.equal(delta("grpc_server_handled_total", { ...acquire, grpc_code: "OK" }), 2);
