@@ -26,6 +26,10 @@ export function startMcpLockd(runtime: McpLockdRuntime, lockDir: string | { etcd
   // BENCH_MCP_LOCKD_METRICS=off measures the service without its Prometheus
   // metrics (docs/operations.md gives both; the default is on, as users run it).
   if (process.env.BENCH_MCP_LOCKD_METRICS === "off") args.push("--metrics", "off");
+  // BENCH_MCP_LOCKD_FSYNC=loop|pool: the file store's fsyncs on the event loop
+  // or the thread pool (the default), to measure one against the other.
+  const fsync = process.env.BENCH_MCP_LOCKD_FSYNC;
+  if (fsync !== undefined && typeof lockDir === "string") args.push("--fsync", fsync);
   // BENCH_MCP_LOCKD_TRACE=FILE: where renewals spend their time, every 2 s,
   // by scripts/trace-renewals.mjs preloaded into the server (node runtime only).
   const trace = process.env.BENCH_MCP_LOCKD_TRACE;
