@@ -9,7 +9,8 @@
  *   began in the same turn of the event loop (so independent resources never
  *   wait for each other's fsyncs), and while lone fsyncs average
  *   SLOW_FSYNC_MS or more (a throttled or networked disk, where even a lone
- *   fsync would stall every request); on the loop otherwise.
+ *   fsync would stall every request: then the other calls that change the
+ *   file system go to the pool as well); on the loop otherwise.
  * Measured side by side in docs/performance.md ("fsyncs off the event loop").
  */
 export const FSYNC_MODES = ["auto", "pool", "loop"] as const;
@@ -22,12 +23,24 @@ export const SLOW_FSYNC_MS = 2;
 export const FAST_FSYNC_MS = 1;
 /** Weight of the newest fsync in the moving averages: about the last ten count. */
 const NEWEST_WEIGHT = 0.1;
+/** Lone fsyncs `auto` waits for before it calls the disk slow: a new dir's first fsync alone can take a few ms. */
+const MIN_LONE_FSYNCS = 5;
 
-const average = (previous: number | undefined, ms: number) => (previous === undefined ? ms : previous + NEWEST_WEIGHT * (ms - previous));
+/** A moving average whose first samples weigh as in a plain mean, so that the very first does not count for ten. */
+class MovingAverage {
+  value: number | undefined;
+  samples = 0;
+
+  add(ms: number): number {
+    this.samples++;
+    const weight = Math.max(NEWEST_WEIGHT, 1 / this.samples);
+    return (this.value = this.value === undefined ? ms : this.value + weight * (ms - this.value));
+  }
+}
 
 export class FsyncPlacement {
-  #averageMs: number | undefined;
-  #loneAverageMs: number | undefined;
+  readonly #all = new MovingAverage();
+  readonly #lone = new MovingAverage();
   #slow = false;
   /** Writes between beginWrite and its end. */
   #inFlight = 0;
@@ -63,6 +76,18 @@ export class FsyncPlacement {
     return this.#slow || !this.alone;
   }
 
+  /**
+   * `auto` on a slow disk: every file call that changes the file system
+   * (create, rename, link, unlink, mkdir, rmdir) goes to the pool, not only
+   * the fsyncs. There even a rename or an unlink can wait for half a second
+   * (ext4's journal waits for the data writes before it), which the event
+   * loop must not; on a fast disk the pool's round trips would cost more
+   * than those calls take. Reads never wait for the journal and stay.
+   */
+  get everyCallOnPool(): boolean {
+    return this.mode === "auto" && this.#slow;
+  }
+
   /** No other write in flight or begun in this turn: only a lone fsync's time says how fast the disk is. */
   get alone(): boolean {
     return this.#inFlight <= 1 && this.#thisTurn <= 1;
@@ -70,16 +95,17 @@ export class FsyncPlacement {
 
   /** Moving average of the timed fsyncs' durations (ms; on the pool with the wait for a thread), undefined before the first. */
   get averageMs(): number | undefined {
-    return this.#averageMs;
+    return this.#all.value;
   }
 
   /** Records one fsync: where it ran, and how long it took when it was timed (`alone`: no other write beside it). */
   took(onPool: boolean, ms?: number, alone = false): void {
     this.counts[onPool ? "pool" : "loop"]++;
     if (ms === undefined) return;
-    this.#averageMs = average(this.#averageMs, ms);
+    this.#all.add(ms);
     if (!alone) return;
-    const lone = (this.#loneAverageMs = average(this.#loneAverageMs, ms));
+    const lone = this.#lone.add(ms);
+    if (this.#lone.samples < MIN_LONE_FSYNCS) return;
     const slow = this.#slow ? lone >= FAST_FSYNC_MS : lone >= SLOW_FSYNC_MS;
     if (slow === this.#slow) return;
     this.#slow = slow;

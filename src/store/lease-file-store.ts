@@ -99,7 +99,9 @@ export class LeaseFileStore implements LeaseStore {
       this.fsyncs = new FsyncPlacement(options.fsync ?? "auto", (slow, averageMs) =>
         this.warn(
           `lone fsyncs now take ${averageMs.toFixed(1)} ms on average: ` +
-            (slow ? "every fsync runs on the thread pool, so that other requests go on meanwhile" : "a write alone fsyncs on the event loop again") +
+            (slow
+              ? "every fsync, and every call that changes the lock dir, runs on the thread pool, so that other requests go on meanwhile"
+              : "a write alone fsyncs on the event loop again") +
             " (--fsync auto)",
         ),
       );

@@ -9,7 +9,7 @@ import * as fs from "node:fs";
 import { basename, resolve } from "node:path";
 import { hashLeaseId } from "../../src/core/lease-id.ts";
 import type { LeaseGrant } from "../../src/core/lease.ts";
-import { fileSystemPlacingFsyncs, SharedDirectorySync, syncDirectoryOnPool, type FileSystem } from "../../src/store/file-system.ts";
+import { fileSystemPlacingFsyncs, SharedDirectorySync, syncDirectoryOnPool, threadPoolFileSystem, type FileSystem } from "../../src/store/file-system.ts";
 import { FAST_FSYNC_MS, FsyncPlacement, SLOW_FSYNC_MS } from "../../src/store/fsync-placement.ts";
 import { LeaseFileStore } from "../../src/store/lease-file-store.ts";
 import { makeTempDir } from "../helpers/temp-dir.ts";
@@ -181,6 +181,8 @@ test("auto: lone fsyncs averaging SLOW_FSYNC_MS move every fsync to the pool, an
   for (let i = 0; i < 20; i++) placement.took(true, 50, false);
   assert.equal(placement.onPool, false, "slow fsyncs beside others (queued) do not make the disk slow");
   assert.deepEqual(changes, []);
+  for (let i = 0; i < 4; i++) placement.took(false, SLOW_FSYNC_MS + 1, true);
+  assert.equal(placement.onPool, false, "four lone fsyncs are too few to judge the disk by");
   placement.took(false, SLOW_FSYNC_MS + 1, true);
   assert.deepEqual(changes, [[true, SLOW_FSYNC_MS + 1]]);
   assert.equal(placement.onPool, true, "a slow disk: even a write alone fsyncs on the pool");
@@ -193,10 +195,55 @@ test("auto: lone fsyncs averaging SLOW_FSYNC_MS move every fsync to the pool, an
   assert.equal(changes.length, 2);
   assert.equal(changes[1]![0], false);
   assert.ok(changes[1]![1] < FAST_FSYNC_MS);
-  assert.deepEqual(placement.counts, { loop: 1, pool: 20 + fast });
+  assert.deepEqual(placement.counts, { loop: 5, pool: 20 + fast });
+  // A new dir's first fsync alone may be slow: it weighs as one of the first five, not as ten.
+  const fresh = new FsyncPlacement("auto");
+  fresh.took(false, 3, true);
+  for (let i = 0; i < 4; i++) fresh.took(false, 0.3, true);
+  assert.equal(fresh.onPool, false, `one slow first fsync among five (average ${fresh.averageMs} ms)`);
   // Forced modes follow the disk's average too (for metrics) but never move.
   const loop = new FsyncPlacement("loop", () => assert.fail("loop moved"));
   loop.took(false, 100, true);
   assert.equal(loop.onPool, false);
   assert.equal(loop.averageMs, 100);
+});
+
+test("auto on a slow disk: every file call that changes the file system goes to the thread pool (reads stay), and back on the event loop once the disk is fast", async () => {
+  const temp = await makeTempDir();
+  const pooled: string[] = [];
+  const countingPool = Object.fromEntries(
+    Object.entries(threadPoolFileSystem).map(([name, call]) => [name, (...args: unknown[]) => (pooled.push(name), (call as (...a: unknown[]) => unknown)(...args))]),
+  ) as unknown as FileSystem;
+  const placement = new FsyncPlacement("auto");
+  const store = new LeaseFileStore({ dir: temp.path, fs: fileSystemPlacingFsyncs(placement, { pool: countingPool }) });
+  try {
+    await store.open();
+    await granted(store, "before");
+    assert.equal(pooled.join(", "), "", `a fast disk: nothing on the pool (${placement.averageMs} ms)`);
+
+    // Lone fsyncs of 10 ms, until the average (which has the first grant's fast ones) says slow.
+    for (let i = 0; !placement.everyCallOnPool; i++) {
+      assert.ok(i < 30, "never slow");
+      placement.took(false, SLOW_FSYNC_MS * 5, true);
+    }
+    await granted(store, "slow");
+    assert.equal(await store.release("slow", grantFor("slow").leaseIdHash), true);
+    for (const call of ["makeDirectory", "rename", "link", "unlink", "removeDirectory"]) {
+      assert.ok(pooled.includes(call), `${call} was not on the pool: ${pooled.join(", ")}`);
+    }
+    for (const call of ["readFileWithMtime", "identity", "inspect"]) {
+      assert.ok(!pooled.includes(call), `${call}, a read, went to the pool: ${pooled.join(", ")}`);
+    }
+    assert.ok(placement.counts.pool >= 3, "and the fsyncs");
+
+    while (placement.everyCallOnPool) placement.took(true, 0, true);
+    pooled.length = 0;
+    await granted(store, "after");
+    assert.equal(pooled.join(", "), "", "fast again: back on the event loop");
+    assert.equal((await store.read("slow")).kind, "free");
+    assert.equal((await store.read("after")).kind, "held");
+  } finally {
+    await store.close();
+    await temp.remove();
+  }
 });
