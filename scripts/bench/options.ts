@@ -26,6 +26,10 @@ export const USAGE = `usage: npm run bench -- [--quick] [--out FILE] [--rounds N
   what its Prometheus metrics cost (docs/operations.md).
   BENCH_MCP_LOCKD_TRACE=FILE appends to FILE, every 2 s, where mcp-lockd's
   renewals spend their time (scripts/trace-renewals.mjs, preloaded).
+  BENCH_MCP_LOCKD_FSYNC=auto|pool|loop passes --fsync to mcp-lockd.
+  BENCH_MCP_LOCKD_DURABILITY=off makes every fsync of mcp-lockd return at
+  once (scripts/without-fsync.mjs, preloaded): nothing is durable; the upper
+  bound of any cheaper durable write, for measurement only.
 `;
 
 /** Durations in ms, counts of leases and requests. */

@@ -34,6 +34,10 @@ export function startMcpLockd(runtime: McpLockdRuntime, lockDir: string | { etcd
   // by scripts/trace-renewals.mjs preloaded into the server (node runtime only).
   const trace = process.env.BENCH_MCP_LOCKD_TRACE;
   const preload = trace !== undefined && runtime === "node" ? ["--import", join(REPO_ROOT, "scripts", "trace-renewals.mjs")] : [];
+  // BENCH_MCP_LOCKD_DURABILITY=off: every fsync of the service returns at
+  // once (scripts/without-fsync.mjs), the upper bound of any cheaper durable
+  // write; a measurement, never a way to run (node runtime only).
+  if (process.env.BENCH_MCP_LOCKD_DURABILITY === "off" && runtime === "node") preload.push("--import", join(REPO_ROOT, "scripts", "without-fsync.mjs"));
   return startServerProcess({
     command: runtime === "node" ? process.execPath : BINARY_PATH,
     args: runtime === "node" ? [...preload, CLI_PATH, ...args] : args,
