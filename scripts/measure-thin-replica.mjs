@@ -67,24 +67,29 @@ async function measure(seconds, rounds) {
   const install = ensureEtcd((message) => console.error(message));
   if (!install.path) throw new Error(install.unavailable);
   const dir = mkdtempSync(join(tmpdir(), "mcp-lockd-thin-"));
-  const etcd = await startEtcd(install.path, join(dir, "data"));
-  const thin = await startServerProcess({
-    command: process.execPath,
-    args: [fileURLToPath(import.meta.url), "--serve-thin", etcd.grpcAddress],
-    ready: /thin serving grpc=(\S+)/,
-    env: process.env,
-  });
-  const replica = await startMcpLockd("node", { etcd: `http://${etcd.grpcAddress}`, prefix: "/replica/" });
+  const started = [];
+  const systems = [];
   const cpuMs = (pid) => {
     const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
     return (Number(fields[11]) + Number(fields[12])) * 10;
   };
-  const systems = [
-    { name: "v3lock", pid: etcd.server.pid, client: await new EtcdDriver({ system: "etcd", grpcAddress: etcd.grpcAddress }).openClient() },
-    { name: "thin", pid: thin.pid, client: await new McpLockdDriver({ system: "mcp-lockd", grpcAddress: thin.match[1], httpAddress: "unused" }).openClient() },
-    { name: "replica", pid: replica.pid, client: await new McpLockdDriver({ system: "mcp-lockd", grpcAddress: replica.match[1], httpAddress: replica.match[2] }).openClient() },
-  ];
   try {
+    const etcd = await startEtcd(install.path, join(dir, "data"));
+    started.push(etcd.server);
+    const thin = await startServerProcess({
+      command: process.execPath,
+      args: [fileURLToPath(import.meta.url), "--serve-thin", etcd.grpcAddress],
+      ready: /thin serving grpc=(\S+)/,
+      env: process.env,
+    });
+    started.push(thin);
+    const replica = await startMcpLockd("node", { etcd: `http://${etcd.grpcAddress}`, prefix: "/replica/" });
+    started.push(replica);
+    systems.push(
+      { name: "v3lock", pid: etcd.server.pid, client: await new EtcdDriver({ system: "etcd", grpcAddress: etcd.grpcAddress }).openClient() },
+      { name: "thin", pid: thin.pid, client: await new McpLockdDriver({ system: "mcp-lockd", grpcAddress: thin.match[1], httpAddress: "unused" }).openClient() },
+      { name: "replica", pid: replica.pid, client: await new McpLockdDriver({ system: "mcp-lockd", grpcAddress: replica.match[1], httpAddress: replica.match[2] }).openClient() },
+    );
     for (const system of systems) for (let i = 0; i < 200; i++) await system.client.acquireRelease(`warm-${system.name}`);
     for (let round = 1; round <= rounds; round++) {
       for (const system of systems) {
@@ -107,10 +112,8 @@ async function measure(seconds, rounds) {
       }
     }
   } finally {
-    for (const system of systems) await system.client.close?.();
-    await replica.stop();
-    await thin.stop();
-    await etcd.server.stop();
+    for (const system of systems) await system.client.close();
+    for (const server of started.reverse()) await server.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 }
