@@ -12,6 +12,7 @@ import { startServiceUnderTest, storesUnderTest, type ServiceUnderTest } from ".
 import { TestLockClient, expectGrpcError } from "../helpers/lock-client.ts";
 import { assertValidLeaseFile } from "../helpers/lease-file-schema.ts";
 import type { AcquireRequest } from "../../src/gen/mcplockd/v1/lock.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 type Duration = { seconds: number; nanos: number };
 const seconds = (s: number): Duration => ({ seconds: s, nanos: 0 });
@@ -202,7 +203,10 @@ for (const kind of storesUnderTest()) describe(`bad input against a healthy ${ki
     };
     for (const [resource, content] of Object.entries(files)) await writeFile(join(lockDir, `${resource}.lock`), content);
 
-    const listed = (await client.listLocks("broken-")).locks;
+    // Listings come from what the service tracks: files written behind it
+    // arrive through its directory watch, a few milliseconds later.
+    let listed = (await client.listLocks("broken-")).locks;
+    await waitFor(async () => (listed = (await client.listLocks("broken-")).locks).length >= 3, "the three broken files to be listed", 5_000).catch(() => {});
     assert.deepEqual(
       listed.map((lock) => lock.resource),
       ["broken-binary", "broken-empty", "broken-torn"],
