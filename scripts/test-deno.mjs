@@ -53,12 +53,23 @@ function run(list) {
   });
 }
 
-/** The test files of the failures in `output` (node --test puts a `location:` in each failure's details). */
+/**
+ * The test files of the top-level failures in `output` (node --test gives
+ * each failure's details a `location:`), or undefined when a failure names
+ * no file of the run: then nothing is retried.
+ */
 function failedFiles(output) {
   const failed = new Set();
-  for (const match of output.matchAll(/location: '([^']+?\.test\.js):\d+:\d+'/g)) {
-    const file = files.find((candidate) => resolve(root, candidate) === match[1]);
-    if (file) failed.add(file);
+  const lines = output.split("\n");
+  for (let i = 0; i < lines.length; i++) {
+    if (!/^not ok \d+ /.test(lines[i])) continue;
+    let file;
+    for (let j = i + 1; j < lines.length && !/^(ok|not ok) \d+ |^# Subtest/.test(lines[j]); j++) {
+      const location = /^ {2}location: '([^']+?\.test\.js):\d+:\d+'/.exec(lines[j]);
+      if (location) file = files.find((candidate) => resolve(root, candidate) === location[1]);
+    }
+    if (file === undefined) return undefined;
+    failed.add(file);
   }
   return [...failed];
 }
@@ -66,7 +77,7 @@ function failedFiles(output) {
 const first = await run(files);
 if (first.code === 0) process.exit(0);
 const retry = failedFiles(first.output);
-if (!NGHTTP2_ABORT.test(first.output) || retry.length === 0) process.exit(first.code);
+if (!NGHTTP2_ABORT.test(first.output) || retry === undefined || retry.length === 0) process.exit(first.code);
 process.stderr.write(
   `\ntest-deno: the service under Deno aborted in nghttp2 (denoland/deno#36788) during this run; ` +
     `running the ${retry.length} file(s) with a failure once more: ${retry.join(" ")}\n\n`,
