@@ -15,7 +15,7 @@
 // Prints cycles/s and the server's CPU per cycle (etcd's for v3lock, the
 // replica's own otherwise; etcd's CPU is reported beside it).
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -64,15 +64,12 @@ async function measure(seconds, rounds) {
   const { startServerProcess } = await dist("scripts/bench/systems/server-process.js");
   const { EtcdDriver } = await dist("scripts/bench/drivers/etcd.js");
   const { McpLockdDriver } = await dist("scripts/bench/drivers/mcp-lockd.js");
+  const { processCpuMs: cpuMs } = await dist("scripts/bench/process-metrics.js");
   const install = ensureEtcd((message) => console.error(message));
   if (!install.path) throw new Error(install.unavailable);
   const dir = mkdtempSync(join(tmpdir(), "mcp-lockd-thin-"));
   const started = [];
   const systems = [];
-  const cpuMs = (pid) => {
-    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
-    return (Number(fields[11]) + Number(fields[12])) * 10;
-  };
   try {
     const etcd = await startEtcd(install.path, join(dir, "data"));
     started.push(etcd.server);
@@ -94,7 +91,7 @@ async function measure(seconds, rounds) {
     for (let round = 1; round <= rounds; round++) {
       for (const system of systems) {
         const resource = `r-${system.name}-${round}`;
-        const [serverBefore, etcdBefore] = [cpuMs(system.pid), cpuMs(etcd.server.pid)];
+        const [serverBefore, etcdBefore] = [await cpuMs(system.pid), await cpuMs(etcd.server.pid)];
         const start = performance.now();
         let cycles = 0;
         while (performance.now() - start < seconds * 1000) {
@@ -102,8 +99,8 @@ async function measure(seconds, rounds) {
           cycles++;
         }
         const elapsed = (performance.now() - start) / 1000;
-        const server = (cpuMs(system.pid) - serverBefore) / cycles;
-        const etcdCpu = (cpuMs(etcd.server.pid) - etcdBefore) / cycles;
+        const server = ((await cpuMs(system.pid)) - serverBefore) / cycles;
+        const etcdCpu = ((await cpuMs(etcd.server.pid)) - etcdBefore) / cycles;
         console.log(
           `round ${round} ${system.name.padEnd(7)} ${String(Math.round(cycles / elapsed)).padStart(5)} cycles/s;` +
             ` server CPU ${server.toFixed(2)} ms per cycle` +

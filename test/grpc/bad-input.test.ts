@@ -11,7 +11,7 @@ import { startServiceProcess, type ServiceProcess } from "../helpers/service-pro
 import { startServiceUnderTest, storesUnderTest, type ServiceUnderTest } from "../helpers/service-under-test.ts";
 import { TestLockClient, expectGrpcError } from "../helpers/lock-client.ts";
 import { assertValidLeaseFile } from "../helpers/lease-file-schema.ts";
-import type { AcquireRequest } from "../../src/gen/mcplockd/v1/lock.ts";
+import type { AcquireRequest, Lease } from "../../src/gen/mcplockd/v1/lock.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 type Duration = { seconds: number; nanos: number };
@@ -205,7 +205,7 @@ for (const kind of storesUnderTest()) describe(`bad input against a healthy ${ki
 
     // Listings come from what the service tracks: files written behind it
     // arrive through its directory watch, a few milliseconds later.
-    let listed = (await client.listLocks("broken-")).locks;
+    let listed: Lease[] = [];
     await waitFor(async () => (listed = (await client.listLocks("broken-")).locks).length >= 3, "the three broken files to be listed", 5_000).catch(() => {});
     assert.deepEqual(
       listed.map((lock) => lock.resource),
